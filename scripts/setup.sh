@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything sandboxd needs on Debian 12, idempotently: apt packages, npm deps, build, guest image.
+# Fast when already done: each step checks before it works.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(qemu-system-x86 busybox-static cpio crun socat xz-utils zstd kmod procps iproute2 ca-certificates)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm ci only when the lockfile changed since the last install.
+stamp=node_modules/.sandboxd-lock-hash
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$want" > "$stamp"
+fi
+
+npm run build --silent
+
+# The guest image (kernel, initrd, guest root with node + agent + crun): content-hashed, rebuilt only on change.
+node dist/src/image/main.js build

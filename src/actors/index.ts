@@ -1,0 +1,2 @@
+// Door of src/actors.
+export * from './types.js';

@@ -1,0 +1,125 @@
+// The runtime's surface for the API: commands in, results (views of entity state) out.
+import type { Observable } from 'rxjs';
+import type {
+  ContainerResources,
+  ContainerStats,
+  ExitStatus,
+  GuestDetails,
+  NetInterface,
+  NetRoute,
+  ProcessInfo,
+  ProcessSpec,
+} from '../agent/index.js';
+import type { EventEnvelope } from '../events/index.js';
+import type { Accel } from '../hypervisor/index.js';
+
+export interface SandboxConfig {
+  readonly vcpus?: number;
+  readonly maxVcpus?: number;
+  readonly memoryMiB?: number;
+  readonly maxMemoryMiB?: number;
+  readonly hostname?: string;
+  readonly dns?: readonly string[];
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export interface SandboxView {
+  readonly id: string;
+  /** Machine state: created | starting | running | paused | stopping | stopped | deleted | failed | lost. */
+  readonly state: string;
+  readonly config: SandboxConfig;
+  readonly pid?: number;
+  readonly accel?: Accel;
+  readonly containers: readonly string[];
+  readonly createdAt: string;
+  readonly version: number;
+  readonly error?: string;
+}
+
+export interface ContainerView {
+  readonly sandboxId: string;
+  readonly id: string;
+  /** created | running | paused | stopped | deleted (plus transitional states). */
+  readonly state: string;
+  readonly bundle: string;
+  readonly pid?: number;
+  readonly exit?: ExitStatus;
+  readonly execs: readonly string[];
+  readonly createdAt: string;
+  readonly version: number;
+}
+
+export interface ExecView {
+  readonly sandboxId: string;
+  readonly containerId: string;
+  readonly id: string;
+  /** created | running | exited. */
+  readonly state: string;
+  readonly process: ProcessSpec;
+  readonly pid?: number;
+  readonly exit?: ExitStatus;
+  readonly version: number;
+}
+
+export interface CreateContainerParams {
+  readonly sandboxId: string;
+  readonly id: string;
+  /** Absolute host path of an OCI bundle (config.json + rootfs). */
+  readonly bundle: string;
+  readonly process?: ProcessSpec;
+  readonly resources?: ContainerResources;
+}
+
+/**
+ * The actor runtime, as the API sees it. Each command is checked against the entity's state
+ * (InvalidState otherwise, nothing written), persisted, then run. Throws NotFound, AlreadyExists,
+ * InvalidState, Conflict, Timeout, HypervisorError, AgentError.
+ */
+export interface Runtime {
+  readonly accel: Accel | undefined;
+  createSandbox(id: string, config: SandboxConfig): Promise<SandboxView>;
+  /** Resolves when the VM runs and the agent answered (state running), or rejects (state failed). */
+  startSandbox(id: string): Promise<SandboxView>;
+  stopSandbox(id: string, options?: { timeoutMs?: number }): Promise<SandboxView>;
+  pauseSandbox(id: string): Promise<SandboxView>;
+  resumeSandbox(id: string): Promise<SandboxView>;
+  deleteSandbox(id: string, options?: { force?: boolean }): Promise<void>;
+  getSandbox(id: string): SandboxView;
+  listSandboxes(): SandboxView[];
+  sandboxStats(id: string): Promise<{ sandbox: SandboxView; containers: Record<string, ContainerStats> }>;
+
+  createContainer(params: CreateContainerParams): Promise<ContainerView>;
+  startContainer(sandboxId: string, id: string): Promise<ContainerView>;
+  killContainer(sandboxId: string, id: string, signal: string, all?: boolean): Promise<void>;
+  deleteContainer(sandboxId: string, id: string, options?: { force?: boolean }): Promise<void>;
+  pauseContainer(sandboxId: string, id: string): Promise<ContainerView>;
+  resumeContainer(sandboxId: string, id: string): Promise<ContainerView>;
+  getContainer(sandboxId: string, id: string): ContainerView;
+  listContainers(sandboxId: string): ContainerView[];
+  containerStats(sandboxId: string, id: string): Promise<ContainerStats>;
+  updateContainer(sandboxId: string, id: string, resources: ContainerResources): Promise<ContainerView>;
+  containerPs(sandboxId: string, id: string): Promise<ProcessInfo[]>;
+  /** Resolves with the exit status once the container's init process ended. */
+  waitContainer(sandboxId: string, id: string): Promise<ExitStatus>;
+
+  startExec(sandboxId: string, containerId: string, execId: string, process: ProcessSpec): Promise<ExecView>;
+  waitExec(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus>;
+  killExec(sandboxId: string, containerId: string, execId: string, signal: string): Promise<void>;
+  resizeExec(sandboxId: string, containerId: string, execId: string, rows: number, cols: number): Promise<void>;
+  getExec(sandboxId: string, containerId: string, execId: string): ExecView;
+  /** execId '' = the container's init process. Streams from what is still buffered, then live. */
+  output(sandboxId: string, containerId: string, execId: string, stream: 'stdout' | 'stderr'): Observable<Uint8Array>;
+  writeStdin(sandboxId: string, containerId: string, execId: string, data: Uint8Array): Promise<number>;
+  closeStdin(sandboxId: string, containerId: string, execId: string): Promise<void>;
+
+  guestDetails(sandboxId: string): Promise<GuestDetails>;
+  listInterfaces(sandboxId: string): Promise<NetInterface[]>;
+  listRoutes(sandboxId: string): Promise<NetRoute[]>;
+  copyFile(sandboxId: string, path: string, data: Uint8Array, mode?: number): Promise<void>;
+  metrics(sandboxId: string): Promise<string>;
+
+  /** Durable events, live (see EventStore.subscribe). */
+  events(fromSeq?: number): Observable<EventEnvelope>;
+  /** Stops accepting commands, waits for in-flight ones, leaves VMs running. */
+  shutdown(): Promise<void>;
+}

@@ -1,0 +1,2 @@
+// Door of src/agent.
+export * from './types.js';

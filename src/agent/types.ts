@@ -1,0 +1,147 @@
+// The Agent port: one method per guest agent RPC, addressed by sandbox id. Implemented by the gRPC client.
+import type { Observable } from 'rxjs';
+
+export interface ProcessSpec {
+  readonly args: readonly string[];
+  readonly env?: readonly string[];
+  readonly cwd?: string;
+  readonly terminal?: boolean;
+  /** "uid", "uid:gid", "name" or "name:group", resolved in the container as Kata's cmdToKataProcess does. */
+  readonly user?: string;
+}
+
+export interface CreateSandboxRequest {
+  readonly hostname?: string;
+  readonly dns?: readonly string[];
+  readonly sandboxPidNs?: boolean;
+}
+
+export interface ContainerResources {
+  readonly memoryLimitBytes?: number;
+  readonly cpuQuota?: number;
+  readonly cpuPeriod?: number;
+  readonly pidsLimit?: number;
+}
+
+export interface CreateContainerRequest {
+  readonly containerId: string;
+  /** Bundle directory path relative to the sandbox share (config.json + rootfs inside). */
+  readonly bundle: string;
+  /** Overrides of the bundle's process (optional). */
+  readonly process?: ProcessSpec;
+  readonly resources?: ContainerResources;
+}
+
+export interface ExecRequest {
+  readonly containerId: string;
+  readonly execId: string;
+  readonly process: ProcessSpec;
+}
+
+export interface ExitStatus {
+  readonly exitCode: number;
+  /** Signal name when killed by a signal. */
+  readonly signal?: string;
+  readonly oomKilled?: boolean;
+}
+
+export interface ContainerStats {
+  readonly cpuUsageUsec: number;
+  readonly memoryUsageBytes: number;
+  readonly memoryLimitBytes?: number;
+  readonly pids: number;
+  readonly ioReadBytes: number;
+  readonly ioWriteBytes: number;
+}
+
+export interface ProcessInfo {
+  readonly pid: number;
+  readonly user?: string;
+  readonly command: string;
+}
+
+export interface GuestDetails {
+  readonly agentVersion: string;
+  readonly kernel: string;
+  readonly memBlockSizeBytes: number;
+  readonly cpus: number;
+  readonly memTotalBytes: number;
+}
+
+export interface NetInterface {
+  readonly name: string;
+  readonly mac?: string;
+  readonly mtu?: number;
+  readonly addresses: readonly string[];
+  readonly up?: boolean;
+}
+
+export interface NetRoute {
+  readonly dest: string;
+  readonly gateway?: string;
+  readonly device?: string;
+  readonly source?: string;
+}
+
+/** Unsolicited happenings reported by the agent. */
+export type AgentEvent =
+  | { readonly type: 'processExited'; readonly containerId: string; readonly execId: string; readonly status: ExitStatus }
+  | { readonly type: 'oom'; readonly containerId: string };
+
+export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped';
+
+export interface ContainerInfo {
+  readonly containerId: string;
+  readonly status: ContainerStatus;
+  readonly pid?: number;
+  readonly exit?: ExitStatus;
+  /** Exec ids known to the agent with their status. */
+  readonly processes: readonly { execId: string; running: boolean; exit?: ExitStatus }[];
+}
+
+/**
+ * Talks to the guest agent of one sandbox. Every call has a deadline and throws AgentError (or
+ * NotFound / InvalidState / InvalidArgument mapped from the agent's gRPC status) naming the RPC.
+ * An exec's "execId" of '' means the container's init process.
+ */
+export interface Agent {
+  /** Dials the agent socket, retrying while the VM boots, until `Check` answers or the deadline. */
+  connect(sandboxId: string, agentSocket: string, options?: { deadlineMs?: number; signal?: AbortSignal }): Promise<void>;
+  disconnect(sandboxId: string): Promise<void>;
+  check(sandboxId: string): Promise<{ version: string }>;
+  createSandbox(sandboxId: string, request: CreateSandboxRequest): Promise<void>;
+  destroySandbox(sandboxId: string): Promise<void>;
+  createContainer(sandboxId: string, request: CreateContainerRequest): Promise<{ pid: number }>;
+  startContainer(sandboxId: string, containerId: string): Promise<void>;
+  removeContainer(sandboxId: string, containerId: string, timeoutMs?: number): Promise<void>;
+  pauseContainer(sandboxId: string, containerId: string): Promise<void>;
+  resumeContainer(sandboxId: string, containerId: string): Promise<void>;
+  /** What the agent knows of every container and process (used by reconciliation). */
+  listContainers(sandboxId: string): Promise<ContainerInfo[]>;
+  execProcess(sandboxId: string, request: ExecRequest): Promise<{ pid: number }>;
+  signalProcess(sandboxId: string, containerId: string, execId: string, signal: string, all?: boolean): Promise<void>;
+  waitProcess(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus>;
+  writeStdin(sandboxId: string, containerId: string, execId: string, data: Uint8Array): Promise<number>;
+  closeStdin(sandboxId: string, containerId: string, execId: string): Promise<void>;
+  /** Output stream from the start of what the agent still buffers; completes at process exit. */
+  readStdout(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array>;
+  readStderr(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array>;
+  ttyWinResize(sandboxId: string, containerId: string, execId: string, rows: number, cols: number): Promise<void>;
+  listProcesses(sandboxId: string, containerId: string, format: 'json' | 'table', args?: readonly string[]): Promise<{ processes: ProcessInfo[]; table?: string }>;
+  updateContainer(sandboxId: string, containerId: string, resources: ContainerResources): Promise<void>;
+  statsContainer(sandboxId: string, containerId: string): Promise<ContainerStats>;
+  onlineCpuMem(sandboxId: string, options: { cpus?: number; memory?: boolean }): Promise<void>;
+  memHotplugByProbe(sandboxId: string, addresses: readonly number[]): Promise<void>;
+  getGuestDetails(sandboxId: string): Promise<GuestDetails>;
+  setGuestDateTime(sandboxId: string, date: Date): Promise<void>;
+  /** Copies into the guest; `path` must stay inside the sandbox's dirs (traversal refused). */
+  copyFile(sandboxId: string, path: string, data: Uint8Array, mode?: number): Promise<void>;
+  reseedRandomDev(sandboxId: string, seed: Uint8Array): Promise<void>;
+  listInterfaces(sandboxId: string): Promise<NetInterface[]>;
+  updateInterface(sandboxId: string, iface: NetInterface): Promise<NetInterface>;
+  listRoutes(sandboxId: string): Promise<NetRoute[]>;
+  updateRoutes(sandboxId: string, routes: readonly NetRoute[]): Promise<NetRoute[]>;
+  getMetrics(sandboxId: string): Promise<string>;
+  /** Process exits and OOMs, as they happen; survives reconnects. */
+  events(sandboxId: string): Observable<AgentEvent>;
+}

@@ -1,0 +1,35 @@
+// The shape of every stored event. Changing this shape needs a codec version bump.
+
+/** An event as stored and read back: global `seq` (gap-free from 1), per-stream `version` (from 1). */
+export interface EventEnvelope<T extends string = string, D = unknown> {
+  readonly seq: number;
+  readonly stream: string;
+  readonly version: number;
+  readonly type: T;
+  /** The schema version of `data` as read: always the current one after upcasting. */
+  readonly schema: number;
+  /** nanoid; also the idempotency key of any effect this event asks for. */
+  readonly id: string;
+  /** ISO-8601 time of the append. */
+  readonly at: string;
+  readonly causationId?: string;
+  readonly correlationId?: string;
+  readonly data: D;
+}
+
+/** What a caller hands to `append`: the store fills seq, version, at, schema (current) and id (if absent). */
+export interface NewEvent<T extends string = string, D = unknown> {
+  readonly type: T;
+  readonly data: D;
+  readonly id?: string;
+  readonly causationId?: string;
+  readonly correlationId?: string;
+}
+
+/** Stream names: `sandbox-<id>`, `container-<sandboxId>-<id>`, `exec-<sandboxId>-<containerId>-<execId>`. */
+export const streamOf = {
+  sandbox: (sandboxId: string) => `sandbox-${sandboxId}`,
+  container: (sandboxId: string, containerId: string) => `container-${sandboxId}-${containerId}`,
+  exec: (sandboxId: string, containerId: string, execId: string) =>
+    `exec-${sandboxId}-${containerId}-${execId}`,
+} as const;

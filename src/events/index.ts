@@ -1,0 +1,2 @@
+// The event catalogue's door: envelope, event types, validators, upcasters and the record codec.
+export * from './envelope.js';

@@ -1,0 +1,2 @@
+// Door of src/hypervisor.
+export * from './types.js';

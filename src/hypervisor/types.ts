@@ -1,0 +1,82 @@
+// The Hypervisor port: what the actors ask of a VM. Implemented by QemuHypervisor; fakes only in unit tests.
+import type { Observable } from 'rxjs';
+
+export type Accel = 'kvm' | 'tcg';
+
+/** Paths of a built guest image (see src/image). */
+export interface GuestImagePaths {
+  readonly kernel: string;
+  readonly initrd: string;
+  /** Directory shared read-only into the guest (node, agent bundle, crun, libs). */
+  readonly rootDir: string;
+  /** Content hash of the image. */
+  readonly version: string;
+}
+
+export interface VmConfig {
+  readonly sandboxId: string;
+  /** Per-sandbox directory for sockets, pidfile, console log; created by launch, removed by destroy. */
+  readonly stateDir: string;
+  /** Writable directory shared into the guest as the sandbox's share (bundles live here). */
+  readonly sharedDir: string;
+  readonly image: GuestImagePaths;
+  readonly vcpus: number;
+  readonly maxVcpus: number;
+  readonly memoryMiB: number;
+  readonly maxMemoryMiB: number;
+  readonly kernelParams?: readonly string[];
+}
+
+/** Everything needed to find a running VM again after a daemon restart. Persisted in events. */
+export interface VmHandle {
+  readonly sandboxId: string;
+  readonly pid: number;
+  /** Process start time (from /proc/<pid>/stat, clock ticks) to tell a reused pid from ours. */
+  readonly pidStartTime: number;
+  readonly accel: Accel;
+  readonly stateDir: string;
+  readonly qmpSocket: string;
+  readonly agentSocket: string;
+  readonly consoleLog: string;
+}
+
+export type VmStatus = 'running' | 'paused' | 'shutdown' | 'gone';
+
+/** Unsolicited happenings of a VM, from QMP events and the process monitor. */
+export type VmEvent =
+  | { readonly type: 'exited'; readonly reason: string }
+  | { readonly type: 'paused' }
+  | { readonly type: 'resumed' }
+  | { readonly type: 'panicked' }
+  | { readonly type: 'deviceDeleted'; readonly device: string };
+
+export interface StopOptions {
+  /** How long to wait for a graceful powerdown before quit, then SIGKILL. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * A VM per sandbox, addressed by sandbox id. Every method throws HypervisorError naming the step,
+ * or Timeout. QEMU runs detached: it outlives the daemon.
+ */
+export interface Hypervisor {
+  /** Which accelerator launches use (probed once by booting, not by /dev/kvm's presence). */
+  accel(): Promise<Accel>;
+  /** Starts QEMU detached and resolves once QMP answers. On failure leaves nothing behind. */
+  launch(config: VmConfig, signal?: AbortSignal): Promise<VmHandle>;
+  /** Reconnects to a VM from a previous daemon; undefined when it is gone (or the pid is not ours). */
+  attach(handle: VmHandle): Promise<VmHandle | undefined>;
+  status(sandboxId: string): Promise<VmStatus>;
+  pause(sandboxId: string): Promise<void>;
+  resume(sandboxId: string): Promise<void>;
+  /** Graceful: system_powerdown → quit after timeout → SIGKILL. Resolves when the process is gone. */
+  stop(sandboxId: string, options?: StopOptions): Promise<void>;
+  /** Kills if needed and removes sockets, pidfile and the state dir. Idempotent. */
+  destroy(sandboxId: string, stateDir: string): Promise<void>;
+  /** Adds vCPUs up to `total`; returns the new count. The agent must online them. */
+  hotplugCpus(sandboxId: string, total: number): Promise<number>;
+  /** Adds a memory DIMM of `sizeMiB`; the agent must online it. */
+  hotplugMemory(sandboxId: string, sizeMiB: number): Promise<void>;
+  /** Unsolicited events of one VM; completes after 'exited'. */
+  events(sandboxId: string): Observable<VmEvent>;
+}

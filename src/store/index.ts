@@ -1,0 +1,2 @@
+// Door of src/store.
+export * from './types.js';
