@@ -1,2 +1,3 @@
 // The event catalogue's door: envelope, event types, validators, upcasters and the record codec.
 export * from './envelope.js';
+export * from './registry.js';
