@@ -1,2 +1,6 @@
 // Door of src/store.
+
+export { catchUpThenLive } from './live.js';
+export { createMemoryEventStore, type MemoryEventStoreOptions } from './memory.js';
+export { type PreparedEvent, prepareEvents } from './prepare.js';
 export * from './types.js';

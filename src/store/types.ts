@@ -21,7 +21,13 @@ export interface StoredSnapshot<S = unknown> {
 }
 
 export interface VerifyProblem {
-  readonly kind: 'checksum' | 'seq-gap' | 'version-gap' | 'version-duplicate' | 'undecodable' | 'index-mismatch';
+  readonly kind:
+    | 'checksum'
+    | 'seq-gap'
+    | 'version-gap'
+    | 'version-duplicate'
+    | 'undecodable'
+    | 'index-mismatch';
   readonly seq?: number;
   readonly stream?: string;
   readonly version?: number;
@@ -53,7 +59,11 @@ export interface EventStore {
    * Throws ConcurrencyConflict (stream, expected, actual) and writes nothing otherwise;
    * InvalidArgument for an unknown event type or data its validator refuses.
    */
-  append(stream: string, expectedVersion: ExpectedVersion, events: readonly NewEvent[]): Promise<AppendResult>;
+  append(
+    stream: string,
+    expectedVersion: ExpectedVersion,
+    events: readonly NewEvent[],
+  ): Promise<AppendResult>;
   /** Events of one stream with version ≥ fromVersion (default 1), in version order. */
   readStream(stream: string, fromVersion?: number): AsyncIterable<EventEnvelope>;
   /** All events with seq ≥ fromSeq (default 1), in seq order. */
