@@ -1,0 +1,208 @@
+// The event catalogue: every event type of sandboxes, containers and execs, with validators, schemas and upcasters.
+//
+// Changing this shape needs a schema bump and an upcaster.
+// (Every `data` shape below is persisted in the log; old records are lifted on read, never rewritten.)
+import { z } from 'zod';
+import { InvalidArgument } from '../errors/index.js';
+import { EventRegistry, type EventTypeDefinition, type Upcaster } from './registry.js';
+
+const entityId = z.string().min(1).max(64);
+
+const exitFields = {
+  exitCode: z.number().int(),
+  /** Signal name when the process was killed by a signal. */
+  signal: z.string().optional(),
+};
+
+/** Why an effect failed, named by step (the error class's kind and message are kept for people). */
+const failure = z.object({
+  step: z.string(),
+  kind: z.string(),
+  message: z.string(),
+});
+
+const sandboxConfig = z.object({
+  vcpus: z.number().int().positive().optional(),
+  maxVcpus: z.number().int().positive().optional(),
+  memoryMiB: z.number().int().positive().optional(),
+  maxMemoryMiB: z.number().int().positive().optional(),
+  hostname: z.string().optional(),
+  dns: z.array(z.string()).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+});
+
+/** Everything a restarted daemon needs to `hypervisor.attach` the VM again. */
+const vmHandle = z.object({
+  sandboxId: entityId,
+  pid: z.number().int().positive(),
+  pidStartTime: z.number().int().nonnegative(),
+  accel: z.enum(['kvm', 'tcg']),
+  stateDir: z.string(),
+  qmpSocket: z.string(),
+  agentSocket: z.string(),
+  consoleLog: z.string(),
+});
+
+const processSpec = z.object({
+  args: z.array(z.string()).min(1),
+  env: z.array(z.string()).optional(),
+  cwd: z.string().optional(),
+  terminal: z.boolean().optional(),
+  user: z.string().optional(),
+});
+
+const resources = z.object({
+  memoryLimitBytes: z.number().int().positive().optional(),
+  cpuQuota: z.number().int().optional(),
+  cpuPeriod: z.number().int().positive().optional(),
+  pidsLimit: z.number().int().positive().optional(),
+});
+
+const empty = z.object({});
+const failed = z.object({ error: failure });
+const exited = z.object({ ...exitFields, oomKilled: z.boolean() });
+
+/** Data schemas of the sandbox stream (`sandbox-<id>`). */
+const sandboxSchemas = {
+  SandboxCreated: z.object({ sandboxId: entityId, config: sandboxConfig }),
+  SandboxStartRequested: empty,
+  VmLaunched: z.object({ handle: vmHandle }),
+  AgentConnected: z.object({ agentVersion: z.string() }),
+  SandboxStarted: empty,
+  SandboxStartFailed: failed,
+  SandboxPauseRequested: empty,
+  SandboxPaused: empty,
+  SandboxPauseFailed: failed,
+  SandboxResumeRequested: empty,
+  SandboxResumed: empty,
+  SandboxResumeFailed: failed,
+  SandboxStopRequested: z.object({ timeoutMs: z.number().int().positive().optional() }),
+  SandboxStopped: empty,
+  SandboxStopFailed: failed,
+  SandboxDeleteRequested: z.object({ force: z.boolean() }),
+  SandboxDeleted: empty,
+  SandboxDeleteFailed: failed,
+  /** The VM ended while nobody asked (QMP SHUTDOWN, process gone). */
+  VmExited: z.object({ reason: z.string() }),
+  /** Recovery found the VM alive and its agent answering. */
+  SandboxReattached: z.object({ handle: vmHandle }),
+  /** Recovery (or a health check) found the VM gone or unreachable. */
+  SandboxLost: z.object({ reason: z.string() }),
+} as const;
+
+/** Data schemas of the container stream (`container-<sandboxId>-<id>`). */
+const containerSchemas = {
+  ContainerCreateRequested: z.object({
+    sandboxId: entityId,
+    containerId: entityId,
+    /** Host path of the OCI bundle as given by the client. */
+    bundle: z.string(),
+    process: processSpec.optional(),
+    resources: resources.optional(),
+  }),
+  ContainerCreated: z.object({ pid: z.number().int().nonnegative() }),
+  ContainerCreateFailed: failed,
+  ContainerStartRequested: empty,
+  ContainerStarted: empty,
+  ContainerStartFailed: failed,
+  ContainerPauseRequested: empty,
+  ContainerPaused: empty,
+  ContainerPauseFailed: failed,
+  ContainerResumeRequested: empty,
+  ContainerResumed: empty,
+  ContainerResumeFailed: failed,
+  ContainerUpdated: z.object({ resources }),
+  /** The guest's cgroup reported an OOM kill in this container (the shim's TaskOOM). */
+  ContainerOomKilled: empty,
+  /** The init process ended (the shim's TaskExit). Schema 2 added `oomKilled`. */
+  ContainerExited: exited,
+  /** Recovery found the init process ended while the daemon was down. */
+  ContainerExitedWhileDown: exited,
+  /** The container vanished with its VM, or the agent no longer knows it. */
+  ContainerLost: z.object({ reason: z.string() }),
+  ContainerDeleteRequested: z.object({ force: z.boolean() }),
+  ContainerDeleted: empty,
+  ContainerDeleteFailed: failed,
+} as const;
+
+/** Data schemas of the exec stream (`exec-<sandboxId>-<containerId>-<execId>`). */
+const execSchemas = {
+  ExecRequested: z.object({
+    sandboxId: entityId,
+    containerId: entityId,
+    execId: entityId,
+    process: processSpec,
+  }),
+  ExecStarted: z.object({ pid: z.number().int().nonnegative() }),
+  ExecStartFailed: failed,
+  ProcessExited: z.object({ ...exitFields, oomKilled: z.boolean().optional() }),
+  ProcessExitedWhileDaemonDown: z.object({ ...exitFields, oomKilled: z.boolean().optional() }),
+  ProcessLost: z.object({ reason: z.string() }),
+} as const;
+
+type DataOf<M extends Record<string, z.ZodType>> = { [K in keyof M]: z.infer<M[K]> };
+type UnionOf<M extends Record<string, z.ZodType>> = {
+  [K in keyof M & string]: Readonly<{ type: K; data: DataOf<M>[K] }>;
+}[keyof M & string];
+
+export type SandboxEventData = DataOf<typeof sandboxSchemas>;
+export type ContainerEventData = DataOf<typeof containerSchemas>;
+export type ExecEventData = DataOf<typeof execSchemas>;
+
+/** Every fact of a sandbox's life, discriminated on `type`. */
+export type SandboxEvent = UnionOf<typeof sandboxSchemas>;
+/** Every fact of a container's life. */
+export type ContainerEvent = UnionOf<typeof containerSchemas>;
+/** Every fact of an exec'd process's life. */
+export type ExecEvent = UnionOf<typeof execSchemas>;
+export type DomainEvent = SandboxEvent | ContainerEvent | ExecEvent;
+export type DomainEventType = DomainEvent['type'];
+export type FailureData = z.infer<typeof failure>;
+
+export type EntityKind = 'sandbox' | 'container' | 'exec';
+
+export const sandboxEventTypes = Object.keys(sandboxSchemas) as SandboxEvent['type'][];
+export const containerEventTypes = Object.keys(containerSchemas) as ContainerEvent['type'][];
+export const execEventTypes = Object.keys(execSchemas) as ExecEvent['type'][];
+
+/** Which entity a known event type belongs to (undefined for a type outside the catalogue). */
+export function entityOfEventType(type: string): EntityKind | undefined {
+  if (Object.hasOwn(sandboxSchemas, type)) return 'sandbox';
+  if (Object.hasOwn(containerSchemas, type)) return 'container';
+  if (Object.hasOwn(execSchemas, type)) return 'exec';
+  return undefined;
+}
+
+/** Upcasters per type: `[n]` lifts schema n to n + 1. */
+const upcasters: Partial<Record<DomainEventType, Record<number, Upcaster>>> = {
+  // Schema 1 of ContainerExited had no `oomKilled`: an exit recorded then was not known to be an OOM kill.
+  ContainerExited: {
+    1: (data) => ({ ...(data as object), oomKilled: false }),
+  },
+};
+
+function validatorOf<S extends z.ZodType>(type: string, schema: S): (data: unknown) => z.infer<S> {
+  return (data) => {
+    const parsed = schema.safeParse(data);
+    if (parsed.success) return parsed.data;
+    const issue = parsed.error.issues[0];
+    const path = issue?.path.length ? `data.${issue.path.join('.')}` : 'data';
+    throw new InvalidArgument(path, `${type}: ${issue?.message ?? 'invalid'}`);
+  };
+}
+
+function definitionsOf(schemas: Record<string, z.ZodType>): EventTypeDefinition[] {
+  return Object.entries(schemas).map(([type, schema]) => {
+    const ups = upcasters[type as DomainEventType];
+    const current = ups ? Math.max(...Object.keys(ups).map(Number)) + 1 : 1;
+    const def: EventTypeDefinition = { type, schema: current, validate: validatorOf(type, schema) };
+    return ups ? { ...def, upcasters: ups } : def;
+  });
+}
+
+/** The registry holding every type of the catalogue; the store validates appends and upcasts reads with it. */
+export const eventRegistry: EventRegistry = new EventRegistry().register(
+  ...definitionsOf(sandboxSchemas),
+  ...definitionsOf(containerSchemas),
+  ...definitionsOf(execSchemas),
+);

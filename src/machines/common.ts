@@ -1,0 +1,15 @@
+// Shared shapes of the lifecycle machines: the event a machine consumes and the failure it keeps.
+import type { FailureData } from '../events/index.js';
+
+/** A catalogue event as a machine consumes it: `at` (the append time) when it came from the log. */
+export type Fed<E> = E & { readonly at?: string };
+
+/** The last failure an entity saw, kept in context so views can show it. */
+export type LastFailure = FailureData;
+
+/** The state name a view shows: the top-level state of a (possibly nested) state value. */
+export function topState(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value && typeof value === 'object') return Object.keys(value)[0] ?? 'unknown';
+  return 'unknown';
+}

@@ -1,0 +1,191 @@
+// The container lifecycle machine: created → running ⇄ paused → stopped → deleted, with exit status and OOM flag.
+import { assign, setup } from 'xstate';
+import type { ContainerEvent, ContainerEventData } from '../events/index.js';
+import type { Fed, LastFailure } from './common.js';
+
+type Request = ContainerEventData['ContainerCreateRequested'];
+
+export interface ContainerExit {
+  readonly exitCode: number;
+  readonly signal?: string;
+  readonly oomKilled: boolean;
+}
+
+export interface ContainerContext {
+  readonly sandboxId: string;
+  readonly containerId: string;
+  readonly bundle: string;
+  readonly process?: Request['process'];
+  readonly resources?: Request['resources'];
+  readonly createdAt: string;
+  /** Pid of the init process in the guest, once created. */
+  readonly pid?: number;
+  readonly exit?: ContainerExit;
+  /** An OOM kill was seen in this container (it may arrive before or after the exit). */
+  readonly oomKilled: boolean;
+  readonly error?: LastFailure;
+}
+
+export type ContainerMachineEvent = Fed<ContainerEvent>;
+
+/**
+ * Effects bound by the runtime: createContainer → ContainerCreated | ContainerCreateFailed;
+ * startContainer → ContainerStarted | ContainerStartFailed; pauseContainer → ContainerPaused | …Failed;
+ * resumeContainer → ContainerResumed | …Failed; removeContainer → ContainerDeleted | ContainerDeleteFailed.
+ */
+export const containerEffects = [
+  'createContainer',
+  'startContainer',
+  'pauseContainer',
+  'resumeContainer',
+  'removeContainer',
+] as const;
+export type ContainerEffect = (typeof containerEffects)[number];
+
+const noEffect = () => {};
+
+/** Exit code a container gets when it vanished without telling how (its VM died, the agent forgot it). */
+export const LOST_EXIT_CODE = 255;
+
+const ended = {
+  ContainerExited: { target: '#container.stopped', actions: 'exited' },
+  ContainerExitedWhileDown: { target: '#container.stopped', actions: 'exited' },
+  ContainerLost: { target: '#container.stopped', actions: 'lost' },
+} as const;
+const forceDelete = { ContainerDeleteRequested: { guard: 'forced', target: '#container.deleting' } } as const;
+
+export const containerMachine = setup({
+  types: {} as { context: ContainerContext; events: ContainerMachineEvent },
+  actions: {
+    createContainer: noEffect,
+    startContainer: noEffect,
+    pauseContainer: noEffect,
+    resumeContainer: noEffect,
+    removeContainer: noEffect,
+    remember: assign(({ event }) => ('error' in event.data ? { error: event.data.error } : {})),
+    exited: assign(({ context, event }) => {
+      if (event.type !== 'ContainerExited' && event.type !== 'ContainerExitedWhileDown') return {};
+      const { exitCode, signal, oomKilled } = event.data;
+      const exit: ContainerExit = { exitCode, oomKilled: oomKilled || context.oomKilled };
+      return { exit: signal === undefined ? exit : { ...exit, signal }, oomKilled: exit.oomKilled };
+    }),
+    lost: assign(({ context }) => ({
+      exit: { exitCode: LOST_EXIT_CODE, signal: 'SIGKILL', oomKilled: context.oomKilled },
+    })),
+    oom: assign(({ context }) => ({
+      oomKilled: true,
+      ...(context.exit ? { exit: { ...context.exit, oomKilled: true } } : {}),
+    })),
+    updated: assign(({ event }) =>
+      event.type === 'ContainerUpdated' ? { resources: event.data.resources } : {},
+    ),
+  },
+  guards: {
+    forced: ({ event }) => event.type === 'ContainerDeleteRequested' && event.data.force,
+  },
+}).createMachine({
+  id: 'container',
+  initial: 'absent',
+  context: { sandboxId: '', containerId: '', bundle: '', createdAt: '', oomKilled: false },
+  states: {
+    absent: {
+      on: {
+        ContainerCreateRequested: {
+          target: 'creating',
+          actions: assign(({ event }) => ({
+            sandboxId: event.data.sandboxId,
+            containerId: event.data.containerId,
+            bundle: event.data.bundle,
+            process: event.data.process,
+            resources: event.data.resources,
+            createdAt: event.at ?? '',
+          })),
+        },
+      },
+    },
+    creating: {
+      entry: 'createContainer',
+      on: {
+        ContainerCreated: { target: 'created', actions: assign(({ event }) => ({ pid: event.data.pid })) },
+        ContainerCreateFailed: { target: 'failed', actions: 'remember' },
+        ContainerLost: { target: 'failed', actions: 'lost' },
+        ...forceDelete,
+      },
+    },
+    created: {
+      on: {
+        ContainerStartRequested: { target: 'starting' },
+        ContainerDeleteRequested: { target: 'deleting' },
+        ContainerUpdated: { actions: 'updated' },
+        ...ended,
+      },
+    },
+    starting: {
+      entry: 'startContainer',
+      on: {
+        ContainerStarted: { target: 'running' },
+        ContainerStartFailed: { target: 'failed', actions: 'remember' },
+        ContainerOomKilled: { actions: 'oom' },
+        ...ended,
+        ...forceDelete,
+      },
+    },
+    running: {
+      on: {
+        ContainerPauseRequested: { target: 'pausing' },
+        ContainerUpdated: { actions: 'updated' },
+        ContainerOomKilled: { actions: 'oom' },
+        ...ended,
+        ...forceDelete,
+      },
+    },
+    pausing: {
+      entry: 'pauseContainer',
+      on: {
+        ContainerPaused: { target: 'paused' },
+        ContainerPauseFailed: { target: 'running', actions: 'remember' },
+        ContainerOomKilled: { actions: 'oom' },
+        ...ended,
+        ...forceDelete,
+      },
+    },
+    paused: {
+      on: {
+        ContainerResumeRequested: { target: 'resuming' },
+        ContainerUpdated: { actions: 'updated' },
+        ContainerOomKilled: { actions: 'oom' },
+        ...ended,
+        ...forceDelete,
+      },
+    },
+    resuming: {
+      entry: 'resumeContainer',
+      on: {
+        ContainerResumed: { target: 'running' },
+        ContainerResumeFailed: { target: 'paused', actions: 'remember' },
+        ContainerOomKilled: { actions: 'oom' },
+        ...ended,
+        ...forceDelete,
+      },
+    },
+    stopped: {
+      on: {
+        ContainerDeleteRequested: { target: 'deleting' },
+        // The cgroup's OOM report can trail the exit.
+        ContainerOomKilled: { actions: 'oom' },
+      },
+    },
+    /** Create or start failed: only delete is left (it removes whatever the guest kept). */
+    failed: {
+      on: { ContainerDeleteRequested: { target: 'deleting' } },
+    },
+    deleting: {
+      entry: 'removeContainer',
+      on: {
+        ContainerDeleted: { target: 'deleted' },
+        ContainerDeleteFailed: { target: 'failed', actions: 'remember' },
+      },
+    },
+    deleted: { type: 'final' },
+  },
+});

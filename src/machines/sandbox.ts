@@ -1,0 +1,202 @@
+// The sandbox lifecycle machine: which facts are legal in which state; effects are only named here.
+import { assign, setup } from 'xstate';
+import type { SandboxEvent, SandboxEventData } from '../events/index.js';
+import type { Fed, LastFailure } from './common.js';
+
+type VmHandleData = SandboxEventData['VmLaunched']['handle'];
+
+export interface SandboxContext {
+  readonly sandboxId: string;
+  readonly config: SandboxEventData['SandboxCreated']['config'];
+  readonly createdAt: string;
+  /** The running VM, from VmLaunched / SandboxReattached; cleared once the VM is known gone. */
+  readonly handle?: VmHandleData;
+  readonly agentVersion?: string;
+  readonly error?: LastFailure;
+  /** Why the VM ended on its own (VmExited / SandboxLost). */
+  readonly lostReason?: string;
+}
+
+export type SandboxMachineEvent = Fed<SandboxEvent>;
+
+/**
+ * Effects the runtime binds by name (see src/actors/effects.ts); each ends in an outcome event:
+ * launchVm → VmLaunched | SandboxStartFailed; connectAgent → AgentConnected | SandboxStartFailed;
+ * initGuest → SandboxStarted | SandboxStartFailed; releaseVm (best effort, no outcome);
+ * pauseVm → SandboxPaused | SandboxPauseFailed; resumeVm → SandboxResumed | SandboxResumeFailed;
+ * stopVm → SandboxStopped | SandboxStopFailed; destroyVm → SandboxDeleted | SandboxDeleteFailed.
+ */
+export const sandboxEffects = [
+  'launchVm',
+  'connectAgent',
+  'initGuest',
+  'releaseVm',
+  'pauseVm',
+  'resumeVm',
+  'stopVm',
+  'destroyVm',
+] as const;
+export type SandboxEffect = (typeof sandboxEffects)[number];
+
+const noEffect = () => {};
+
+const forced = ({ event }: { event: SandboxMachineEvent }) =>
+  event.type === 'SandboxDeleteRequested' && event.data.force;
+
+/** Delete only when nothing runs (created, stopped, failed, lost), or with force from anywhere. */
+const forceDelete = { SandboxDeleteRequested: { guard: 'forced', target: '#sandbox.deleting' } } as const;
+const vmDied = {
+  VmExited: { target: '#sandbox.lost', actions: 'gone' },
+  SandboxLost: { target: '#sandbox.lost', actions: 'gone' },
+} as const;
+
+export const sandboxMachine = setup({
+  types: {} as { context: SandboxContext; events: SandboxMachineEvent },
+  actions: {
+    launchVm: noEffect,
+    connectAgent: noEffect,
+    initGuest: noEffect,
+    releaseVm: noEffect,
+    pauseVm: noEffect,
+    resumeVm: noEffect,
+    stopVm: noEffect,
+    destroyVm: noEffect,
+    /** Keeps the failure of a …Failed event for views. */
+    remember: assign(({ event }) => ('error' in event.data ? { error: event.data.error } : {})),
+    /** The VM is known gone: forget its handle, keep why. */
+    gone: assign(({ event }) => ({
+      handle: undefined,
+      lostReason: 'reason' in event.data ? event.data.reason : undefined,
+    })),
+  },
+  guards: { forced },
+}).createMachine({
+  id: 'sandbox',
+  initial: 'absent',
+  context: { sandboxId: '', config: {}, createdAt: '' },
+  states: {
+    /** No event yet: the stream does not exist. */
+    absent: {
+      on: {
+        SandboxCreated: {
+          target: 'created',
+          actions: assign(({ event }) => ({
+            sandboxId: event.data.sandboxId,
+            config: event.data.config,
+            createdAt: event.at ?? '',
+          })),
+        },
+      },
+    },
+    created: {
+      on: {
+        SandboxStartRequested: { target: 'starting' },
+        SandboxDeleteRequested: { target: 'deleting' },
+      },
+    },
+    /** Booting: each sub-state is one effect in flight, so recovery knows which step to settle. */
+    starting: {
+      initial: 'launching',
+      entry: assign({ error: undefined, lostReason: undefined }),
+      on: {
+        SandboxStartFailed: { target: 'failed', actions: ['remember', 'releaseVm'] },
+        ...vmDied,
+        ...forceDelete,
+      },
+      states: {
+        launching: {
+          entry: 'launchVm',
+          on: {
+            VmLaunched: {
+              target: 'connecting',
+              actions: assign(({ event }) => ({ handle: event.data.handle })),
+            },
+          },
+        },
+        connecting: {
+          entry: 'connectAgent',
+          on: {
+            AgentConnected: {
+              target: 'initialising',
+              actions: assign(({ event }) => ({ agentVersion: event.data.agentVersion })),
+            },
+          },
+        },
+        initialising: {
+          entry: 'initGuest',
+          on: { SandboxStarted: { target: '#sandbox.running' } },
+        },
+      },
+    },
+    running: {
+      on: {
+        SandboxPauseRequested: { target: 'pausing' },
+        SandboxStopRequested: { target: 'stopping' },
+        SandboxReattached: { actions: assign(({ event }) => ({ handle: event.data.handle })) },
+        ...vmDied,
+        ...forceDelete,
+      },
+    },
+    pausing: {
+      entry: 'pauseVm',
+      on: {
+        SandboxPaused: { target: 'paused' },
+        SandboxPauseFailed: { target: 'running', actions: 'remember' },
+        ...vmDied,
+        ...forceDelete,
+      },
+    },
+    paused: {
+      on: {
+        SandboxResumeRequested: { target: 'resuming' },
+        SandboxStopRequested: { target: 'stopping' },
+        SandboxReattached: { actions: assign(({ event }) => ({ handle: event.data.handle })) },
+        ...vmDied,
+        ...forceDelete,
+      },
+    },
+    resuming: {
+      entry: 'resumeVm',
+      on: {
+        SandboxResumed: { target: 'running' },
+        SandboxResumeFailed: { target: 'paused', actions: 'remember' },
+        ...vmDied,
+        ...forceDelete,
+      },
+    },
+    /** The VM going away here is expected: the stop effect's outcome tells the story, not VmExited. */
+    stopping: {
+      entry: 'stopVm',
+      on: {
+        SandboxStopped: { target: 'stopped', actions: assign({ handle: undefined }) },
+        SandboxStopFailed: { target: 'failed', actions: 'remember' },
+        SandboxLost: { target: 'lost', actions: 'gone' },
+        ...forceDelete,
+      },
+    },
+    stopped: {
+      on: {
+        SandboxStartRequested: { target: 'starting' },
+        SandboxDeleteRequested: { target: 'deleting' },
+      },
+    },
+    failed: {
+      on: {
+        SandboxDeleteRequested: { target: 'deleting' },
+        VmExited: { actions: 'gone' },
+        SandboxLost: { actions: 'gone' },
+      },
+    },
+    lost: {
+      on: { SandboxDeleteRequested: { target: 'deleting' } },
+    },
+    deleting: {
+      entry: 'destroyVm',
+      on: {
+        SandboxDeleted: { target: 'deleted', actions: assign({ handle: undefined }) },
+        SandboxDeleteFailed: { target: 'failed', actions: 'remember' },
+      },
+    },
+    deleted: { type: 'final' },
+  },
+});
