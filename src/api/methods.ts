@@ -1,0 +1,719 @@
+// The API's method table: name, params schema, result, when legal, handler. It is also the source of docs/api.md.
+import type { Observable, Subscription } from 'rxjs';
+import { z } from 'zod';
+import type { Runtime } from '../actors/index.js';
+import { Timeout } from '../errors/index.js';
+import type { EventEnvelope } from '../events/index.js';
+import type { EventStore, VerifyReport } from '../store/index.js';
+import { validateBundle } from './bundle.js';
+import {
+  absolutePathSchema,
+  base64Schema,
+  execIdSchema,
+  idSchema,
+  isoTimeSchema,
+  processSchema,
+  resourcesSchema,
+  sandboxConfigSchema,
+  signalSchema,
+} from './schemas.js';
+
+/** The part of the event store the API reads (never writes). */
+export type EventLogReader = Pick<
+  EventStore,
+  'readAll' | 'readStream' | 'listStreams' | 'lastSeq' | 'verify'
+>;
+
+/** One event the machines would not have allowed (from the machines' checkTransitions). */
+export interface TransitionProblem {
+  readonly seq: number;
+  readonly stream: string;
+  readonly type: string;
+  readonly message: string;
+}
+
+/** A live feed the connection forwards as notifications until it ends, the client cancels, or it is dropped. */
+export interface SubscriptionSpec {
+  /** 'events' | 'output': shown in the drop notice. */
+  readonly kind: string;
+  /**
+   * Starts the feed. `emit(method, params)` sends one notification (params get `subscription`); it
+   * returns false once the subscription was dropped (slow consumer). `end(method, params)` sends a
+   * last notification and removes the subscription. Returns the teardown.
+   */
+  start(
+    emit: (method: string, params: Record<string, unknown>) => boolean,
+    end: (method: string, params: Record<string, unknown>) => void,
+  ): () => void;
+  /** Extra fields for the drop notice (e.g. the last delivered seq, to resume from). */
+  noticeData?(): Record<string, unknown>;
+}
+
+/** What a handler may ask of the connection it serves. */
+export interface ConnectionContext {
+  readonly id: number;
+  /** Registers a subscription bound to this connection; returns its id. */
+  subscribe(spec: SubscriptionSpec): string;
+  /** Ends a subscription of this connection; false when it has none by that id. */
+  unsubscribe(id: string): boolean;
+}
+
+/** Static facts daemon.info reports. */
+export interface DaemonFacts {
+  readonly version: string;
+  readonly pid: number;
+  readonly startedAt: string;
+  readonly stateDir?: string;
+  readonly socket?: string;
+}
+
+export interface MethodContext {
+  readonly runtime: Runtime;
+  readonly events: EventLogReader;
+  readonly facts: DaemonFacts;
+  readonly connection: ConnectionContext;
+  readonly checkTransitions?: (events: readonly EventEnvelope[]) => readonly TransitionProblem[];
+}
+
+export interface MethodSpec<P extends z.ZodType = z.ZodType> {
+  readonly name: string;
+  readonly summary: string;
+  /** When the call is legal / what it appends (Firecracker-style action docs). */
+  readonly when?: string;
+  readonly params: P;
+  /** The result, in words (docs). */
+  readonly result: string;
+  handler(params: z.output<P>, ctx: MethodContext): unknown;
+}
+
+function method<P extends z.ZodType>(spec: MethodSpec<P>): MethodSpec<P> {
+  return spec;
+}
+
+const sandboxRef = z.strictObject({ id: idSchema });
+const sandboxIdRef = z.strictObject({ sandboxId: idSchema });
+const containerRef = z.strictObject({ sandboxId: idSchema, id: idSchema });
+const execRef = { sandboxId: idSchema, containerId: idSchema, execId: execIdSchema };
+const timeoutMsSchema = z.number().int().min(1).max(3_600_000);
+
+async function withTimeout<T>(promise: Promise<T>, ms: number | undefined, step: string): Promise<T> {
+  if (ms === undefined) return promise;
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Timeout(step, ms)), ms);
+  });
+  try {
+    return await Promise.race([promise, expiry]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const eventFilter = {
+  stream: z.string().min(1).max(256).optional(),
+  types: z.array(z.string().min(1).max(128)).max(64).optional(),
+};
+
+function matches(event: EventEnvelope, stream?: string, types?: readonly string[]): boolean {
+  if (stream !== undefined && event.stream !== stream) return false;
+  if (types !== undefined && types.length > 0 && !types.includes(event.type)) return false;
+  return true;
+}
+
+/** Reads a page of events in seq order; `nextSeq` continues after the last one looked at. */
+export async function readEventPage(
+  log: EventLogReader,
+  query: { fromSeq?: number; stream?: string; types?: readonly string[]; since?: string; limit?: number },
+): Promise<{ events: EventEnvelope[]; nextSeq: number; lastSeq: number }> {
+  const fromSeq = query.fromSeq ?? 1;
+  const limit = query.limit ?? 1000;
+  const since = query.since === undefined ? undefined : Date.parse(query.since);
+  const events: EventEnvelope[] = [];
+  let nextSeq = fromSeq;
+  const source = query.stream !== undefined ? log.readStream(query.stream) : log.readAll(fromSeq);
+  for await (const event of source) {
+    if (event.seq < fromSeq) continue;
+    nextSeq = event.seq + 1;
+    if (since !== undefined && Date.parse(event.at) < since) continue;
+    if (!matches(event, query.stream, query.types)) continue;
+    events.push(event);
+    if (events.length >= limit) break;
+  }
+  return { events, nextSeq, lastSeq: log.lastSeq() };
+}
+
+function countBy<T>(items: readonly T[], key: (t: T) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const item of items) out[key(item)] = (out[key(item)] ?? 0) + 1;
+  return out;
+}
+
+const b64 = (bytes: Uint8Array): string =>
+  Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+
+/** Collects an output stream until it completes or `ms` passes. */
+function collect(source: Observable<Uint8Array>, ms: number): Promise<{ data: Buffer; complete: boolean }> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let sub: Subscription | undefined;
+    const timer = setTimeout(() => {
+      sub?.unsubscribe();
+      resolve({ data: Buffer.concat(chunks), complete: false });
+    }, ms);
+    sub = source.subscribe({
+      next: (c) => chunks.push(Buffer.from(c)),
+      error: (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+      complete: () => {
+        clearTimeout(timer);
+        resolve({ data: Buffer.concat(chunks), complete: true });
+      },
+    });
+  });
+}
+
+/** Every method the daemon serves, in docs order. */
+export const methods = [
+  method({
+    name: 'daemon.info',
+    summary:
+      'Version, hypervisor mode (kvm/tcg), counts of sandboxes and containers by state, last event seq.',
+    params: z.strictObject({}).optional(),
+    result:
+      '{ version, pid, startedAt, stateDir, socket, hypervisor: { mode }, sandboxes: { total, byState }, containers: { total, byState }, events: { lastSeq } }',
+    handler: (_p, { runtime, events, facts }) => {
+      const sandboxes = runtime.listSandboxes();
+      const containers = sandboxes.flatMap((s) => safeContainers(runtime, s.id));
+      return {
+        ...facts,
+        hypervisor: { mode: runtime.accel ?? 'unknown' },
+        sandboxes: { total: sandboxes.length, byState: countBy(sandboxes, (s) => s.state) },
+        containers: { total: containers.length, byState: countBy(containers, (c) => c.state) },
+        events: { lastSeq: events.lastSeq() },
+      };
+    },
+  }),
+
+  // Sandboxes
+  method({
+    name: 'sandbox.create',
+    summary: 'Records a new sandbox (no VM yet).',
+    when: 'id must be unused. Appends SandboxCreated.',
+    params: z.strictObject({ id: idSchema, config: sandboxConfigSchema.optional() }),
+    result: 'SandboxView { id, state: "created", config, containers, createdAt, version }',
+    handler: (p, { runtime }) => runtime.createSandbox(p.id, p.config ?? {}),
+  }),
+  method({
+    name: 'sandbox.start',
+    summary: 'Boots the VM and connects to its agent; resolves once the sandbox runs.',
+    when: 'created (or stopped). starting → running, or failed with the error.',
+    params: sandboxRef,
+    result: 'SandboxView (state running, pid, accel)',
+    handler: (p, { runtime }) => runtime.startSandbox(p.id),
+  }),
+  method({
+    name: 'sandbox.stop',
+    summary: 'Stops the VM gracefully (powerdown, then quit, then SIGKILL after timeoutMs).',
+    when: 'running or paused. stopping → stopped.',
+    params: z.strictObject({ id: idSchema, timeoutMs: timeoutMsSchema.optional() }),
+    result: 'SandboxView (state stopped)',
+    handler: (p, { runtime }) =>
+      runtime.stopSandbox(p.id, p.timeoutMs === undefined ? undefined : { timeoutMs: p.timeoutMs }),
+  }),
+  method({
+    name: 'sandbox.pause',
+    summary: 'Pauses the VM (QMP stop).',
+    when: 'running → paused.',
+    params: sandboxRef,
+    result: 'SandboxView (state paused)',
+    handler: (p, { runtime }) => runtime.pauseSandbox(p.id),
+  }),
+  method({
+    name: 'sandbox.resume',
+    summary: 'Resumes a paused VM (QMP cont).',
+    when: 'paused → running.',
+    params: sandboxRef,
+    result: 'SandboxView (state running)',
+    handler: (p, { runtime }) => runtime.resumeSandbox(p.id),
+  }),
+  method({
+    name: 'sandbox.delete',
+    summary: 'Deletes a sandbox and its directory; force also stops a running one.',
+    when: 'stopped, created, failed or lost (any state with force).',
+    params: z.strictObject({ id: idSchema, force: z.boolean().optional() }),
+    result: '{ id, deleted: true }',
+    handler: async (p, { runtime }) => {
+      await runtime.deleteSandbox(p.id, p.force === undefined ? undefined : { force: p.force });
+      return { id: p.id, deleted: true };
+    },
+  }),
+  method({
+    name: 'sandbox.status',
+    summary: "A sandbox's current view.",
+    params: sandboxRef,
+    result: 'SandboxView',
+    handler: (p, { runtime }) => runtime.getSandbox(p.id),
+  }),
+  method({
+    name: 'sandbox.list',
+    summary: 'All sandboxes (not deleted), optionally only those in one state.',
+    params: z.strictObject({ state: z.string().min(1).max(32).optional() }).optional(),
+    result: 'SandboxView[]',
+    handler: (p, { runtime }) => {
+      const all = runtime.listSandboxes();
+      return p?.state === undefined ? all : all.filter((s) => s.state === p.state);
+    },
+  }),
+  method({
+    name: 'sandbox.stats',
+    summary: 'The sandbox view plus cgroup v2 stats of each container.',
+    when: 'running.',
+    params: sandboxRef,
+    result: '{ sandbox: SandboxView, containers: { [id]: ContainerStats } }',
+    handler: (p, { runtime }) => runtime.sandboxStats(p.id),
+  }),
+
+  // Containers
+  method({
+    name: 'container.create',
+    summary: 'Creates a container from an OCI bundle (copied into the sandbox share) without starting it.',
+    when: 'sandbox running; id unused in the sandbox; bundle an absolute path to a directory with a valid config.json.',
+    params: z.strictObject({
+      sandboxId: idSchema,
+      id: idSchema,
+      bundle: absolutePathSchema,
+      process: processSchema.optional(),
+      resources: resourcesSchema.optional(),
+    }),
+    result: 'ContainerView (state created, pid)',
+    handler: async (p, { runtime }) => {
+      const bundle = await validateBundle(p.bundle, 'bundle');
+      return runtime.createContainer({
+        sandboxId: p.sandboxId,
+        id: p.id,
+        bundle: bundle.path,
+        ...(p.process ? { process: p.process } : {}),
+        ...(p.resources ? { resources: p.resources } : {}),
+      });
+    },
+  }),
+  method({
+    name: 'container.start',
+    summary: "Starts the container's init process.",
+    when: 'created → running.',
+    params: containerRef,
+    result: 'ContainerView (state running)',
+    handler: (p, { runtime }) => runtime.startContainer(p.sandboxId, p.id),
+  }),
+  method({
+    name: 'container.kill',
+    summary: 'Sends a signal to the init process (all: to every process of the container).',
+    when: 'running or paused.',
+    params: z.strictObject({
+      sandboxId: idSchema,
+      id: idSchema,
+      signal: signalSchema.optional(),
+      all: z.boolean().optional(),
+    }),
+    result: '{ signalled: true }',
+    handler: async (p, { runtime }) => {
+      await runtime.killContainer(p.sandboxId, p.id, p.signal ?? 'SIGTERM', p.all);
+      return { signalled: true };
+    },
+  }),
+  method({
+    name: 'container.delete',
+    summary: 'Removes a container (force: kills it first).',
+    when: 'created or stopped (any state with force).',
+    params: z.strictObject({ sandboxId: idSchema, id: idSchema, force: z.boolean().optional() }),
+    result: '{ id, deleted: true }',
+    handler: async (p, { runtime }) => {
+      await runtime.deleteContainer(
+        p.sandboxId,
+        p.id,
+        p.force === undefined ? undefined : { force: p.force },
+      );
+      return { id: p.id, deleted: true };
+    },
+  }),
+  method({
+    name: 'container.state',
+    summary: "A container's current view.",
+    params: containerRef,
+    result: 'ContainerView',
+    handler: (p, { runtime }) => runtime.getContainer(p.sandboxId, p.id),
+  }),
+  method({
+    name: 'container.list',
+    summary: 'The containers of a sandbox.',
+    params: sandboxIdRef,
+    result: 'ContainerView[]',
+    handler: (p, { runtime }) => runtime.listContainers(p.sandboxId),
+  }),
+  method({
+    name: 'container.pause',
+    summary: 'Freezes the container (cgroup freezer).',
+    when: 'running → paused.',
+    params: containerRef,
+    result: 'ContainerView',
+    handler: (p, { runtime }) => runtime.pauseContainer(p.sandboxId, p.id),
+  }),
+  method({
+    name: 'container.resume',
+    summary: 'Thaws a paused container.',
+    when: 'paused → running.',
+    params: containerRef,
+    result: 'ContainerView',
+    handler: (p, { runtime }) => runtime.resumeContainer(p.sandboxId, p.id),
+  }),
+  method({
+    name: 'container.stats',
+    summary: 'cgroup v2 stats of the container (cpu, memory, pids, io).',
+    when: 'running or paused.',
+    params: containerRef,
+    result: 'ContainerStats',
+    handler: (p, { runtime }) => runtime.containerStats(p.sandboxId, p.id),
+  }),
+  method({
+    name: 'container.update',
+    summary: "Changes the container's resource limits.",
+    when: 'created, running or paused.',
+    params: z.strictObject({ sandboxId: idSchema, id: idSchema, resources: resourcesSchema }),
+    result: 'ContainerView',
+    handler: (p, { runtime }) => runtime.updateContainer(p.sandboxId, p.id, p.resources),
+  }),
+  method({
+    name: 'container.ps',
+    summary: 'Processes running in the container.',
+    when: 'running or paused.',
+    params: containerRef,
+    result: 'ProcessInfo[] { pid, user?, command }',
+    handler: (p, { runtime }) => runtime.containerPs(p.sandboxId, p.id),
+  }),
+  method({
+    name: 'container.wait',
+    summary: "Resolves with the init process's exit status once it ended (timeoutMs: Timeout error instead).",
+    params: z.strictObject({ sandboxId: idSchema, id: idSchema, timeoutMs: timeoutMsSchema.optional() }),
+    result: 'ExitStatus { exitCode, signal?, oomKilled? }',
+    handler: (p, { runtime }) =>
+      withTimeout(
+        runtime.waitContainer(p.sandboxId, p.id),
+        p.timeoutMs,
+        `container.wait ${p.sandboxId}/${p.id}`,
+      ),
+  }),
+
+  // Execs
+  method({
+    name: 'exec.start',
+    summary: 'Runs an extra process in a running container.',
+    when: 'container running; execId unused in the container.',
+    params: z.strictObject({
+      sandboxId: idSchema,
+      containerId: idSchema,
+      execId: idSchema,
+      process: processSchema,
+    }),
+    result: 'ExecView (state running, pid)',
+    handler: (p, { runtime }) => runtime.startExec(p.sandboxId, p.containerId, p.execId, p.process),
+  }),
+  method({
+    name: 'exec.state',
+    summary: "An exec's current view.",
+    params: z.strictObject({ sandboxId: idSchema, containerId: idSchema, execId: idSchema }),
+    result: 'ExecView',
+    handler: (p, { runtime }) => runtime.getExec(p.sandboxId, p.containerId, p.execId),
+  }),
+  method({
+    name: 'exec.wait',
+    summary: "Resolves with the exec's exit status once it ended (timeoutMs: Timeout error instead).",
+    params: z.strictObject({
+      sandboxId: idSchema,
+      containerId: idSchema,
+      execId: idSchema,
+      timeoutMs: timeoutMsSchema.optional(),
+    }),
+    result: 'ExitStatus',
+    handler: (p, { runtime }) =>
+      withTimeout(
+        runtime.waitExec(p.sandboxId, p.containerId, p.execId),
+        p.timeoutMs,
+        `exec.wait ${p.sandboxId}/${p.containerId}/${p.execId}`,
+      ),
+  }),
+  method({
+    name: 'exec.kill',
+    summary: 'Sends a signal to an exec.',
+    when: 'running.',
+    params: z.strictObject({
+      sandboxId: idSchema,
+      containerId: idSchema,
+      execId: idSchema,
+      signal: signalSchema.optional(),
+    }),
+    result: '{ signalled: true }',
+    handler: async (p, { runtime }) => {
+      await runtime.killExec(p.sandboxId, p.containerId, p.execId, p.signal ?? 'SIGTERM');
+      return { signalled: true };
+    },
+  }),
+  method({
+    name: 'exec.resize',
+    summary: "Resizes an exec's terminal.",
+    when: 'running, started with terminal: true.',
+    params: z.strictObject({
+      ...execRef,
+      rows: z.number().int().min(1).max(10000),
+      cols: z.number().int().min(1).max(10000),
+    }),
+    result: '{ resized: true }',
+    handler: async (p, { runtime }) => {
+      await runtime.resizeExec(p.sandboxId, p.containerId, p.execId, p.rows, p.cols);
+      return { resized: true };
+    },
+  }),
+  method({
+    name: 'exec.output',
+    summary:
+      "Output of a process (execId '' = the container's init). Without follow: what arrives until the stream ends or timeoutMs (default 1000) passes. With follow: a subscription; `exec.output` notifications { subscription, stream, data (base64) } then one `exec.outputEnd` { subscription, stream, error? } per stream.",
+    params: z.strictObject({
+      ...execRef,
+      stream: z.enum(['stdout', 'stderr', 'both']).optional(),
+      follow: z.boolean().optional(),
+      timeoutMs: timeoutMsSchema.optional(),
+    }),
+    result: 'without follow: { stdout?: base64, stderr?: base64, complete }; with follow: { subscription }',
+    handler: async (p, { runtime, connection }) => {
+      const which = p.stream ?? 'both';
+      const streams: ('stdout' | 'stderr')[] = which === 'both' ? ['stdout', 'stderr'] : [which];
+      // Asking for a process that does not exist fails now, not in the feed.
+      if (p.execId === '') runtime.getContainer(p.sandboxId, p.containerId);
+      else runtime.getExec(p.sandboxId, p.containerId, p.execId);
+      if (!p.follow) {
+        const parts = await Promise.all(
+          streams.map((s) =>
+            collect(runtime.output(p.sandboxId, p.containerId, p.execId, s), p.timeoutMs ?? 1000),
+          ),
+        );
+        const out: Record<string, unknown> = { complete: parts.every((x) => x.complete) };
+        streams.forEach((s, i) => {
+          out[s] = parts[i]!.data.toString('base64');
+        });
+        return out;
+      }
+      const subscription = connection.subscribe({
+        kind: 'output',
+        start: (emit, end) => {
+          let open = streams.length;
+          const subs = streams.map((s) =>
+            runtime.output(p.sandboxId, p.containerId, p.execId, s).subscribe({
+              next: (chunk) => {
+                emit('exec.output', { stream: s, data: b64(chunk) });
+              },
+              error: (err: unknown) => {
+                open--;
+                const message = err instanceof Error ? err.message : String(err);
+                if (open === 0) end('exec.outputEnd', { stream: s, error: message });
+                else emit('exec.outputEnd', { stream: s, error: message });
+              },
+              complete: () => {
+                open--;
+                if (open === 0) end('exec.outputEnd', { stream: s });
+                else emit('exec.outputEnd', { stream: s });
+              },
+            }),
+          );
+          return () => {
+            for (const sub of subs) sub.unsubscribe();
+          };
+        },
+      });
+      return { subscription };
+    },
+  }),
+  method({
+    name: 'exec.writeStdin',
+    summary: "Writes bytes (base64) to a process's stdin (execId '' = init).",
+    when: 'running.',
+    params: z.strictObject({ ...execRef, data: base64Schema }),
+    result: '{ written: number }',
+    handler: async (p, { runtime }) => ({
+      written: await runtime.writeStdin(p.sandboxId, p.containerId, p.execId, Buffer.from(p.data, 'base64')),
+    }),
+  }),
+  method({
+    name: 'exec.closeStdin',
+    summary: "Closes a process's stdin (EOF).",
+    when: 'running.',
+    params: z.strictObject(execRef),
+    result: '{ closed: true }',
+    handler: async (p, { runtime }) => {
+      await runtime.closeStdin(p.sandboxId, p.containerId, p.execId);
+      return { closed: true };
+    },
+  }),
+
+  // Events
+  method({
+    name: 'events.read',
+    summary:
+      'A page of durable events in seq order from fromSeq (default 1), filtered by stream, types and time (since). Continue from nextSeq.',
+    params: z
+      .strictObject({
+        fromSeq: z.number().int().min(1).optional(),
+        since: isoTimeSchema.optional(),
+        limit: z.number().int().min(1).max(10000).optional(),
+        ...eventFilter,
+      })
+      .optional(),
+    result: '{ events: EventEnvelope[], nextSeq, lastSeq }',
+    handler: (p, { events }) => readEventPage(events, p ?? {}),
+  }),
+  method({
+    name: 'events.subscribe',
+    summary:
+      'Every durable event from fromSeq (default: the next one) exactly once, in seq order, as `events.event` notifications { subscription, event }. A subscriber that cannot keep up gets `subscription.dropped` { subscription, kind, reason, lastSeq } and the subscription ends.',
+    params: z
+      .strictObject({
+        fromSeq: z.number().int().min(1).optional(),
+        ...eventFilter,
+      })
+      .optional(),
+    result: '{ subscription, fromSeq }',
+    handler: (p, { runtime, events, connection }) => {
+      const fromSeq = p?.fromSeq ?? events.lastSeq() + 1;
+      let lastSeq = fromSeq - 1;
+      const subscription = connection.subscribe({
+        kind: 'events',
+        start: (emit, end) => {
+          const sub = runtime.events(fromSeq).subscribe({
+            next: (event) => {
+              if (!matches(event, p?.stream, p?.types)) {
+                lastSeq = event.seq;
+                return;
+              }
+              if (emit('events.event', { event })) lastSeq = event.seq;
+            },
+            error: (err: unknown) =>
+              end('subscription.dropped', {
+                kind: 'events',
+                reason: err instanceof Error ? err.message : String(err),
+                lastSeq,
+              }),
+            complete: () =>
+              end('subscription.dropped', { kind: 'events', reason: 'event feed ended', lastSeq }),
+          });
+          return () => sub.unsubscribe();
+        },
+        noticeData: () => ({ lastSeq }),
+      });
+      return { subscription, fromSeq };
+    },
+  }),
+  method({
+    name: 'events.unsubscribe',
+    summary: 'Ends a subscription of this connection (events.subscribe or exec.output follow).',
+    params: z.strictObject({ subscription: z.string().min(1).max(64) }),
+    result: '{ unsubscribed: boolean }',
+    handler: (p, { connection }) => ({ unsubscribed: connection.unsubscribe(p.subscription) }),
+  }),
+  method({
+    name: 'events.streams',
+    summary: 'Streams of the log with their versions (prefix: e.g. "sandbox-").',
+    params: z.strictObject({ prefix: z.string().max(256).optional() }).optional(),
+    result: 'StreamInfo[] { stream, version }',
+    handler: (p, { events }) => events.listStreams(p?.prefix),
+  }),
+  method({
+    name: 'events.verify',
+    summary:
+      'Walks the whole log: store integrity (checksums, gaps, indexes) and every event a transition the machines allow.',
+    params: z.strictObject({}).optional(),
+    result: '{ ok, store: VerifyReport, transitions: { checked, problems: TransitionProblem[] } }',
+    handler: async (_p, { events, checkTransitions }) => {
+      const store: VerifyReport = await events.verify();
+      let checked = 0;
+      let problems: readonly TransitionProblem[] = [];
+      if (checkTransitions) {
+        const all: EventEnvelope[] = [];
+        for await (const event of events.readAll(1)) all.push(event);
+        checked = all.length;
+        problems = checkTransitions(all);
+      }
+      return {
+        ok: store.ok && problems.length === 0,
+        store,
+        transitions: { checked, available: checkTransitions !== undefined, problems },
+      };
+    },
+  }),
+
+  // Guest calls (the seeds' agent interface a user needs)
+  method({
+    name: 'guest.details',
+    summary: "The guest's agent version, kernel, CPUs, memory and memory block size.",
+    when: 'sandbox running.',
+    params: sandboxIdRef,
+    result: 'GuestDetails',
+    handler: (p, { runtime }) => runtime.guestDetails(p.sandboxId),
+  }),
+  method({
+    name: 'guest.interfaces',
+    summary: "The guest's network interfaces.",
+    when: 'sandbox running.',
+    params: sandboxIdRef,
+    result: 'NetInterface[]',
+    handler: (p, { runtime }) => runtime.listInterfaces(p.sandboxId),
+  }),
+  method({
+    name: 'guest.routes',
+    summary: "The guest's routes.",
+    when: 'sandbox running.',
+    params: sandboxIdRef,
+    result: 'NetRoute[]',
+    handler: (p, { runtime }) => runtime.listRoutes(p.sandboxId),
+  }),
+  method({
+    name: 'guest.copyFile',
+    summary:
+      'Copies bytes (base64) to a file in the guest (the agent refuses paths outside the sandbox dirs).',
+    when: 'sandbox running.',
+    params: z.strictObject({
+      sandboxId: idSchema,
+      path: absolutePathSchema,
+      data: base64Schema,
+      mode: z.number().int().min(0).max(0o7777).optional(),
+    }),
+    result: '{ copied: bytes }',
+    handler: async (p, { runtime }) => {
+      const data = Buffer.from(p.data, 'base64');
+      await runtime.copyFile(p.sandboxId, p.path, data, p.mode);
+      return { copied: data.length };
+    },
+  }),
+  method({
+    name: 'guest.metrics',
+    summary: "The guest agent's metrics (Prometheus text).",
+    when: 'sandbox running.',
+    params: sandboxIdRef,
+    result: '{ metrics: string }',
+    handler: async (p, { runtime }) => ({ metrics: await runtime.metrics(p.sandboxId) }),
+  }),
+] as const satisfies readonly MethodSpec[];
+
+function safeContainers(runtime: Runtime, sandboxId: string) {
+  try {
+    return runtime.listContainers(sandboxId);
+  } catch {
+    return [];
+  }
+}
+
+export type MethodName = (typeof methods)[number]['name'];
+
+/** Methods by name. */
+export const methodTable: ReadonlyMap<string, MethodSpec> = new Map(
+  methods.map((m) => [m.name, m as MethodSpec]),
+);

@@ -1,0 +1,85 @@
+// Parameter schemas shared by the API methods: ids, paths, process specs, resources (zod, strict objects).
+import { z } from 'zod';
+
+/** Ids of sandboxes, containers and execs (DESIGN.md "Interfaces"). */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export const idSchema = z
+  .string({ error: 'must be a string' })
+  .regex(ID_PATTERN, { error: 'must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' });
+
+/** The exec id of a container's init process is ''; every other exec id is a well-formed id. */
+export const execIdSchema = z.union([z.literal(''), idSchema], {
+  error: "must be '' (the container's init process) or match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+});
+
+/** An absolute, normalised path: no `.` or `..` segments, no NUL, no doubled slashes. */
+export const absolutePathSchema = z
+  .string({ error: 'must be a string' })
+  .min(1, { error: 'must not be empty' })
+  .max(4096, { error: 'must be at most 4096 characters' })
+  .refine((p) => p.startsWith('/'), { error: 'must be an absolute path' })
+  .refine((p) => !p.includes('\0'), { error: 'must not contain NUL' })
+  .refine((p) => !p.split('/').some((seg) => seg === '..' || seg === '.'), {
+    error: 'must not contain . or .. segments (path traversal)',
+  })
+  .refine((p) => p === '/' || !/\/\/|\/$/.test(p), { error: 'must be normalised (no // or trailing /)' });
+
+export const signalSchema = z
+  .union([z.string().regex(/^(SIG)?[A-Z0-9+-]{1,12}$/), z.number().int().min(1).max(64)], {
+    error: 'must be a signal name (SIGTERM, KILL, …) or number 1..64',
+  })
+  .transform((s) => (typeof s === 'number' ? String(s) : s.startsWith('SIG') ? s : `SIG${s}`));
+
+export const processSchema = z.strictObject({
+  args: z.array(z.string().max(65536)).min(1, { error: 'must hold at least the command' }).max(4096),
+  env: z
+    .array(z.string().regex(/^[^=]+=/, { error: 'must be NAME=value' }))
+    .max(4096)
+    .optional(),
+  cwd: absolutePathSchema.optional(),
+  terminal: z.boolean().optional(),
+  user: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/, { error: 'must be uid, uid:gid, name or name:group' })
+    .optional(),
+});
+
+export const resourcesSchema = z.strictObject({
+  memoryLimitBytes: z
+    .number()
+    .int()
+    .min(4 * 1024 * 1024)
+    .optional(),
+  cpuQuota: z.number().int().min(1000).optional(),
+  cpuPeriod: z.number().int().min(1000).max(1_000_000).optional(),
+  pidsLimit: z.number().int().min(1).optional(),
+});
+
+export const sandboxConfigSchema = z.strictObject({
+  vcpus: z.number().int().min(1).max(64).optional(),
+  maxVcpus: z.number().int().min(1).max(64).optional(),
+  memoryMiB: z.number().int().min(128).max(65536).optional(),
+  maxMemoryMiB: z.number().int().min(128).max(262144).optional(),
+  hostname: z
+    .string()
+    .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, { error: 'must be a valid hostname' })
+    .optional(),
+  dns: z
+    .array(z.string().regex(/^[0-9a-fA-F:.]+$/, { error: 'must be an IP address' }))
+    .max(8)
+    .optional(),
+  labels: z.record(z.string().max(253), z.string().max(4096)).optional(),
+});
+
+export const outputStreamSchema = z.enum(['stdout', 'stderr']);
+
+/** base64 payload (stdin, copied files); at most what fits into one 1 MiB request. */
+export const base64Schema = z
+  .string()
+  .max(1024 * 1024)
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, { error: 'must be base64' });
+
+export const isoTimeSchema = z
+  .string()
+  .refine((s) => !Number.isNaN(Date.parse(s)), { error: 'must be an ISO-8601 time' });

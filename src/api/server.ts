@@ -1,0 +1,379 @@
+// The JSON-RPC 2.0 server on a unix socket: framing, limits, validation, batches, per-connection subscriptions.
+import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+import {
+  createJSONRPCErrorResponse,
+  JSONRPCErrorException,
+  type JSONRPCErrorResponse,
+  type JSONRPCResponse,
+  JSONRPCServer,
+} from 'json-rpc-2.0';
+import pino from 'pino';
+import type { Runtime } from '../actors/index.js';
+import { SandboxdError } from '../errors/index.js';
+import type { EventEnvelope } from '../events/index.js';
+import { invalidParamsError, RPC_INVALID_REQUEST, RPC_PARSE_ERROR, toRpcError } from './errors.js';
+import { LineDecoder, MAX_MESSAGE_BYTES } from './framing.js';
+import {
+  type ConnectionContext,
+  type DaemonFacts,
+  type EventLogReader,
+  type MethodContext,
+  methodTable,
+  type SubscriptionSpec,
+  type TransitionProblem,
+} from './methods.js';
+
+export interface ApiServerOptions {
+  readonly runtime: Runtime;
+  readonly events: EventLogReader;
+  readonly facts: DaemonFacts;
+  readonly logger?: pino.Logger;
+  /** The machines' log/machine agreement check, for events.verify. */
+  readonly checkTransitions?: (events: readonly EventEnvelope[]) => readonly TransitionProblem[];
+  /** Largest accepted request line (default 1 MiB). */
+  readonly maxMessageBytes?: number;
+  /** Bytes a connection may have queued before its subscriptions are dropped (default 4 MiB). */
+  readonly subscriberQueueBytes?: number;
+  /** Requests one connection may have in flight before the server stops reading it (default 256). */
+  readonly maxInFlightPerConnection?: number;
+}
+
+export interface ApiServer {
+  /** Listens on `socketPath` (mode 0600). A stale socket file is replaced; a live one is refused. */
+  listen(socketPath: string): Promise<void>;
+  /** Stops accepting, lets in-flight requests finish (up to graceMs, default 30 s), then closes every connection. */
+  close(options?: { graceMs?: number }): Promise<void>;
+  readonly connections: number;
+  readonly inFlight: number;
+}
+
+interface Connection {
+  readonly id: number;
+  readonly socket: Socket;
+  readonly subscriptions: Map<string, { spec: SubscriptionSpec; teardown?: () => void; ended: boolean }>;
+  inFlight: number;
+  nextSub: number;
+}
+
+/** Thrown by handlers for protocol-level errors so the mapper keeps code and data as given. */
+const asException = (e: { code: number; message: string; data?: unknown }) =>
+  new JSONRPCErrorException(e.message, e.code, e.data);
+
+/** Is a live server answering on this socket path? (A stale file from a crashed daemon refuses.) */
+export function socketIsLive(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve(true);
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      clearTimeout(timer);
+      resolve(false);
+    });
+  });
+}
+
+/** Creates the API server; nothing listens until `listen`. */
+export function createApiServer(options: ApiServerOptions): ApiServer {
+  const logger = options.logger ?? pino({ level: 'silent' });
+  const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  const queueBytes = options.subscriberQueueBytes ?? 4 * 1024 * 1024;
+  const maxInFlight = options.maxInFlightPerConnection ?? 256;
+  const connections = new Set<Connection>();
+  let inFlight = 0;
+  let nextConnId = 1;
+  let server: Server | undefined;
+  let closing = false;
+  const idleWaiters: (() => void)[] = [];
+
+  const rpc = new JSONRPCServer<MethodContext>({
+    errorListener: (message, data) => logger.debug({ err: data }, message),
+  });
+  rpc.mapErrorToJSONRPCErrorResponse = (id, error): JSONRPCErrorResponse => {
+    if (error instanceof JSONRPCErrorException)
+      return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
+    const e = toRpcError(error);
+    if (!(error instanceof SandboxdError)) logger.error({ err: error }, 'unexpected error in a method');
+    return createJSONRPCErrorResponse(id, e.code, e.message, e.data);
+  };
+  for (const spec of methodTable.values()) {
+    rpc.addMethod(spec.name, async (params: unknown, ctx: MethodContext) => {
+      const parsed = spec.params.safeParse(params);
+      if (!parsed.success) throw asException(invalidParamsError(parsed.error));
+      return (await spec.handler(parsed.data, ctx)) ?? null;
+    });
+  }
+
+  function write(conn: Connection, message: unknown): void {
+    if (conn.socket.destroyed || !conn.socket.writable) return;
+    // A client that stopped reading its responses altogether is cut off rather than buffered forever.
+    if (conn.socket.writableLength > 16 * queueBytes) {
+      logger.warn(
+        { conn: conn.id, queued: conn.socket.writableLength },
+        'client not reading: connection dropped',
+      );
+      conn.socket.destroy();
+      return;
+    }
+    conn.socket.write(`${JSON.stringify(message)}\n`);
+  }
+
+  function endSubscription(conn: Connection, id: string): boolean {
+    const sub = conn.subscriptions.get(id);
+    if (!sub) return false;
+    conn.subscriptions.delete(id);
+    sub.ended = true;
+    sub.teardown?.();
+    return true;
+  }
+
+  function connectionContext(conn: Connection): ConnectionContext {
+    return {
+      id: conn.id,
+      subscribe(spec) {
+        const id = `${spec.kind}-${conn.id}-${conn.nextSub++}`;
+        const entry: { spec: SubscriptionSpec; teardown?: () => void; ended: boolean } = {
+          spec,
+          ended: false,
+        };
+        conn.subscriptions.set(id, entry);
+        const emit = (method: string, params: Record<string, unknown>): boolean => {
+          if (entry.ended) return false;
+          if (conn.socket.writableLength > queueBytes) {
+            const queued = conn.socket.writableLength;
+            endSubscription(conn, id);
+            logger.warn({ conn: conn.id, subscription: id, queued }, 'slow subscriber dropped');
+            write(conn, {
+              jsonrpc: '2.0',
+              method: 'subscription.dropped',
+              params: {
+                subscription: id,
+                kind: spec.kind,
+                reason: `slow consumer: ${queued} bytes queued (limit ${queueBytes})`,
+                ...spec.noticeData?.(),
+              },
+            });
+            return false;
+          }
+          write(conn, { jsonrpc: '2.0', method, params: { subscription: id, ...params } });
+          return true;
+        };
+        const end = (method: string, params: Record<string, unknown>): void => {
+          if (entry.ended) return;
+          write(conn, { jsonrpc: '2.0', method, params: { subscription: id, ...params } });
+          endSubscription(conn, id);
+        };
+        // The response with the subscription id must reach the client before the first notification.
+        setImmediate(() => {
+          if (entry.ended) return;
+          const teardown = spec.start(emit, end);
+          if (entry.ended) teardown();
+          else entry.teardown = teardown;
+        });
+        return id;
+      },
+      unsubscribe: (id) => endSubscription(conn, id),
+    };
+  }
+
+  function invalidRequest(item: unknown): JSONRPCResponse | undefined {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) {
+      return createJSONRPCErrorResponse(null, RPC_INVALID_REQUEST, 'invalid request: not an object', {
+        code: 'InvalidArgument',
+        field: 'request',
+      });
+    }
+    const r = item as Record<string, unknown>;
+    const idOk = r.id === undefined || r.id === null || typeof r.id === 'string' || typeof r.id === 'number';
+    const id = idOk ? ((r.id ?? null) as string | number | null) : null;
+    const bad = (field: string, why: string) =>
+      createJSONRPCErrorResponse(id, RPC_INVALID_REQUEST, `invalid request: ${field} ${why}`, {
+        code: 'InvalidArgument',
+        field,
+      });
+    if (r.jsonrpc !== '2.0') return bad('jsonrpc', 'must be "2.0"');
+    if (typeof r.method !== 'string') return bad('method', 'must be a string');
+    if (!idOk) return bad('id', 'must be a string, number or null');
+    if (r.params !== undefined && (typeof r.params !== 'object' || r.params === null)) {
+      return bad('params', 'must be an object');
+    }
+    return undefined;
+  }
+
+  async function handleOne(item: unknown, ctx: MethodContext): Promise<JSONRPCResponse | null> {
+    const refused = invalidRequest(item);
+    if (refused) return refused;
+    const request = item as { method: string; id?: unknown };
+    if (closing) {
+      if (request.id === undefined) return null;
+      return createJSONRPCErrorResponse(
+        request.id as string | number | null,
+        -32000,
+        'sandboxd is shutting down',
+        { code: 'Internal' },
+      );
+    }
+    return (await rpc.receive(item as Parameters<typeof rpc.receive>[0], ctx)) as JSONRPCResponse | null;
+  }
+
+  async function handleLine(conn: Connection, ctx: MethodContext, line: string): Promise<void> {
+    let payload: unknown;
+    try {
+      payload = JSON.parse(line);
+    } catch {
+      write(
+        conn,
+        createJSONRPCErrorResponse(null, RPC_PARSE_ERROR, 'parse error: not valid JSON', {
+          code: 'InvalidArgument',
+        }),
+      );
+      return;
+    }
+    if (Array.isArray(payload)) {
+      if (payload.length === 0) {
+        write(
+          conn,
+          createJSONRPCErrorResponse(null, RPC_INVALID_REQUEST, 'invalid request: empty batch', {
+            code: 'InvalidArgument',
+          }),
+        );
+        return;
+      }
+      const responses = (await Promise.all(payload.map((item) => handleOne(item, ctx)))).filter(
+        (r): r is JSONRPCResponse => r !== null,
+      );
+      if (responses.length > 0) write(conn, responses);
+      return;
+    }
+    const response = await handleOne(payload, ctx);
+    if (response) write(conn, response);
+  }
+
+  function settle(conn: Connection): void {
+    inFlight--;
+    conn.inFlight--;
+    if (conn.inFlight < maxInFlight && conn.socket.isPaused() && !conn.socket.destroyed) conn.socket.resume();
+    if (inFlight === 0) for (const w of idleWaiters.splice(0)) w();
+  }
+
+  function onConnection(socket: Socket): void {
+    const conn: Connection = { id: nextConnId++, socket, subscriptions: new Map(), inFlight: 0, nextSub: 1 };
+    connections.add(conn);
+    const ctx: MethodContext = {
+      runtime: options.runtime,
+      events: options.events,
+      facts: options.facts,
+      connection: connectionContext(conn),
+      ...(options.checkTransitions ? { checkTransitions: options.checkTransitions } : {}),
+    };
+    const decoder = new LineDecoder(
+      maxBytes,
+      (line) => {
+        inFlight++;
+        conn.inFlight++;
+        if (conn.inFlight >= maxInFlight) socket.pause();
+        handleLine(conn, ctx, line)
+          .catch((err) => logger.error({ err, conn: conn.id }, 'request handling failed'))
+          .finally(() => settle(conn));
+      },
+      (size) => {
+        logger.warn({ conn: conn.id, size }, 'request over the size limit refused');
+        write(
+          conn,
+          createJSONRPCErrorResponse(
+            null,
+            RPC_INVALID_REQUEST,
+            `invalid request: larger than ${maxBytes} bytes`,
+            {
+              code: 'InvalidArgument',
+              field: 'request',
+              limit: maxBytes,
+            },
+          ),
+        );
+      },
+    );
+    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('error', (err) => logger.debug({ err, conn: conn.id }, 'connection error'));
+    socket.on('close', () => {
+      connections.delete(conn);
+      for (const id of [...conn.subscriptions.keys()]) endSubscription(conn, id);
+      logger.debug({ conn: conn.id }, 'connection closed');
+    });
+  }
+
+  return {
+    get connections() {
+      return connections.size;
+    },
+    get inFlight() {
+      return inFlight;
+    },
+    async listen(socketPath: string) {
+      await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
+      if (await socketIsLive(socketPath)) {
+        throw new SandboxdError(
+          'StateDirInUse',
+          'UNAVAILABLE',
+          `socket ${socketPath} is served by a running sandboxd; stop it or choose another --socket`,
+          { socket: socketPath },
+        );
+      }
+      await unlink(socketPath).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      const srv = createServer({ allowHalfOpen: false }, onConnection);
+      const oldMask = process.umask(0o177);
+      try {
+        await new Promise<void>((resolve, reject) => {
+          srv.once('error', reject);
+          srv.listen(socketPath, () => {
+            srv.off('error', reject);
+            resolve();
+          });
+        });
+      } finally {
+        process.umask(oldMask);
+      }
+      await chmod(socketPath, 0o600);
+      srv.on('error', (err) => logger.error({ err }, 'api server error'));
+      server = srv;
+      logger.info({ socket: socketPath }, 'api listening');
+    },
+    async close(closeOptions) {
+      closing = true;
+      const srv = server;
+      server = undefined;
+      const closed = srv ? new Promise<void>((resolve) => srv.close(() => resolve())) : Promise.resolve();
+      if (inFlight > 0) {
+        const grace = closeOptions?.graceMs ?? 30_000;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, grace);
+          idleWaiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      for (const conn of connections) {
+        for (const id of [...conn.subscriptions.keys()]) endSubscription(conn, id);
+        conn.socket.end();
+        conn.socket.destroySoon();
+      }
+      // Ends connections that do not close their side promptly.
+      const deadline = setTimeout(() => {
+        for (const conn of connections) conn.socket.destroy();
+      }, 1000);
+      await closed;
+      clearTimeout(deadline);
+    },
+  };
+}

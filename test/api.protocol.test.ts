@@ -1,0 +1,147 @@
+// The wire protocol: newline framing, parse errors, invalid requests, unknown methods, batches, size limit.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { type Harness, rawClient, startHarness } from './support/api-harness.js';
+
+type Resp = {
+  id?: unknown;
+  result?: unknown;
+  error?: { code: number; message: string; data?: Record<string, unknown> };
+};
+
+describe('api protocol', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  it('answers a request on one line with its id', async () => {
+    const c = await rawClient(h.socketPath);
+    const r = (await c.request({ jsonrpc: '2.0', id: 7, method: 'daemon.info' })) as Resp;
+    assert.equal(r.id, 7);
+    assert.equal((r.result as { hypervisor: { mode: string } }).hypervisor.mode, 'tcg');
+    c.close();
+  });
+
+  it('reassembles a request split across writes and handles two requests in one write', async () => {
+    const c = await rawClient(h.socketPath);
+    const line = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'sandbox.list' });
+    c.send(line.slice(0, 10));
+    await new Promise((r) => setTimeout(r, 20));
+    c.send(`${line.slice(10)}\n${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'sandbox.list' })}\n`);
+    const ids = [((await c.next()) as Resp).id, ((await c.next()) as Resp).id].sort();
+    assert.deepEqual(ids, [1, 2]);
+    c.close();
+  });
+
+  it('answers malformed JSON with -32700 and keeps the connection usable', async () => {
+    const c = await rawClient(h.socketPath);
+    c.send('{"jsonrpc": "2.0", "id": 1, "method": \n');
+    const r = (await c.next()) as Resp;
+    assert.equal(r.id, null);
+    assert.equal(r.error?.code, -32700);
+    const ok = (await c.request({ jsonrpc: '2.0', id: 2, method: 'sandbox.list' })) as Resp;
+    assert.deepEqual(ok.result, []);
+    c.close();
+  });
+
+  it('answers a request that is not a request object with -32600', async () => {
+    const c = await rawClient(h.socketPath);
+    for (const bad of [
+      42,
+      'x',
+      null,
+      { id: 1, method: 'sandbox.list' },
+      { jsonrpc: '2.0', id: 3, method: 5 },
+    ]) {
+      const r = (await c.request(bad)) as Resp;
+      assert.equal(r.error?.code, -32600, JSON.stringify(bad));
+    }
+    const r = (await c.request({ jsonrpc: '2.0', id: 4, method: 'sandbox.list', params: 'nope' })) as Resp;
+    assert.equal(r.error?.code, -32600);
+    assert.equal(r.error?.data?.field, 'params');
+    c.close();
+  });
+
+  it('answers an unknown method with -32601', async () => {
+    const c = await rawClient(h.socketPath);
+    const r = (await c.request({ jsonrpc: '2.0', id: 'a', method: 'sandbox.explode', params: {} })) as Resp;
+    assert.equal(r.id, 'a');
+    assert.equal(r.error?.code, -32601);
+    c.close();
+  });
+
+  it('answers a batch with an array in which each request gets its own outcome', async () => {
+    const c = await rawClient(h.socketPath);
+    const r = (await c.request([
+      { jsonrpc: '2.0', id: 1, method: 'sandbox.create', params: { id: 'batch1' } },
+      { jsonrpc: '2.0', id: 2, method: 'sandbox.status', params: { id: 'missing' } },
+      { jsonrpc: '2.0', method: 'sandbox.list' },
+      { jsonrpc: '2.0', id: 3, method: 'nope' },
+      17,
+    ])) as Resp[];
+    assert.ok(Array.isArray(r));
+    assert.equal(r.length, 4, 'the notification gets no response');
+    const byId = new Map(r.map((x) => [x.id, x]));
+    assert.equal((byId.get(1)!.result as { state: string }).state, 'created');
+    assert.equal(byId.get(2)?.error?.data?.code, 'NotFound');
+    assert.equal(byId.get(3)?.error?.code, -32601);
+    assert.equal(byId.get(null)?.error?.code, -32600);
+    c.close();
+  });
+
+  it('answers a batch of one with an array of one, and an empty batch with -32600', async () => {
+    const c = await rawClient(h.socketPath);
+    const one = await c.request([{ jsonrpc: '2.0', id: 1, method: 'sandbox.list' }]);
+    assert.ok(Array.isArray(one));
+    assert.equal((one as Resp[]).length, 1);
+    const empty = (await c.request([])) as Resp;
+    assert.equal(empty.error?.code, -32600);
+    c.close();
+  });
+
+  it('refuses a request over 1 MiB and serves the next one on the same connection', async () => {
+    const c = await rawClient(h.socketPath);
+    const huge = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'sandbox.create',
+      params: { id: 'x', pad: 'y'.repeat(1024 * 1024 + 10) },
+    });
+    // Sent in pieces, as a real client's large write would arrive.
+    for (let i = 0; i < huge.length; i += 65536) c.send(huge.slice(i, i + 65536));
+    c.send('\n');
+    const r = (await c.next()) as Resp;
+    assert.equal(r.error?.code, -32600);
+    assert.match(r.error?.message ?? '', /larger than 1048576/);
+    const ok = (await c.request({ jsonrpc: '2.0', id: 2, method: 'sandbox.list' })) as Resp;
+    assert.equal(ok.id, 2);
+    assert.ok(Array.isArray(ok.result));
+    assert.equal(
+      h.runtime.calls.filter((x) => x.startsWith('createSandbox x')).length,
+      0,
+      'nothing was created',
+    );
+    c.close();
+  });
+
+  it('accepts a request just under 1 MiB', async () => {
+    const c = await rawClient(h.socketPath);
+    const data = Buffer.alloc(700 * 1024, 1)
+      .toString('base64')
+      .slice(0, 1024 * 1024 - 300);
+    const payload = {
+      jsonrpc: '2.0',
+      id: 9,
+      method: 'guest.copyFile',
+      params: { sandboxId: 'nosuch', path: '/tmp/f', data: data.slice(0, data.length - (data.length % 4)) },
+    };
+    assert.ok(JSON.stringify(payload).length < 1024 * 1024);
+    const r = (await c.request(payload)) as Resp;
+    assert.equal(r.error?.data?.code, 'NotFound', 'it reached the handler');
+    c.close();
+  });
+});

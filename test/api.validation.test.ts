@@ -1,0 +1,141 @@
+// Params validation: ids, paths, bundles and types are refused with -32602 naming the field, and nothing happens.
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { type ApiClient, connectApi, RpcCallError } from '../src/api/index.js';
+import { type Harness, startHarness } from './support/api-harness.js';
+
+async function refused(p: Promise<unknown>): Promise<RpcCallError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof RpcCallError, String(err));
+    return err;
+  }
+  assert.fail('expected the call to be refused');
+}
+
+describe('api validation', () => {
+  let h: Harness;
+  let c: ApiClient;
+  let bundle: string;
+  before(async () => {
+    h = await startHarness();
+    c = await connectApi(h.socketPath);
+    bundle = join(h.dir, 'bundle');
+    await mkdir(join(bundle, 'rootfs'), { recursive: true });
+    await writeFile(
+      join(bundle, 'config.json'),
+      JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { args: ['sh'] } }),
+    );
+    await c.call('sandbox.create', { id: 'sb' });
+    await c.call('sandbox.start', { id: 'sb' });
+  });
+  after(async () => {
+    c.close();
+    await h.close();
+  });
+
+  it('refuses ids that do not match the id pattern, naming the field', async () => {
+    for (const id of ['', '-lead', 'a/b', 'a b', '../x', 'x'.repeat(65), 'ümlaut']) {
+      const e = await refused(c.call('sandbox.create', { id }));
+      assert.equal(e.rpcCode, -32602, id);
+      assert.equal(e.data.code, 'InvalidArgument');
+      assert.equal(e.data.field, 'id');
+    }
+    assert.equal(
+      h.runtime.calls.filter((x) => x.startsWith('createSandbox') && x !== 'createSandbox sb').length,
+      0,
+    );
+  });
+
+  it('accepts an id of 64 characters with dots, dashes and underscores', async () => {
+    const id = `a${'b_.-'.repeat(15)}cde`;
+    assert.equal(id.length, 64);
+    const v = (await c.call('sandbox.create', { id })) as { id: string };
+    assert.equal(v.id, id);
+  });
+
+  it('names a missing required field', async () => {
+    const e = await refused(c.call('sandbox.start', {}));
+    assert.equal(e.data.field, 'id');
+    assert.match(e.message, /id/);
+  });
+
+  it('names a field of the wrong type, nested ones by dotted path', async () => {
+    const e1 = await refused(c.call('sandbox.create', { id: 'typed', config: { vcpus: 'two' } }));
+    assert.equal(e1.data.field, 'config.vcpus');
+    const e2 = await refused(
+      c.call('container.create', { sandboxId: 'sb', id: 'c1', bundle, process: { args: ['sh', 3] } }),
+    );
+    assert.equal(e2.data.field, 'process.args.1');
+    const e3 = await refused(c.call('sandbox.stop', { id: 'sb', timeoutMs: -1 }));
+    assert.equal(e3.data.field, 'timeoutMs');
+  });
+
+  it('refuses unknown fields instead of ignoring them', async () => {
+    const e = await refused(c.call('sandbox.start', { id: 'sb', forceful: true }));
+    assert.equal(e.rpcCode, -32602);
+    assert.match(e.message, /forceful/);
+  });
+
+  it('refuses params given as an array', async () => {
+    const e = await refused(c.call('sandbox.status', ['sb']));
+    assert.equal(e.rpcCode, -32602);
+  });
+
+  it('refuses relative bundle paths and path traversal', async () => {
+    for (const b of ['relative/bundle', `${bundle}/../bundle`, `${bundle}/./`, '/tmp//x', '']) {
+      const e = await refused(c.call('container.create', { sandboxId: 'sb', id: 'c1', bundle: b }));
+      assert.equal(e.rpcCode, -32602, b);
+      assert.equal(e.data.field, 'bundle', b);
+    }
+  });
+
+  it('refuses a bundle that does not exist, is a file, or has no valid config.json', async () => {
+    const file = join(h.dir, 'afile');
+    await writeFile(file, 'x');
+    const noConfig = join(h.dir, 'noconfig');
+    await mkdir(noConfig);
+    const badJson = join(h.dir, 'badjson');
+    await mkdir(badJson);
+    await writeFile(join(badJson, 'config.json'), '{ not json');
+    const noVersion = join(h.dir, 'noversion');
+    await mkdir(join(noVersion, 'rootfs'), { recursive: true });
+    await writeFile(join(noVersion, 'config.json'), JSON.stringify({ root: { path: 'rootfs' } }));
+    const cases: [string, RegExp][] = [
+      [join(h.dir, 'nope'), /^bundle$/],
+      [file, /^bundle$/],
+      [noConfig, /^bundle$/],
+      [badJson, /^bundle\.config\.json$/],
+      [noVersion, /^bundle\.config\.json\.ociVersion$/],
+    ];
+    for (const [b, field] of cases) {
+      const e = await refused(c.call('container.create', { sandboxId: 'sb', id: 'c1', bundle: b }));
+      assert.equal(e.data.code, 'InvalidArgument', b);
+      assert.match(String(e.data.field), field, b);
+    }
+    assert.equal(h.runtime.calls.filter((x) => x.startsWith('createContainer')).length, 0);
+  });
+
+  it('passes a valid bundle to the runtime', async () => {
+    const v = (await c.call('container.create', { sandboxId: 'sb', id: 'c1', bundle })) as { state: string };
+    assert.equal(v.state, 'created');
+    assert.ok(h.runtime.calls.includes(`createContainer sb c1 ${bundle}`));
+  });
+
+  it('refuses a copyFile path with traversal and data that is not base64', async () => {
+    const e1 = await refused(c.call('guest.copyFile', { sandboxId: 'sb', path: '/etc/../root/x', data: '' }));
+    assert.equal(e1.data.field, 'path');
+    const e2 = await refused(
+      c.call('guest.copyFile', { sandboxId: 'sb', path: '/tmp/x', data: 'not base64!' }),
+    );
+    assert.equal(e2.data.field, 'data');
+  });
+
+  it('normalises signal names and refuses nonsense signals', async () => {
+    const e = await refused(c.call('container.kill', { sandboxId: 'sb', id: 'c1', signal: 'sig term' }));
+    assert.equal(e.data.field, 'signal');
+  });
+});
