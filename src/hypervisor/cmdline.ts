@@ -40,14 +40,16 @@ export function vmPaths(stateDir: string): VmPaths {
   return paths;
 }
 
-/** The kernel command line: console and panic behaviour, then the guest contract's keys, then the caller's extras. */
+/**
+ * The kernel command line: console and panic behaviour, then the caller's extras (the guest contract's
+ * `sandboxd.*` keys, documented at the top of src/image/guest-init.sh).
+ */
 export function kernelCommandLine(config: VmConfig): string {
   return [
     'console=ttyS0',
     'quiet',
     // panic=-1 reboots at once and -no-reboot turns that into QEMU's exit: a panicked guest ends as `exited`.
     'panic=-1',
-    `sbx.sandbox=${config.sandboxId}`,
     ...(config.kernelParams ?? []),
   ].join(' ');
 }

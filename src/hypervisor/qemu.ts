@@ -351,6 +351,14 @@ export class QemuHypervisor implements Hypervisor {
     return handle;
   }
 
+  /**
+   * The live QMP session of a VM, for operations the port does not name (diagnostics, tests). Throws
+   * NotFound for an unknown VM, HypervisorError once it has exited.
+   */
+  qmp(sandboxId: string): QmpClient {
+    return this.#live(sandboxId, 'qmp').qmp;
+  }
+
   /** Forgets a VM without touching it (QMP closed, monitor stopped); its events() completes. */
   detach(sandboxId: string): void {
     const entry = this.#vms.get(sandboxId);
