@@ -102,6 +102,8 @@ interface HashCacheEntry {
 /** What the last build saw; lets the next call skip all work when no input's size or mtime moved. */
 interface BuildState {
   readonly recipe: number;
+  /** The project whose agent and init went in: another project dir means other inputs. */
+  readonly projectDir: string;
   readonly version: string;
   readonly kernelPackage: string;
   readonly aptListsMtimeMs: number;
@@ -135,9 +137,9 @@ async function readState(cacheDir: string): Promise<BuildState | undefined> {
 }
 
 /** The cached image when nothing changed since the last build: only stats, no hashing, no apt, no esbuild. */
-async function fastPath(cacheDir: string): Promise<GuestImagePaths | undefined> {
+async function fastPath(cacheDir: string, projectDir: string): Promise<GuestImagePaths | undefined> {
   const state = await readState(cacheDir);
-  if (!state || !VERSION_PATTERN.test(state.version)) return undefined;
+  if (!state || state.projectDir !== projectDir || !VERSION_PATTERN.test(state.version)) return undefined;
   const paths = imagePaths(cacheDir, state.version);
   const [rootOk, aptMtime, stamps] = await Promise.all([
     stat(paths.rootDir).then(
@@ -461,6 +463,7 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
   const inputsStamps = await Promise.all([...watched].sort().map((path) => stampOf(path)));
   await writeState(cacheDir, {
     recipe: RECIPE_VERSION,
+    projectDir,
     version,
     kernelPackage,
     aptListsMtimeMs: aptMtime,
@@ -497,7 +500,7 @@ export async function ensureGuestImage(options: EnsureGuestImageOptions = {}): P
   const pending = inFlight.get(key);
   if (pending) return pending;
   const work = (async () => {
-    const fast = await fastPath(cacheDir);
+    const fast = await fastPath(cacheDir, projectDir);
     if (fast) {
       // The version dir's mtime is its last use: prune keeps versions that running VMs may still need.
       await utimes(join(cacheDir, fast.version), new Date(), new Date()).catch(() => undefined);

@@ -1,0 +1,163 @@
+// The guest image builder: a real build into a temp cache, the fast no-change path, the initrd and guest root contents.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { gunzipSync } from 'node:zlib';
+import pino from 'pino';
+import type { GuestImagePaths } from '../src/hypervisor/index.js';
+import { defaultImageCacheDir, ensureGuestImage, GUEST_MODULES, imagePaths } from '../src/image/index.js';
+
+const logger = pino({ level: 'silent' });
+const projectDir = join(import.meta.dirname, '..', '..');
+
+/** Member names of a newc archive, read by hand so the test does not trust the writer's own reader. */
+function cpioNames(archive: Buffer): Map<string, { mode: number; size: number }> {
+  const names = new Map<string, { mode: number; size: number }>();
+  let offset = 0;
+  const align = (n: number): number => (n + 3) & ~3;
+  for (;;) {
+    const magic = archive.toString('ascii', offset, offset + 6);
+    assert.equal(magic, '070701', `newc magic at ${offset}`);
+    const field = (i: number): number =>
+      Number.parseInt(archive.toString('ascii', offset + 6 + i * 8, offset + 14 + i * 8), 16);
+    const mode = field(1);
+    const size = field(6);
+    const nameSize = field(11);
+    const name = archive.toString('utf8', offset + 110, offset + 110 + nameSize - 1);
+    if (name === 'TRAILER!!!') return names;
+    names.set(name, { mode, size });
+    offset = align(align(offset + 110 + nameSize) + size);
+  }
+}
+
+function lddPaths(binary: string): string[] {
+  const out = execFileSync('ldd', [binary], { encoding: 'utf8' });
+  return [...out.matchAll(/(?:=>\s+)?(\/\S+)\s+\(0x/g)].map((match) => match[1]!);
+}
+
+describe('guest image build', () => {
+  let cacheDir: string;
+  let first: GuestImagePaths;
+  let firstMs: number;
+
+  before(async () => {
+    cacheDir = await mkdtemp(join(tmpdir(), 'sandboxd-image-test-'));
+    // Reuse the kernel .deb of the shared cache when there is one: the extraction and build still run for real.
+    const shared = join(defaultImageCacheDir(), 'downloads');
+    const debs = (await readdir(shared).catch(() => [] as string[])).filter((name) => name.endsWith('.deb'));
+    if (debs.length > 0) {
+      await mkdir(join(cacheDir, 'downloads'));
+      for (const deb of debs) {
+        await link(join(shared, deb), join(cacheDir, 'downloads', deb)).catch(() =>
+          copyFile(join(shared, deb), join(cacheDir, 'downloads', deb)),
+        );
+      }
+    }
+    const started = performance.now();
+    first = await ensureGuestImage({ cacheDir, logger });
+    firstMs = performance.now() - started;
+  });
+
+  after(async () => {
+    await rm(cacheDir, { recursive: true, force: true });
+  });
+
+  it('builds an image whose paths live under <cacheDir>/<version>/', async () => {
+    assert.match(first.version, /^[0-9a-f]{16}$/);
+    assert.deepEqual(first, imagePaths(cacheDir, first.version));
+    for (const file of [first.kernel, first.initrd]) assert.ok((await stat(file)).size > 1_000_000, file);
+    assert.ok((await stat(first.rootDir)).isDirectory());
+  });
+
+  it('returns the same version in well under a second when nothing changed', async () => {
+    const started = performance.now();
+    const second = await ensureGuestImage({ cacheDir, logger });
+    const ms = performance.now() - started;
+    assert.deepEqual(second, first);
+    assert.ok(ms < 1000, `second call took ${ms.toFixed(0)} ms (first: ${firstMs.toFixed(0)} ms)`);
+  });
+
+  it('leaves no temporary build directories behind', async () => {
+    const names = await readdir(cacheDir);
+    assert.deepEqual(
+      names.filter((name) => name.startsWith('.tmp-')),
+      [],
+    );
+    assert.deepEqual(
+      names.filter((name) => /^[0-9a-f]{16}$/.test(name)),
+      [first.version],
+    );
+  });
+
+  it('packs the init, busybox, a console node and every guest module into the initrd', async () => {
+    const members = cpioNames(gunzipSync(await readFile(first.initrd)));
+    assert.ok(members.has('init'), 'init');
+    assert.equal((members.get('init')!.mode & 0o111) !== 0, true, 'init is executable');
+    assert.ok(members.has('bin/busybox'));
+    assert.ok(members.has('bin/sh') && members.has('sbin/switch_root') && members.has('sbin/insmod'));
+    assert.equal(members.get('dev/console')!.mode & 0o170000, 0o020000, '/dev/console is a char device');
+    for (const name of GUEST_MODULES.slice(0, 11)) assert.ok(members.has(`lib/modules/${name}.ko`), name);
+    const initText = gunzipSync(await readFile(first.initrd)).includes(Buffer.from('GUEST CONTRACT'));
+    assert.ok(initText, 'the init carries the guest contract');
+  });
+
+  it('puts node, crun, busybox and each of their ldd libraries into the guest root', async () => {
+    for (const binary of ['usr/bin/node', 'usr/bin/crun', 'usr/bin/busybox']) {
+      const info = await stat(join(first.rootDir, binary));
+      assert.ok(info.isFile() && (info.mode & 0o111) !== 0, binary);
+    }
+    for (const binary of ['/usr/bin/node', '/usr/bin/crun']) {
+      for (const lib of lddPaths(binary)) {
+        const target = lib.startsWith('/usr/') ? lib.slice(1) : `usr${lib}`;
+        const info = await stat(join(first.rootDir, target));
+        assert.ok(info.size > 0, `${binary} needs ${lib}: ${target} in the guest root`);
+      }
+    }
+    const sh = await stat(join(first.rootDir, 'usr/bin/sh'));
+    assert.ok(sh.isFile(), 'sh resolves to busybox');
+    const manifest = JSON.parse(await readFile(join(first.rootDir, 'opt/sandboxd/image.json'), 'utf8'));
+    assert.equal(manifest.version, first.version);
+  });
+
+  it('rebuilds under a new version when the agent appears, with the bundle and proto in /opt/sandboxd', async () => {
+    const project = join(cacheDir, 'project');
+    await mkdir(join(project, 'src', 'image'), { recursive: true });
+    await mkdir(join(project, 'src', 'guest'), { recursive: true });
+    await mkdir(join(project, 'proto'), { recursive: true });
+    await copyFile(join(projectDir, 'src/image/guest-init.sh'), join(project, 'src/image/guest-init.sh'));
+    const withoutAgent = await ensureGuestImage({ cacheDir, logger, projectDir: project });
+    assert.equal(withoutAgent.version, first.version, 'same inputs, same version, whatever the project dir');
+
+    await writeFile(
+      join(project, 'src/guest/main.ts'),
+      "import { helper } from './helper.js';\nprocess.stdout.write(helper(typeof require));\n",
+    );
+    await writeFile(
+      join(project, 'src/guest/helper.ts'),
+      'export const helper = (kind: string): string => kind;\n',
+    );
+    await writeFile(join(project, 'proto/agent.proto'), 'syntax = "proto3";\npackage test;\n');
+    const withAgent = await ensureGuestImage({ cacheDir, logger, projectDir: project });
+    assert.notEqual(withAgent.version, first.version);
+    const agentFile = join(withAgent.rootDir, 'opt/sandboxd/agent.mjs');
+    const out = execFileSync(process.execPath, [agentFile], { encoding: 'utf8' });
+    assert.equal(out, 'function', 'the ESM bundle defines require for CommonJS dependencies');
+    assert.match(await readFile(join(withAgent.rootDir, 'opt/sandboxd/agent.proto'), 'utf8'), /package test/);
+
+    // A change to a file the bundle imported is noticed by the fast path's stat check.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await writeFile(
+      join(project, 'src/guest/helper.ts'),
+      'export const helper = (kind: string): string => kind + "!";\n',
+    );
+    const changed = await ensureGuestImage({ cacheDir, logger, projectDir: project });
+    assert.notEqual(changed.version, withAgent.version);
+    assert.equal(
+      execFileSync(process.execPath, [join(changed.rootDir, 'opt/sandboxd/agent.mjs')], { encoding: 'utf8' }),
+      'function!',
+    );
+  });
+});
