@@ -1,2 +1,25 @@
-// Door of src/actors.
+// Door of src/actors: the actor runtime the API drives, and its contract.
+//
+// createRuntime(options) → Promise<RuntimeHandle>; options (stable; see RuntimeOptions in runtime.ts):
+//   store       EventStore            the log (memory or LevelDB); the runtime never closes it
+//   hypervisor  Hypervisor            QEMU (or a fake in unit tests)
+//   agent       Agent                 guest agent client (or a fake)
+//   stateDir    string                per-sandbox dirs live in <stateDir>/sandboxes/<id>/{vm,shared}
+//   image?      () => Promise<GuestImagePaths>   needed once a sandbox starts
+//   logger?     pino.Logger           default: JSON to stderr, level $SANDBOXD_LOG_LEVEL
+//   timeouts?   Partial<Record<TimeoutName, number>>   per-effect deadlines (ms), see defaultTimeouts
+//   effects?    boolean               false = replay only (no reconcile, no effects, commands refused)
+//   snapshots?  boolean               load from snapshots + tails (default) or fold the whole log
+//   reconcileConcurrency? number      sandboxes reconciled at once after a restart (default 8)
+// It loads (effects off) and reconciles before resolving; `recovery` is the report.
+// `shutdown()` waits for queued work, stops watchers, disconnects agents, saves snapshots, leaves VMs running.
+export { createRuntime } from './create.js';
+export { currentIntent, type Intent } from './intent.js';
+export {
+  defaultTimeouts,
+  type RecoveryReport,
+  type RuntimeHandle,
+  type RuntimeOptions,
+  type TimeoutName,
+} from './runtime.js';
 export * from './types.js';

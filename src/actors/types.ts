@@ -105,10 +105,21 @@ export interface Runtime {
   startExec(sandboxId: string, containerId: string, execId: string, process: ProcessSpec): Promise<ExecView>;
   waitExec(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus>;
   killExec(sandboxId: string, containerId: string, execId: string, signal: string): Promise<void>;
-  resizeExec(sandboxId: string, containerId: string, execId: string, rows: number, cols: number): Promise<void>;
+  resizeExec(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    rows: number,
+    cols: number,
+  ): Promise<void>;
   getExec(sandboxId: string, containerId: string, execId: string): ExecView;
   /** execId '' = the container's init process. Streams from what is still buffered, then live. */
-  output(sandboxId: string, containerId: string, execId: string, stream: 'stdout' | 'stderr'): Observable<Uint8Array>;
+  output(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    stream: 'stdout' | 'stderr',
+  ): Observable<Uint8Array>;
   writeStdin(sandboxId: string, containerId: string, execId: string, data: Uint8Array): Promise<number>;
   closeStdin(sandboxId: string, containerId: string, execId: string): Promise<void>;
 

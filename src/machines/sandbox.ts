@@ -63,6 +63,9 @@ export const sandboxMachine = setup({
     destroyVm: noEffect,
     /** Keeps the failure of a …Failed event for views. */
     remember: assign(({ event }) => ('error' in event.data ? { error: event.data.error } : {})),
+    reattached: assign(({ event }) =>
+      event.type === 'SandboxReattached' ? { handle: event.data.handle } : {},
+    ),
     /** The VM is known gone: forget its handle, keep why. */
     gone: assign(({ event }) => ({
       handle: undefined,
@@ -132,7 +135,7 @@ export const sandboxMachine = setup({
       on: {
         SandboxPauseRequested: { target: 'pausing' },
         SandboxStopRequested: { target: 'stopping' },
-        SandboxReattached: { actions: assign(({ event }) => ({ handle: event.data.handle })) },
+        SandboxReattached: { actions: 'reattached' },
         ...vmDied,
         ...forceDelete,
       },
@@ -141,6 +144,7 @@ export const sandboxMachine = setup({
       entry: 'pauseVm',
       on: {
         SandboxPaused: { target: 'paused' },
+        SandboxReattached: { actions: 'reattached' },
         SandboxPauseFailed: { target: 'running', actions: 'remember' },
         ...vmDied,
         ...forceDelete,
@@ -150,7 +154,7 @@ export const sandboxMachine = setup({
       on: {
         SandboxResumeRequested: { target: 'resuming' },
         SandboxStopRequested: { target: 'stopping' },
-        SandboxReattached: { actions: assign(({ event }) => ({ handle: event.data.handle })) },
+        SandboxReattached: { actions: 'reattached' },
         ...vmDied,
         ...forceDelete,
       },
@@ -159,6 +163,7 @@ export const sandboxMachine = setup({
       entry: 'resumeVm',
       on: {
         SandboxResumed: { target: 'running' },
+        SandboxReattached: { actions: 'reattached' },
         SandboxResumeFailed: { target: 'paused', actions: 'remember' },
         ...vmDied,
         ...forceDelete,

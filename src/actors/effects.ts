@@ -1,0 +1,240 @@
+// The effects the machines name, bound to the two ports; each returns the outcome events it observed.
+import { cp, mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Agent } from '../agent/index.js';
+import { AgentError, AlreadyExists, HypervisorError, NotFound } from '../errors/index.js';
+import type { DomainEventType, EventEnvelope, NewEvent } from '../events/index.js';
+import type { GuestImagePaths, Hypervisor, VmConfig } from '../hypervisor/index.js';
+import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
+
+export interface SandboxDirs {
+  /** `<stateDir>/sandboxes/<id>`: removed whole by delete. */
+  readonly root: string;
+  /** VmConfig.stateDir: sockets, pidfile, console log. */
+  readonly vm: string;
+  /** VmConfig.sharedDir: container bundles, seen by the guest under its share. */
+  readonly shared: string;
+}
+
+export interface EffectContext {
+  readonly hypervisor: Hypervisor;
+  readonly agent: Agent;
+  readonly logger: Logger;
+  readonly dirs: (sandboxId: string) => SandboxDirs;
+  readonly image: () => Promise<GuestImagePaths>;
+}
+
+export interface EffectCall<A> {
+  readonly ctx: EffectContext;
+  readonly entity: A;
+  /** The event that asked for the effect; its id is the idempotency key. */
+  readonly cause: EventEnvelope;
+  readonly signal: AbortSignal;
+  readonly timeoutMs: number;
+}
+
+export interface EffectDefinition<A> {
+  /** The event appended when the effect throws or times out (none: failures are only logged). */
+  readonly failure?: DomainEventType;
+  readonly run: (call: EffectCall<A>) => Promise<NewEvent[]>;
+}
+
+/** Defaults sized for TCG guests on a loaded 2-core machine (GUEST.md: boots take 5–20 s). */
+export const defaultVmShape = { vcpus: 1, maxVcpus: 4, memoryMiB: 512, maxMemoryMiB: 4096 } as const;
+
+const quietly = async (what: Promise<unknown>, logger: Logger, step: string) => {
+  try {
+    await what;
+  } catch (err) {
+    logger.debug({ err, step }, 'best-effort step failed');
+  }
+};
+
+function handleOf(sandbox: SandboxActor, step: string) {
+  const handle = sandbox.snapshot.context.handle;
+  if (!handle) throw new HypervisorError(step, 'the sandbox has no VM', { sandboxId: sandbox.id });
+  return handle;
+}
+
+export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<SandboxActor>>> = {
+  launchVm: {
+    failure: 'SandboxStartFailed',
+    run: async ({ ctx, entity, signal }) => {
+      const dirs = ctx.dirs(entity.id);
+      await mkdir(dirs.shared, { recursive: true });
+      const image = await ctx.image();
+      const cfg = entity.snapshot.context.config;
+      const vcpus = cfg.vcpus ?? defaultVmShape.vcpus;
+      const memoryMiB = cfg.memoryMiB ?? defaultVmShape.memoryMiB;
+      const vm: VmConfig = {
+        sandboxId: entity.id,
+        stateDir: dirs.vm,
+        sharedDir: dirs.shared,
+        image,
+        vcpus,
+        maxVcpus: Math.max(vcpus, cfg.maxVcpus ?? defaultVmShape.maxVcpus),
+        memoryMiB,
+        maxMemoryMiB: Math.max(memoryMiB, cfg.maxMemoryMiB ?? defaultVmShape.maxMemoryMiB),
+      };
+      const handle = await ctx.hypervisor.launch(vm, signal);
+      return [{ type: 'VmLaunched', data: { handle } }];
+    },
+  },
+  connectAgent: {
+    failure: 'SandboxStartFailed',
+    run: async ({ ctx, entity, signal, timeoutMs }) => {
+      const handle = handleOf(entity, 'connectAgent');
+      await ctx.agent.connect(entity.id, handle.agentSocket, { deadlineMs: timeoutMs, signal });
+      const { version } = await ctx.agent.check(entity.id);
+      return [{ type: 'AgentConnected', data: { agentVersion: version } }];
+    },
+  },
+  initGuest: {
+    failure: 'SandboxStartFailed',
+    run: async ({ ctx, entity }) => {
+      const { hostname, dns } = entity.snapshot.context.config;
+      try {
+        await ctx.agent.createSandbox(entity.id, {
+          ...(hostname === undefined ? {} : { hostname }),
+          ...(dns === undefined ? {} : { dns }),
+          sandboxPidNs: false,
+        });
+      } catch (err) {
+        // A retried init after a restart finds the guest already initialised: that is the outcome we wanted.
+        if (!(err instanceof AlreadyExists)) throw err;
+      }
+      return [{ type: 'SandboxStarted', data: {} }];
+    },
+  },
+  releaseVm: {
+    run: async ({ ctx, entity }) => {
+      await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
+      await ctx.hypervisor.destroy(entity.id, ctx.dirs(entity.id).vm);
+      return [];
+    },
+  },
+  pauseVm: {
+    failure: 'SandboxPauseFailed',
+    run: async ({ ctx, entity }) => {
+      await ctx.hypervisor.pause(entity.id);
+      return [{ type: 'SandboxPaused', data: {} }];
+    },
+  },
+  resumeVm: {
+    failure: 'SandboxResumeFailed',
+    run: async ({ ctx, entity }) => {
+      await ctx.hypervisor.resume(entity.id);
+      return [{ type: 'SandboxResumed', data: {} }];
+    },
+  },
+  stopVm: {
+    failure: 'SandboxStopFailed',
+    run: async ({ ctx, entity, cause }) => {
+      const timeoutMs = (cause.data as { timeoutMs?: number }).timeoutMs;
+      if (entity.snapshot.context.agentVersion !== undefined) {
+        await quietly(ctx.agent.destroySandbox(entity.id), ctx.logger, 'agent destroySandbox');
+      }
+      await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
+      await ctx.hypervisor.stop(entity.id, timeoutMs === undefined ? {} : { timeoutMs });
+      return [{ type: 'SandboxStopped', data: {} }];
+    },
+  },
+  destroyVm: {
+    failure: 'SandboxDeleteFailed',
+    run: async ({ ctx, entity }) => {
+      const dirs = ctx.dirs(entity.id);
+      await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
+      await ctx.hypervisor.destroy(entity.id, dirs.vm);
+      await rm(dirs.root, { recursive: true, force: true });
+      return [{ type: 'SandboxDeleted', data: {} }];
+    },
+  },
+};
+
+/** Whether the sandbox's agent can be asked anything now. */
+function agentReachable(sandbox: SandboxActor): boolean {
+  return ['running', 'pausing', 'paused', 'resuming'].includes(sandbox.state);
+}
+
+export const containerEffectDefinitions: Readonly<Record<string, EffectDefinition<ContainerActor>>> = {
+  createContainer: {
+    failure: 'ContainerCreateFailed',
+    run: async ({ ctx, entity }) => {
+      const c = entity.snapshot.context;
+      const sandboxId = entity.sandbox.id;
+      // The guest sees only its share: the bundle goes to <shared>/<containerId>/, named relative to it.
+      const target = join(ctx.dirs(sandboxId).shared, entity.id);
+      await rm(target, { recursive: true, force: true });
+      await cp(c.bundle, target, { recursive: true, verbatimSymlinks: true });
+      const { pid } = await ctx.agent.createContainer(sandboxId, {
+        containerId: entity.id,
+        bundle: entity.id,
+        ...(c.process ? { process: c.process } : {}),
+        ...(c.resources ? { resources: c.resources } : {}),
+      });
+      return [{ type: 'ContainerCreated', data: { pid } }];
+    },
+  },
+  startContainer: {
+    failure: 'ContainerStartFailed',
+    run: async ({ ctx, entity }) => {
+      await ctx.agent.startContainer(entity.sandbox.id, entity.id);
+      return [{ type: 'ContainerStarted', data: {} }];
+    },
+  },
+  pauseContainer: {
+    failure: 'ContainerPauseFailed',
+    run: async ({ ctx, entity }) => {
+      await ctx.agent.pauseContainer(entity.sandbox.id, entity.id);
+      return [{ type: 'ContainerPaused', data: {} }];
+    },
+  },
+  resumeContainer: {
+    failure: 'ContainerResumeFailed',
+    run: async ({ ctx, entity }) => {
+      await ctx.agent.resumeContainer(entity.sandbox.id, entity.id);
+      return [{ type: 'ContainerResumed', data: {} }];
+    },
+  },
+  removeContainer: {
+    failure: 'ContainerDeleteFailed',
+    run: async ({ ctx, entity, cause, timeoutMs }) => {
+      const sandboxId = entity.sandbox.id;
+      if (agentReachable(entity.sandbox)) {
+        if ((cause.data as { force?: boolean }).force) {
+          await quietly(
+            ctx.agent.signalProcess(sandboxId, entity.id, '', 'SIGKILL', true),
+            ctx.logger,
+            'kill before delete',
+          );
+        }
+        try {
+          await ctx.agent.removeContainer(sandboxId, entity.id, timeoutMs);
+        } catch (err) {
+          if (!(err instanceof NotFound)) throw err;
+        }
+      }
+      await rm(join(ctx.dirs(sandboxId).shared, entity.id), { recursive: true, force: true });
+      return [{ type: 'ContainerDeleted', data: {} }];
+    },
+  },
+};
+
+export const execEffectDefinitions: Readonly<Record<string, EffectDefinition<ExecActor>>> = {
+  startProcess: {
+    failure: 'ExecStartFailed',
+    run: async ({ ctx, entity }) => {
+      const c = entity.container;
+      if (!agentReachable(c.sandbox)) {
+        throw new AgentError('execProcess', `sandbox ${c.sandbox.id} is ${c.sandbox.state}`);
+      }
+      const { pid } = await ctx.agent.execProcess(c.sandbox.id, {
+        containerId: c.id,
+        execId: entity.id,
+        process: entity.snapshot.context.process,
+      });
+      return [{ type: 'ExecStarted', data: { pid } }];
+    },
+  },
+};

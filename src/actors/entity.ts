@@ -1,0 +1,119 @@
+// One actor per sandbox, container and exec: its machine snapshot, its stream version and a serial queue.
+import type { AnyActorRef } from 'xstate';
+import type { SandboxdError } from '../errors/index.js';
+import { type EntityKind, streamOf } from '../events/index.js';
+import { type SnapshotOf, stateOf } from '../machines/index.js';
+
+interface Waiter {
+  readonly until: (state: string) => boolean;
+  readonly resolve: () => void;
+}
+
+/**
+ * The live half of an entity: the snapshot its machine computed from its stream, and a queue that
+ * runs one command or outcome at a time (different entities run in parallel).
+ */
+export class Entity<K extends EntityKind> {
+  snapshot: SnapshotOf<K>;
+  /** Stream version the snapshot includes (the expected version of the next append). */
+  version = 0;
+  /** Version of the last snapshot saved to the store's cache. */
+  savedVersion = 0;
+  /** The last effect failure, rethrown to the command that waits for the outcome. */
+  lastError: SandboxdError | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  private waiters: Waiter[] | undefined;
+  private inflight: Set<AbortController> | undefined;
+
+  constructor(
+    readonly kind: K,
+    readonly id: string,
+    readonly stream: string,
+    snapshot: SnapshotOf<K>,
+  ) {
+    this.snapshot = snapshot;
+  }
+
+  get state(): string {
+    return stateOf(this.snapshot);
+  }
+
+  /** Runs `fn` after everything queued before it on this entity, never two at once. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Resolves once the queue is empty at the time of the call. */
+  drained(): Promise<unknown> {
+    return this.tail;
+  }
+
+  /** Resolves when the state satisfies `until` (now or after a later transition). */
+  settled(until: (state: string) => boolean): Promise<void> {
+    if (until(this.state)) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiters ??= [];
+      this.waiters.push({ until, resolve });
+    });
+  }
+
+  /** Called after every transition: wakes the waiters whose condition now holds. */
+  notify(): void {
+    if (!this.waiters) return;
+    const state = this.state;
+    const still: Waiter[] = [];
+    for (const w of this.waiters) (w.until(state) ? w.resolve : () => still.push(w))();
+    this.waiters = still.length ? still : undefined;
+  }
+
+  /** Tracks an effect in flight so that a delete can abort it. */
+  track(controller: AbortController): () => void {
+    this.inflight ??= new Set();
+    this.inflight.add(controller);
+    return () => this.inflight?.delete(controller);
+  }
+
+  abortInflight(except?: AbortController): void {
+    for (const c of this.inflight ?? []) if (c !== except) c.abort();
+  }
+
+  get effectsInFlight(): number {
+    return this.inflight?.size ?? 0;
+  }
+}
+
+export class SandboxActor extends Entity<'sandbox'> {
+  readonly containers = new Map<string, ContainerActor>();
+  /** The hypervisor and agent child actors while a VM exists (see supervision.ts). */
+  ports: AnyActorRef | undefined;
+
+  constructor(id: string, snapshot: SnapshotOf<'sandbox'>) {
+    super('sandbox', id, streamOf.sandbox(id), snapshot);
+  }
+}
+
+export class ContainerActor extends Entity<'container'> {
+  readonly execs = new Map<string, ExecActor>();
+
+  constructor(
+    readonly sandbox: SandboxActor,
+    id: string,
+    snapshot: SnapshotOf<'container'>,
+  ) {
+    super('container', id, streamOf.container(sandbox.id, id), snapshot);
+  }
+}
+
+export class ExecActor extends Entity<'exec'> {
+  constructor(
+    readonly container: ContainerActor,
+    id: string,
+    snapshot: SnapshotOf<'exec'>,
+  ) {
+    super('exec', id, streamOf.exec(container.sandbox.id, container.id, id), snapshot);
+  }
+}
+
+export type AnyEntity = SandboxActor | ContainerActor | ExecActor;

@@ -1,0 +1,433 @@
+// Recovery: rebuild every live entity from snapshots + log tail with effects off, then reconcile with the world.
+import type { ContainerInfo, ExitStatus } from '../agent/index.js';
+import { asSandboxdError, Internal } from '../errors/index.js';
+import { type EntityKind, type EventEnvelope, entityOfEventType } from '../events/index.js';
+import {
+  type ContextOf,
+  fed,
+  initialSnapshot,
+  type PersistedEntity,
+  restoreSnapshot,
+  type SnapshotOf,
+  step,
+} from '../machines/index.js';
+import { type AnyEntity, ContainerActor, ExecActor, SandboxActor } from './entity.js';
+import { type ActorRuntime, failureOf, type RecoveryReport, withDeadline } from './runtime.js';
+
+export interface LoadResult {
+  readonly eventsReplayed: number;
+  readonly snapshotsUsed: number;
+}
+
+// ---- loading: a fold, nothing runs ------------------------------------------------------------------
+
+/** Creates the entity a stream's first event introduces, under its parent (undefined: parent gone). */
+function entityFor(rt: ActorRuntime, first: EventEnvelope): AnyEntity | undefined {
+  const d = first.data as { sandboxId?: string; containerId?: string; execId?: string };
+  switch (first.type) {
+    case 'SandboxCreated': {
+      const s = new SandboxActor(d.sandboxId!, initialSnapshot('sandbox'));
+      rt.sandboxes.set(s.id, s);
+      return s;
+    }
+    case 'ContainerCreateRequested': {
+      const parent = rt.sandboxes.get(d.sandboxId!);
+      if (!parent) return undefined;
+      const c = new ContainerActor(parent, d.containerId!, initialSnapshot('container'));
+      parent.containers.set(c.id, c);
+      return c;
+    }
+    case 'ExecRequested': {
+      const parent = rt.sandboxes.get(d.sandboxId!)?.containers.get(d.containerId!);
+      if (!parent) return undefined;
+      const e = new ExecActor(parent, d.execId!, initialSnapshot('exec'));
+      parent.execs.set(e.id, e);
+      return e;
+    }
+    default:
+      rt.logger.warn(
+        { stream: first.stream, type: first.type },
+        'stream does not start with a creation event',
+      );
+      return undefined;
+  }
+}
+
+/** One pass over the whole log in seq order: parents always come before their children. */
+async function foldWholeLog(rt: ActorRuntime): Promise<LoadResult> {
+  const byStream = new Map<string, AnyEntity | null>();
+  let events = 0;
+  for await (const envelope of rt.store.readAll()) {
+    let entity = byStream.get(envelope.stream);
+    if (entity === undefined) {
+      entity = entityFor(rt, envelope) ?? null;
+      byStream.set(envelope.stream, entity);
+    }
+    if (entity) rt.apply(entity, envelope, false);
+    events += 1;
+  }
+  return { eventsReplayed: events, snapshotsUsed: 0 };
+}
+
+interface Folded<K extends EntityKind = EntityKind> {
+  readonly kind: K;
+  snapshot: SnapshotOf<K>;
+  version: number;
+  savedVersion: number;
+}
+
+const kindOfStream = (stream: string): EntityKind | undefined =>
+  stream.startsWith('sandbox-')
+    ? 'sandbox'
+    : stream.startsWith('container-')
+      ? 'container'
+      : stream.startsWith('exec-')
+        ? 'exec'
+        : undefined;
+
+/** Per stream: its snapshot (if any) then the events after it. Streams load in parallel, in chunks. */
+async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
+  const streams = await rt.store.listStreams();
+  const folded: Folded[] = [];
+  let events = 0;
+  let snapshotsUsed = 0;
+  const loadOne = async (stream: string, version: number): Promise<void> => {
+    let kind = kindOfStream(stream);
+    let current: Folded | undefined;
+    const stored = kind ? await rt.store.loadSnapshot<PersistedEntity>(stream) : undefined;
+    if (kind && stored && stored.version <= version) {
+      current = {
+        kind,
+        snapshot: restoreSnapshot(kind, stored.state),
+        version: stored.version,
+        savedVersion: stored.version,
+      };
+      snapshotsUsed += 1;
+    }
+    if (!current || current.version < version) {
+      for await (const envelope of rt.store.readStream(stream, (current?.version ?? 0) + 1)) {
+        if (!current) {
+          kind = entityOfEventType(envelope.type);
+          if (!kind) return;
+          current = { kind, snapshot: initialSnapshot(kind), version: 0, savedVersion: 0 };
+        }
+        current.snapshot = step(current.kind, current.snapshot as never, fed(envelope) as never).snapshot;
+        current.version = envelope.version;
+        events += 1;
+      }
+    }
+    if (current) folded.push(current);
+  };
+  const chunk = 256;
+  for (let i = 0; i < streams.length; i += chunk) {
+    await Promise.all(streams.slice(i, i + chunk).map((s) => loadOne(s.stream, s.version)));
+  }
+  // Attach parents first; an entity whose parent was deleted (or never existed) is dropped.
+  const order: EntityKind[] = ['sandbox', 'container', 'exec'];
+  for (const kind of order) {
+    for (const f of folded) {
+      if (f.kind !== kind || f.snapshot.value === 'deleted' || f.snapshot.value === 'absent') continue;
+      const entity = attach(rt, f);
+      if (!entity) continue;
+      entity.snapshot = f.snapshot as never;
+      entity.version = f.version;
+      entity.savedVersion = f.savedVersion;
+    }
+  }
+  return { eventsReplayed: events, snapshotsUsed };
+}
+
+function attach(rt: ActorRuntime, f: Folded): AnyEntity | undefined {
+  const ctx = f.snapshot.context as ContextOf<'exec'> & ContextOf<'container'> & ContextOf<'sandbox'>;
+  if (f.kind === 'sandbox') {
+    const s = new SandboxActor(ctx.sandboxId, f.snapshot as SnapshotOf<'sandbox'>);
+    rt.sandboxes.set(s.id, s);
+    return s;
+  }
+  const sandbox = rt.sandboxes.get(ctx.sandboxId);
+  if (f.kind === 'container') {
+    if (!sandbox) return undefined;
+    const c = new ContainerActor(sandbox, ctx.containerId, f.snapshot as SnapshotOf<'container'>);
+    sandbox.containers.set(c.id, c);
+    return c;
+  }
+  const container = sandbox?.containers.get(ctx.containerId);
+  if (!container) return undefined;
+  const e = new ExecActor(container, ctx.execId, f.snapshot as SnapshotOf<'exec'>);
+  container.execs.set(e.id, e);
+  return e;
+}
+
+/** Rebuilds the runtime's entities from the store; runs no effect and appends nothing. */
+export function loadEntities(rt: ActorRuntime, useSnapshots: boolean): Promise<LoadResult> {
+  return useSnapshots ? foldFromSnapshots(rt) : foldWholeLog(rt);
+}
+
+// ---- reconciliation: what the world says, appended ---------------------------------------------------
+
+interface Tally {
+  reattached: string[];
+  lost: string[];
+  settled: { stream: string; from: string; how: 'completed' | 'retried' | 'failed' }[];
+  appended: number;
+  errors: { sandboxId: string; message: string }[];
+}
+
+/** The event that asked for the effect an intermediate state waits on (its id keys the retry). */
+async function lastIntent(
+  rt: ActorRuntime,
+  entity: AnyEntity,
+  types: readonly string[],
+): Promise<EventEnvelope> {
+  let found: EventEnvelope | undefined;
+  for await (const e of rt.store.readStream(entity.stream)) if (types.includes(e.type)) found = e;
+  if (!found) throw new Internal('reconcile', `${entity.stream}: no ${types.join('/')} event`);
+  return found;
+}
+
+const interrupted = (what: string) => ({
+  error: { step: 'recovery', kind: 'Internal', message: `the daemon restarted while ${what}` },
+});
+
+function exitData(exit: ExitStatus | undefined) {
+  const e = exit ?? { exitCode: 255 };
+  return {
+    exitCode: e.exitCode,
+    ...(e.signal === undefined ? {} : { signal: e.signal }),
+    oomKilled: e.oomKilled === true,
+  };
+}
+
+async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tally): Promise<void> {
+  const record = async (entity: AnyEntity, type: string, data: unknown) => {
+    const appended = await rt.record(entity, { type, data });
+    if (appended) t.appended += 1;
+    return appended;
+  };
+  const settle = (entity: AnyEntity, from: string, how: 'completed' | 'retried' | 'failed') =>
+    t.settled.push({ stream: entity.stream, from, how });
+  const retry = async (entity: AnyEntity, effect: string, intents: readonly string[], from: string) => {
+    const cause = await lastIntent(rt, entity, intents);
+    settle(entity, from, 'retried');
+    void rt.startEffect(entity, effect, cause, true);
+  };
+  const { hypervisor, agent } = rt;
+  const handle = sandbox.snapshot.context.handle;
+  const value = sandbox.snapshot.value as string | { starting: string };
+  const state = sandbox.state;
+
+  switch (state) {
+    case 'starting': {
+      const sub = (value as { starting: string }).starting;
+      const alive = handle && sub !== 'launching' ? await hypervisor.attach(handle) : undefined;
+      if (!alive) {
+        // Launch had no logged outcome (or the VM died): nothing to continue from. Clean what a
+        // half-finished launch may have left (Kata leaks its QEMU here: kata-containers#5246).
+        await hypervisor.destroy(sandbox.id, rt.dirs(sandbox.id).vm);
+        const what = sub === 'launching' ? 'launching the VM' : 'booting, and the VM is gone';
+        if (await record(sandbox, 'SandboxStartFailed', interrupted(what)))
+          settle(sandbox, `starting.${sub}`, 'failed');
+        return;
+      }
+      if (sub === 'connecting') await retry(sandbox, 'connectAgent', ['VmLaunched'], 'starting.connecting');
+      else await retry(sandbox, 'initGuest', ['AgentConnected'], 'starting.initialising');
+      return;
+    }
+    case 'running':
+    case 'paused':
+    case 'pausing':
+    case 'resuming': {
+      const alive = handle ? await hypervisor.attach(handle) : undefined;
+      if (!alive) {
+        await record(sandbox, 'SandboxLost', { reason: 'the VM was gone when the daemon restarted' });
+        t.lost.push(sandbox.id);
+        return;
+      }
+      try {
+        await agent.connect(sandbox.id, alive.agentSocket, { deadlineMs: rt.timeouts.connectAgent });
+        await agent.check(sandbox.id);
+      } catch (err) {
+        const reason = `the VM runs but its agent does not answer: ${asSandboxdError(err, 'check').message}`;
+        await record(sandbox, 'SandboxLost', { reason });
+        t.lost.push(sandbox.id);
+        return;
+      }
+      await record(sandbox, 'SandboxReattached', { handle: alive });
+      t.reattached.push(sandbox.id);
+      if (state === 'pausing' || state === 'resuming') {
+        const status = await hypervisor.status(sandbox.id);
+        const done = state === 'pausing' ? status === 'paused' : status === 'running';
+        if (done) {
+          await record(sandbox, state === 'pausing' ? 'SandboxPaused' : 'SandboxResumed', {});
+          settle(sandbox, state, 'completed');
+        } else if (state === 'pausing') await retry(sandbox, 'pauseVm', ['SandboxPauseRequested'], state);
+        else await retry(sandbox, 'resumeVm', ['SandboxResumeRequested'], state);
+      }
+      const infos = new Map((await agent.listContainers(sandbox.id)).map((i) => [i.containerId, i]));
+      for (const c of [...sandbox.containers.values()])
+        await reconcileContainer(rt, c, infos.get(c.id), record, retry, settle);
+      return;
+    }
+    case 'stopping': {
+      const alive = handle ? await hypervisor.attach(handle) : undefined;
+      if (!alive) {
+        await record(sandbox, 'SandboxStopped', {});
+        settle(sandbox, 'stopping', 'completed');
+      } else await retry(sandbox, 'stopVm', ['SandboxStopRequested'], 'stopping');
+      return;
+    }
+    case 'deleting':
+      await retry(sandbox, 'destroyVm', ['SandboxDeleteRequested'], 'deleting');
+      return;
+    case 'failed':
+      // A failure whose clean-up never ran may have left the VM behind.
+      if (handle && (await hypervisor.attach(handle)))
+        await hypervisor.destroy(sandbox.id, rt.dirs(sandbox.id).vm);
+      break;
+    default:
+      break;
+  }
+  // The sandbox runs nothing (created, stopped, failed, lost): children still marked alive ended with it.
+  for (const c of [...sandbox.containers.values()]) {
+    for (const e of c.execs.values()) {
+      if (e.state === 'starting' || e.state === 'running')
+        await record(e, 'ProcessLost', { reason: `sandbox ${state}` });
+    }
+    if (c.state === 'deleting') await retry(c, 'removeContainer', ['ContainerDeleteRequested'], 'deleting');
+    else if (!['stopped', 'failed', 'deleted'].includes(c.state)) {
+      await record(c, 'ContainerLost', { reason: `sandbox ${state}` });
+    }
+  }
+}
+
+type Record_ = (entity: AnyEntity, type: string, data: unknown) => Promise<unknown>;
+type Retry = (entity: AnyEntity, effect: string, intents: readonly string[], from: string) => Promise<void>;
+type Settle = (entity: AnyEntity, from: string, how: 'completed' | 'retried' | 'failed') => void;
+
+async function reconcileContainer(
+  rt: ActorRuntime,
+  c: ContainerActor,
+  info: ContainerInfo | undefined,
+  record: Record_,
+  retry: Retry,
+  settle: Settle,
+): Promise<void> {
+  // Execs first: the container's own end would otherwise mark them lost before we learn their exits.
+  for (const e of c.execs.values()) {
+    if (e.state !== 'starting' && e.state !== 'running') continue;
+    const p = info?.processes.find((x) => x.execId === e.id);
+    if (!p) {
+      if (e.state === 'starting') {
+        await record(e, 'ExecStartFailed', interrupted('starting the process'));
+        settle(e, 'starting', 'failed');
+      } else await record(e, 'ProcessLost', { reason: 'the agent no longer knows the process' });
+    } else if (!p.running) {
+      const { oomKilled, ...exit } = exitData(p.exit);
+      await record(e, 'ProcessExitedWhileDaemonDown', oomKilled ? { ...exit, oomKilled } : exit);
+      if (e.state === 'starting') settle(e, 'starting', 'completed');
+    } else if (e.state === 'starting') {
+      await record(e, 'ExecStarted', { pid: 0 });
+      settle(e, 'starting', 'completed');
+    }
+  }
+  const state = c.state;
+  if (state === 'stopped' || state === 'failed' || state === 'deleted') return;
+  if (state === 'deleting') {
+    if (info) await retry(c, 'removeContainer', ['ContainerDeleteRequested'], state);
+    else {
+      await record(c, 'ContainerDeleted', {});
+      settle(c, state, 'completed');
+    }
+    return;
+  }
+  if (state === 'creating') {
+    if (info) {
+      await record(c, 'ContainerCreated', { pid: info.pid ?? 0 });
+      settle(c, state, 'completed');
+    } else await retry(c, 'createContainer', ['ContainerCreateRequested'], state);
+    return;
+  }
+  if (!info) {
+    await record(c, 'ContainerLost', { reason: 'the agent no longer knows the container' });
+    return;
+  }
+  if (info.status === 'stopped') {
+    await record(c, 'ContainerExitedWhileDown', exitData(info.exit));
+    if (state !== 'created' && state !== 'running' && state !== 'paused') settle(c, state, 'completed');
+    return;
+  }
+  const settleTo = async (done: boolean, outcome: string, effect: string, intent: string) => {
+    if (done) {
+      await record(c, outcome, {});
+      settle(c, state, 'completed');
+    } else await retry(c, effect, [intent], state);
+  };
+  if (state === 'starting') {
+    await settleTo(
+      info.status !== 'created',
+      'ContainerStarted',
+      'startContainer',
+      'ContainerStartRequested',
+    );
+  } else if (state === 'pausing') {
+    await settleTo(info.status === 'paused', 'ContainerPaused', 'pauseContainer', 'ContainerPauseRequested');
+  } else if (state === 'resuming') {
+    await settleTo(
+      info.status === 'running',
+      'ContainerResumed',
+      'resumeContainer',
+      'ContainerResumeRequested',
+    );
+  } else if (state !== info.status) {
+    rt.logger.warn(
+      { sandboxId: c.sandbox.id, containerId: c.id, logged: state, world: info.status },
+      'container state differs from the log',
+    );
+  }
+}
+
+/** Reconciles every sandbox, `reconcileConcurrency` at a time, each under its own deadline. */
+export async function reconcileAll(rt: ActorRuntime): Promise<RecoveryReport> {
+  const started = performance.now();
+  const t: Tally = { reattached: [], lost: [], settled: [], appended: 0, errors: [] };
+  const queue = [...rt.sandboxes.values()];
+  const width = Math.max(1, rt.options.reconcileConcurrency ?? 8);
+  const worker = async () => {
+    for (let s = queue.shift(); s; s = queue.shift()) {
+      const sandbox = s;
+      try {
+        await withDeadline(reconcileSandbox(rt, sandbox, t), rt.timeouts.reconcile, 'reconcile');
+      } catch (err) {
+        const error = asSandboxdError(err, 'reconcile');
+        t.errors.push({ sandboxId: sandbox.id, message: error.message });
+        rt.logger.error({ sandboxId: sandbox.id, err: error }, 'reconciliation failed');
+        // Last resort for a wedged VM: declare it lost and kill it, so one hung sandbox delays nobody.
+        const lost = await rt
+          .record(sandbox, { type: 'SandboxLost', data: { reason: failureOf('reconcile', error).message } })
+          .catch(() => undefined);
+        if (lost) {
+          t.lost.push(sandbox.id);
+          t.appended += 1;
+          void rt.hypervisor.destroy(sandbox.id, rt.dirs(sandbox.id).vm).catch(() => undefined);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(width, queue.length) }, worker));
+  let containers = 0;
+  let execs = 0;
+  for (const s of rt.sandboxes.values()) {
+    containers += s.containers.size;
+    for (const c of s.containers.values()) execs += c.execs.size;
+  }
+  return {
+    sandboxes: rt.sandboxes.size,
+    containers,
+    execs,
+    eventsReplayed: 0,
+    snapshotsUsed: 0,
+    loadMs: 0,
+    reconcileMs: performance.now() - started,
+    ...t,
+  };
+}

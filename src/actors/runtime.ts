@@ -1,0 +1,977 @@
+// The actor runtime: commands checked against machines, persisted, then run; outcomes and happenings appended.
+
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Logger, pino } from 'pino';
+import type { Observable } from 'rxjs';
+import type {
+  Agent,
+  ContainerResources,
+  ContainerStats,
+  ExitStatus,
+  GuestDetails,
+  NetInterface,
+  NetRoute,
+  ProcessInfo,
+  ProcessSpec,
+} from '../agent/index.js';
+import {
+  AlreadyExists,
+  asSandboxdError,
+  ConcurrencyConflict,
+  Internal,
+  InvalidArgument,
+  InvalidState,
+  NotFound,
+  type SandboxdError,
+  Timeout,
+} from '../errors/index.js';
+import type { EntityKind, EventEnvelope, FailureData, NewEvent } from '../events/index.js';
+import type { Accel, GuestImagePaths, Hypervisor } from '../hypervisor/index.js';
+import { can, fed, initialSnapshot, persistSnapshot, step } from '../machines/index.js';
+import type { EventStore } from '../store/index.js';
+import {
+  containerEffectDefinitions,
+  type EffectContext,
+  type EffectDefinition,
+  execEffectDefinitions,
+  type SandboxDirs,
+  sandboxEffectDefinitions,
+} from './effects.js';
+import { type AnyEntity, ContainerActor, type Entity, ExecActor, SandboxActor } from './entity.js';
+import { withIntent } from './intent.js';
+import { reconcileAll } from './recovery.js';
+import { type Happening, startPorts } from './supervision.js';
+import type {
+  ContainerView,
+  CreateContainerParams,
+  ExecView,
+  Runtime,
+  SandboxConfig,
+  SandboxView,
+} from './types.js';
+
+/** Every effect the machines name, plus the runtime's own deadlines. */
+export type TimeoutName =
+  | 'launchVm'
+  | 'connectAgent'
+  | 'initGuest'
+  | 'releaseVm'
+  | 'pauseVm'
+  | 'resumeVm'
+  | 'stopVm'
+  | 'destroyVm'
+  | 'createContainer'
+  | 'startContainer'
+  | 'pauseContainer'
+  | 'resumeContainer'
+  | 'removeContainer'
+  | 'startProcess'
+  /** Reconciliation of one sandbox after a restart. */
+  | 'reconcile'
+  /** How long shutdown waits for effects in flight. */
+  | 'shutdown'
+  /** Agent calls made directly for a command (stats, ps, kill, …). */
+  | 'call';
+
+/** Generous defaults: TCG boots take 5–20 s on these machines, more under load. */
+export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
+  launchVm: 90_000,
+  connectAgent: 90_000,
+  initGuest: 30_000,
+  releaseVm: 30_000,
+  pauseVm: 15_000,
+  resumeVm: 15_000,
+  stopVm: 60_000,
+  destroyVm: 60_000,
+  createContainer: 60_000,
+  startContainer: 30_000,
+  pauseContainer: 15_000,
+  resumeContainer: 15_000,
+  removeContainer: 30_000,
+  startProcess: 30_000,
+  reconcile: 30_000,
+  shutdown: 15_000,
+  call: 30_000,
+};
+
+export interface RuntimeOptions {
+  readonly store: EventStore;
+  readonly hypervisor: Hypervisor;
+  readonly agent: Agent;
+  /** Root of per-sandbox dirs: `<stateDir>/sandboxes/<id>/{vm,shared}`. */
+  readonly stateDir: string;
+  /** The guest image to boot; required only once a sandbox starts. */
+  readonly image?: () => Promise<GuestImagePaths>;
+  readonly logger?: Logger;
+  /** Per-effect deadlines in ms (an expired effect appends its …Failed event). */
+  readonly timeouts?: Partial<Record<TimeoutName, number>>;
+  /**
+   * false: replay only — no reconciliation, no effects, commands refused (offline tools, benchmarks).
+   * Default true.
+   */
+  readonly effects?: boolean;
+  /** Load from stored snapshots + tails (default true); false folds the whole log from seq 1. */
+  readonly snapshots?: boolean;
+  /** How many sandboxes reconcile at once after a restart (default 8). */
+  readonly reconcileConcurrency?: number;
+}
+
+/** What loading and reconciling found; `createRuntime` resolves after both. */
+export interface RecoveryReport {
+  readonly sandboxes: number;
+  readonly containers: number;
+  readonly execs: number;
+  /** Events folded through machines while loading (snapshot tails, or the whole log). */
+  readonly eventsReplayed: number;
+  readonly snapshotsUsed: number;
+  readonly loadMs: number;
+  readonly reconcileMs: number;
+  readonly reattached: readonly string[];
+  readonly lost: readonly string[];
+  /** Entities whose in-flight intent was settled (completed, retried or failed). */
+  readonly settled: readonly { stream: string; from: string; how: 'completed' | 'retried' | 'failed' }[];
+  /** Events appended by reconciliation. */
+  readonly appended: number;
+  readonly errors: readonly { sandboxId: string; message: string }[];
+}
+
+export interface RuntimeHandle extends Runtime {
+  /** The report of the recovery `createRuntime` ran. */
+  readonly recovery: RecoveryReport;
+  /** Reconciles every sandbox with the world again (what startup did after loading). */
+  reconcile(): Promise<RecoveryReport>;
+  /** Saves a snapshot of every entity changed since its last one (also done by shutdown). */
+  saveSnapshots(): Promise<number>;
+}
+
+const vmStates = new Set(['starting', 'running', 'pausing', 'paused', 'resuming', 'stopping']);
+const downStates = new Set(['stopped', 'lost', 'failed', 'deleting']);
+const containerEnded = new Set(['stopped', 'failed', 'deleting', 'deleted']);
+const execEnded = new Set(['exited', 'failed']);
+
+/** The failure data a …Failed event keeps. */
+export function failureOf(step: string, err: SandboxdError): FailureData {
+  return { step: (err.details.step as string | undefined) ?? step, kind: err.kind, message: err.message };
+}
+
+export function withDeadline<T>(
+  work: Promise<T>,
+  ms: number,
+  step: string,
+  onExpiry?: () => void,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onExpiry?.();
+      reject(new Timeout(step, ms));
+    }, ms);
+    timer.unref?.();
+  });
+  return Promise.race([work, expiry]).finally(() => clearTimeout(timer));
+}
+
+export class ActorRuntime implements RuntimeHandle {
+  readonly sandboxes = new Map<string, SandboxActor>();
+  readonly logger: Logger;
+  readonly timeouts: Readonly<Record<TimeoutName, number>>;
+  readonly effectsOn: boolean;
+  recovery!: RecoveryReport;
+  private closing = false;
+  private lastAccel: Accel | undefined;
+  private readonly effectCtx: EffectContext;
+  private readonly pendingEffects = new Set<Promise<void>>();
+
+  constructor(readonly options: RuntimeOptions) {
+    this.logger =
+      options.logger ??
+      pino({ name: 'sandboxd.actors', level: process.env.SANDBOXD_LOG_LEVEL ?? 'info' }, pino.destination(2));
+    this.timeouts = { ...defaultTimeouts, ...options.timeouts };
+    this.effectsOn = options.effects !== false;
+    const image =
+      options.image ??
+      (() => Promise.reject(new Internal('launchVm', 'no guest image configured (createRuntime: image)')));
+    this.effectCtx = {
+      hypervisor: options.hypervisor,
+      agent: options.agent,
+      logger: this.logger,
+      dirs: (id) => this.dirs(id),
+      image,
+    };
+  }
+
+  get store(): EventStore {
+    return this.options.store;
+  }
+  get hypervisor(): Hypervisor {
+    return this.options.hypervisor;
+  }
+  get agent(): Agent {
+    return this.options.agent;
+  }
+
+  get accel(): Accel | undefined {
+    return this.lastAccel;
+  }
+
+  dirs(sandboxId: string): SandboxDirs {
+    const root = join(this.options.stateDir, 'sandboxes', sandboxId);
+    return { root, vm: join(root, 'vm'), shared: join(root, 'shared') };
+  }
+
+  // ---- the core: check, persist, transition, act -------------------------------------------------
+
+  /**
+   * Appends `event` to the entity's stream if its machine accepts it now, then transitions and
+   * starts the effects the transition names. With `command`, a refusal throws InvalidState and
+   * writes nothing; without (an outcome or a happening), a refusal drops the event (it came late).
+   */
+  record(
+    entity: AnyEntity,
+    event: { type: string; data: unknown },
+    opts: { command?: string; causationId?: string } = {},
+  ): Promise<EventEnvelope | undefined> {
+    return entity.exclusive(async () => {
+      const candidate = { type: event.type, data: event.data } as never;
+      if (!can(entity.kind, entity.snapshot as never, candidate)) {
+        if (opts.command) throw new InvalidState(entity.kind, entity.id, entity.state, opts.command);
+        this.logger.debug(
+          { stream: entity.stream, type: event.type, state: entity.state },
+          'late event dropped',
+        );
+        return undefined;
+      }
+      const newEvent: NewEvent = {
+        type: event.type,
+        data: event.data,
+        ...(opts.causationId ? { causationId: opts.causationId } : {}),
+      };
+      const result = await this.store.append(entity.stream, entity.version, [newEvent]);
+      const envelope = result.events[0]!;
+      this.apply(entity, envelope, this.effectsOn);
+      return envelope;
+    });
+  }
+
+  /** Folds one stored event into the entity; in live mode also supervises, cascades and starts effects. */
+  apply(entity: AnyEntity, envelope: EventEnvelope, live: boolean): void {
+    const before = entity.state;
+    const { snapshot, effects } = step(entity.kind, entity.snapshot as never, fed(envelope) as never);
+    entity.snapshot = snapshot as never;
+    entity.version = envelope.version;
+    if (entity instanceof SandboxActor) this.afterSandbox(entity, before, live);
+    else if (entity instanceof ContainerActor) this.afterContainer(entity, before, live);
+    entity.notify();
+    if (live) for (const name of effects) this.startEffect(entity, name, envelope, false);
+  }
+
+  private afterSandbox(sandbox: SandboxActor, before: string, live: boolean): void {
+    const state = sandbox.state;
+    const handle = sandbox.snapshot.context.handle;
+    if (handle) this.lastAccel = handle.accel;
+    if (state === 'deleted') {
+      this.sandboxes.delete(sandbox.id);
+      sandbox.ports?.stop();
+      sandbox.ports = undefined;
+      return;
+    }
+    if (!live) return;
+    const vmUp = vmStates.has(state) && handle !== undefined;
+    if (vmUp && !sandbox.ports) this.supervise(sandbox);
+    if (!vmUp && sandbox.ports) {
+      sandbox.ports.stop();
+      sandbox.ports = undefined;
+    }
+    if (downStates.has(state) && !downStates.has(before)) {
+      const reason = `sandbox ${state}`;
+      for (const c of sandbox.containers.values()) {
+        if (!containerEnded.has(c.state))
+          this.fireAndLog(this.record(c, { type: 'ContainerLost', data: { reason } }));
+        for (const e of c.execs.values()) this.loseExec(e, reason);
+      }
+    }
+  }
+
+  private afterContainer(container: ContainerActor, before: string, live: boolean): void {
+    const state = container.state;
+    if (state === 'deleted') {
+      container.sandbox.containers.delete(container.id);
+      return;
+    }
+    // The init's end takes every exec of the container with it.
+    if (live && containerEnded.has(state) && !containerEnded.has(before)) {
+      for (const e of container.execs.values()) this.loseExec(e, `container ${state}`);
+    }
+  }
+
+  private loseExec(exec: ExecActor, reason: string): void {
+    if (!execEnded.has(exec.state))
+      this.fireAndLog(this.record(exec, { type: 'ProcessLost', data: { reason } }));
+  }
+
+  private fireAndLog(work: Promise<unknown>): void {
+    work.catch((err) => this.logger.error({ err }, 'appending an outcome failed'));
+  }
+
+  private definitionOf(entity: AnyEntity, name: string): EffectDefinition<AnyEntity> | undefined {
+    const table: Readonly<Record<string, EffectDefinition<never>>> =
+      entity.kind === 'sandbox'
+        ? sandboxEffectDefinitions
+        : entity.kind === 'container'
+          ? containerEffectDefinitions
+          : execEffectDefinitions;
+    return table[name] as EffectDefinition<AnyEntity> | undefined;
+  }
+
+  /** Runs an effect outside the entity's queue; its outcome comes back through `record`. */
+  startEffect(entity: AnyEntity, name: string, cause: EventEnvelope, retry: boolean): Promise<void> {
+    const run = this.runEffect(entity, name, cause, retry);
+    this.pendingEffects.add(run);
+    run.finally(() => this.pendingEffects.delete(run));
+    return run;
+  }
+
+  private async runEffect(
+    entity: AnyEntity,
+    name: string,
+    cause: EventEnvelope,
+    retry: boolean,
+  ): Promise<void> {
+    const def = this.definitionOf(entity, name);
+    const log = this.logger.child({ ...this.idsOf(entity), effect: name, causationId: cause.id });
+    if (!def) {
+      log.error('no implementation bound for effect');
+      return;
+    }
+    const controller = new AbortController();
+    const untrack = entity.track(controller);
+    const timeoutMs = this.timeouts[name as TimeoutName] ?? this.timeouts.call;
+    try {
+      log.debug({ retry }, 'effect started');
+      const outcome = await withIntent({ eventId: cause.id, effect: name, retry }, () =>
+        withDeadline(
+          def.run({ ctx: this.effectCtx, entity, cause, signal: controller.signal, timeoutMs }),
+          timeoutMs,
+          name,
+          () => controller.abort(),
+        ),
+      );
+      for (const e of outcome) await this.record(entity, e, { causationId: cause.id });
+    } catch (err) {
+      const error = asSandboxdError(err, name);
+      log.warn({ err: error }, 'effect failed');
+      if (def.failure) {
+        entity.lastError = error;
+        try {
+          await this.record(
+            entity,
+            { type: def.failure, data: { error: failureOf(name, error) } },
+            { causationId: cause.id },
+          );
+        } catch (appendErr) {
+          log.error({ err: appendErr }, 'appending the failure failed');
+        }
+      }
+    } finally {
+      untrack();
+    }
+  }
+
+  private idsOf(entity: AnyEntity): Record<string, string> {
+    if (entity instanceof SandboxActor) return { sandboxId: entity.id };
+    if (entity instanceof ContainerActor) return { sandboxId: entity.sandbox.id, containerId: entity.id };
+    return { sandboxId: entity.container.sandbox.id, containerId: entity.container.id, execId: entity.id };
+  }
+
+  // ---- supervision: the hypervisor and agent child actors ------------------------------------------
+
+  supervise(sandbox: SandboxActor): void {
+    if (!this.effectsOn || sandbox.ports) return;
+    sandbox.ports = startPorts({
+      sandboxId: sandbox.id,
+      hypervisor: this.hypervisor,
+      agent: this.agent,
+      report: (h) => this.onHappening(sandbox, h),
+      onError: (source, err) => this.logger.warn({ sandboxId: sandbox.id, source, err }, 'event feed failed'),
+    });
+  }
+
+  private onHappening(sandbox: SandboxActor, h: Happening): void {
+    if (this.closing) return;
+    if (h.source === 'hypervisor') {
+      if (h.event.type === 'exited') {
+        this.fireAndLog(this.record(sandbox, { type: 'VmExited', data: { reason: h.event.reason } }));
+      } else {
+        this.logger.info({ sandboxId: sandbox.id, vmEvent: h.event.type }, 'VM event');
+      }
+      return;
+    }
+    const e = h.event;
+    const container = sandbox.containers.get(e.containerId);
+    if (!container) {
+      this.logger.debug(
+        { sandboxId: sandbox.id, containerId: e.containerId },
+        'event for an unknown container',
+      );
+      return;
+    }
+    if (e.type === 'oom') {
+      this.fireAndLog(this.record(container, { type: 'ContainerOomKilled', data: {} }));
+      return;
+    }
+    const { exitCode, signal, oomKilled } = e.status;
+    const exit = { exitCode, ...(signal === undefined ? {} : { signal }) };
+    if (e.execId === '') {
+      this.fireAndLog(
+        this.record(container, { type: 'ContainerExited', data: { ...exit, oomKilled: oomKilled === true } }),
+      );
+      return;
+    }
+    const exec = container.execs.get(e.execId);
+    if (exec) {
+      const data = oomKilled === undefined ? exit : { ...exit, oomKilled };
+      this.fireAndLog(this.record(exec, { type: 'ProcessExited', data }));
+    }
+  }
+
+  // ---- lookups and views ----------------------------------------------------------------------------
+
+  private open(command: string): void {
+    if (this.closing) throw new InvalidState('runtime', 'sandboxd', 'shutting down', command);
+    if (!this.effectsOn) throw new InvalidState('runtime', 'sandboxd', 'read-only (effects off)', command);
+  }
+
+  sandbox(id: string): SandboxActor {
+    const s = this.sandboxes.get(id);
+    if (!s || s.state === 'absent') throw new NotFound('sandbox', id);
+    return s;
+  }
+
+  container(sandboxId: string, id: string): ContainerActor {
+    const c = this.sandbox(sandboxId).containers.get(id);
+    if (!c || c.state === 'absent') throw new NotFound('container', id, { sandboxId });
+    return c;
+  }
+
+  exec(sandboxId: string, containerId: string, id: string): ExecActor {
+    const e = this.container(sandboxId, containerId).execs.get(id);
+    if (!e || e.state === 'absent') throw new NotFound('exec', id, { sandboxId, containerId });
+    return e;
+  }
+
+  private requireState(entity: AnyEntity, allowed: readonly string[], command: string): void {
+    if (!allowed.includes(entity.state))
+      throw new InvalidState(entity.kind, entity.id, entity.state, command);
+  }
+
+  private requireAgent(sandbox: SandboxActor, command: string): void {
+    if (sandbox.state !== 'running') {
+      throw new InvalidState('sandbox', sandbox.id, sandbox.state, command);
+    }
+  }
+
+  sandboxView(s: SandboxActor): SandboxView {
+    const c = s.snapshot.context;
+    const error = c.error?.message ?? c.lostReason;
+    return {
+      id: s.id,
+      state: s.state,
+      config: c.config,
+      ...(c.handle ? { pid: c.handle.pid, accel: c.handle.accel } : {}),
+      containers: [...s.containers.keys()],
+      createdAt: c.createdAt,
+      version: s.version,
+      ...(error === undefined ? {} : { error }),
+    };
+  }
+
+  containerView(c: ContainerActor): ContainerView {
+    const x = c.snapshot.context;
+    return {
+      sandboxId: c.sandbox.id,
+      id: c.id,
+      state: c.state,
+      bundle: x.bundle,
+      ...(x.pid === undefined ? {} : { pid: x.pid }),
+      ...(x.exit ? { exit: x.exit } : {}),
+      execs: [...c.execs.keys()],
+      createdAt: x.createdAt,
+      version: c.version,
+    };
+  }
+
+  execView(e: ExecActor): ExecView {
+    const x = e.snapshot.context;
+    return {
+      sandboxId: x.sandboxId,
+      containerId: x.containerId,
+      id: e.id,
+      state: e.state,
+      process: x.process,
+      ...(x.pid === undefined ? {} : { pid: x.pid }),
+      ...(x.exit ? { exit: x.exit } : {}),
+      version: e.version,
+    };
+  }
+
+  /** Appends a command's event, then waits until the entity leaves the transitional state it entered. */
+  private async commandAndWait(
+    entity: AnyEntity,
+    command: string,
+    event: { type: string; data: unknown },
+    transitional: readonly string[],
+    success: readonly string[],
+  ): Promise<void> {
+    entity.lastError = undefined;
+    await this.record(entity, event, { command });
+    await entity.settled((s) => !transitional.includes(s));
+    if (!success.includes(entity.state)) {
+      throw (
+        entity.lastError ??
+        new Internal(command, `${entity.kind} ${entity.id} ended ${entity.state}`, { state: entity.state })
+      );
+    }
+  }
+
+  // ---- Runtime: sandboxes ------------------------------------------------------------------------
+
+  async createSandbox(id: string, config: SandboxConfig): Promise<SandboxView> {
+    this.open('sandbox.create');
+    if (this.sandboxes.has(id)) throw new AlreadyExists('sandbox', id);
+    const sandbox = new SandboxActor(id, initialSnapshot('sandbox'));
+    this.sandboxes.set(id, sandbox);
+    try {
+      await this.record(
+        sandbox,
+        { type: 'SandboxCreated', data: { sandboxId: id, config } },
+        { command: 'create' },
+      );
+    } catch (err) {
+      this.sandboxes.delete(id);
+      // A deleted sandbox's stream stays in the log: its id cannot be used again.
+      if (err instanceof ConcurrencyConflict) throw new AlreadyExists('sandbox', id, { deleted: true });
+      throw err;
+    }
+    return this.sandboxView(sandbox);
+  }
+
+  async startSandbox(id: string): Promise<SandboxView> {
+    this.open('sandbox.start');
+    const s = this.sandbox(id);
+    await this.commandAndWait(
+      s,
+      'start',
+      { type: 'SandboxStartRequested', data: {} },
+      ['starting'],
+      ['running'],
+    );
+    return this.sandboxView(s);
+  }
+
+  async stopSandbox(id: string, options: { timeoutMs?: number } = {}): Promise<SandboxView> {
+    this.open('sandbox.stop');
+    const s = this.sandbox(id);
+    const data = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
+    await this.commandAndWait(s, 'stop', { type: 'SandboxStopRequested', data }, ['stopping'], ['stopped']);
+    return this.sandboxView(s);
+  }
+
+  async pauseSandbox(id: string): Promise<SandboxView> {
+    this.open('sandbox.pause');
+    const s = this.sandbox(id);
+    await this.commandAndWait(
+      s,
+      'pause',
+      { type: 'SandboxPauseRequested', data: {} },
+      ['pausing'],
+      ['paused'],
+    );
+    return this.sandboxView(s);
+  }
+
+  async resumeSandbox(id: string): Promise<SandboxView> {
+    this.open('sandbox.resume');
+    const s = this.sandbox(id);
+    await this.commandAndWait(
+      s,
+      'resume',
+      { type: 'SandboxResumeRequested', data: {} },
+      ['resuming'],
+      ['running'],
+    );
+    return this.sandboxView(s);
+  }
+
+  async deleteSandbox(id: string, options: { force?: boolean } = {}): Promise<void> {
+    this.open('sandbox.delete');
+    const s = this.sandbox(id);
+    const force = options.force === true;
+    if (force) s.abortInflight();
+    await this.commandAndWait(
+      s,
+      force ? 'delete --force' : 'delete',
+      { type: 'SandboxDeleteRequested', data: { force } },
+      ['deleting'],
+      ['deleted'],
+    );
+  }
+
+  getSandbox(id: string): SandboxView {
+    return this.sandboxView(this.sandbox(id));
+  }
+
+  listSandboxes(): SandboxView[] {
+    return [...this.sandboxes.values()].filter((s) => s.state !== 'absent').map((s) => this.sandboxView(s));
+  }
+
+  async sandboxStats(
+    id: string,
+  ): Promise<{ sandbox: SandboxView; containers: Record<string, ContainerStats> }> {
+    const s = this.sandbox(id);
+    this.requireAgent(s, 'stats');
+    const containers: Record<string, ContainerStats> = {};
+    await Promise.all(
+      [...s.containers.values()]
+        .filter((c) => c.state === 'running' || c.state === 'paused')
+        .map(async (c) => {
+          containers[c.id] = await this.call(this.agent.statsContainer(id, c.id), 'statsContainer');
+        }),
+    );
+    return { sandbox: this.sandboxView(s), containers };
+  }
+
+  private call<T>(work: Promise<T>, step: string): Promise<T> {
+    return withDeadline(work, this.timeouts.call, step);
+  }
+
+  // ---- Runtime: containers -----------------------------------------------------------------------
+
+  async createContainer(params: CreateContainerParams): Promise<ContainerView> {
+    this.open('container.create');
+    const s = this.sandbox(params.sandboxId);
+    if (s.state !== 'running') throw new InvalidState('sandbox', s.id, s.state, 'container.create');
+    if (s.containers.has(params.id)) throw new AlreadyExists('container', params.id, { sandboxId: s.id });
+    try {
+      await access(join(params.bundle, 'config.json'));
+    } catch {
+      throw new InvalidArgument('bundle', `${params.bundle} has no config.json`);
+    }
+    const c = new ContainerActor(s, params.id, initialSnapshot('container'));
+    s.containers.set(params.id, c);
+    const data = {
+      sandboxId: s.id,
+      containerId: params.id,
+      bundle: params.bundle,
+      ...(params.process ? { process: params.process } : {}),
+      ...(params.resources ? { resources: params.resources } : {}),
+    };
+    try {
+      await this.commandAndWait(
+        c,
+        'create',
+        { type: 'ContainerCreateRequested', data },
+        ['creating'],
+        ['created'],
+      );
+    } catch (err) {
+      if (c.state === 'absent') s.containers.delete(params.id);
+      if (err instanceof ConcurrencyConflict) {
+        throw new AlreadyExists('container', params.id, { sandboxId: s.id, deleted: true });
+      }
+      throw err;
+    }
+    return this.containerView(c);
+  }
+
+  async startContainer(sandboxId: string, id: string): Promise<ContainerView> {
+    this.open('container.start');
+    const c = this.container(sandboxId, id);
+    this.requireAgent(c.sandbox, 'container.start');
+    await this.commandAndWait(
+      c,
+      'start',
+      { type: 'ContainerStartRequested', data: {} },
+      ['starting'],
+      ['running'],
+    );
+    return this.containerView(c);
+  }
+
+  async killContainer(sandboxId: string, id: string, signal: string, all = false): Promise<void> {
+    this.open('container.kill');
+    const c = this.container(sandboxId, id);
+    this.requireAgent(c.sandbox, 'container.kill');
+    this.requireState(
+      c,
+      ['created', 'starting', 'running', 'pausing', 'paused', 'resuming'],
+      `kill ${signal}`,
+    );
+    await this.call(this.agent.signalProcess(sandboxId, id, '', signal, all), 'signalProcess');
+  }
+
+  async deleteContainer(sandboxId: string, id: string, options: { force?: boolean } = {}): Promise<void> {
+    this.open('container.delete');
+    const c = this.container(sandboxId, id);
+    const force = options.force === true;
+    await this.commandAndWait(
+      c,
+      force ? 'delete --force' : 'delete',
+      { type: 'ContainerDeleteRequested', data: { force } },
+      ['deleting'],
+      ['deleted'],
+    );
+  }
+
+  async pauseContainer(sandboxId: string, id: string): Promise<ContainerView> {
+    this.open('container.pause');
+    const c = this.container(sandboxId, id);
+    this.requireAgent(c.sandbox, 'container.pause');
+    await this.commandAndWait(
+      c,
+      'pause',
+      { type: 'ContainerPauseRequested', data: {} },
+      ['pausing'],
+      ['paused'],
+    );
+    return this.containerView(c);
+  }
+
+  async resumeContainer(sandboxId: string, id: string): Promise<ContainerView> {
+    this.open('container.resume');
+    const c = this.container(sandboxId, id);
+    this.requireAgent(c.sandbox, 'container.resume');
+    await this.commandAndWait(
+      c,
+      'resume',
+      { type: 'ContainerResumeRequested', data: {} },
+      ['resuming'],
+      ['running'],
+    );
+    return this.containerView(c);
+  }
+
+  getContainer(sandboxId: string, id: string): ContainerView {
+    return this.containerView(this.container(sandboxId, id));
+  }
+
+  listContainers(sandboxId: string): ContainerView[] {
+    return [...this.sandbox(sandboxId).containers.values()]
+      .filter((c) => c.state !== 'absent')
+      .map((c) => this.containerView(c));
+  }
+
+  async containerStats(sandboxId: string, id: string): Promise<ContainerStats> {
+    const c = this.container(sandboxId, id);
+    this.requireAgent(c.sandbox, 'container.stats');
+    return this.call(this.agent.statsContainer(sandboxId, id), 'statsContainer');
+  }
+
+  async updateContainer(
+    sandboxId: string,
+    id: string,
+    resources: ContainerResources,
+  ): Promise<ContainerView> {
+    this.open('container.update');
+    const c = this.container(sandboxId, id);
+    this.requireAgent(c.sandbox, 'container.update');
+    const event = { type: 'ContainerUpdated', data: { resources } };
+    if (!can('container', c.snapshot, event as never)) {
+      throw new InvalidState('container', id, c.state, 'update');
+    }
+    await this.call(this.agent.updateContainer(sandboxId, id, resources), 'updateContainer');
+    await this.record(c, event, { command: 'update' });
+    return this.containerView(c);
+  }
+
+  async containerPs(sandboxId: string, id: string): Promise<ProcessInfo[]> {
+    const c = this.container(sandboxId, id);
+    this.requireAgent(c.sandbox, 'container.ps');
+    return (await this.call(this.agent.listProcesses(sandboxId, id, 'json'), 'listProcesses')).processes;
+  }
+
+  async waitContainer(sandboxId: string, id: string): Promise<ExitStatus> {
+    const c = this.container(sandboxId, id);
+    await c.settled((s) => containerEnded.has(s));
+    const exit = c.snapshot.context.exit;
+    if (!exit) throw new InvalidState('container', id, c.state, 'wait (it never ran)');
+    return exit;
+  }
+
+  // ---- Runtime: execs ----------------------------------------------------------------------------
+
+  async startExec(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    process: ProcessSpec,
+  ): Promise<ExecView> {
+    this.open('exec.start');
+    const c = this.container(sandboxId, containerId);
+    this.requireAgent(c.sandbox, 'exec.start');
+    this.requireState(c, ['running'], 'exec');
+    if (c.execs.has(execId)) throw new AlreadyExists('exec', execId, { sandboxId, containerId });
+    const e = new ExecActor(c, execId, initialSnapshot('exec'));
+    c.execs.set(execId, e);
+    try {
+      await this.commandAndWait(
+        e,
+        'exec',
+        { type: 'ExecRequested', data: { sandboxId, containerId, execId, process } },
+        ['starting'],
+        ['running', 'exited'],
+      );
+    } catch (err) {
+      if (e.state === 'absent') c.execs.delete(execId);
+      if (err instanceof ConcurrencyConflict)
+        throw new AlreadyExists('exec', execId, { sandboxId, containerId });
+      throw err;
+    }
+    return this.execView(e);
+  }
+
+  async waitExec(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus> {
+    const e = this.exec(sandboxId, containerId, execId);
+    await e.settled((s) => execEnded.has(s));
+    const exit = e.snapshot.context.exit;
+    if (!exit) throw new InvalidState('exec', execId, e.state, 'wait (it never ran)');
+    return exit;
+  }
+
+  async killExec(sandboxId: string, containerId: string, execId: string, signal: string): Promise<void> {
+    this.open('exec.kill');
+    const e = this.exec(sandboxId, containerId, execId);
+    this.requireAgent(e.container.sandbox, 'exec.kill');
+    this.requireState(e, ['running'], `kill ${signal}`);
+    await this.call(this.agent.signalProcess(sandboxId, containerId, execId, signal, false), 'signalProcess');
+  }
+
+  async resizeExec(sandboxId: string, containerId: string, execId: string, rows: number, cols: number) {
+    const sandbox = this.processOwner(sandboxId, containerId, execId);
+    this.requireAgent(sandbox, 'exec.resize');
+    await this.call(this.agent.ttyWinResize(sandboxId, containerId, execId, rows, cols), 'ttyWinResize');
+  }
+
+  getExec(sandboxId: string, containerId: string, execId: string): ExecView {
+    return this.execView(this.exec(sandboxId, containerId, execId));
+  }
+
+  /** execId '' names the container's init; either way the sandbox is returned. */
+  private processOwner(sandboxId: string, containerId: string, execId: string): SandboxActor {
+    if (execId === '') return this.container(sandboxId, containerId).sandbox;
+    return this.exec(sandboxId, containerId, execId).container.sandbox;
+  }
+
+  output(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    stream: 'stdout' | 'stderr',
+  ): Observable<Uint8Array> {
+    this.processOwner(sandboxId, containerId, execId);
+    return stream === 'stdout'
+      ? this.agent.readStdout(sandboxId, containerId, execId)
+      : this.agent.readStderr(sandboxId, containerId, execId);
+  }
+
+  async writeStdin(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    data: Uint8Array,
+  ): Promise<number> {
+    this.requireAgent(this.processOwner(sandboxId, containerId, execId), 'stdin');
+    return this.call(this.agent.writeStdin(sandboxId, containerId, execId, data), 'writeStdin');
+  }
+
+  async closeStdin(sandboxId: string, containerId: string, execId: string): Promise<void> {
+    this.requireAgent(this.processOwner(sandboxId, containerId, execId), 'stdin close');
+    await this.call(this.agent.closeStdin(sandboxId, containerId, execId), 'closeStdin');
+  }
+
+  // ---- Runtime: guest calls ----------------------------------------------------------------------
+
+  private guest(sandboxId: string, command: string): void {
+    this.requireAgent(this.sandbox(sandboxId), command);
+  }
+
+  async guestDetails(sandboxId: string): Promise<GuestDetails> {
+    this.guest(sandboxId, 'guestDetails');
+    return this.call(this.agent.getGuestDetails(sandboxId), 'getGuestDetails');
+  }
+
+  async listInterfaces(sandboxId: string): Promise<NetInterface[]> {
+    this.guest(sandboxId, 'listInterfaces');
+    return this.call(this.agent.listInterfaces(sandboxId), 'listInterfaces');
+  }
+
+  async listRoutes(sandboxId: string): Promise<NetRoute[]> {
+    this.guest(sandboxId, 'listRoutes');
+    return this.call(this.agent.listRoutes(sandboxId), 'listRoutes');
+  }
+
+  async copyFile(sandboxId: string, path: string, data: Uint8Array, mode?: number): Promise<void> {
+    this.guest(sandboxId, 'copyFile');
+    await this.call(this.agent.copyFile(sandboxId, path, data, mode), 'copyFile');
+  }
+
+  async metrics(sandboxId: string): Promise<string> {
+    this.guest(sandboxId, 'metrics');
+    return this.call(this.agent.getMetrics(sandboxId), 'getMetrics');
+  }
+
+  events(fromSeq?: number): Observable<EventEnvelope> {
+    return this.store.subscribe(fromSeq);
+  }
+
+  // ---- lifecycle of the runtime itself -----------------------------------------------------------
+
+  *entities(): Iterable<AnyEntity> {
+    for (const s of this.sandboxes.values()) {
+      yield s;
+      for (const c of s.containers.values()) {
+        yield c;
+        yield* c.execs.values();
+      }
+    }
+  }
+
+  async saveSnapshots(): Promise<number> {
+    let saved = 0;
+    for (const e of this.entities()) {
+      if (e.version === 0 || e.version <= e.savedVersion) continue;
+      const version = e.version;
+      await this.store.saveSnapshot({
+        stream: e.stream,
+        version,
+        state: persistSnapshot(e.kind, e.snapshot as never),
+      });
+      e.savedVersion = version;
+      saved += 1;
+    }
+    return saved;
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    const queues = [...this.entities()].map((e) => e.drained());
+    await withDeadline(
+      Promise.allSettled([...queues, ...this.pendingEffects]),
+      this.timeouts.shutdown,
+      'shutdown',
+    ).catch((err) => this.logger.warn({ err }, 'shutdown: effects still in flight, leaving them'));
+    for (const s of this.sandboxes.values()) {
+      s.ports?.stop();
+      s.ports = undefined;
+      if (this.effectsOn) await this.agent.disconnect(s.id).catch(() => undefined);
+    }
+    await this.saveSnapshots().catch((err) => this.logger.warn({ err }, 'shutdown: saving snapshots failed'));
+  }
+
+  reconcile(): Promise<RecoveryReport> {
+    return reconcileAll(this);
+  }
+}
+
+export type { Entity, EntityKind };

@@ -1,0 +1,635 @@
+// A FAKE world for runtime tests and benchmarks: in-memory VMs, containers and processes behind the two ports.
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Observable, Subject } from 'rxjs';
+import { currentIntent } from '../../src/actors/index.js';
+import type {
+  Agent,
+  AgentEvent,
+  ContainerInfo,
+  ContainerStats,
+  ExitStatus,
+  ProcessInfo,
+} from '../../src/agent/index.js';
+import {
+  AgentError,
+  AlreadyExists,
+  HypervisorError,
+  InvalidState,
+  NotFound,
+} from '../../src/errors/index.js';
+import type { Accel, Hypervisor, VmConfig, VmEvent, VmHandle, VmStatus } from '../../src/hypervisor/index.js';
+
+export interface FakeProcess {
+  pid: number;
+  running: boolean;
+  exit?: ExitStatus;
+}
+
+export interface FakeContainer {
+  readonly id: string;
+  status: 'created' | 'running' | 'paused' | 'stopped';
+  readonly pid: number;
+  exit?: ExitStatus;
+  readonly processes: Map<string, FakeProcess>;
+}
+
+export interface FakeVm {
+  readonly handle: VmHandle;
+  readonly config: VmConfig;
+  status: 'running' | 'paused';
+  readonly containers: Map<string, FakeContainer>;
+  guestReady: boolean;
+  readonly vmEvents: Subject<VmEvent>;
+}
+
+/** One effect a port carried out, with the intent (event id) that asked for it. */
+export interface FakeEffect {
+  readonly op: string;
+  readonly sandboxId: string;
+  readonly target?: string;
+  readonly key?: string;
+  readonly retry?: boolean;
+}
+
+/** A port call that makes the test "crash the daemon" at the Nth effect, before or after it lands. */
+export interface CrashPlan {
+  /** 1-based index among effect calls (counted from when the plan is set). */
+  readonly atEffect: number;
+  /** Whether the world changes before the daemon dies (crash after the effect, before its outcome is logged). */
+  readonly lands: boolean;
+  readonly onCrash: () => void;
+}
+
+type Op =
+  | 'launch'
+  | 'stop'
+  | 'pause'
+  | 'resume'
+  | 'destroy'
+  | 'connect'
+  | 'createSandbox'
+  | 'createContainer'
+  | 'startContainer'
+  | 'pauseContainer'
+  | 'resumeContainer'
+  | 'removeContainer'
+  | 'execProcess'
+  | 'signalProcess';
+
+const never = new Promise<never>(() => {});
+
+/** The shared model both fake ports act on; survives "daemon restarts" (new port instances, same world). */
+export class FakeWorld {
+  readonly vms = new Map<string, FakeVm>();
+  readonly effects: FakeEffect[] = [];
+  /** Effects that would have run twice in a real world (double launch, second create of a container, …). */
+  readonly violations: string[] = [];
+  /** Per-op latency in ms (0 = next tick). */
+  readonly delays: Partial<Record<Op, number>> = {};
+  /** Per-op failure to throw instead of acting. */
+  readonly failures: Partial<Record<Op, Error>> = {};
+  /** Ops that never answer (for timeouts). */
+  readonly hangs = new Set<Op>();
+  private readonly agentEvents = new Map<string, Subject<AgentEvent>>();
+  private nextPid = 1000;
+  private effectCount = 0;
+  private crash: CrashPlan | undefined;
+  crashed = false;
+
+  planCrash(plan: CrashPlan | undefined): void {
+    this.crash = plan;
+    this.effectCount = 0;
+    this.crashed = false;
+  }
+
+  pid(): number {
+    this.nextPid += 1;
+    return this.nextPid;
+  }
+
+  agentEventsOf(sandboxId: string): Subject<AgentEvent> {
+    let s = this.agentEvents.get(sandboxId);
+    if (!s) {
+      s = new Subject<AgentEvent>();
+      this.agentEvents.set(sandboxId, s);
+    }
+    return s;
+  }
+
+  /**
+   * Runs one effect: delay, crash plan, failure injection, then `act` (which changes the world).
+   * Returns act's value; never resolves when the daemon "crashed" at this effect.
+   */
+  async effect<T>(op: Op, sandboxId: string, target: string | undefined, act: () => T): Promise<T> {
+    const delay = this.delays[op];
+    await new Promise((r) => (delay ? setTimeout(r, delay) : setImmediate(r)));
+    if (this.crashed) return never;
+    if (this.hangs.has(op)) return never;
+    const failure = this.failures[op];
+    if (failure) throw failure;
+    this.effectCount += 1;
+    const plan = this.crash;
+    const crashNow = plan !== undefined && this.effectCount === plan.atEffect;
+    if (crashNow && !plan.lands) {
+      this.crashed = true;
+      plan.onCrash();
+      return never;
+    }
+    const intent = currentIntent();
+    const result = act();
+    this.effects.push({
+      op,
+      sandboxId,
+      ...(target === undefined ? {} : { target }),
+      ...(intent ? { key: intent.eventId, retry: intent.retry } : {}),
+    });
+    if (crashNow) {
+      this.crashed = true;
+      plan.onCrash();
+      return never;
+    }
+    return result;
+  }
+
+  vm(sandboxId: string): FakeVm {
+    const vm = this.vms.get(sandboxId);
+    if (!vm) throw new HypervisorError('qmp', `no VM for sandbox ${sandboxId}`, { sandboxId });
+    return vm;
+  }
+
+  /** The VM dies on its own (QEMU crash, guest panic + panic=-1). */
+  crashVm(sandboxId: string, reason = 'killed'): void {
+    const vm = this.vms.get(sandboxId);
+    if (!vm) return;
+    this.vms.delete(sandboxId);
+    vm.vmEvents.next({ type: 'exited', reason });
+    vm.vmEvents.complete();
+  }
+
+  /** A process ends inside the guest; execId '' is the container's init. */
+  exitProcess(sandboxId: string, containerId: string, execId: string, status: ExitStatus): void {
+    const c = this.vms.get(sandboxId)?.containers.get(containerId);
+    if (!c) return;
+    if (execId === '') {
+      if (c.status === 'stopped') return;
+      c.status = 'stopped';
+      c.exit = status;
+      for (const p of c.processes.values()) {
+        if (p.running) {
+          p.running = false;
+          p.exit = { exitCode: 137, signal: 'SIGKILL' };
+        }
+      }
+    } else {
+      const p = c.processes.get(execId);
+      if (!p?.running) return;
+      p.running = false;
+      p.exit = status;
+    }
+    this.agentEventsOf(sandboxId).next({ type: 'processExited', containerId, execId, status });
+  }
+
+  /** The container's cgroup OOM-kills its init. */
+  oomKill(sandboxId: string, containerId: string): void {
+    this.agentEventsOf(sandboxId).next({ type: 'oom', containerId });
+    this.exitProcess(sandboxId, containerId, '', { exitCode: 137, signal: 'SIGKILL', oomKilled: true });
+  }
+
+  /** Effects with the same idempotency key and op that changed the world more than once. */
+  duplicateEffects(): FakeEffect[] {
+    const seen = new Set<string>();
+    const dups: FakeEffect[] = [];
+    for (const e of this.effects) {
+      if (!e.key) continue;
+      const k = `${e.op}:${e.target ?? e.sandboxId}:${e.key}`;
+      if (seen.has(k) && e.op !== 'connect' && e.op !== 'destroy' && e.op !== 'stop') dups.push(e);
+      seen.add(k);
+    }
+    return dups;
+  }
+}
+
+/** A fake Hypervisor over a FakeWorld; one instance per "daemon process" (sever() = that process died). */
+export class FakeHypervisor implements Hypervisor {
+  private readonly known = new Set<string>();
+  private severed = false;
+
+  constructor(
+    readonly world: FakeWorld,
+    private readonly accelName: Accel = 'tcg',
+  ) {}
+
+  /** The daemon process holding this port died: every call from now on hangs. */
+  sever(): void {
+    this.severed = true;
+  }
+
+  private guard(): Promise<void> {
+    return this.severed ? never : Promise.resolve();
+  }
+
+  private mine(sandboxId: string): FakeVm {
+    if (!this.known.has(sandboxId)) {
+      throw new HypervisorError('qmp', `VM of ${sandboxId} was neither launched nor attached here`, {
+        sandboxId,
+      });
+    }
+    return this.world.vm(sandboxId);
+  }
+
+  async accel(): Promise<Accel> {
+    await this.guard();
+    return this.accelName;
+  }
+
+  async launch(config: VmConfig, signal?: AbortSignal): Promise<VmHandle> {
+    await this.guard();
+    await mkdir(config.stateDir, { recursive: true });
+    const handle = await this.world.effect('launch', config.sandboxId, undefined, () => {
+      if (signal?.aborted) throw new HypervisorError('launch', 'aborted', { sandboxId: config.sandboxId });
+      if (this.world.vms.has(config.sandboxId)) {
+        this.world.violations.push(`launch: a VM already runs for ${config.sandboxId}`);
+      }
+      const handle: VmHandle = {
+        sandboxId: config.sandboxId,
+        pid: this.world.pid(),
+        pidStartTime: 42,
+        accel: this.accelName,
+        stateDir: config.stateDir,
+        qmpSocket: join(config.stateDir, 'qmp.sock'),
+        agentSocket: join(config.stateDir, 'agent.sock'),
+        consoleLog: join(config.stateDir, 'console.log'),
+      };
+      this.world.vms.set(config.sandboxId, {
+        handle,
+        config,
+        status: 'running',
+        containers: new Map(),
+        guestReady: false,
+        vmEvents: new Subject<VmEvent>(),
+      });
+      return handle;
+    });
+    await writeFile(join(config.stateDir, 'qemu.pid'), String(handle.pid));
+    this.known.add(config.sandboxId);
+    return handle;
+  }
+
+  async attach(handle: VmHandle): Promise<VmHandle | undefined> {
+    await this.guard();
+    const vm = this.world.vms.get(handle.sandboxId);
+    if (!vm || vm.handle.pid !== handle.pid || vm.handle.pidStartTime !== handle.pidStartTime)
+      return undefined;
+    this.known.add(handle.sandboxId);
+    return vm.handle;
+  }
+
+  async status(sandboxId: string): Promise<VmStatus> {
+    await this.guard();
+    if (!this.world.vms.has(sandboxId)) return 'gone';
+    return this.mine(sandboxId).status;
+  }
+
+  async pause(sandboxId: string): Promise<void> {
+    await this.guard();
+    const vm = this.mine(sandboxId);
+    await this.world.effect('pause', sandboxId, undefined, () => {
+      vm.status = 'paused';
+    });
+  }
+
+  async resume(sandboxId: string): Promise<void> {
+    await this.guard();
+    const vm = this.mine(sandboxId);
+    await this.world.effect('resume', sandboxId, undefined, () => {
+      vm.status = 'running';
+    });
+  }
+
+  async stop(sandboxId: string): Promise<void> {
+    await this.guard();
+    if (!this.world.vms.has(sandboxId)) return;
+    this.mine(sandboxId);
+    await this.world.effect('stop', sandboxId, undefined, () => this.world.crashVm(sandboxId, 'powerdown'));
+  }
+
+  async destroy(sandboxId: string, stateDir: string): Promise<void> {
+    await this.guard();
+    await this.world.effect('destroy', sandboxId, undefined, () =>
+      this.world.crashVm(sandboxId, 'destroyed'),
+    );
+    await rm(stateDir, { recursive: true, force: true });
+    this.known.delete(sandboxId);
+  }
+
+  async hotplugCpus(sandboxId: string, total: number): Promise<number> {
+    await this.guard();
+    this.mine(sandboxId);
+    return total;
+  }
+
+  async hotplugMemory(sandboxId: string): Promise<void> {
+    await this.guard();
+    this.mine(sandboxId);
+  }
+
+  events(sandboxId: string): Observable<VmEvent> {
+    const vm = this.world.vms.get(sandboxId);
+    if (!vm) return new Observable((s) => s.complete());
+    return new Observable<VmEvent>((subscriber) => {
+      const sub = vm.vmEvents.subscribe({
+        next: (e) => {
+          if (!this.severed) subscriber.next(e);
+        },
+        complete: () => subscriber.complete(),
+      });
+      return () => sub.unsubscribe();
+    });
+  }
+}
+
+/** A fake Agent over a FakeWorld; like FakeHypervisor, one instance per "daemon process". */
+export class FakeAgent implements Agent {
+  private readonly connected = new Set<string>();
+  private severed = false;
+  /** Calls that reached the agent, in order (method:sandboxId). */
+  readonly calls: string[] = [];
+
+  constructor(readonly world: FakeWorld) {}
+
+  sever(): void {
+    this.severed = true;
+  }
+
+  private async enter(method: string, sandboxId: string): Promise<FakeVm> {
+    if (this.severed) return never;
+    this.calls.push(`${method}:${sandboxId}`);
+    if (!this.connected.has(sandboxId)) throw new AgentError(method, 'not connected', { sandboxId });
+    const vm = this.world.vms.get(sandboxId);
+    if (!vm) {
+      this.connected.delete(sandboxId);
+      throw new AgentError(method, 'connection closed: VM is gone', { sandboxId });
+    }
+    return vm;
+  }
+
+  private container(vm: FakeVm, method: string, containerId: string): FakeContainer {
+    const c = vm.containers.get(containerId);
+    if (!c) throw new NotFound('container', containerId, { step: method });
+    return c;
+  }
+
+  async connect(sandboxId: string, agentSocket: string): Promise<void> {
+    if (this.severed) return never;
+    const vm = this.world.vms.get(sandboxId);
+    if (!vm || vm.handle.agentSocket !== agentSocket) {
+      throw new AgentError('connect', `no agent at ${agentSocket}`, { sandboxId });
+    }
+    await this.world.effect('connect', sandboxId, undefined, () => this.connected.add(sandboxId));
+  }
+
+  async disconnect(sandboxId: string): Promise<void> {
+    this.connected.delete(sandboxId);
+  }
+
+  async check(sandboxId: string): Promise<{ version: string }> {
+    await this.enter('check', sandboxId);
+    return { version: 'fake-agent 1.0' };
+  }
+
+  async createSandbox(sandboxId: string): Promise<void> {
+    const vm = await this.enter('createSandbox', sandboxId);
+    await this.world.effect('createSandbox', sandboxId, undefined, () => {
+      if (vm.guestReady) this.world.violations.push(`createSandbox twice in ${sandboxId}`);
+      vm.guestReady = true;
+    });
+  }
+
+  async destroySandbox(sandboxId: string): Promise<void> {
+    const vm = await this.enter('destroySandbox', sandboxId);
+    vm.containers.clear();
+    vm.guestReady = false;
+  }
+
+  async createContainer(
+    sandboxId: string,
+    request: { containerId: string; bundle: string },
+  ): Promise<{ pid: number }> {
+    const vm = await this.enter('createContainer', sandboxId);
+    if (!existsSync(join(vm.config.sharedDir, request.bundle, 'config.json'))) {
+      throw new AgentError('createContainer', `bundle ${request.bundle} is not in the share`, { sandboxId });
+    }
+    return this.world.effect('createContainer', sandboxId, request.containerId, () => {
+      if (vm.containers.has(request.containerId)) {
+        this.world.violations.push(`createContainer twice: ${sandboxId}/${request.containerId}`);
+        throw new AlreadyExists('container', request.containerId);
+      }
+      const pid = this.world.pid();
+      vm.containers.set(request.containerId, {
+        id: request.containerId,
+        status: 'created',
+        pid,
+        processes: new Map(),
+      });
+      return { pid };
+    });
+  }
+
+  async startContainer(sandboxId: string, containerId: string): Promise<void> {
+    const vm = await this.enter('startContainer', sandboxId);
+    const c = this.container(vm, 'startContainer', containerId);
+    await this.world.effect('startContainer', sandboxId, containerId, () => {
+      if (c.status !== 'created') {
+        this.world.violations.push(`startContainer in ${c.status}: ${sandboxId}/${containerId}`);
+        throw new InvalidState('container', containerId, c.status, 'start');
+      }
+      c.status = 'running';
+    });
+  }
+
+  async removeContainer(sandboxId: string, containerId: string): Promise<void> {
+    const vm = await this.enter('removeContainer', sandboxId);
+    await this.world.effect('removeContainer', sandboxId, containerId, () =>
+      vm.containers.delete(containerId),
+    );
+  }
+
+  async pauseContainer(sandboxId: string, containerId: string): Promise<void> {
+    const vm = await this.enter('pauseContainer', sandboxId);
+    const c = this.container(vm, 'pauseContainer', containerId);
+    await this.world.effect('pauseContainer', sandboxId, containerId, () => {
+      if (c.status !== 'running') throw new InvalidState('container', containerId, c.status, 'pause');
+      c.status = 'paused';
+    });
+  }
+
+  async resumeContainer(sandboxId: string, containerId: string): Promise<void> {
+    const vm = await this.enter('resumeContainer', sandboxId);
+    const c = this.container(vm, 'resumeContainer', containerId);
+    await this.world.effect('resumeContainer', sandboxId, containerId, () => {
+      if (c.status !== 'paused') throw new InvalidState('container', containerId, c.status, 'resume');
+      c.status = 'running';
+    });
+  }
+
+  async listContainers(sandboxId: string): Promise<ContainerInfo[]> {
+    const vm = await this.enter('listContainers', sandboxId);
+    return [...vm.containers.values()].map((c) => ({
+      containerId: c.id,
+      status: c.status,
+      pid: c.pid,
+      ...(c.exit ? { exit: c.exit } : {}),
+      processes: [...c.processes].map(([execId, p]) => ({
+        execId,
+        running: p.running,
+        ...(p.exit ? { exit: p.exit } : {}),
+      })),
+    }));
+  }
+
+  async execProcess(
+    sandboxId: string,
+    request: { containerId: string; execId: string },
+  ): Promise<{ pid: number }> {
+    const vm = await this.enter('execProcess', sandboxId);
+    const c = this.container(vm, 'execProcess', request.containerId);
+    return this.world.effect('execProcess', sandboxId, `${request.containerId}/${request.execId}`, () => {
+      if (c.processes.has(request.execId)) {
+        this.world.violations.push(
+          `execProcess twice: ${sandboxId}/${request.containerId}/${request.execId}`,
+        );
+        throw new AlreadyExists('exec', request.execId);
+      }
+      if (c.status !== 'running') throw new InvalidState('container', c.id, c.status, 'exec');
+      const pid = this.world.pid();
+      c.processes.set(request.execId, { pid, running: true });
+      return { pid };
+    });
+  }
+
+  async signalProcess(sandboxId: string, containerId: string, execId: string, signal: string): Promise<void> {
+    const vm = await this.enter('signalProcess', sandboxId);
+    this.container(vm, 'signalProcess', containerId);
+    await this.world.effect('signalProcess', sandboxId, `${containerId}/${execId}`, () => {});
+    if (signal === 'SIGKILL' || signal === 'SIGTERM' || signal === '9' || signal === '15') {
+      const status = { exitCode: 128 + (signal.endsWith('KILL') || signal === '9' ? 9 : 15), signal };
+      setImmediate(() => this.world.exitProcess(sandboxId, containerId, execId, status));
+    }
+  }
+
+  async waitProcess(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus> {
+    const vm = await this.enter('waitProcess', sandboxId);
+    const c = this.container(vm, 'waitProcess', containerId);
+    const exit = execId === '' ? c.exit : c.processes.get(execId)?.exit;
+    if (exit) return exit;
+    throw new AgentError('waitProcess', 'the fake agent answers waitProcess only for ended processes');
+  }
+
+  async writeStdin(sandboxId: string, _c: string, _e: string, data: Uint8Array): Promise<number> {
+    await this.enter('writeStdin', sandboxId);
+    return data.length;
+  }
+
+  async closeStdin(sandboxId: string): Promise<void> {
+    await this.enter('closeStdin', sandboxId);
+  }
+
+  readStdout(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array> {
+    return new Observable((s) => {
+      s.next(new TextEncoder().encode(`stdout of ${sandboxId}/${containerId}/${execId}\n`));
+      s.complete();
+    });
+  }
+
+  readStderr(): Observable<Uint8Array> {
+    return new Observable((s) => s.complete());
+  }
+
+  async ttyWinResize(sandboxId: string): Promise<void> {
+    await this.enter('ttyWinResize', sandboxId);
+  }
+
+  async listProcesses(sandboxId: string, containerId: string): Promise<{ processes: ProcessInfo[] }> {
+    const vm = await this.enter('listProcesses', sandboxId);
+    const c = this.container(vm, 'listProcesses', containerId);
+    return { processes: [{ pid: c.pid, command: 'init' }] };
+  }
+
+  async updateContainer(sandboxId: string, containerId: string): Promise<void> {
+    const vm = await this.enter('updateContainer', sandboxId);
+    this.container(vm, 'updateContainer', containerId);
+  }
+
+  async statsContainer(sandboxId: string, containerId: string): Promise<ContainerStats> {
+    const vm = await this.enter('statsContainer', sandboxId);
+    this.container(vm, 'statsContainer', containerId);
+    return { cpuUsageUsec: 1, memoryUsageBytes: 4096, pids: 1, ioReadBytes: 0, ioWriteBytes: 0 };
+  }
+
+  async onlineCpuMem(sandboxId: string): Promise<void> {
+    await this.enter('onlineCpuMem', sandboxId);
+  }
+
+  async memHotplugByProbe(sandboxId: string): Promise<void> {
+    await this.enter('memHotplugByProbe', sandboxId);
+  }
+
+  async getGuestDetails(sandboxId: string) {
+    await this.enter('getGuestDetails', sandboxId);
+    return {
+      agentVersion: 'fake-agent 1.0',
+      kernel: '6.1.0-fake',
+      memBlockSizeBytes: 128 << 20,
+      cpus: 1,
+      memTotalBytes: 512 << 20,
+    };
+  }
+
+  async setGuestDateTime(sandboxId: string): Promise<void> {
+    await this.enter('setGuestDateTime', sandboxId);
+  }
+
+  async copyFile(sandboxId: string): Promise<void> {
+    await this.enter('copyFile', sandboxId);
+  }
+
+  async reseedRandomDev(sandboxId: string): Promise<void> {
+    await this.enter('reseedRandomDev', sandboxId);
+  }
+
+  async listInterfaces(sandboxId: string) {
+    await this.enter('listInterfaces', sandboxId);
+    return [{ name: 'lo', addresses: ['127.0.0.1/8'], up: true }];
+  }
+
+  async updateInterface(sandboxId: string, iface: { name: string; addresses: readonly string[] }) {
+    await this.enter('updateInterface', sandboxId);
+    return iface;
+  }
+
+  async listRoutes(sandboxId: string) {
+    await this.enter('listRoutes', sandboxId);
+    return [];
+  }
+
+  async updateRoutes(sandboxId: string, routes: readonly { dest: string }[]) {
+    await this.enter('updateRoutes', sandboxId);
+    return [...routes];
+  }
+
+  async getMetrics(sandboxId: string): Promise<string> {
+    await this.enter('getMetrics', sandboxId);
+    return '# fake metrics\n';
+  }
+
+  events(sandboxId: string): Observable<AgentEvent> {
+    return new Observable<AgentEvent>((subscriber) => {
+      const sub = this.world.agentEventsOf(sandboxId).subscribe((e) => {
+        if (!this.severed) subscriber.next(e);
+      });
+      return () => sub.unsubscribe();
+    });
+  }
+}
