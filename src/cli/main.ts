@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// sandboxctl: the command-line client of sandboxd (see `sandboxctl --help` for commands and exit codes).
+import { CommanderError } from 'commander';
+import { EXIT, exitCodeOf } from './exit-codes.js';
+import { buildProgram, reportError } from './program.js';
+
+const program = buildProgram();
+program.exitOverride();
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // --help and --version exit 0; every other parse failure is a usage error.
+    process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  } else {
+    reportError(err, Boolean(program.opts().json));
+    process.exitCode = exitCodeOf(err);
+  }
+}

@@ -1,0 +1,136 @@
+// `sandboxctl run`: a sandbox and a container from a bundle, output streamed, the container's exit code returned.
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { customAlphabet } from 'nanoid';
+import type { ApiClient, Notification } from '../api/index.js';
+import { EXIT } from './exit-codes.js';
+import { withBootProgress } from './progress.js';
+
+export interface RunOptions {
+  readonly rm?: boolean;
+  readonly name?: string;
+  readonly vcpus?: number;
+  readonly memory?: number;
+  readonly json: boolean;
+  readonly quiet?: boolean;
+}
+
+const shortId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 8);
+
+interface ExitStatus {
+  exitCode: number;
+  signal?: string;
+  oomKilled?: boolean;
+}
+
+async function bundleProcess(bundle: string): Promise<{ env?: string[]; cwd?: string }> {
+  try {
+    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {
+      process?: { env?: string[]; cwd?: string };
+    };
+    return {
+      ...(spec.process?.env ? { env: spec.process.env } : {}),
+      ...(spec.process?.cwd ? { cwd: spec.process.cwd } : {}),
+    };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Runs `cmd` (or the bundle's own process) in a new sandbox; resolves with the exit code to use.
+ * Output goes to this process's stdout/stderr as it arrives. With `rm`, the sandbox is deleted after.
+ */
+export async function runContainer(
+  client: ApiClient,
+  bundleArg: string,
+  cmd: string[],
+  o: RunOptions,
+): Promise<number> {
+  const bundle = resolve(bundleArg);
+  const sandboxId = o.name ?? `run-${shortId()}`;
+  const containerId = 'main';
+  const note = (line: string) => {
+    if (!o.quiet) process.stderr.write(`${line}\n`);
+  };
+  let created = false;
+  const cleanup = async () => {
+    if (!o.rm || !created) return;
+    await client.call('sandbox.delete', { id: sandboxId, force: true }).catch((err: Error) => {
+      note(`run: could not delete sandbox ${sandboxId}: ${err.message}`);
+    });
+    note(`run: sandbox ${sandboxId} deleted`);
+  };
+  const interrupted = () => {
+    void client
+      .call('container.kill', { sandboxId, id: containerId, signal: 'SIGKILL' })
+      .catch(() => undefined);
+  };
+  process.once('SIGINT', interrupted);
+  try {
+    const config = {
+      ...(o.vcpus ? { vcpus: o.vcpus } : {}),
+      ...(o.memory ? { memoryMiB: o.memory } : {}),
+    };
+    await client.call('sandbox.create', { id: sandboxId, config });
+    created = true;
+    await withBootProgress(
+      `booting sandbox ${sandboxId}`,
+      () => client.call('sandbox.start', { id: sandboxId }),
+      !o.quiet,
+    );
+    const processSpec = cmd.length > 0 ? { args: cmd, ...(await bundleProcess(bundle)) } : undefined;
+    await client.call('container.create', {
+      sandboxId,
+      id: containerId,
+      bundle,
+      ...(processSpec ? { process: processSpec } : {}),
+    });
+
+    // Listen before subscribing: the first chunks may arrive with the subscribe answer.
+    let ended = 0;
+    let endedAll: () => void = () => undefined;
+    const allEnded = new Promise<void>((r) => {
+      endedAll = r;
+    });
+    let subscription: string | undefined;
+    const early: Notification[] = [];
+    const onOutput = (n: Notification) => {
+      if (n.params.subscription !== subscription) return;
+      if (n.method === 'exec.output') {
+        const data = Buffer.from(String(n.params.data), 'base64');
+        (n.params.stream === 'stderr' ? process.stderr : process.stdout).write(data);
+      } else if (n.method === 'exec.outputEnd' && ++ended === 2) endedAll();
+    };
+    const off = client.onNotification((n) => {
+      if (subscription === undefined) early.push(n);
+      else onOutput(n);
+    });
+    const sub = (await client.call('exec.output', {
+      sandboxId,
+      containerId,
+      execId: '',
+      follow: true,
+    })) as { subscription: string };
+    subscription = sub.subscription;
+    for (const n of early.splice(0)) onOutput(n);
+
+    await client.call('container.start', { sandboxId, id: containerId });
+    const status = (await client.call('container.wait', { sandboxId, id: containerId })) as ExitStatus;
+    // Output may trail the exit a little; don't wait forever for it.
+    await Promise.race([allEnded, new Promise((r) => setTimeout(r, 5000))]);
+    off();
+    if (status.oomKilled) note(`run: container was OOM-killed`);
+    if (status.signal) note(`run: container killed by ${status.signal}`);
+    if (o.rm) await client.call('sandbox.stop', { id: sandboxId }).catch(() => undefined);
+    await cleanup();
+    if (o.json) process.stdout.write(`${JSON.stringify({ sandboxId, containerId, ...status })}\n`);
+    return status.exitCode;
+  } catch (err) {
+    note(`run: ${(err as Error).message}`);
+    await cleanup();
+    return EXIT.RUN_FAILED;
+  } finally {
+    process.off('SIGINT', interrupted);
+  }
+}

@@ -1,0 +1,181 @@
+// The daemon's composition: state dir, event log, QEMU, agent client, guest image, runtime (recovered), API socket.
+import { readFileSync } from 'node:fs';
+import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pino, { type Logger } from 'pino';
+import { createRuntime, type RecoveryReport, type RuntimeHandle } from '../actors/index.js';
+import type { Agent } from '../agent/index.js';
+import * as agentModule from '../agent/index.js';
+import { type ApiServer, createApiServer, socketIsLive } from '../api/index.js';
+import { Internal, SandboxdError } from '../errors/index.js';
+import { createQemuHypervisor, type GuestImagePaths, type Hypervisor } from '../hypervisor/index.js';
+import { ensureGuestImage } from '../image/index.js';
+import { checkTransitions } from '../machines/index.js';
+import { type EventStore, openLevelEventStore } from '../store/index.js';
+
+export const DEFAULT_STATE_DIR = '/var/lib/sandboxd';
+export const DEFAULT_SOCKET = '/run/sandboxd/sandboxd.sock';
+
+export interface DaemonOptions {
+  readonly stateDir: string;
+  readonly socketPath: string;
+  readonly logger?: Logger;
+  /** Where guest images are cached (default: the image module's default). */
+  readonly imageCacheDir?: string;
+  /**
+   * Replacements for the real parts. Only for tests of the daemon's own plumbing; the daemon binary
+   * never sets them, so its path is always QEMU + the gRPC agent.
+   */
+  readonly parts?: {
+    readonly hypervisor?: Hypervisor;
+    readonly agent?: Agent;
+    readonly image?: () => Promise<GuestImagePaths>;
+  };
+}
+
+export interface Daemon {
+  readonly stateDir: string;
+  readonly socketPath: string;
+  readonly recovery: RecoveryReport;
+  readonly runtime: RuntimeHandle;
+  /** Graceful stop: no new requests, in-flight ones finish, log flushed; sandboxes keep running. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** This package's version (from package.json, found upward from this file). */
+export function daemonVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'sandboxd' && pkg.version) return pkg.version;
+    } catch {
+      // not here; go up
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+
+function realAgent(logger: Logger): Agent {
+  // Read through the namespace so the daemon builds while the gRPC client is being written.
+  const create = (agentModule as unknown as { createGrpcAgent?: (o: { logger?: Logger }) => Agent })
+    .createGrpcAgent;
+  if (!create) throw new Internal('agent', 'the gRPC agent client (createGrpcAgent) is not built in');
+  return create({ logger: logger.child({ component: 'agent' }) });
+}
+
+/** Resolves once the image is ready; one build at a time, retried on the next call after a failure. */
+function memoImage(logger: Logger, cacheDir?: string): () => Promise<GuestImagePaths> {
+  let pending: Promise<GuestImagePaths> | undefined;
+  return () => {
+    pending ??= ensureGuestImage({
+      logger: logger.child({ component: 'image' }),
+      ...(cacheDir ? { cacheDir } : {}),
+    }).catch((err: unknown) => {
+      pending = undefined;
+      throw err;
+    });
+    return pending;
+  };
+}
+
+/**
+ * Starts sandboxd: takes the state dir (0700; StateDirInUse if another daemon holds it), refuses a
+ * socket a live daemon serves, recovers every sandbox (replay + reconcile) and only then listens
+ * (socket 0600, a stale file replaced).
+ */
+export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
+  const logger = options.logger ?? pino({ name: 'sandboxd' }, pino.destination(2));
+  const { stateDir, socketPath } = options;
+  await mkdir(stateDir, { recursive: true, mode: 0o700 });
+  await chmod(stateDir, 0o700);
+
+  const store: EventStore = await openLevelEventStore(join(stateDir, 'events'), {
+    logger: logger.child({ component: 'store' }),
+  });
+  let runtime: RuntimeHandle | undefined;
+  let api: ApiServer | undefined;
+  try {
+    if (await socketIsLive(socketPath)) {
+      throw new SandboxdError(
+        'StateDirInUse',
+        'UNAVAILABLE',
+        `socket ${socketPath} is served by a running sandboxd; stop it or choose another --socket`,
+        { socket: socketPath },
+      );
+    }
+    const hypervisor =
+      options.parts?.hypervisor ??
+      createQemuHypervisor({ logger: logger.child({ component: 'hypervisor' }) });
+    const agent = options.parts?.agent ?? realAgent(logger);
+    const image = options.parts?.image ?? memoImage(logger, options.imageCacheDir);
+    // Warm the image cache in the background so the first boot does not pay for it.
+    if (!options.parts?.image) {
+      image().catch((err: unknown) =>
+        logger.warn({ err }, 'guest image not ready yet; sandbox starts will retry'),
+      );
+    }
+
+    const started = performance.now();
+    runtime = await createRuntime({
+      store,
+      hypervisor,
+      agent,
+      stateDir,
+      image,
+      logger: logger.child({ component: 'runtime' }),
+    });
+    const recovery = runtime.recovery;
+    logger.info(
+      { ...recovery, ms: Math.round(performance.now() - started) },
+      'recovered: replayed the log and reconciled with the world',
+    );
+
+    api = createApiServer({
+      runtime,
+      events: store,
+      facts: {
+        version: daemonVersion(),
+        pid: process.pid,
+        startedAt: new Date().toISOString(),
+        stateDir,
+        socket: socketPath,
+      },
+      logger: logger.child({ component: 'api' }),
+      checkTransitions,
+    });
+    await api.listen(socketPath);
+    logger.info({ socket: socketPath, stateDir, accel: runtime.accel }, 'ready');
+
+    let closing: Promise<void> | undefined;
+    const rt = runtime;
+    const server = api;
+    return {
+      stateDir,
+      socketPath,
+      recovery,
+      runtime: rt,
+      close() {
+        closing ??= (async () => {
+          logger.info('shutting down: no new requests, finishing in-flight ones; sandboxes keep running');
+          await server.close({ graceMs: 60_000 });
+          await rt.shutdown();
+          await store.close();
+          await unlink(socketPath).catch(() => undefined);
+          logger.info('stopped');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    await api?.close({ graceMs: 0 }).catch(() => undefined);
+    await runtime?.shutdown().catch(() => undefined);
+    await store.close().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// sandboxd: the daemon binary (flags and env, signals, exit codes); the composition lives in daemon.ts.
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import { SandboxdError } from '../errors/index.js';
+import { DEFAULT_SOCKET, DEFAULT_STATE_DIR, daemonVersion, startDaemon } from './daemon.js';
+
+const program = new Command('sandboxd')
+  .description(
+    'The sandboxd daemon: sandboxes as QEMU VMs, containers under crun in the guest, an event-sourced log.',
+  )
+  .version(daemonVersion())
+  .addOption(
+    new Option('--state-dir <dir>', 'state directory (event log, per-sandbox dirs)')
+      .env('SANDBOXD_STATE_DIR')
+      .default(DEFAULT_STATE_DIR),
+  )
+  .addOption(
+    new Option('--socket <path>', 'JSON-RPC unix socket').env('SANDBOXD_SOCKET').default(DEFAULT_SOCKET),
+  )
+  .addOption(
+    new Option('--log-level <level>', 'pino level')
+      .choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+      .env('SANDBOXD_LOG_LEVEL')
+      .default('info'),
+  )
+  .parse(process.argv);
+
+const opts = program.opts<{ stateDir: string; socket: string; logLevel: string }>();
+const logger = pino({ name: 'sandboxd', level: opts.logLevel }, pino.destination({ fd: 2, sync: true }));
+
+let stopping = false;
+try {
+  const daemon = await startDaemon({ stateDir: opts.stateDir, socketPath: opts.socket, logger });
+  const stop = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'signal received');
+    daemon.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.fatal({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+} catch (err) {
+  const e = err as Error;
+  logger.fatal({ err: e }, 'sandboxd could not start');
+  process.stderr.write(`sandboxd: ${e.message}\n`);
+  process.exit(err instanceof SandboxdError && err.kind === 'StateDirInUse' ? 10 : 1);
+}
