@@ -167,7 +167,6 @@ export function withDeadline<T>(
       onExpiry?.();
       reject(new Timeout(step, ms));
     }, ms);
-    timer.unref?.();
   });
   return Promise.race([work, expiry]).finally(() => clearTimeout(timer));
 }

@@ -103,9 +103,9 @@ export function stateOf(snapshot: { value: unknown }): string {
   return topState(snapshot.value);
 }
 
-/** Plain JSON for the snapshot cache. */
+/** Plain JSON for the snapshot cache (keys holding `undefined` dropped, as a JSON round trip would). */
 export function persistSnapshot<K extends EntityKind>(_kind: K, snapshot: SnapshotOf<K>): PersistedEntity {
-  return { value: snapshot.value, context: snapshot.context };
+  return JSON.parse(JSON.stringify({ value: snapshot.value, context: snapshot.context })) as PersistedEntity;
 }
 
 /** Rebuilds a snapshot from `persistSnapshot`'s output without running entry actions. */
