@@ -34,8 +34,9 @@ describe('effect timeouts', () => {
     assert.equal(existsSync(join(h.stateDir, 'sandboxes', 'slow', 'vm')), false);
     const events = await h.events();
     const failed = events.find((e) => e.type === 'SandboxStartFailed');
-    assert.deepEqual((failed?.data as { error: { kind: string } }).error.kind, 'Timeout');
-    assert.equal(events.find((e) => e.id === failed?.causationId)?.type, 'VmLaunched');
+    assert.ok(failed);
+    assert.deepEqual((failed.data as { error: { kind: string } }).error.kind, 'Timeout');
+    assert.equal(events.find((e) => e.id === failed.causationId)?.type, 'VmLaunched');
     assert.deepEqual(checkTransitions(events), []);
   });
 
