@@ -102,6 +102,8 @@ interface HashCacheEntry {
 /** What the last build saw; lets the next call skip all work when no input's size or mtime moved. */
 interface BuildState {
   readonly recipe: number;
+  /** Hash of the running builder's code: a changed recipe is re-run (the version moves only if the output does). */
+  readonly builder: string;
   /** The project whose agent and init went in: another project dir means other inputs. */
   readonly projectDir: string;
   readonly version: string;
@@ -109,6 +111,26 @@ interface BuildState {
   readonly aptListsMtimeMs: number;
   readonly inputs: readonly InputStamp[];
   readonly hashes: Readonly<Record<string, HashCacheEntry>>;
+}
+
+let builderHashPromise: Promise<string> | undefined;
+
+/**
+ * Content hash of this builder's own modules (dist/src/image/*.js, or the .ts under tsx). By content, not
+ * mtime: every `npm run build` rewrites dist with fresh mtimes. Computed once per process (~50 KB).
+ */
+function builderHash(): Promise<string> {
+  builderHashPromise ??= (async () => {
+    const dir = dirname(fileURLToPath(import.meta.url));
+    const names = (await readdir(dir)).filter((name) => /\.(js|ts)$/.test(name)).sort();
+    const hash = createHash('sha256');
+    for (const name of names) {
+      hash.update(`${name}\n`);
+      hash.update(await readFile(join(dir, name)));
+    }
+    return hash.digest('hex').slice(0, 16);
+  })();
+  return builderHashPromise;
 }
 
 async function stampOf(path: string): Promise<InputStamp> {
@@ -138,8 +160,9 @@ async function readState(cacheDir: string): Promise<BuildState | undefined> {
 
 /** The cached image when nothing changed since the last build: only stats, no hashing, no apt, no esbuild. */
 async function fastPath(cacheDir: string, projectDir: string): Promise<GuestImagePaths | undefined> {
-  const state = await readState(cacheDir);
-  if (!state || state.projectDir !== projectDir || !VERSION_PATTERN.test(state.version)) return undefined;
+  const [state, builder] = await Promise.all([readState(cacheDir), builderHash()]);
+  if (!state || state.builder !== builder || state.projectDir !== projectDir) return undefined;
+  if (!VERSION_PATTERN.test(state.version)) return undefined;
   const paths = imagePaths(cacheDir, state.version);
   const [rootOk, aptMtime, stamps] = await Promise.all([
     stat(paths.rootDir).then(
@@ -443,15 +466,8 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
     await buildImage(cacheDir, version, inputs, modules, logger);
   }
 
-  // Everything whose change must trigger a rebuild; stats of these are all the fast path does. The builder's own
-  // modules are watched too, so a changed recipe is re-run (the version still moves only if the output does).
-  // Sources, not dist/: every `npm run build` rewrites dist files with fresh mtimes.
-  const builderDir = join(projectDir, 'src', 'image');
-  const builderFiles = (await readdir(builderDir).catch(() => [] as string[])).filter((name) =>
-    /\.(ts|sh)$/.test(name),
-  );
+  // Everything whose change must trigger a rebuild; stats of these are all the fast path does.
   const watched = new Set<string>([
-    ...builderFiles.map((name) => join(builderDir, name)),
     initPath,
     protoPath,
     join(projectDir, AGENT_ENTRY),
@@ -463,6 +479,7 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
   const inputsStamps = await Promise.all([...watched].sort().map((path) => stampOf(path)));
   await writeState(cacheDir, {
     recipe: RECIPE_VERSION,
+    builder: await builderHash(),
     projectDir,
     version,
     kernelPackage,

@@ -10,6 +10,7 @@
 #   sandboxd.hostname=NAME   hostname of the guest (default: sandbox)
 #   sandboxd.selftest=1      run the self-check instead of the agent, print it between the markers
 #                            "=== sandboxd selftest begin ===" / "=== sandboxd selftest end ===", power off
+#   sandboxd.selftest=wait   the same, then wait for the ACPI power button instead of powering off
 #   sandboxd.loglevel=LEVEL  passed to the agent as SANDBOXD_LOG_LEVEL (default: info)
 #   sandboxd.debug=1         the init traces its commands (set -x) on the console
 # Guest filesystem after init (the initramfs is gone: the root is a tmpfs, so pivot_root works for crun):
@@ -34,6 +35,8 @@
 #   PATH=/usr/sbin:/usr/bin:/sbin:/bin  (crun is /usr/bin/crun)
 # Agent lifecycle: exit 0 -> power off. Non-zero exit -> restarted after 1 s; more than 5 restarts in a row
 #   that each lived < 30 s -> power off. No agent in the image -> "sandboxd-init: no agent", power off.
+# ACPI power button (QMP system_powerdown): SIGTERM to every process of the agent cgroup, up to 3 s for them to
+#   exit, then power off (the agent is not restarted once this began).
 # PID 1 (this script, busybox ash) reaps orphans while it waits for the agent. Power off is `poweroff -f`.
 # ==============================================================================================================
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
@@ -115,6 +118,32 @@ find_agent_port() {
   return 1
 }
 
+# Reads one input event from each "Power Button" device in the background; the first press shuts down.
+watch_power_button() {
+  for input in /sys/class/input/input*; do
+    [ "$(cat "$input/name" 2>/dev/null)" = "Power Button" ] || continue
+    for event in "$input"/event*; do
+      [ -e "$event" ] || continue
+      dev=/dev/input/${event##*/}
+      [ -c "$dev" ] || continue
+      (
+        dd if="$dev" of=/dev/null bs=24 count=1 2>/dev/null || exit 0
+        [ -e /run/sandboxd/.poweroff ] && exit 0
+        : >/run/sandboxd/.poweroff
+        log "power button: stopping the agent"
+        pids=$(cat /sys/fs/cgroup/agent/cgroup.procs 2>/dev/null)
+        [ -n "$pids" ] && kill -TERM $pids 2>/dev/null
+        waited=0
+        while [ "$waited" -lt 30 ] && [ -n "$(cat /sys/fs/cgroup/agent/cgroup.procs 2>/dev/null)" ]; do
+          sleep 0.1
+          waited=$((waited + 1))
+        done
+        halt_now "power button"
+      ) &
+    done
+  done
+}
+
 selftest() {
   echo "=== sandboxd selftest begin ==="
   echo "image.version: $IMAGE_VERSION"
@@ -156,6 +185,10 @@ run_agent() {
     # The agent moves itself into the leaf cgroup before exec, so the root's controllers can be delegated.
     sh -c 'echo $$ > /sys/fs/cgroup/agent/cgroup.procs; cd /; exec node /opt/sandboxd/agent.mjs' </dev/null
     rc=$?
+    if [ -e /run/sandboxd/.poweroff ]; then
+      # The power button handler owns the shutdown now; PID 1 must stay alive until it powers off.
+      while :; do sleep 3600; done
+    fi
     [ "$rc" -eq 0 ] && halt_now "agent exited 0"
     lived=$(($(cut -d. -f1 /proc/uptime) - started))
     if [ "$lived" -ge 30 ]; then quick_failures=0; fi
@@ -175,6 +208,7 @@ stage2() {
     case "$arg" in
       sandboxd.hostname=*) HOSTNAME_ARG=${arg#sandboxd.hostname=} ;;
       sandboxd.selftest=1) SELFTEST=1 ;;
+      sandboxd.selftest=wait) SELFTEST=wait ;;
       sandboxd.loglevel=*) LOG_LEVEL=${arg#sandboxd.loglevel=} ;;
     esac
   done
@@ -211,10 +245,15 @@ stage2() {
   ip link set lo up 2>/dev/null
 
   AGENT_PORT=$(find_agent_port)
+  watch_power_button
 
   if [ "$SELFTEST" = 1 ]; then
     selftest
     halt_now "selftest done"
+  elif [ "$SELFTEST" = wait ]; then
+    selftest
+    log "selftest done; waiting for the power button"
+    while :; do sleep 3600; done
   fi
   run_agent
 }

@@ -1,5 +1,5 @@
 // Debian's generic kernel for the guest: which package, its .deb (cached), and the vmlinuz + modules taken out of it.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -10,8 +10,9 @@ import { run, runChecked } from './exec.js';
 export const KERNEL_META_PACKAGE = 'linux-image-amd64';
 
 /**
- * Modules the guest loads. The first eleven are required (virtio transport, virtio-serial, 9p); the last three
- * give the agent a virtio NIC when one exists. The insmod order is computed from each module's `depends=`
+ * Modules the guest loads (file names). The first eleven are required (virtio transport, virtio-serial, 9p);
+ * the rest are optional: a virtio NIC for the agent, virtio-rng entropy, and the ACPI power button read
+ * through evdev (QMP system_powerdown → graceful shutdown). The insmod order is computed from each module's `depends=`
  * (GUEST.md's list puts virtio before virtio_ring, which 6.1.0-56's virtio.ko needs first).
  */
 export const GUEST_MODULES: readonly string[] = [
@@ -29,6 +30,9 @@ export const GUEST_MODULES: readonly string[] = [
   'failover',
   'net_failover',
   'virtio_net',
+  'virtio-rng',
+  'button',
+  'evdev',
 ];
 
 const REQUIRED_MODULES = new Set(GUEST_MODULES.slice(0, 11));
@@ -110,8 +114,8 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * vmlinuz and the guest modules out of the .deb, into `<downloadsDir>/<packageName>/` (cached: done once per
- * kernel). Streams the package through tar with member patterns, so the 400 MB module tree never hits the disk.
+ * vmlinuz and the guest modules out of the .deb, into `<downloadsDir>/<packageName>.<modules hash>/` (cached:
+ * done once per kernel and module list). Streams the package through tar with member patterns, so the 400 MB module tree never hits the disk.
  */
 export async function extractKernel(
   downloadsDir: string,
@@ -119,7 +123,9 @@ export async function extractKernel(
   debPath: string,
   logger: Logger,
 ): Promise<ExtractedKernel> {
-  const dir = join(downloadsDir, packageName);
+  // Keyed by the module list too: adding a module must not reuse an extraction that lacks it.
+  const modulesKey = createHash('sha256').update(GUEST_MODULES.join(',')).digest('hex').slice(0, 8);
+  const dir = join(downloadsDir, `${packageName}.${modulesKey}`);
   const vmlinuz = join(dir, 'vmlinuz');
   const modulesDir = join(dir, 'modules');
   if (!(await exists(vmlinuz))) {
