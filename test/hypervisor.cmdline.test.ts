@@ -1,0 +1,96 @@
+// The QEMU command line and state-dir layout of a sandbox VM, and the accelerator override, without running QEMU.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { InvalidArgument } from '../src/errors/index.js';
+import { accelFromEnv, qemuArgs, type VmConfig, vmPaths } from '../src/hypervisor/index.js';
+
+const config: VmConfig = {
+  sandboxId: 'sb1',
+  stateDir: '/run/sbx/sb1/vm',
+  sharedDir: '/run/sbx/sb1/shared',
+  image: { kernel: '/img/vmlinuz', initrd: '/img/initrd.gz', rootDir: '/img/root', version: 'v1' },
+  vcpus: 1,
+  maxVcpus: 4,
+  memoryMiB: 512,
+  maxMemoryMiB: 4096,
+  kernelParams: ['sandboxd.hostname=web'],
+};
+
+/** The value following a flag, for each occurrence of the flag. */
+function valuesOf(args: readonly string[], flag: string): string[] {
+  return args.flatMap((arg, i) => (arg === flag ? [args[i + 1]!] : []));
+}
+
+describe('QEMU command line of a sandbox VM', () => {
+  it('sizes memory and vCPUs with room for hotplug', () => {
+    const args = qemuArgs(config, 'tcg');
+    assert.deepEqual(valuesOf(args, '-m'), ['512M,slots=4,maxmem=4096M']);
+    assert.deepEqual(valuesOf(args, '-smp'), ['1,maxcpus=4']);
+  });
+
+  it('offers no DIMM slots when max memory equals boot memory', () => {
+    assert.deepEqual(valuesOf(qemuArgs({ ...config, maxMemoryMiB: 512 }, 'tcg'), '-m'), ['512M']);
+  });
+
+  it('uses TCG with -cpu max, or KVM with -cpu host', () => {
+    const tcg = qemuArgs(config, 'tcg');
+    assert.deepEqual([valuesOf(tcg, '-accel'), valuesOf(tcg, '-cpu')], [['tcg'], ['max']]);
+    const kvm = qemuArgs(config, 'kvm');
+    assert.deepEqual([valuesOf(kvm, '-accel'), valuesOf(kvm, '-cpu')], [['kvm'], ['host']]);
+  });
+
+  it('shares the image root read-only and the sandbox share writable under the contract tags', () => {
+    const fsdevs = valuesOf(qemuArgs(config, 'tcg'), '-fsdev');
+    assert.deepEqual(fsdevs, [
+      'local,id=sbxroot,path=/img/root,security_model=none,readonly=on',
+      'local,id=sbxshared,path=/run/sbx/sb1/shared,security_model=none',
+    ]);
+    const devices = valuesOf(qemuArgs(config, 'tcg'), '-device');
+    assert.ok(devices.includes('virtio-9p-pci,fsdev=sbxroot,mount_tag=sbxroot'));
+    assert.ok(devices.includes('virtio-9p-pci,fsdev=sbxshared,mount_tag=sbxshared'));
+    assert.ok(devices.includes('virtserialport,bus=vser0.0,chardev=agent,name=agent.channel.0'));
+  });
+
+  it('keeps every socket, the console, and the pidfile under the state dir, and daemonizes', () => {
+    const args = qemuArgs(config, 'tcg');
+    assert.deepEqual(valuesOf(args, '-chardev'), [
+      'socket,id=agent,path=/run/sbx/sb1/vm/agent.sock,server=on,wait=off',
+      'socket,id=qmp,path=/run/sbx/sb1/vm/qmp.sock,server=on,wait=off',
+      'file,id=console,path=/run/sbx/sb1/vm/console.log',
+    ]);
+    assert.deepEqual(valuesOf(args, '-pidfile'), ['/run/sbx/sb1/vm/qemu.pid']);
+    assert.ok(args.includes('-daemonize') && args.includes('-nodefaults') && args.includes('-no-reboot'));
+  });
+
+  it('boots with the console on ttyS0, panics ending the VM, and the caller’s contract keys', () => {
+    assert.deepEqual(valuesOf(qemuArgs(config, 'tcg'), '-append'), [
+      'console=ttyS0 quiet panic=-1 sandboxd.hostname=web',
+    ]);
+  });
+
+  it('doubles commas in paths so they cannot inject QEMU options', () => {
+    const fsdevs = valuesOf(qemuArgs({ ...config, sharedDir: '/x,readonly=on' }, 'tcg'), '-fsdev');
+    assert.equal(fsdevs[1], 'local,id=sbxshared,path=/x,,readonly=on,security_model=none');
+  });
+
+  it('refuses impossible sizes, naming the field', () => {
+    assert.throws(() => qemuArgs({ ...config, maxVcpus: 0 }, 'tcg'), { field: 'maxVcpus' });
+    assert.throws(() => qemuArgs({ ...config, vcpus: 1.5 }, 'tcg'), { field: 'vcpus' });
+    assert.throws(() => qemuArgs({ ...config, maxMemoryMiB: 256 }, 'tcg'), { field: 'maxMemoryMiB' });
+  });
+
+  it('refuses a state dir too long for a unix socket path', () => {
+    assert.throws(() => vmPaths(`/${'d'.repeat(100)}`), InvalidArgument);
+    assert.equal(vmPaths('/s').qmpSocket, '/s/qmp.sock');
+  });
+});
+
+describe('SANDBOXD_ACCEL', () => {
+  it('forces kvm or tcg, is ignored when unset, and refuses anything else', () => {
+    assert.equal(accelFromEnv('kvm'), 'kvm');
+    assert.equal(accelFromEnv('tcg'), 'tcg');
+    assert.equal(accelFromEnv(undefined), undefined);
+    assert.equal(accelFromEnv(''), undefined);
+    assert.throws(() => accelFromEnv('hvf'), { field: 'SANDBOXD_ACCEL' });
+  });
+});
