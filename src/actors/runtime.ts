@@ -143,6 +143,8 @@ export interface RuntimeHandle extends Runtime {
   reconcile(): Promise<RecoveryReport>;
   /** Saves a snapshot of every entity changed since its last one (also done by shutdown). */
   saveSnapshots(): Promise<number>;
+  /** Resolves once no effect is in flight and every entity's queue is empty (tests, orderly shutdown). */
+  idle(): Promise<void>;
 }
 
 const vmStates = new Set(['starting', 'running', 'pausing', 'paused', 'resuming', 'stopping']);
@@ -949,6 +951,16 @@ export class ActorRuntime implements RuntimeHandle {
       saved += 1;
     }
     return saved;
+  }
+
+  async idle(): Promise<void> {
+    for (;;) {
+      const entities = [...this.entities()];
+      await Promise.allSettled([...this.pendingEffects, ...entities.map((e) => e.drained())]);
+      // Outcomes and happenings may queue more work from a later tick: settle only when a tick adds none.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (this.pendingEffects.size === 0 && entities.every((e) => e.effectsInFlight === 0)) return;
+    }
   }
 
   async shutdown(): Promise<void> {

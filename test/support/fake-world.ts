@@ -122,10 +122,17 @@ export class FakeWorld {
    * Runs one effect: delay, crash plan, failure injection, then `act` (which changes the world).
    * Returns act's value; never resolves when the daemon "crashed" at this effect.
    */
-  async effect<T>(op: Op, sandboxId: string, target: string | undefined, act: () => T): Promise<T> {
+  async effect<T>(
+    op: Op,
+    sandboxId: string,
+    target: string | undefined,
+    act: () => T,
+    callerAlive: () => boolean = () => true,
+  ): Promise<T> {
     const delay = this.delays[op];
     await new Promise((r) => (delay ? setTimeout(r, delay) : setImmediate(r)));
-    if (this.crashed) return never;
+    // A call from a daemon that died meanwhile never reaches the world.
+    if (this.crashed || !callerAlive()) return never;
     if (this.hangs.has(op)) return never;
     const failure = this.failures[op];
     if (failure) throw failure;
@@ -226,6 +233,10 @@ export class FakeHypervisor implements Hypervisor {
     this.severed = true;
   }
 
+  private act<T>(op: Op, sandboxId: string, target: string | undefined, fn: () => T): Promise<T> {
+    return this.world.effect(op, sandboxId, target, fn, () => !this.severed);
+  }
+
   private guard(): Promise<void> {
     return this.severed ? never : Promise.resolve();
   }
@@ -247,7 +258,7 @@ export class FakeHypervisor implements Hypervisor {
   async launch(config: VmConfig, signal?: AbortSignal): Promise<VmHandle> {
     await this.guard();
     await mkdir(config.stateDir, { recursive: true });
-    const handle = await this.world.effect('launch', config.sandboxId, undefined, () => {
+    const handle = await this.act('launch', config.sandboxId, undefined, () => {
       if (signal?.aborted) throw new HypervisorError('launch', 'aborted', { sandboxId: config.sandboxId });
       if (this.world.vms.has(config.sandboxId)) {
         this.world.violations.push(`launch: a VM already runs for ${config.sandboxId}`);
@@ -295,7 +306,7 @@ export class FakeHypervisor implements Hypervisor {
   async pause(sandboxId: string): Promise<void> {
     await this.guard();
     const vm = this.mine(sandboxId);
-    await this.world.effect('pause', sandboxId, undefined, () => {
+    await this.act('pause', sandboxId, undefined, () => {
       vm.status = 'paused';
     });
   }
@@ -303,7 +314,7 @@ export class FakeHypervisor implements Hypervisor {
   async resume(sandboxId: string): Promise<void> {
     await this.guard();
     const vm = this.mine(sandboxId);
-    await this.world.effect('resume', sandboxId, undefined, () => {
+    await this.act('resume', sandboxId, undefined, () => {
       vm.status = 'running';
     });
   }
@@ -312,14 +323,12 @@ export class FakeHypervisor implements Hypervisor {
     await this.guard();
     if (!this.world.vms.has(sandboxId)) return;
     this.mine(sandboxId);
-    await this.world.effect('stop', sandboxId, undefined, () => this.world.crashVm(sandboxId, 'powerdown'));
+    await this.act('stop', sandboxId, undefined, () => this.world.crashVm(sandboxId, 'powerdown'));
   }
 
   async destroy(sandboxId: string, stateDir: string): Promise<void> {
     await this.guard();
-    await this.world.effect('destroy', sandboxId, undefined, () =>
-      this.world.crashVm(sandboxId, 'destroyed'),
-    );
+    await this.act('destroy', sandboxId, undefined, () => this.world.crashVm(sandboxId, 'destroyed'));
     await rm(stateDir, { recursive: true, force: true });
     this.known.delete(sandboxId);
   }
@@ -363,6 +372,10 @@ export class FakeAgent implements Agent {
     this.severed = true;
   }
 
+  private act<T>(op: Op, sandboxId: string, target: string | undefined, fn: () => T): Promise<T> {
+    return this.world.effect(op, sandboxId, target, fn, () => !this.severed);
+  }
+
   private async enter(method: string, sandboxId: string): Promise<FakeVm> {
     if (this.severed) return never;
     this.calls.push(`${method}:${sandboxId}`);
@@ -387,7 +400,7 @@ export class FakeAgent implements Agent {
     if (!vm || vm.handle.agentSocket !== agentSocket) {
       throw new AgentError('connect', `no agent at ${agentSocket}`, { sandboxId });
     }
-    await this.world.effect('connect', sandboxId, undefined, () => this.connected.add(sandboxId));
+    await this.act('connect', sandboxId, undefined, () => this.connected.add(sandboxId));
   }
 
   async disconnect(sandboxId: string): Promise<void> {
@@ -401,7 +414,7 @@ export class FakeAgent implements Agent {
 
   async createSandbox(sandboxId: string): Promise<void> {
     const vm = await this.enter('createSandbox', sandboxId);
-    await this.world.effect('createSandbox', sandboxId, undefined, () => {
+    await this.act('createSandbox', sandboxId, undefined, () => {
       if (vm.guestReady) this.world.violations.push(`createSandbox twice in ${sandboxId}`);
       vm.guestReady = true;
     });
@@ -421,7 +434,7 @@ export class FakeAgent implements Agent {
     if (!existsSync(join(vm.config.sharedDir, request.bundle, 'config.json'))) {
       throw new AgentError('createContainer', `bundle ${request.bundle} is not in the share`, { sandboxId });
     }
-    return this.world.effect('createContainer', sandboxId, request.containerId, () => {
+    return this.act('createContainer', sandboxId, request.containerId, () => {
       if (vm.containers.has(request.containerId)) {
         this.world.violations.push(`createContainer twice: ${sandboxId}/${request.containerId}`);
         throw new AlreadyExists('container', request.containerId);
@@ -440,7 +453,7 @@ export class FakeAgent implements Agent {
   async startContainer(sandboxId: string, containerId: string): Promise<void> {
     const vm = await this.enter('startContainer', sandboxId);
     const c = this.container(vm, 'startContainer', containerId);
-    await this.world.effect('startContainer', sandboxId, containerId, () => {
+    await this.act('startContainer', sandboxId, containerId, () => {
       if (c.status !== 'created') {
         this.world.violations.push(`startContainer in ${c.status}: ${sandboxId}/${containerId}`);
         throw new InvalidState('container', containerId, c.status, 'start');
@@ -451,15 +464,13 @@ export class FakeAgent implements Agent {
 
   async removeContainer(sandboxId: string, containerId: string): Promise<void> {
     const vm = await this.enter('removeContainer', sandboxId);
-    await this.world.effect('removeContainer', sandboxId, containerId, () =>
-      vm.containers.delete(containerId),
-    );
+    await this.act('removeContainer', sandboxId, containerId, () => vm.containers.delete(containerId));
   }
 
   async pauseContainer(sandboxId: string, containerId: string): Promise<void> {
     const vm = await this.enter('pauseContainer', sandboxId);
     const c = this.container(vm, 'pauseContainer', containerId);
-    await this.world.effect('pauseContainer', sandboxId, containerId, () => {
+    await this.act('pauseContainer', sandboxId, containerId, () => {
       if (c.status !== 'running') throw new InvalidState('container', containerId, c.status, 'pause');
       c.status = 'paused';
     });
@@ -468,7 +479,7 @@ export class FakeAgent implements Agent {
   async resumeContainer(sandboxId: string, containerId: string): Promise<void> {
     const vm = await this.enter('resumeContainer', sandboxId);
     const c = this.container(vm, 'resumeContainer', containerId);
-    await this.world.effect('resumeContainer', sandboxId, containerId, () => {
+    await this.act('resumeContainer', sandboxId, containerId, () => {
       if (c.status !== 'paused') throw new InvalidState('container', containerId, c.status, 'resume');
       c.status = 'running';
     });
@@ -495,7 +506,7 @@ export class FakeAgent implements Agent {
   ): Promise<{ pid: number }> {
     const vm = await this.enter('execProcess', sandboxId);
     const c = this.container(vm, 'execProcess', request.containerId);
-    return this.world.effect('execProcess', sandboxId, `${request.containerId}/${request.execId}`, () => {
+    return this.act('execProcess', sandboxId, `${request.containerId}/${request.execId}`, () => {
       if (c.processes.has(request.execId)) {
         this.world.violations.push(
           `execProcess twice: ${sandboxId}/${request.containerId}/${request.execId}`,
@@ -512,7 +523,7 @@ export class FakeAgent implements Agent {
   async signalProcess(sandboxId: string, containerId: string, execId: string, signal: string): Promise<void> {
     const vm = await this.enter('signalProcess', sandboxId);
     this.container(vm, 'signalProcess', containerId);
-    await this.world.effect('signalProcess', sandboxId, `${containerId}/${execId}`, () => {});
+    await this.act('signalProcess', sandboxId, `${containerId}/${execId}`, () => {});
     if (signal === 'SIGKILL' || signal === 'SIGTERM' || signal === '9' || signal === '15') {
       const status = { exitCode: 128 + (signal.endsWith('KILL') || signal === '9' ? 9 : 15), signal };
       setImmediate(() => this.world.exitProcess(sandboxId, containerId, execId, status));
