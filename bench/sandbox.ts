@@ -18,6 +18,8 @@ const rounds = quick ? 1 : 3;
 /** Sandboxes kept running at once to measure the daemon's memory per sandbox. */
 const concurrent = quick ? 1 : 2;
 const logger = pino({ level: 'warn' }, pino.destination(2));
+/** The sandbox shape both sides boot (the runtime's defaults). */
+const shape = { vcpus: 1, maxVcpus: 4, memoryMiB: 512, maxMemoryMiB: 4096 } as const;
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -78,9 +80,10 @@ async function bareBoot(
       '-cpu',
       'max',
       '-m',
-      '512',
+      // The same VM shape as the sandbox (hotplug room included), so the ratio is sandboxd's own cost.
+      `${shape.memoryMiB}M,slots=4,maxmem=${shape.maxMemoryMiB}M`,
       '-smp',
-      '1',
+      `${shape.vcpus},maxcpus=${shape.maxVcpus}`,
       '-nodefaults',
       '-display',
       'none',
@@ -147,10 +150,7 @@ async function main(): Promise<void> {
       stateDir: join(work, id, 'vm'),
       sharedDir,
       image,
-      vcpus: 1,
-      maxVcpus: 4,
-      memoryMiB: 512,
-      maxMemoryMiB: 4096,
+      ...shape,
     };
   };
   try {

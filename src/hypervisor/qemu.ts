@@ -259,10 +259,26 @@ export class QemuHypervisor implements Hypervisor {
     qmp.events.subscribe((event) => this.#onQmpEvent(entry, event));
     void qmp.closed.then(async () => {
       if (entry.qmp === qmp) entry.qmp = undefined;
-      if (entry.exitReason !== undefined || !this.#vms.has(entry.handle.sandboxId)) return;
+      if (entry.exitReason !== undefined || this.#vms.get(entry.handle.sandboxId) !== entry) return;
       // QEMU closes the monitor as it exits: look closely for a while instead of waiting for the next tick.
-      if (await waitForExit(entry.handle.pid, entry.handle.pidStartTime, 2_000))
+      if (await waitForExit(entry.handle.pid, entry.handle.pidStartTime, 2_000)) {
         await this.#checkAlive(entry);
+        return;
+      }
+      // Still running with its monitor gone from under us: dial again, as after a daemon restart.
+      if (entry.exitReason !== undefined || entry.ending !== undefined || entry.qmp !== undefined) return;
+      if (this.#vms.get(entry.handle.sandboxId) !== entry) return;
+      try {
+        const again = await QmpClient.connect(entry.paths.qmpSocket, { timeoutMs: 5_000 });
+        if (this.#vms.get(entry.handle.sandboxId) !== entry || entry.exitReason !== undefined) {
+          again.close();
+          return;
+        }
+        this.#useQmp(entry, again);
+        entry.logger.info({ step: 'qmp reconnect' }, 'QMP session lost while the VM runs: reconnected');
+      } catch (err) {
+        entry.logger.warn({ step: 'qmp reconnect', err }, 'QMP session lost and could not be re-established');
+      }
     });
   }
 
