@@ -31,6 +31,16 @@ export function renderApiDocs(): string {
   out.push('Ids of sandboxes, containers and execs match `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`; paths');
   out.push('must be absolute, normalised, without `.`/`..` segments.');
   out.push('');
+  out.push('Example (socat is in Debian):');
+  out.push('');
+  out.push('```sh');
+  out.push(`echo '{"jsonrpc":"2.0","id":1,"method":"sandbox.create","params":{"id":"web1"}}' \\`);
+  out.push('  | socat - UNIX-CONNECT:/run/sandboxd/sandboxd.sock');
+  out.push('{"jsonrpc":"2.0","id":1,"result":{"id":"web1","state":"created",…}}');
+  out.push('```');
+  out.push('');
+  out.push('`sandboxctl call METHOD \'{"param":…}\'` does the same from the CLI.');
+  out.push('');
   out.push('## Errors');
   out.push('');
   out.push('Every error carries `data.code` (a stable name); invalid params also carry `data.field`.');

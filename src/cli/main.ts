@@ -5,7 +5,6 @@ import { EXIT, exitCodeOf } from './exit-codes.js';
 import { buildProgram, reportError } from './program.js';
 
 const program = buildProgram();
-program.exitOverride();
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
@@ -17,3 +16,6 @@ try {
     process.exitCode = exitCodeOf(err);
   }
 }
+// An open daemon connection (left by a failed command) must not keep the process alive; stdout/stderr
+// to pipes and files are synchronous on Linux, so nothing written is lost.
+process.exit(process.exitCode ?? EXIT.OK);

@@ -61,6 +61,8 @@ const containerTable = (rows: ContainerRow[]) =>
 /** Builds the program. `out.exitCode` is what main exits with. */
 export function buildProgram(): Command {
   const program = new Command('sandboxctl');
+  // Parse failures throw (subcommands inherit this) so main can exit with the usage code.
+  program.exitOverride();
   program
     .description(
       'Drive sandboxd over its JSON-RPC socket: sandboxes (VMs), containers, execs, the event log.',
