@@ -1,7 +1,19 @@
 // The guest image builder: a real build into a temp cache, the fast no-change path, the initrd and guest root contents.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFile, link, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  copyFile,
+  cp,
+  link,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -42,6 +54,7 @@ describe('guest image build', () => {
   let cacheDir: string;
   let first: GuestImagePaths;
   let firstMs: number;
+  let snapshot: string;
 
   before(async () => {
     cacheDir = await mkdtemp(join(tmpdir(), 'sandboxd-image-test-'));
@@ -56,8 +69,14 @@ describe('guest image build', () => {
         );
       }
     }
+    // A frozen copy of the project's sources: other people edit the live tree while this test runs.
+    snapshot = join(cacheDir, 'snapshot');
+    await cp(join(projectDir, 'src'), join(snapshot, 'src'), { recursive: true });
+    await cp(join(projectDir, 'proto'), join(snapshot, 'proto'), { recursive: true }).catch(() => undefined);
+    await copyFile(join(projectDir, 'package.json'), join(snapshot, 'package.json'));
+    await symlink(join(projectDir, 'node_modules'), join(snapshot, 'node_modules'));
     const started = performance.now();
-    first = await ensureGuestImage({ cacheDir, logger });
+    first = await ensureGuestImage({ cacheDir, logger, projectDir: snapshot });
     firstMs = performance.now() - started;
   });
 
@@ -74,7 +93,7 @@ describe('guest image build', () => {
 
   it('returns the same version in well under a second when nothing changed', async () => {
     const started = performance.now();
-    const second = await ensureGuestImage({ cacheDir, logger });
+    const second = await ensureGuestImage({ cacheDir, logger, projectDir: snapshot });
     const ms = performance.now() - started;
     assert.deepEqual(second, first);
     assert.ok(ms < 1000, `second call took ${ms.toFixed(0)} ms (first: ${firstMs.toFixed(0)} ms)`);
@@ -120,6 +139,21 @@ describe('guest image build', () => {
     assert.ok(sh.isFile(), 'sh resolves to busybox');
     const manifest = JSON.parse(await readFile(join(first.rootDir, 'opt/sandboxd/image.json'), 'utf8'));
     assert.equal(manifest.version, first.version);
+  });
+
+  it('orders the modules so that each loads after what it depends on', async () => {
+    const manifest = JSON.parse(await readFile(join(first.rootDir, 'opt/sandboxd/image.json'), 'utf8'));
+    const order = manifest.modules as string[];
+    const before = (a: string, b: string): void =>
+      assert.ok(order.indexOf(a) >= 0 && order.indexOf(a) < order.indexOf(b), `${a} before ${b}: ${order}`);
+    before('virtio_ring', 'virtio');
+    before('virtio', 'virtio_pci');
+    before('virtio_pci_modern_dev', 'virtio_pci');
+    before('netfs', 'fscache');
+    before('9pnet', '9pnet_virtio');
+    before('fscache', '9p');
+    const members = cpioNames(gunzipSync(await readFile(first.initrd)));
+    assert.ok(members.has('etc/sandboxd/modules'));
   });
 
   it('rebuilds under a new version when the agent appears, with the bundle and proto in /opt/sandboxd', async () => {

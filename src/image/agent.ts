@@ -14,9 +14,13 @@ export interface AgentBundle {
 }
 
 // grpc-js, protobufjs and friends are CommonJS and call require() at run time; an ESM bundle has none of its own.
+// Their free __dirname/__filename are rewritten (define) to the bundle's own, under names no module declares.
 const BANNER = [
   "import { createRequire as __sandboxdCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __sandboxdFileURLToPath } from 'node:url';",
   'const require = __sandboxdCreateRequire(import.meta.url);',
+  'const __sandboxdFilename = __sandboxdFileURLToPath(import.meta.url);',
+  "const __sandboxdDirname = __sandboxdFilename.slice(0, __sandboxdFilename.lastIndexOf('/'));",
 ].join('\n');
 
 /** Bundles the agent, or resolves undefined when the project has no agent entry yet. Throws Internal on build errors. */
@@ -38,6 +42,7 @@ export async function bundleAgent(projectDir: string): Promise<AgentBundle | und
       logLevel: 'silent',
       legalComments: 'none',
       banner: { js: BANNER },
+      define: { __dirname: '__sandboxdDirname', __filename: '__sandboxdFilename' },
       outfile: join(projectDir, 'dist', 'agent.mjs'),
     });
     const output = result.outputFiles.find((file) => file.path.endsWith('.mjs'));

@@ -234,13 +234,16 @@ async function ensureBlob(cacheDir: string, source: string, sha256: string): Pro
   return blob;
 }
 
-/** Hard-links the blob into the image (images share node's 100 MB); copies when links are not possible. */
-async function placeBlob(blob: string, target: string): Promise<void> {
+/**
+ * Hard-links the blob into the image (images share node's 100 MB); copies the host file instead when linking
+ * fails (another filesystem, or a concurrent prune removed the blob in between).
+ */
+async function placeBlob(blob: string, source: string, target: string): Promise<void> {
   await mkdir(dirname(target), { recursive: true });
   try {
     await link(blob, target);
   } catch {
-    await copyFile(blob, target);
+    await copyFile(source, target);
     await chmod(target, 0o755);
   }
 }
@@ -327,7 +330,7 @@ async function buildImage(
     }
     for (const file of inputs.hostFiles) {
       const blob = await ensureBlob(cacheDir, file.real, file.sha256);
-      await placeBlob(blob, join(root, file.target));
+      await placeBlob(blob, file.real, join(root, file.target));
     }
     for (const applet of inputs.applets) await symlink(applet.link, join(root, applet.target));
     const manifest = {
@@ -400,7 +403,10 @@ async function prune(cacheDir: string, current: string, logger: Logger): Promise
   const blobs = join(cacheDir, 'blobs');
   for (const name of await readdir(blobs).catch(() => [] as string[])) {
     const info = await stat(join(blobs, name)).catch(() => undefined);
-    if (info && info.nlink === 1 && !name.startsWith('.tmp-')) await rm(join(blobs, name), { force: true });
+    // A fresh blob may be about to be linked by a concurrent build in another process: leave young ones alone.
+    if (info && info.nlink === 1 && now - info.mtimeMs > RECENT_USE_MS && !name.startsWith('.tmp-')) {
+      await rm(join(blobs, name), { force: true });
+    }
   }
 }
 
