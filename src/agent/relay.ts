@@ -1,0 +1,163 @@
+// A per-sandbox relay: grpc-js dials a private unix socket, the relay dials QEMU's agent socket and runs the resync
+// handshake there, so every gRPC connection starts on a clean guest session (public grpc-js API only).
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { ACK_MAGIC, HANDSHAKE_TOKEN_BYTES, SYNC_MAGIC } from './wire.js';
+
+export interface AgentRelayOptions {
+  /** QEMU's chardev socket of the agent port. */
+  readonly agentSocket: string;
+  readonly logger: Logger;
+  /** Pause between dials while the socket is not there yet (VM booting). */
+  readonly dialRetryMs?: number;
+}
+
+const ACK_FRAME_BYTES = ACK_MAGIC.length + HANDSHAKE_TOKEN_BYTES;
+/** Stale bytes we are willing to skip before an ACK before deciding the session is garbage. */
+const MAX_STALE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * One relay per sandbox. QEMU serves one host connection at a time, so a new downstream connection replaces the
+ * previous pair. Handshake: send SYNC + fresh token, drop everything until ACK + that token, then pipe both ways.
+ */
+export class AgentRelay {
+  readonly #options: AgentRelayOptions;
+  readonly #server: Server;
+  readonly #dir: string;
+  readonly #path: string;
+  #current: { down: Socket; up: Socket | undefined } | undefined;
+  #closed = false;
+  #handshakes = 0;
+
+  private constructor(options: AgentRelayOptions, server: Server, dir: string) {
+    this.#options = options;
+    this.#server = server;
+    this.#dir = dir;
+    this.#path = join(dir, 'relay.sock');
+  }
+
+  /** Listens on a fresh private socket. */
+  static async open(options: AgentRelayOptions): Promise<AgentRelay> {
+    const dir = await mkdtemp(join(tmpdir(), 'sbx-agent-'));
+    const server = createServer();
+    const relay = new AgentRelay(options, server, dir);
+    server.on('connection', (down) => relay.#accept(down));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(relay.#path, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return relay;
+  }
+
+  /** gRPC target of the relay ("unix:/…"). */
+  get target(): string {
+    return `unix:${this.#path}`;
+  }
+
+  /** Completed handshakes so far (one per guest session this relay opened). */
+  get handshakes(): number {
+    return this.#handshakes;
+  }
+
+  /** Drops the current connection pair (grpc-js reconnects through a new handshake). */
+  dropConnection(): void {
+    if (!this.#current) return;
+    this.#current.up?.destroy();
+    this.#current.down.destroy();
+    this.#current = undefined;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.dropConnection();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    await rm(this.#dir, { recursive: true, force: true });
+  }
+
+  #accept(down: Socket): void {
+    if (this.#closed) {
+      down.destroy();
+      return;
+    }
+    this.dropConnection();
+    const pair: { down: Socket; up: Socket | undefined } = { down, up: undefined };
+    this.#current = pair;
+    const pending: Buffer[] = [];
+    const collect = (chunk: Buffer) => pending.push(chunk);
+    down.on('data', collect);
+    down.on('error', () => {});
+    down.on('close', () => {
+      pair.up?.destroy();
+      if (this.#current === pair) this.#current = undefined;
+    });
+    void this.#dial(pair).then((up) => {
+      if (!up) return;
+      const token = randomBytes(HANDSHAKE_TOKEN_BYTES);
+      const expected = Buffer.concat([ACK_MAGIC, token]);
+      let received = Buffer.alloc(0);
+      const onHandshakeData = (chunk: Buffer) => {
+        received = Buffer.concat([received, chunk]);
+        const at = received.indexOf(expected);
+        if (at < 0) {
+          if (received.length > MAX_STALE_BYTES) up.destroy();
+          // Keep only a tail that may hold a split ACK.
+          else received = received.subarray(Math.max(0, received.length - (ACK_FRAME_BYTES - 1)));
+          return;
+        }
+        up.off('data', onHandshakeData);
+        this.#handshakes++;
+        const rest = received.subarray(at + ACK_FRAME_BYTES);
+        down.off('data', collect);
+        if (rest.length > 0) down.write(rest);
+        for (const chunk of pending) up.write(chunk);
+        down.pipe(up);
+        up.pipe(down);
+      };
+      up.on('data', onHandshakeData);
+      up.write(Buffer.concat([SYNC_MAGIC, token]));
+    });
+  }
+
+  /** Dials the agent socket until it answers or the downstream side is gone. */
+  async #dial(pair: { down: Socket; up: Socket | undefined }): Promise<Socket | undefined> {
+    const retryMs = this.#options.dialRetryMs ?? 100;
+    let logged = false;
+    while (!pair.down.destroyed && this.#current === pair && !this.#closed) {
+      const up = await new Promise<Socket | undefined>((resolve) => {
+        const socket = createConnection(this.#options.agentSocket);
+        socket.once('connect', () => {
+          socket.off('error', onError);
+          resolve(socket);
+        });
+        const onError = (err: NodeJS.ErrnoException) => {
+          if (!logged) {
+            this.#options.logger.debug({ err, step: 'agent dial' }, 'agent socket not ready; retrying');
+            logged = true;
+          }
+          socket.destroy();
+          resolve(undefined);
+        };
+        socket.once('error', onError);
+      });
+      if (up) {
+        if (pair.down.destroyed || this.#current !== pair) {
+          up.destroy();
+          return undefined;
+        }
+        pair.up = up;
+        up.on('error', () => {});
+        up.on('close', () => pair.down.destroy());
+        return up;
+      }
+      await new Promise((resolve) => setTimeout(resolve, retryMs));
+    }
+    return undefined;
+  }
+}

@@ -1,0 +1,240 @@
+// The agent protocol as TypeScript: decoded message shapes of proto/agent.proto, the method table, the loader, the resync handshake.
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import { loadSync, type Options } from '@grpc/proto-loader';
+
+// Decoded shapes: proto-loader runs with `defaults: true, longs: Number`, so every scalar and repeated field is
+// present and an unset message field is null. Keep these in step with proto/agent.proto (field names camelCased).
+
+export interface WireProcessSpec {
+  args: string[];
+  env: string[];
+  cwd: string;
+  terminal: boolean;
+  user: string;
+}
+/** 0 leaves a value unchanged; memoryLimitBytes -1 means unlimited. */
+export interface WireResources {
+  memoryLimitBytes: number;
+  cpuQuota: number;
+  cpuPeriod: number;
+  pidsLimit: number;
+}
+export interface WireStorage {
+  source: string;
+  mountPoint: string;
+  fstype: string;
+  options: string[];
+}
+export interface WireExitStatus {
+  exitCode: number;
+  signal: string;
+  oomKilled: boolean;
+}
+export interface WireProcessState {
+  execId: string;
+  pid: number;
+  running: boolean;
+  exit: WireExitStatus | null;
+}
+export interface WireContainerInfo {
+  containerId: string;
+  status: string;
+  pid: number;
+  exit: WireExitStatus | null;
+  processes: WireProcessState[];
+}
+export interface WireContainerStats {
+  cpuUsageUsec: number;
+  memoryUsageBytes: number;
+  memoryLimitBytes: number;
+  pids: number;
+  ioReadBytes: number;
+  ioWriteBytes: number;
+}
+export interface WireProcessInfo {
+  pid: number;
+  user: string;
+  command: string;
+}
+export interface WireNetInterface {
+  name: string;
+  mac: string;
+  mtu: number;
+  addresses: string[];
+  up: boolean;
+}
+export interface WireNetRoute {
+  dest: string;
+  gateway: string;
+  device: string;
+  source: string;
+}
+
+type Empty = Record<string, never>;
+interface ContainerRef {
+  containerId: string;
+}
+interface ProcessRef {
+  containerId: string;
+  execId: string;
+}
+export interface OutputRequest extends ProcessRef {
+  offset: number;
+}
+export interface OutputChunk {
+  data: Buffer;
+  offset: number;
+  dropped: number;
+}
+export interface WireAgentEvent {
+  seq: number;
+  bootId: string;
+  event?: 'processExited' | 'oom';
+  processExited?: { containerId: string; execId: string; status: WireExitStatus | null } | null;
+  oom?: { containerId: string } | null;
+}
+
+/** A unary RPC's request and response. */
+export interface Unary<Req, Res> {
+  readonly kind: 'unary';
+  readonly request: Req;
+  readonly response: Res;
+}
+/** A server-streaming RPC's request and the messages it streams. */
+export interface ServerStream<Req, Msg> {
+  readonly kind: 'stream';
+  readonly request: Req;
+  readonly response: Msg;
+}
+
+/** Every RPC of AgentService, by its proto name. */
+export interface AgentMethods {
+  Check: Unary<Empty, { version: string; imageVersion: string; bootId: string }>;
+  GetGuestDetails: Unary<
+    Empty,
+    { agentVersion: string; kernel: string; memBlockSizeBytes: number; cpus: number; memTotalBytes: number }
+  >;
+  SetGuestDateTime: Unary<{ sec: number; usec: number }, Empty>;
+  ReseedRandomDev: Unary<{ data: Buffer }, Empty>;
+  OnlineCPUMem: Unary<{ cpus: number; memory: boolean }, { cpusOnline: number; memoryBlocksOnlined: number }>;
+  MemHotplugByProbe: Unary<{ addresses: number[] }, Empty>;
+  CopyFile: Unary<{ path: string; data: Buffer; mode: number }, Empty>;
+  GetMetrics: Unary<Empty, { metrics: string }>;
+  CreateSandbox: Unary<
+    { hostname: string; dns: string[]; sandboxPidns: boolean; storages: WireStorage[] },
+    Empty
+  >;
+  DestroySandbox: Unary<Empty, Empty>;
+  CreateContainer: Unary<
+    {
+      containerId: string;
+      bundle: string;
+      process: WireProcessSpec | null;
+      resources: WireResources | null;
+      storages: WireStorage[];
+    },
+    { pid: number }
+  >;
+  StartContainer: Unary<ContainerRef, Empty>;
+  RemoveContainer: Unary<ContainerRef & { timeoutMs: number }, Empty>;
+  PauseContainer: Unary<ContainerRef, Empty>;
+  ResumeContainer: Unary<ContainerRef, Empty>;
+  UpdateContainer: Unary<ContainerRef & { resources: WireResources | null }, Empty>;
+  StatsContainer: Unary<ContainerRef, { stats: WireContainerStats | null }>;
+  ListProcesses: Unary<
+    ContainerRef & { format: string; args: string[] },
+    { processes: WireProcessInfo[]; table: string }
+  >;
+  ListContainers: Unary<Empty, { containers: WireContainerInfo[] }>;
+  ExecProcess: Unary<ProcessRef & { process: WireProcessSpec | null }, { pid: number }>;
+  SignalProcess: Unary<ProcessRef & { signal: string; all: boolean }, Empty>;
+  WaitProcess: Unary<ProcessRef, { status: WireExitStatus | null }>;
+  WriteStdin: Unary<ProcessRef & { data: Buffer }, { length: number }>;
+  CloseStdin: Unary<ProcessRef, Empty>;
+  ReadStdout: ServerStream<OutputRequest, OutputChunk>;
+  ReadStderr: ServerStream<OutputRequest, OutputChunk>;
+  TtyWinResize: Unary<ProcessRef & { rows: number; cols: number }, Empty>;
+  GetOOMEvent: Unary<Empty, { containerId: string }>;
+  StreamEvents: ServerStream<{ afterSeq: number }, WireAgentEvent>;
+  ListInterfaces: Unary<Empty, { interfaces: WireNetInterface[] }>;
+  UpdateInterface: Unary<{ interface: WireNetInterface | null }, { interface: WireNetInterface | null }>;
+  ListRoutes: Unary<Empty, { routes: WireNetRoute[] }>;
+  UpdateRoutes: Unary<{ routes: WireNetRoute[] }, { routes: WireNetRoute[] }>;
+}
+
+export type AgentMethodName = keyof AgentMethods;
+export type UnaryMethodName = {
+  [K in AgentMethodName]: AgentMethods[K] extends Unary<unknown, unknown> ? K : never;
+}[AgentMethodName];
+export type StreamMethodName = Exclude<AgentMethodName, UnaryMethodName>;
+export type RequestOf<K extends AgentMethodName> = AgentMethods[K]['request'];
+export type ResponseOf<K extends AgentMethodName> = AgentMethods[K]['response'];
+
+/** Deep partial: what a sender may give (unset fields take their proto3 defaults). */
+export type Outgoing<T> = T extends Buffer
+  ? T
+  : T extends readonly (infer U)[]
+    ? readonly Outgoing<U>[]
+    : T extends object
+      ? { readonly [K in keyof T]?: Outgoing<T[K]> | undefined }
+      : T;
+
+export const AGENT_SERVICE_NAME = 'sandboxd.agent.v1.AgentService';
+
+/** proto-loader settings both ends use; the decoded shapes above depend on them. */
+export const PROTO_LOADER_OPTIONS: Options = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+/** The typed method table of AgentService. */
+export type AgentServiceDefinition = {
+  readonly [K in AgentMethodName]: MethodDefinition<Outgoing<RequestOf<K>>, ResponseOf<K>> &
+    MethodDefinition<RequestOf<K>, Outgoing<ResponseOf<K>>>;
+};
+
+/** Path of proto/agent.proto in this package, found upwards from this module (dist/src/agent/ or src/agent/). */
+export function defaultProtoPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let depth = 0; depth < 5; depth++) {
+    const candidate = join(dir, 'proto', 'agent.proto');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('proto/agent.proto not found above the agent module');
+}
+
+/** Loads AgentService from the proto file. Throws if the file lacks it. */
+export function loadAgentService(protoPath: string): AgentServiceDefinition {
+  // Read first so a missing file names the path, not protobufjs internals.
+  readFileSync(protoPath);
+  const definition = loadSync(protoPath, PROTO_LOADER_OPTIONS);
+  const service = definition[AGENT_SERVICE_NAME] as ServiceDefinition | undefined;
+  if (service === undefined || !('Check' in service)) {
+    throw new Error(`${protoPath}: no service ${AGENT_SERVICE_NAME}`);
+  }
+  return service as unknown as AgentServiceDefinition;
+}
+
+// ---- resync handshake (GUEST.md: a new host connection can start with stale bytes of an earlier session) ----
+// The host opens every session with SYNC + 16-byte token; the guest drops its HTTP/2 session, answers ACK + the same
+// token and starts a fresh one; the host drops every byte before that ACK. Both look like HTTP/2 frames of an
+// unknown type (length 16, type 0xFF / 0xFE) so the guest can spot a SYNC at a frame boundary mid-session.
+export const HANDSHAKE_TOKEN_BYTES = 16;
+export const SYNC_MAGIC: Buffer = Buffer.from([0, 0, 16, 0xff, 0, 0x53, 0x42, 0x58, 0x44]);
+export const ACK_MAGIC: Buffer = Buffer.from([0, 0, 16, 0xfe, 0, 0x53, 0x42, 0x58, 0x41]);
+/** The HTTP/2 client connection preface: the first bytes of every session after the handshake. */
+export const HTTP2_PREFACE: Buffer = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/** Error metadata keys: the agent sends its error kind and details so the host rebuilds the typed error. */
+export const ERROR_KIND_KEY = 'sandboxd-error-kind';
+export const ERROR_DETAILS_KEY = 'sandboxd-error-details';
+
+/** Version of this agent protocol implementation (guest reports it in Check). */
+export const AGENT_VERSION = '0.1.0';

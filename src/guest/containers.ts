@@ -1,0 +1,668 @@
+// Containers in the guest under crun: `crun run` as each container's monitor, a createRuntime hook as the start gate.
+//
+// Why `crun run` and not `crun create`: a detached container is reparented away from the agent, and Node can neither
+// become a subreaper nor waitpid a process it did not spawn, so its exit code would be lost. `crun run` stays the
+// container's parent (a subreaper) and exits with its status. The OCI create/start split is kept by a createRuntime
+// hook that reports the container's pid and then blocks on a FIFO until StartContainer writes to it.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { closeSync, constants as fsConstants, openSync, watch, writeSync } from 'node:fs';
+import { mkdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { isAbsolute, join, normalize, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { WireContainerInfo, WireProcessSpec, WireResources } from '../agent/index.js';
+import {
+  AlreadyExists,
+  Internal,
+  InvalidArgument,
+  InvalidState,
+  NotFound,
+  Timeout,
+} from '../errors/index.js';
+import { cgroupPids, oomKills, readStats, writeResources } from './cgroup.js';
+import type { GuestEventLog, GuestExitStatus } from './events.js';
+import { OutputBuffer } from './output.js';
+import { resolveUser } from './users.js';
+
+export interface GuestPaths {
+  /** The sandbox share (bundles live here). */
+  readonly sharedDir: string;
+  /** The agent's private state (generated configs, FIFOs). */
+  readonly stateDir: string;
+  /** cgroup2 mount point. */
+  readonly cgroupRoot: string;
+  /** Container cgroups go under `${cgroupRoot}/${cgroupParent}/<id>`. */
+  readonly cgroupParent: string;
+  readonly crun: string;
+  /** A POSIX shell in the guest root, for the start-gate hook. */
+  readonly shell: string;
+}
+
+export const defaultGuestPaths = (sharedDir: string): GuestPaths => ({
+  sharedDir,
+  stateDir: '/run/sandboxd/agent',
+  cgroupRoot: '/sys/fs/cgroup',
+  cgroupParent: 'sandboxd',
+  crun: 'crun',
+  shell: '/bin/sh',
+});
+
+const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const CREATE_TIMEOUT_MS = 60_000;
+
+type Status = 'created' | 'running' | 'paused' | 'stopped';
+
+/** One process (a container's init or an exec) with its pipes, buffered output and exit. */
+class GuestProcess {
+  readonly stdout = new OutputBuffer();
+  readonly stderr = new OutputBuffer();
+  pid = 0;
+  stdin: NodeJS.WritableStream | undefined;
+  exit: GuestExitStatus | undefined;
+  readonly exited: Promise<GuestExitStatus>;
+  #resolveExit!: (status: GuestExitStatus) => void;
+  child: ChildProcess | undefined;
+
+  constructor(readonly execId: string) {
+    this.exited = new Promise((resolve) => {
+      this.#resolveExit = resolve;
+    });
+  }
+
+  settle(status: GuestExitStatus): void {
+    if (this.exit) return;
+    this.exit = status;
+    this.#resolveExit(status);
+  }
+}
+
+interface Container {
+  readonly id: string;
+  status: Status;
+  readonly bundleDir: string;
+  readonly stateDir: string;
+  /** Ours; survives the container, so its hierarchical counters (OOM kills, usage) outlive crun's cleanup. */
+  readonly cgroupDir: string;
+  /** crun's (cgroupsPath): removed by crun when the container exits. */
+  readonly leafCgroupDir: string;
+  readonly spec: OciSpec;
+  readonly init: GuestProcess;
+  readonly execs: Map<string, GuestProcess>;
+  gateFd: number | undefined;
+  oomSeen: number;
+  stopWatching: (() => void) | undefined;
+}
+
+interface OciProcess {
+  terminal?: boolean;
+  user?: { uid: number; gid: number; additionalGids?: number[] };
+  args?: string[];
+  env?: string[];
+  cwd?: string;
+  [key: string]: unknown;
+}
+interface OciSpec {
+  process?: OciProcess;
+  root?: { path: string; readonly?: boolean };
+  hooks?: Record<string, unknown[]>;
+  linux?: { cgroupsPath?: string; resources?: Record<string, unknown>; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+function signalNumber(signal: string): number {
+  const trimmed = signal.trim().toUpperCase();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  const name = (trimmed.startsWith('SIG') ? trimmed : `SIG${trimmed}`) as keyof typeof osConstants.signals;
+  const value = osConstants.signals[name];
+  if (value === undefined) throw new InvalidArgument('signal', `unknown signal ${JSON.stringify(signal)}`);
+  return value;
+}
+
+function signalName(n: number): string {
+  for (const [name, value] of Object.entries(osConstants.signals)) if (value === n) return name;
+  return String(n);
+}
+
+/** crun run/exec exit with the process's code, or 128+n when a signal killed it (like a shell). */
+function exitStatusOf(code: number | null, signal: NodeJS.Signals | null): GuestExitStatus {
+  if (signal) return { exitCode: 128 + (osConstants.signals[signal] ?? 0), signal, oomKilled: false };
+  const exitCode = code ?? 255;
+  const killedBy = exitCode > 128 && exitCode <= 128 + 64 ? signalName(exitCode - 128) : '';
+  return { exitCode, signal: killedBy, oomKilled: false };
+}
+
+function runCommand(file: string, args: readonly string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolvePromise) => {
+    execFile(file, [...args], { timeout: 60_000, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolvePromise({ code, output: `${stdout}${stderr}`.trim() });
+    });
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * The containers of this sandbox. Every method throws the typed errors (NotFound for an unknown id, InvalidState for
+ * a wrong status, InvalidArgument for a bad spec, Internal naming the crun step that failed).
+ */
+export class ContainerManager {
+  readonly #paths: GuestPaths;
+  readonly #events: GuestEventLog;
+  readonly #logger: Logger;
+  readonly #containers = new Map<string, Container>();
+
+  constructor(paths: GuestPaths, events: GuestEventLog, logger: Logger) {
+    this.#paths = paths;
+    this.#events = events;
+    this.#logger = logger;
+  }
+
+  #get(id: string): Container {
+    const container = this.#containers.get(id);
+    if (!container) throw new NotFound('container', id);
+    return container;
+  }
+
+  #process(containerId: string, execId: string): GuestProcess {
+    const container = this.#get(containerId);
+    if (execId === '') return container.init;
+    const process = container.execs.get(execId);
+    if (!process) throw new NotFound('process', `${containerId}/${execId}`);
+    return process;
+  }
+
+  /** Bundle dir inside the share; traversal refused. */
+  #bundleDir(bundle: string): string {
+    if (bundle === '' || isAbsolute(bundle) || normalize(bundle).split('/').includes('..')) {
+      throw new InvalidArgument('bundle', 'must be a relative path inside the sandbox share');
+    }
+    return resolve(this.#paths.sharedDir, bundle);
+  }
+
+  async create(
+    id: string,
+    bundle: string,
+    processOverride: WireProcessSpec | null,
+    resources: WireResources | null,
+  ): Promise<number> {
+    if (!ID_PATTERN.test(id))
+      throw new InvalidArgument('containerId', 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
+    if (this.#containers.has(id)) throw new AlreadyExists('container', id);
+    const bundleDir = this.#bundleDir(bundle);
+    let spec: OciSpec;
+    try {
+      spec = JSON.parse(await readFile(join(bundleDir, 'config.json'), 'utf8')) as OciSpec;
+    } catch (err) {
+      throw new InvalidArgument('bundle', `cannot read ${bundle}/config.json: ${(err as Error).message}`);
+    }
+    if (typeof spec !== 'object' || spec === null || typeof spec.root?.path !== 'string') {
+      throw new InvalidArgument('bundle', 'config.json has no root.path');
+    }
+    spec.root.path = resolve(bundleDir, spec.root.path);
+    spec.process ??= {};
+    const rootfs = spec.root.path;
+    if (processOverride) {
+      if (processOverride.args.length > 0) spec.process.args = processOverride.args;
+      if (processOverride.env.length > 0) spec.process.env = processOverride.env;
+      if (processOverride.cwd !== '') spec.process.cwd = processOverride.cwd;
+      spec.process.terminal = processOverride.terminal;
+      if (processOverride.user !== '') spec.process.user = await resolveUser(rootfs, processOverride.user);
+    }
+    if (!Array.isArray(spec.process.args) || spec.process.args.length === 0) {
+      throw new InvalidArgument('process.args', 'must not be empty');
+    }
+    if (spec.process.terminal) {
+      throw new InvalidArgument('process.terminal', 'terminals are not supported by this guest agent yet');
+    }
+
+    const stateDir = join(this.#paths.stateDir, 'containers', id);
+    const parentCgroup = join(this.#paths.cgroupRoot, this.#paths.cgroupParent);
+    const cgroupDir = join(parentCgroup, id);
+    const leafCgroupDir = join(cgroupDir, 'ctr');
+    await rm(stateDir, { recursive: true, force: true });
+    await mkdir(stateDir, { recursive: true });
+    await mkdir(cgroupDir, { recursive: true });
+    // The container's own cgroup sits one level down, so ours may delegate controllers to it.
+    await writeFile(join(cgroupDir, 'cgroup.subtree_control'), '+cpu +memory +pids +io').catch((err) =>
+      this.#logger.warn({ err, containerId: id, step: 'cgroup delegate' }, 'cannot enable controllers'),
+    );
+
+    spec.linux ??= {};
+    spec.linux.cgroupsPath = `/${this.#paths.cgroupParent}/${id}/ctr`;
+    if (resources) applySpecResources(spec.linux, resources);
+
+    const stateFile = join(stateDir, 'created.json');
+    const gate = join(stateDir, 'start.fifo');
+    const startedFile = join(stateDir, 'started');
+    await runCommand('mkfifo', [gate]).then(({ code, output }) => {
+      if (code !== 0) throw new Internal('mkfifo', output, { containerId: id });
+    });
+    spec.hooks ??= {};
+    const gateHook = {
+      path: this.#paths.shell,
+      args: [
+        'sh',
+        '-c',
+        'cat > "$1.tmp" && mv "$1.tmp" "$1" && read -r _ < "$2" && : > "$3"',
+        'sandboxd-start-gate',
+        stateFile,
+        gate,
+        startedFile,
+      ],
+    };
+    spec.hooks.createRuntime = [...(spec.hooks.createRuntime ?? []), gateHook];
+    const configPath = join(stateDir, 'config.json');
+    await writeFile(configPath, JSON.stringify(spec));
+
+    const container: Container = {
+      id,
+      status: 'created',
+      bundleDir,
+      stateDir,
+      cgroupDir,
+      leafCgroupDir,
+      spec,
+      init: new GuestProcess(''),
+      execs: new Map(),
+      // O_RDWR keeps the FIFO's buffer alive whether or not the hook has opened it yet.
+      gateFd: openSync(gate, fsConstants.O_RDWR | fsConstants.O_NONBLOCK),
+      oomSeen: 0,
+      stopWatching: undefined,
+    };
+    this.#containers.set(id, container);
+    const pidFile = join(stateDir, 'init.pid');
+    const child = this.#spawnMonitored(container, container.init, [
+      'run',
+      '--bundle',
+      bundleDir,
+      '--config',
+      configPath,
+      '--pid-file',
+      pidFile,
+      id,
+    ]);
+    const deadline = Date.now() + CREATE_TIMEOUT_MS;
+    for (;;) {
+      const text = await readFile(stateFile, 'utf8').catch(() => undefined);
+      if (text !== undefined) {
+        const state = JSON.parse(text) as { pid?: number };
+        container.init.pid = state.pid ?? 0;
+        break;
+      }
+      if (container.init.exit || child.exitCode !== null) {
+        await container.init.exited;
+        const output = container.init.stderr.readFrom(0).data.toString('utf8').trim();
+        this.#forget(container);
+        throw new Internal('crun run', output || `exited ${container.init.exit?.exitCode}`, {
+          containerId: id,
+        });
+      }
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        this.#forget(container);
+        throw new Timeout('crun create', CREATE_TIMEOUT_MS, { containerId: id });
+      }
+      await sleep(20);
+    }
+    this.#watchOom(container);
+    this.#logger.info({ containerId: id, pid: container.init.pid }, 'container created');
+    return container.init.pid;
+  }
+
+  async start(id: string): Promise<void> {
+    const container = this.#get(id);
+    if (container.status !== 'created') throw new InvalidState('container', id, container.status, 'start');
+    const fd = container.gateFd;
+    if (fd === undefined) throw new InvalidState('container', id, 'stopped', 'start');
+    writeSync(fd, '\n');
+    const startedFile = join(container.stateDir, 'started');
+    const deadline = Date.now() + CREATE_TIMEOUT_MS;
+    while (!(await exists(startedFile))) {
+      if (container.init.exit) break;
+      if (Date.now() > deadline) throw new Timeout('crun start gate', CREATE_TIMEOUT_MS, { containerId: id });
+      await sleep(10);
+    }
+    this.#closeGate(container);
+    if (container.init.exit) throw new InvalidState('container', id, 'stopped', 'start');
+    container.status = 'running';
+    this.#logger.info({ containerId: id }, 'container started');
+  }
+
+  async pause(id: string): Promise<void> {
+    const container = this.#get(id);
+    if (container.status !== 'running') throw new InvalidState('container', id, container.status, 'pause');
+    await this.#crun('crun pause', ['pause', id], id);
+    container.status = 'paused';
+  }
+
+  async resume(id: string): Promise<void> {
+    const container = this.#get(id);
+    if (container.status !== 'paused') throw new InvalidState('container', id, container.status, 'resume');
+    await this.#crun('crun resume', ['resume', id], id);
+    container.status = 'running';
+  }
+
+  /** Kills what still runs (SIGKILL), waits up to `timeoutMs`, removes crun state and our cgroup. */
+  async remove(id: string, timeoutMs: number): Promise<void> {
+    const container = this.#get(id);
+    if (!container.init.exit) {
+      // A created container's gate hook reads EOF once no writer is left, and crun tears the container down.
+      this.#closeGate(container);
+      if (container.status === 'paused') await this.#crun('crun resume', ['resume', id], id).catch(() => {});
+      this.#kill(container.init.pid, 'SIGKILL');
+      await runCommand(this.#paths.crun, ['kill', '--all', id, 'KILL']);
+      const timer = sleep(timeoutMs || 10_000).then(() => 'timeout' as const);
+      if ((await Promise.race([container.init.exited, timer])) === 'timeout') {
+        container.init.child?.kill('SIGKILL');
+        throw new Timeout('remove container', timeoutMs || 10_000, { containerId: id });
+      }
+    }
+    await runCommand(this.#paths.crun, ['delete', '--force', id]);
+    this.#forget(container);
+    await rm(container.stateDir, { recursive: true, force: true });
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const done = await rmdir(container.leafCgroupDir)
+        .catch(() => {})
+        .then(() => rmdir(container.cgroupDir))
+        .then(
+          () => true,
+          (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+        );
+      if (done) break;
+      await sleep(50);
+    }
+    this.#logger.info({ containerId: id }, 'container removed');
+  }
+
+  async exec(containerId: string, execId: string, spec: WireProcessSpec | null): Promise<number> {
+    const container = this.#get(containerId);
+    if (!ID_PATTERN.test(execId))
+      throw new InvalidArgument('execId', 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
+    if (container.execs.has(execId)) throw new AlreadyExists('process', `${containerId}/${execId}`);
+    if (container.status !== 'running')
+      throw new InvalidState('container', containerId, container.status, 'exec');
+    if (!spec || spec.args.length === 0) throw new InvalidArgument('process.args', 'must not be empty');
+    if (spec.terminal)
+      throw new InvalidArgument('process.terminal', 'terminals are not supported by this guest agent yet');
+    const base = container.spec.process ?? {};
+    const processJson: OciProcess = {
+      ...base,
+      terminal: false,
+      args: spec.args,
+      env: spec.env.length > 0 ? spec.env : (base.env ?? []),
+      cwd: spec.cwd !== '' ? spec.cwd : (base.cwd ?? '/'),
+      user:
+        spec.user !== ''
+          ? await resolveUser(container.spec.root!.path, spec.user)
+          : (base.user ?? { uid: 0, gid: 0 }),
+    };
+    const processFile = join(container.stateDir, `exec-${execId}.json`);
+    const pidFile = join(container.stateDir, `exec-${execId}.pid`);
+    await writeFile(processFile, JSON.stringify(processJson));
+    const process = new GuestProcess(execId);
+    container.execs.set(execId, process);
+    this.#spawnMonitored(container, process, [
+      'exec',
+      '--process',
+      processFile,
+      '--pid-file',
+      pidFile,
+      containerId,
+    ]);
+    const deadline = Date.now() + CREATE_TIMEOUT_MS;
+    for (;;) {
+      const text = await readFile(pidFile, 'utf8').catch(() => '');
+      if (/^\d+/.test(text.trim())) {
+        process.pid = Number.parseInt(text.trim(), 10);
+        break;
+      }
+      if (process.exit) {
+        if (process.exit.exitCode !== 0 && process.stdout.end === 0) {
+          const output = process.stderr.readFrom(0).data.toString('utf8').trim();
+          container.execs.delete(execId);
+          throw new Internal('crun exec', output || `exited ${process.exit.exitCode}`, {
+            containerId,
+            execId,
+          });
+        }
+        break;
+      }
+      if (Date.now() > deadline) throw new Timeout('crun exec', CREATE_TIMEOUT_MS, { containerId, execId });
+      await sleep(10);
+    }
+    return process.pid;
+  }
+
+  async signal(containerId: string, execId: string, signal: string, all: boolean): Promise<void> {
+    const container = this.#get(containerId);
+    const number = signalNumber(signal);
+    if (all) {
+      if (execId !== '')
+        throw new InvalidArgument('all', 'signals every process of the container: execId must be ""');
+      if (container.init.exit) throw new InvalidState('container', containerId, 'stopped', 'signal');
+      await this.#crun('crun kill', ['kill', '--all', containerId, String(number)], containerId);
+      return;
+    }
+    const process = this.#process(containerId, execId);
+    if (process.exit) throw new InvalidState('process', `${containerId}/${execId}`, 'exited', 'signal');
+    if (process.pid <= 0)
+      throw new InvalidState('process', `${containerId}/${execId}`, 'not started', 'signal');
+    this.#kill(process.pid, number);
+  }
+
+  wait(containerId: string, execId: string, signal: AbortSignal): Promise<GuestExitStatus | undefined> {
+    const process = this.#process(containerId, execId);
+    if (process.exit) return Promise.resolve(process.exit);
+    return new Promise((resolvePromise) => {
+      const onAbort = () => resolvePromise(undefined);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void process.exited.then((status) => {
+        signal.removeEventListener('abort', onAbort);
+        resolvePromise(status);
+      });
+    });
+  }
+
+  async writeStdin(containerId: string, execId: string, data: Buffer): Promise<number> {
+    const process = this.#process(containerId, execId);
+    const stdin = process.stdin;
+    if (!stdin) throw new InvalidState('process', `${containerId}/${execId}`, 'stdin closed', 'write stdin');
+    await new Promise<void>((resolvePromise, reject) =>
+      stdin.write(data, (err) => (err ? reject(new Internal('write stdin', err.message)) : resolvePromise())),
+    );
+    return data.length;
+  }
+
+  closeStdin(containerId: string, execId: string): void {
+    const process = this.#process(containerId, execId);
+    process.stdin?.end();
+    process.stdin = undefined;
+  }
+
+  output(containerId: string, execId: string, which: 'stdout' | 'stderr'): OutputBuffer {
+    return this.#process(containerId, execId)[which];
+  }
+
+  ttyWinResize(containerId: string, execId: string): void {
+    this.#process(containerId, execId);
+    throw new InvalidState('process', `${containerId}/${execId}`, 'without terminal', 'resize');
+  }
+
+  async update(id: string, resources: WireResources | null): Promise<void> {
+    const container = this.#get(id);
+    if (container.init.exit) throw new InvalidState('container', id, 'stopped', 'update');
+    if (!resources) throw new InvalidArgument('resources', 'required');
+    await writeResources(container.leafCgroupDir, resources);
+  }
+
+  async stats(id: string) {
+    const container = this.#get(id);
+    return readStats(container.cgroupDir, container.leafCgroupDir);
+  }
+
+  async processes(id: string): Promise<{ pid: number; user: string; command: string }[]> {
+    const container = this.#get(id);
+    const pids = [...new Set(await cgroupPids(container.leafCgroupDir))].sort((a, b) => a - b);
+    const rows: { pid: number; user: string; command: string }[] = [];
+    for (const pid of pids) {
+      const [status, cmdline] = await Promise.all([
+        readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''),
+        readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
+      ]);
+      if (status === '') continue;
+      const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? '?';
+      const name = /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?';
+      const command = cmdline.split('\0').filter(Boolean).join(' ') || `[${name}]`;
+      rows.push({ pid, user: uid === '0' ? 'root' : uid, command });
+    }
+    return rows;
+  }
+
+  list(): WireContainerInfo[] {
+    return [...this.#containers.values()].map((container) => ({
+      containerId: container.id,
+      status: container.status,
+      pid: container.init.pid,
+      exit: container.init.exit ?? null,
+      processes: [...container.execs.values()].map((process) => ({
+        execId: process.execId,
+        pid: process.pid,
+        running: !process.exit,
+        exit: process.exit ?? null,
+      })),
+    }));
+  }
+
+  /** Kills and removes every container (DestroySandbox). */
+  async removeAll(): Promise<void> {
+    for (const id of [...this.#containers.keys()]) {
+      await this.remove(id, 10_000).catch((err) =>
+        this.#logger.warn({ err, containerId: id, step: 'remove' }, 'container removal failed'),
+      );
+    }
+  }
+
+  #spawnMonitored(container: Container, process: GuestProcess, args: string[]): ChildProcess {
+    const child = spawn(this.#paths.crun, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    process.child = child;
+    process.stdin = child.stdin ?? undefined;
+    child.stdin?.on('error', () => {});
+    child.stdout?.on('data', (chunk: Buffer) => process.stdout.append(chunk));
+    child.stderr?.on('data', (chunk: Buffer) => process.stderr.append(chunk));
+    child.on('error', (err) => {
+      this.#logger.error({ err, containerId: container.id, execId: process.execId }, 'crun spawn failed');
+      process.stdout.finish();
+      process.stderr.finish();
+      process.settle({ exitCode: 255, signal: '', oomKilled: false });
+    });
+    child.on('close', () => {
+      process.stdout.finish();
+      process.stderr.finish();
+    });
+    child.on('exit', (code, signal) => {
+      void this.#onExit(container, process, exitStatusOf(code, signal));
+    });
+    return child;
+  }
+
+  async #onExit(container: Container, process: GuestProcess, status: GuestExitStatus): Promise<void> {
+    let final = status;
+    if (process.execId === '') {
+      const kills = await this.#checkOom(container);
+      if (kills > 0 && status.signal === 'SIGKILL') final = { ...status, oomKilled: true };
+      container.status = 'stopped';
+      container.stopWatching?.();
+      container.stopWatching = undefined;
+      this.#closeGate(container);
+    }
+    process.stdin = undefined;
+    process.settle(final);
+    this.#logger.info({ containerId: container.id, execId: process.execId, ...final }, 'process exited');
+    this.#events.publish({
+      type: 'processExited',
+      containerId: container.id,
+      execId: process.execId,
+      status: final,
+    });
+  }
+
+  /** Publishes an OOM event for every kill not reported yet; returns the total count. */
+  async #checkOom(container: Container): Promise<number> {
+    const kills = await oomKills(container.cgroupDir);
+    if (kills > container.oomSeen) {
+      container.oomSeen = kills;
+      this.#logger.warn({ containerId: container.id, oomKills: kills }, 'OOM kill in container');
+      this.#events.publish({ type: 'oom', containerId: container.id });
+    }
+    return kills;
+  }
+
+  #watchOom(container: Container): void {
+    const check = () => void this.#checkOom(container);
+    try {
+      const watcher = watch(join(container.cgroupDir, 'memory.events'), check);
+      watcher.on('error', () => {});
+      container.stopWatching = () => watcher.close();
+    } catch {
+      // No inotify on this file: poll while the container lives.
+      const timer = setInterval(check, 1000);
+      container.stopWatching = () => clearInterval(timer);
+    }
+  }
+
+  #closeGate(container: Container): void {
+    if (container.gateFd !== undefined) {
+      closeSync(container.gateFd);
+      container.gateFd = undefined;
+    }
+  }
+
+  #forget(container: Container): void {
+    container.stopWatching?.();
+    this.#closeGate(container);
+    this.#containers.delete(container.id);
+  }
+
+  #kill(pid: number, signal: number | NodeJS.Signals): void {
+    if (pid <= 0) return;
+    try {
+      process.kill(pid, signal);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH')
+        throw new Internal('kill', (err as Error).message, { pid });
+    }
+  }
+
+  async #crun(step: string, args: string[], containerId: string): Promise<void> {
+    const { code, output } = await runCommand(this.#paths.crun, args);
+    if (code !== 0) throw new Internal(step, output || `exit ${code}`, { containerId });
+  }
+}
+
+function applySpecResources(linux: NonNullable<OciSpec['linux']>, resources: WireResources): void {
+  linux.resources ??= {};
+  const specResources = linux.resources;
+  if (resources.memoryLimitBytes > 0) {
+    specResources.memory = {
+      ...(specResources.memory as object | undefined),
+      limit: resources.memoryLimitBytes,
+    };
+  }
+  if (resources.cpuQuota !== 0 || resources.cpuPeriod !== 0) {
+    const cpu: Record<string, number> = { ...(specResources.cpu as object | undefined) };
+    if (resources.cpuQuota !== 0) cpu.quota = resources.cpuQuota;
+    if (resources.cpuPeriod !== 0) cpu.period = resources.cpuPeriod;
+    specResources.cpu = cpu;
+  }
+  if (resources.pidsLimit > 0) specResources.pids = { limit: resources.pidsLimit };
+}

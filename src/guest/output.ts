@@ -1,0 +1,104 @@
+// A process's stdout or stderr as a bounded buffer with absolute offsets: the oldest bytes go first, counted as dropped.
+
+/** Default bytes kept per stream while nobody (or a slow host) reads. */
+export const DEFAULT_OUTPUT_CAPACITY = 1024 * 1024;
+
+/**
+ * Bytes of one output stream. Offsets are absolute (since the process started); `start` is the oldest byte kept and
+ * equals the number of bytes dropped. Readers pull with `readFrom` and wait with `waitForMore`.
+ */
+export class OutputBuffer {
+  readonly #capacity: number;
+  #chunks: Buffer[] = [];
+  #start = 0;
+  #end = 0;
+  #finished = false;
+  #waiters: (() => void)[] = [];
+
+  constructor(capacity = DEFAULT_OUTPUT_CAPACITY) {
+    this.#capacity = capacity;
+  }
+
+  /** Offset of the oldest byte still held (= bytes dropped so far). */
+  get start(): number {
+    return this.#start;
+  }
+  /** Offset after the newest byte. */
+  get end(): number {
+    return this.#end;
+  }
+  get dropped(): number {
+    return this.#start;
+  }
+  /** True once the writer closed: no bytes will follow `end`. */
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  append(data: Buffer): void {
+    if (this.#finished || data.length === 0) return;
+    this.#chunks.push(data);
+    this.#end += data.length;
+    let held = this.#end - this.#start;
+    while (held > this.#capacity) {
+      const first = this.#chunks[0]!;
+      const excess = held - this.#capacity;
+      if (first.length <= excess) {
+        this.#chunks.shift();
+        this.#start += first.length;
+        held -= first.length;
+      } else {
+        this.#chunks[0] = first.subarray(excess);
+        this.#start += excess;
+        held -= excess;
+      }
+    }
+    this.#wake();
+  }
+
+  finish(): void {
+    this.#finished = true;
+    this.#wake();
+  }
+
+  /** Up to `max` bytes from `offset` (moved up to `start` if older); empty when nothing is there yet. */
+  readFrom(offset: number, max = 64 * 1024): { offset: number; data: Buffer } {
+    let at = Math.max(offset, this.#start);
+    if (at >= this.#end) return { offset: at, data: Buffer.alloc(0) };
+    const from = at;
+    const parts: Buffer[] = [];
+    let wanted = Math.min(max, this.#end - at);
+    let chunkStart = this.#start;
+    for (const chunk of this.#chunks) {
+      const chunkEnd = chunkStart + chunk.length;
+      if (chunkEnd > at && wanted > 0) {
+        const part = chunk.subarray(at - chunkStart, Math.min(chunk.length, at - chunkStart + wanted));
+        parts.push(part);
+        at += part.length;
+        wanted -= part.length;
+      }
+      chunkStart = chunkEnd;
+      if (wanted === 0) break;
+    }
+    return { offset: from, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
+  }
+
+  /** Resolves when bytes past `offset` arrive, or the stream finishes, or `signal` aborts. */
+  waitForMore(offset: number, signal?: AbortSignal): Promise<void> {
+    if (this.#end > offset || this.#finished || signal?.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        signal?.removeEventListener('abort', done);
+        resolve();
+      };
+      this.#waiters.push(done);
+      signal?.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+}
