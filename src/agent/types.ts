@@ -85,7 +85,12 @@ export interface NetRoute {
 
 /** Unsolicited happenings reported by the agent. */
 export type AgentEvent =
-  | { readonly type: 'processExited'; readonly containerId: string; readonly execId: string; readonly status: ExitStatus }
+  | {
+      readonly type: 'processExited';
+      readonly containerId: string;
+      readonly execId: string;
+      readonly status: ExitStatus;
+    }
   | { readonly type: 'oom'; readonly containerId: string };
 
 export type ContainerStatus = 'created' | 'running' | 'paused' | 'stopped';
@@ -106,7 +111,11 @@ export interface ContainerInfo {
  */
 export interface Agent {
   /** Dials the agent socket, retrying while the VM boots, until `Check` answers or the deadline. */
-  connect(sandboxId: string, agentSocket: string, options?: { deadlineMs?: number; signal?: AbortSignal }): Promise<void>;
+  connect(
+    sandboxId: string,
+    agentSocket: string,
+    options?: { deadlineMs?: number; signal?: AbortSignal },
+  ): Promise<void>;
   disconnect(sandboxId: string): Promise<void>;
   check(sandboxId: string): Promise<{ version: string }>;
   createSandbox(sandboxId: string, request: CreateSandboxRequest): Promise<void>;
@@ -119,15 +128,32 @@ export interface Agent {
   /** What the agent knows of every container and process (used by reconciliation). */
   listContainers(sandboxId: string): Promise<ContainerInfo[]>;
   execProcess(sandboxId: string, request: ExecRequest): Promise<{ pid: number }>;
-  signalProcess(sandboxId: string, containerId: string, execId: string, signal: string, all?: boolean): Promise<void>;
+  signalProcess(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    signal: string,
+    all?: boolean,
+  ): Promise<void>;
   waitProcess(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus>;
   writeStdin(sandboxId: string, containerId: string, execId: string, data: Uint8Array): Promise<number>;
   closeStdin(sandboxId: string, containerId: string, execId: string): Promise<void>;
   /** Output stream from the start of what the agent still buffers; completes at process exit. */
   readStdout(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array>;
   readStderr(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array>;
-  ttyWinResize(sandboxId: string, containerId: string, execId: string, rows: number, cols: number): Promise<void>;
-  listProcesses(sandboxId: string, containerId: string, format: 'json' | 'table', args?: readonly string[]): Promise<{ processes: ProcessInfo[]; table?: string }>;
+  ttyWinResize(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    rows: number,
+    cols: number,
+  ): Promise<void>;
+  listProcesses(
+    sandboxId: string,
+    containerId: string,
+    format: 'json' | 'table',
+    args?: readonly string[],
+  ): Promise<{ processes: ProcessInfo[]; table?: string }>;
   updateContainer(sandboxId: string, containerId: string, resources: ContainerResources): Promise<void>;
   statsContainer(sandboxId: string, containerId: string): Promise<ContainerStats>;
   onlineCpuMem(sandboxId: string, options: { cpus?: number; memory?: boolean }): Promise<void>;
