@@ -22,10 +22,11 @@ export type DecodeFailure = 'checksum' | 'undecodable';
 export class RecordDecodeError extends Corruption {
   constructor(
     readonly reason: DecodeFailure,
-    message: string,
+    /** What is wrong, without the step prefix: callers add the record's position. */
+    readonly problem: string,
     cause?: unknown,
   ) {
-    super('record decode', message, { reason }, cause);
+    super('record decode', problem, { reason }, cause);
   }
 }
 

@@ -20,6 +20,7 @@ import {
   encodeEvent,
   encodeFrame,
   type NewEvent,
+  RecordDecodeError,
 } from '../events/index.js';
 import { defaultLogger, defaultRegistry } from './defaults.js';
 import { flatten } from './flatten.js';
@@ -82,6 +83,23 @@ function isLevelError(err: unknown, code: string): boolean {
     if ((e as Error & { code?: unknown }).code === code) return true;
   }
   return false;
+}
+
+/** Runs a LevelDB read; LevelDB's own corruption reports become our typed Corruption naming the step. */
+async function levelRead<T>(step: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (isLevelError(err, 'LEVEL_CORRUPTION')) {
+      throw new Corruption(
+        step,
+        `LevelDB: ${(err as Error).message}; run verify, copy the state dir aside`,
+        {},
+        err,
+      );
+    }
+    throw new Internal(step, (err as Error).message, {}, err);
+  }
 }
 
 function toEnvelope(seq: number, stream: string, version: number, e: PreparedEvent): EventEnvelope {
@@ -376,7 +394,7 @@ export class LevelEventStore implements EventStore {
     });
     try {
       for (;;) {
-        const entries = await iterator.nextv(readBatchRecords);
+        const entries = await levelRead('read stream', () => iterator.nextv(readBatchRecords));
         if (entries.length === 0) return;
         const keys = entries.map(([, seq]) => {
           const key = Buffer.allocUnsafe(9);
@@ -384,7 +402,7 @@ export class LevelEventStore implements EventStore {
           seq.copy(key, 1, 0, 8);
           return key;
         });
-        const values = await this.db.getMany(keys);
+        const values = await levelRead('read stream', () => this.db.getMany(keys));
         for (let i = 0; i < values.length; i++) {
           const value = values[i];
           const seq = seqOfEventKey(keys[i]!);
@@ -419,7 +437,7 @@ export class LevelEventStore implements EventStore {
     });
     try {
       for (;;) {
-        const entries = await iterator.nextv(batchRecords);
+        const entries = await levelRead('read event log', () => iterator.nextv(batchRecords));
         if (entries.length === 0) return;
         const out: EventEnvelope[] = new Array(entries.length);
         for (let i = 0; i < entries.length; i++) {
@@ -439,7 +457,8 @@ export class LevelEventStore implements EventStore {
       return decodeEvent(value, this.registry);
     } catch (err) {
       const seq = typeof at === 'number' ? at : seqOfEventKey(at);
-      throw new Corruption('read event', `seq ${seq}: ${(err as Error).message}`, { seq }, err);
+      const problem = err instanceof RecordDecodeError ? err.problem : (err as Error).message;
+      throw new Corruption('read event', `seq ${seq}: ${problem}`, { seq }, err);
     }
   }
 

@@ -46,12 +46,17 @@ async function walk(
 /** Checks checksums, seq continuity, per-stream versions, the stream index, heads and snapshots. */
 export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
-  let unlisted = 0;
   const report = (problem: VerifyProblem): void => {
-    if (problems.length < maxListedProblems) problems.push(problem);
-    else unlisted++;
+    problems.push(problem);
   };
   const streams = new Map<string, StreamSeen>();
+  /** Records that failed to decode, by seq; the stream index later tells whose they were. */
+  const damaged = new Map<
+    number,
+    { kind: 'checksum' | 'undecodable'; message: string; stream?: string; version?: number }
+  >();
+  /** Version jumps, judged after the index walk: a jump over damaged records is not a gap of its own. */
+  const jumps: Array<{ stream: string; from: number; to: number; seq: number }> = [];
   let events = 0;
   let lastSeq = 0;
 
@@ -91,7 +96,8 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
         event = decodeEvent(value);
       } catch (err) {
         const kind = err instanceof RecordDecodeError ? err.reason : 'undecodable';
-        report({ kind, seq, message: `seq ${seq}: ${(err as Error).message}` });
+        const problem = err instanceof RecordDecodeError ? err.problem : (err as Error).message;
+        damaged.set(seq, { kind, message: `seq ${seq}: ${problem}` });
         return;
       }
       if (event.seq !== seq) {
@@ -119,20 +125,14 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
         });
         return;
       }
-      if (version !== seen.lastVersion + 1) {
-        report({
-          kind: 'version-gap',
-          seq,
-          stream,
-          version,
-          message: `${stream} jumps from version ${seen.lastVersion} to ${version} at seq ${seq}`,
-        });
-      }
+      if (version !== seen.lastVersion + 1) jumps.push({ stream, from: seen.lastVersion, to: version, seq });
       seen.lastVersion = version;
       seen.seqs[version - 1] = seq;
     }),
   );
 
+  /** stream → versions whose records are damaged (known from the index). */
+  const damagedVersions = new Map<string, Set<number>>();
   await guarded('stream index', () =>
     walk(db, streamIndexKeyRange, (key, value) => {
       if (key.length < 10 || key[key.length - 9] !== 0) {
@@ -150,6 +150,19 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
         return;
       }
       const seq = readU64(value);
+      const broken = damaged.get(seq);
+      if (broken && broken.stream === undefined) {
+        // Already reported as damaged; the index tells whose record it was.
+        broken.stream = stream;
+        broken.version = version;
+        let versions = damagedVersions.get(stream);
+        if (!versions) {
+          versions = new Set();
+          damagedVersions.set(stream, versions);
+        }
+        versions.add(version);
+        return;
+      }
       const seen = streams.get(stream);
       const logged = seen?.seqs[version - 1];
       if (logged !== seq) {
@@ -164,6 +177,31 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
       if (seen && logged !== undefined) seen.indexed[version - 1] = true;
     }),
   );
+  for (const [seq, broken] of damaged) {
+    report({
+      kind: broken.kind,
+      seq,
+      ...(broken.stream === undefined ? {} : { stream: broken.stream, version: broken.version }),
+      message:
+        broken.stream === undefined
+          ? broken.message
+          : `${broken.message} (${broken.stream}@${broken.version})`,
+    });
+  }
+  for (const { stream, from, to, seq } of jumps) {
+    const known = damagedVersions.get(stream);
+    let explained = true;
+    for (let v = from + 1; v < to && explained; v++) explained = known?.has(v) ?? false;
+    if (!explained) {
+      report({
+        kind: 'version-gap',
+        seq,
+        stream,
+        version: to,
+        message: `${stream} jumps from version ${from} to ${to} at seq ${seq}`,
+      });
+    }
+  }
   for (const [stream, seen] of streams) {
     seen.seqs.forEach((seq, i) => {
       if (!seen.indexed[i]) {
@@ -184,7 +222,7 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
       const stream = nameOfKey(key);
       headed.add(stream);
       const head = value.length === 8 ? readU64(value) : undefined;
-      const logged = streams.get(stream)?.lastVersion ?? 0;
+      const logged = Math.max(streams.get(stream)?.lastVersion ?? 0, ...(damagedVersions.get(stream) ?? []));
       if (head !== logged) {
         report({
           kind: 'index-mismatch',
@@ -225,8 +263,17 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
     }),
   );
 
-  if (unlisted > 0) {
-    problems.push({ kind: 'undecodable', message: `${unlisted} more problems not listed` });
+  // Log order, then the rest (heads, snapshots, read failures) as found.
+  const ordered = problems
+    .map((problem, i) => ({ problem, i }))
+    .sort((x, y) => (x.problem.seq ?? Infinity) - (y.problem.seq ?? Infinity) || x.i - y.i)
+    .map(({ problem }) => problem);
+  const listed = ordered.slice(0, maxListedProblems);
+  if (ordered.length > maxListedProblems) {
+    listed.push({
+      kind: 'undecodable',
+      message: `${ordered.length - maxListedProblems} more problems not listed`,
+    });
   }
-  return { ok: problems.length === 0, events, streams: streams.size, lastSeq, problems };
+  return { ok: problems.length === 0, events, streams: streams.size, lastSeq, problems: listed };
 }
