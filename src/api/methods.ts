@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { Runtime } from '../actors/index.js';
 import { Timeout } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
+import type { Accel } from '../hypervisor/index.js';
 import type { EventStore, VerifyReport } from '../store/index.js';
 import { validateBundle } from './bundle.js';
 import {
@@ -69,6 +70,8 @@ export interface DaemonFacts {
 
 export interface MethodContext {
   readonly runtime: Runtime;
+  /** The hypervisor's accelerator (probed once), for daemon.info before any sandbox started. */
+  readonly accel?: () => Promise<Accel>;
   readonly events: EventLogReader;
   readonly facts: DaemonFacts;
   readonly connection: ConnectionContext;
@@ -183,12 +186,13 @@ export const methods = [
     params: z.strictObject({}).optional(),
     result:
       '{ version, pid, startedAt, stateDir, socket, hypervisor: { mode }, sandboxes: { total, byState }, containers: { total, byState }, events: { lastSeq } }',
-    handler: (_p, { runtime, events, facts }) => {
+    handler: async (_p, { runtime, events, facts, accel }) => {
       const sandboxes = runtime.listSandboxes();
       const containers = sandboxes.flatMap((s) => safeContainers(runtime, s.id));
+      const mode = runtime.accel ?? (accel ? await accel().catch(() => undefined) : undefined);
       return {
         ...facts,
-        hypervisor: { mode: runtime.accel ?? 'unknown' },
+        hypervisor: { mode: mode ?? 'unknown' },
         sandboxes: { total: sandboxes.length, byState: countBy(sandboxes, (s) => s.state) },
         containers: { total: containers.length, byState: countBy(containers, (c) => c.state) },
         events: { lastSeq: events.lastSeq() },

@@ -13,6 +13,7 @@ import pino from 'pino';
 import type { Runtime } from '../actors/index.js';
 import { SandboxdError } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
+import type { Accel } from '../hypervisor/index.js';
 import { invalidParamsError, RPC_INVALID_REQUEST, RPC_PARSE_ERROR, toRpcError } from './errors.js';
 import { LineDecoder, MAX_MESSAGE_BYTES } from './framing.js';
 import {
@@ -29,6 +30,8 @@ export interface ApiServerOptions {
   readonly runtime: Runtime;
   readonly events: EventLogReader;
   readonly facts: DaemonFacts;
+  /** The hypervisor's accelerator, for daemon.info (probed once by the hypervisor). */
+  readonly accel?: () => Promise<Accel>;
   readonly logger?: pino.Logger;
   /** The machines' log/machine agreement check, for events.verify. */
   readonly checkTransitions?: (events: readonly EventEnvelope[]) => readonly TransitionProblem[];
@@ -273,6 +276,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       facts: options.facts,
       connection: connectionContext(conn),
       ...(options.checkTransitions ? { checkTransitions: options.checkTransitions } : {}),
+      ...(options.accel ? { accel: options.accel } : {}),
     };
     const decoder = new LineDecoder(
       maxBytes,

@@ -148,6 +148,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       },
       logger: logger.child({ component: 'api' }),
       checkTransitions,
+      accel: () => hypervisor.accel(),
     });
     await api.listen(socketPath);
     logger.info({ socket: socketPath, stateDir, accel: runtime.accel }, 'ready');
