@@ -1,29 +1,17 @@
 // The guest image builder: a real build into a temp cache, the fast no-change path, the initrd and guest root contents.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import {
-  copyFile,
-  cp,
-  link,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  rm,
-  stat,
-  symlink,
-  writeFile,
-} from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
 import type { GuestImagePaths } from '../src/hypervisor/index.js';
-import { defaultImageCacheDir, ensureGuestImage, GUEST_MODULES, imagePaths } from '../src/image/index.js';
+import { ensureGuestImage, GUEST_MODULES, imagePaths } from '../src/image/index.js';
+import { projectDir, seedImageCache } from './fixtures/image-cache.js';
 
 const logger = pino({ level: 'silent' });
-const projectDir = join(import.meta.dirname, '..', '..');
 
 /** Member names of a newc archive, read by hand so the test does not trust the writer's own reader. */
 function cpioNames(archive: Buffer): Map<string, { mode: number; size: number }> {
@@ -58,23 +46,8 @@ describe('guest image build', () => {
 
   before(async () => {
     cacheDir = await mkdtemp(join(tmpdir(), 'sandboxd-image-test-'));
-    // Reuse the kernel .deb of the shared cache when there is one: the extraction and build still run for real.
-    const shared = join(defaultImageCacheDir(), 'downloads');
-    const debs = (await readdir(shared).catch(() => [] as string[])).filter((name) => name.endsWith('.deb'));
-    if (debs.length > 0) {
-      await mkdir(join(cacheDir, 'downloads'));
-      for (const deb of debs) {
-        await link(join(shared, deb), join(cacheDir, 'downloads', deb)).catch(() =>
-          copyFile(join(shared, deb), join(cacheDir, 'downloads', deb)),
-        );
-      }
-    }
-    // A frozen copy of the project's sources: other people edit the live tree while this test runs.
     snapshot = join(cacheDir, 'snapshot');
-    await cp(join(projectDir, 'src'), join(snapshot, 'src'), { recursive: true });
-    await cp(join(projectDir, 'proto'), join(snapshot, 'proto'), { recursive: true }).catch(() => undefined);
-    await copyFile(join(projectDir, 'package.json'), join(snapshot, 'package.json'));
-    await symlink(join(projectDir, 'node_modules'), join(snapshot, 'node_modules'));
+    await seedImageCache(cacheDir, snapshot);
     const started = performance.now();
     first = await ensureGuestImage({ cacheDir, logger, projectDir: snapshot });
     firstMs = performance.now() - started;

@@ -379,6 +379,18 @@ async function writeState(cacheDir: string, state: BuildState): Promise<void> {
   await fsyncDir(cacheDir);
 }
 
+/** True when the temp dir's builder process (its pid is in the name) no longer exists: a crashed build. */
+function builderGone(name: string): boolean {
+  const pid = Number(/^\.tmp-[^-]+-(\d+)-[0-9a-f]+$/.exec(name)?.[1] ?? Number.NaN);
+  if (!Number.isInteger(pid) || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 /** Removes versions beyond the newest KEEP_VERSIONS (by last use) that nobody used recently, stale temp dirs, orphan blobs. */
 async function prune(cacheDir: string, current: string, logger: Logger): Promise<void> {
   const names = await readdir(cacheDir);
@@ -388,7 +400,7 @@ async function prune(cacheDir: string, current: string, logger: Logger): Promise
     const info = await stat(join(cacheDir, name)).catch(() => undefined);
     if (!info?.isDirectory()) continue;
     if (VERSION_PATTERN.test(name)) versions.push({ name, used: info.mtimeMs });
-    else if (name.startsWith('.tmp-') && now - info.mtimeMs > 60 * 60 * 1000) {
+    else if (name.startsWith('.tmp-') && (builderGone(name) || now - info.mtimeMs > 60 * 60 * 1000)) {
       await rm(join(cacheDir, name), { recursive: true, force: true });
     }
   }
@@ -402,6 +414,10 @@ async function prune(cacheDir: string, current: string, logger: Logger): Promise
   }
   const blobs = join(cacheDir, 'blobs');
   for (const name of await readdir(blobs).catch(() => [] as string[])) {
+    if (name.startsWith('.tmp-') && builderGone(name)) {
+      await rm(join(blobs, name), { force: true });
+      continue;
+    }
     const info = await stat(join(blobs, name)).catch(() => undefined);
     // A fresh blob may be about to be linked by a concurrent build in another process: leave young ones alone.
     if (info && info.nlink === 1 && now - info.mtimeMs > RECENT_USE_MS && !name.startsWith('.tmp-')) {

@@ -86,6 +86,7 @@ stage1() {
   ln -s usr/sbin sbin
   ln -s usr/lib lib
   ln -s usr/lib64 lib64
+  ln -s ../run var/run
   cp /init /newroot/init
   chmod 0755 /newroot/init
   cd /
