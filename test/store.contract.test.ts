@@ -274,3 +274,25 @@ for (const candidate of candidates) {
     });
   });
 }
+
+describe('stores without an explicit registry', () => {
+  it("validate against the catalogue's eventRegistry", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sandboxd-store-contract-'));
+    tempDirs.push(dir);
+    const stores: EventStore[] = [createMemoryEventStore()];
+    if (openLevel) stores.push(await (openLevel as (dir: string) => Promise<EventStore>)(dir));
+    for (const store of stores) {
+      try {
+        const result = await store.append('exec-s-c-e', 0, [{ type: 'ExecStarted', data: { pid: 42 } }]);
+        assert.deepEqual(result.events[0]!.data, { pid: 42 });
+        await assert.rejects(store.append('exec-s-c-e', 1, [noted(1)]), InvalidArgument);
+        await assert.rejects(
+          store.append('exec-s-c-e', 1, [{ type: 'ExecStarted', data: { pid: -1 } }]),
+          InvalidArgument,
+        );
+      } finally {
+        await store.close();
+      }
+    }
+  });
+});

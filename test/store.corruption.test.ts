@@ -7,7 +7,7 @@ import { after, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Corruption } from '../src/errors/index.js';
 import { type EventEnvelope, encodeEvent, encodeFrame } from '../src/events/index.js';
-import { type LevelEventStore, openLevelEventStore } from '../src/store/index.js';
+import { type LevelEventStore, openLevelEventStore, repairEventLog } from '../src/store/index.js';
 import { testRegistry } from './fixtures/store-registry.js';
 
 const dirs: string[] = [];
@@ -161,6 +161,23 @@ describe('a damaged event log', () => {
       assert.equal(report.ok, false);
       assert.ok(report.problems.length > 0);
       await assert.rejects(collect(reopened.readAll()), Corruption);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+describe('repairEventLog', () => {
+  it('copies the state dir aside before repairing, and the repaired log still reads', async () => {
+    const { dir, store } = await filledStore();
+    await store.close();
+    const copy = await repairEventLog(dir);
+    dirs.push(copy);
+    assert.ok((await readdir(copy)).includes('CURRENT'), 'the copy is a full LevelDB directory');
+    const reopened = await openLevelEventStore(dir, { registry: testRegistry(), logger: quiet });
+    try {
+      assert.equal(reopened.lastSeq(), 9);
+      assert.equal((await reopened.verify()).ok, true);
     } finally {
       await reopened.close();
     }

@@ -1,16 +1,10 @@
 // Defaults shared by both stores: the event registry to validate against and the logger.
 import { type Logger, pino } from 'pino';
-import * as events from '../events/index.js';
-import { EventRegistry } from '../events/index.js';
+import { type EventRegistry, eventRegistry } from '../events/index.js';
 
-/**
- * The catalogue's `eventRegistry` once src/events exports one; until then an empty registry
- * (which refuses every type, so callers must pass theirs). Read through the namespace so this
- * compiles whether or not the catalogue exists yet.
- */
+/** The catalogue's registry: every event type sandboxd writes. */
 export function defaultRegistry(): EventRegistry {
-  const fromCatalogue = (events as unknown as { eventRegistry?: unknown }).eventRegistry;
-  return fromCatalogue instanceof EventRegistry ? fromCatalogue : new EventRegistry();
+  return eventRegistry;
 }
 
 /** Store logs go to stderr: stdout may be a protocol channel (CLI --json, test fixtures). */

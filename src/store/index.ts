@@ -1,6 +1,11 @@
 // Door of src/store.
 
-export { LevelEventStore, type LevelEventStoreOptions, openLevelEventStore } from './level.js';
+export {
+  LevelEventStore,
+  type LevelEventStoreOptions,
+  openLevelEventStore,
+  repairEventLog,
+} from './level.js';
 export { catchUpThenLive } from './live.js';
 export { createMemoryEventStore, type MemoryEventStoreOptions } from './memory.js';
 export { type PreparedEvent, prepareEvents } from './prepare.js';

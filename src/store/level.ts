@@ -1,5 +1,5 @@
 // The durable EventStore on LevelDB: atomic batches, group commit with one fsync per flush, checksummed records.
-import { mkdir } from 'node:fs/promises';
+import { cp, mkdir } from 'node:fs/promises';
 import { Level } from 'level';
 import type { Logger } from 'pino';
 import { type Observable, Subject } from 'rxjs';
@@ -548,4 +548,15 @@ export function openLevelEventStore(
   options: LevelEventStoreOptions = {},
 ): Promise<LevelEventStore> {
   return LevelEventStore.open(dir, options);
+}
+
+/**
+ * Runs LevelDB's repair on `dir` after copying it aside to `<dir>.before-repair-<time>`, so the damaged
+ * original is never the only copy. No sandboxd may hold the dir. Resolves with the copy's path.
+ */
+export async function repairEventLog(dir: string): Promise<string> {
+  const copy = `${dir}.before-repair-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  await cp(dir, copy, { recursive: true, errorOnExist: true, force: false });
+  await (Level as unknown as { repair(location: string): Promise<void> }).repair(dir);
+  return copy;
 }
