@@ -40,7 +40,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<RuntimeHan
     // Sandboxes whose VM lives on (reattached, or a boot being continued) get their watchers.
     for (const s of rt.sandboxes.values()) {
       if (
-        s.snapshot.context.handle &&
+        s.context.handle &&
         ['starting', 'running', 'pausing', 'paused', 'resuming', 'stopping'].includes(s.state)
       ) {
         rt.supervise(s);

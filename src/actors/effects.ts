@@ -52,7 +52,7 @@ const quietly = async (what: Promise<unknown>, logger: Logger, step: string) => 
 };
 
 function handleOf(sandbox: SandboxActor, step: string) {
-  const handle = sandbox.snapshot.context.handle;
+  const handle = sandbox.context.handle;
   if (!handle) throw new HypervisorError(step, 'the sandbox has no VM', { sandboxId: sandbox.id });
   return handle;
 }
@@ -64,7 +64,7 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
       const dirs = ctx.dirs(entity.id);
       await mkdir(dirs.shared, { recursive: true });
       const image = await ctx.image();
-      const cfg = entity.snapshot.context.config;
+      const cfg = entity.context.config;
       const vcpus = cfg.vcpus ?? defaultVmShape.vcpus;
       const memoryMiB = cfg.memoryMiB ?? defaultVmShape.memoryMiB;
       const vm: VmConfig = {
@@ -93,7 +93,7 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
   initGuest: {
     failure: 'SandboxStartFailed',
     run: async ({ ctx, entity }) => {
-      const { hostname, dns } = entity.snapshot.context.config;
+      const { hostname, dns } = entity.context.config;
       try {
         await ctx.agent.createSandbox(entity.id, {
           ...(hostname === undefined ? {} : { hostname }),
@@ -132,7 +132,7 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
     failure: 'SandboxStopFailed',
     run: async ({ ctx, entity, cause }) => {
       const timeoutMs = (cause.data as { timeoutMs?: number }).timeoutMs;
-      if (entity.snapshot.context.agentVersion !== undefined) {
+      if (entity.context.agentVersion !== undefined) {
         await quietly(ctx.agent.destroySandbox(entity.id), ctx.logger, 'agent destroySandbox');
       }
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
@@ -161,7 +161,7 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
   createContainer: {
     failure: 'ContainerCreateFailed',
     run: async ({ ctx, entity }) => {
-      const c = entity.snapshot.context;
+      const c = entity.context;
       const sandboxId = entity.sandbox.id;
       // The guest sees only its share: the bundle goes to <shared>/<containerId>/, named relative to it.
       const target = join(ctx.dirs(sandboxId).shared, entity.id);
@@ -232,7 +232,7 @@ export const execEffectDefinitions: Readonly<Record<string, EffectDefinition<Exe
       const { pid } = await ctx.agent.execProcess(c.sandbox.id, {
         containerId: c.id,
         execId: entity.id,
-        process: entity.snapshot.context.process,
+        process: entity.context.process,
       });
       return [{ type: 'ExecStarted', data: { pid } }];
     },

@@ -2,7 +2,13 @@
 import type { AnyActorRef } from 'xstate';
 import type { SandboxdError } from '../errors/index.js';
 import { type EntityKind, streamOf } from '../events/index.js';
-import { type SnapshotOf, stateOf } from '../machines/index.js';
+import {
+  type ContextOf,
+  type PersistedEntity,
+  restoreSnapshot,
+  type SnapshotOf,
+  stateOf,
+} from '../machines/index.js';
 
 interface Waiter {
   readonly until: (state: string) => boolean;
@@ -14,7 +20,10 @@ interface Waiter {
  * runs one command or outcome at a time (different entities run in parallel).
  */
 export class Entity<K extends EntityKind> {
-  snapshot: SnapshotOf<K>;
+  // Either a machine snapshot, or a persisted one restored on first use: most entities recovered
+  // from snapshots are only ever viewed, and restoring costs more than the rest of loading them.
+  private snap: SnapshotOf<K> | undefined;
+  private stored: PersistedEntity | undefined;
   /** Stream version the snapshot includes (the expected version of the next append). */
   version = 0;
   /** Version of the last snapshot saved to the store's cache. */
@@ -29,13 +38,35 @@ export class Entity<K extends EntityKind> {
     readonly kind: K,
     readonly id: string,
     readonly stream: string,
-    snapshot: SnapshotOf<K>,
+    snapshot: SnapshotOf<K> | PersistedEntity,
   ) {
-    this.snapshot = snapshot;
+    if ('status' in snapshot) this.snap = snapshot as SnapshotOf<K>;
+    else this.stored = snapshot;
+  }
+
+  /** The machine snapshot (restored from the persisted form on first use). */
+  get snapshot(): SnapshotOf<K> {
+    this.snap ??= restoreSnapshot(this.kind, this.stored!);
+    this.stored = undefined;
+    return this.snap;
+  }
+
+  set snapshot(snapshot: SnapshotOf<K>) {
+    this.snap = snapshot;
+    this.stored = undefined;
+  }
+
+  /** The machine's state value (`'running'`, `{ starting: 'launching' }`), without restoring. */
+  get value(): unknown {
+    return this.snap ? this.snap.value : this.stored!.value;
+  }
+
+  get context(): ContextOf<K> {
+    return (this.snap ? this.snap.context : this.stored!.context) as ContextOf<K>;
   }
 
   get state(): string {
-    return stateOf(this.snapshot);
+    return stateOf({ value: this.value });
   }
 
   /** Runs `fn` after everything queued before it on this entity, never two at once. */
@@ -89,7 +120,7 @@ export class SandboxActor extends Entity<'sandbox'> {
   /** The hypervisor and agent child actors while a VM exists (see supervision.ts). */
   ports: AnyActorRef | undefined;
 
-  constructor(id: string, snapshot: SnapshotOf<'sandbox'>) {
+  constructor(id: string, snapshot: SnapshotOf<'sandbox'> | PersistedEntity) {
     super('sandbox', id, streamOf.sandbox(id), snapshot);
   }
 }
@@ -100,7 +131,7 @@ export class ContainerActor extends Entity<'container'> {
   constructor(
     readonly sandbox: SandboxActor,
     id: string,
-    snapshot: SnapshotOf<'container'>,
+    snapshot: SnapshotOf<'container'> | PersistedEntity,
   ) {
     super('container', id, streamOf.container(sandbox.id, id), snapshot);
   }
@@ -110,7 +141,7 @@ export class ExecActor extends Entity<'exec'> {
   constructor(
     readonly container: ContainerActor,
     id: string,
-    snapshot: SnapshotOf<'exec'>,
+    snapshot: SnapshotOf<'exec'> | PersistedEntity,
   ) {
     super('exec', id, streamOf.exec(container.sandbox.id, container.id, id), snapshot);
   }

@@ -69,9 +69,10 @@ async function foldWholeLog(rt: ActorRuntime): Promise<LoadResult> {
   return { eventsReplayed: events, snapshotsUsed: 0 };
 }
 
-interface Folded<K extends EntityKind = EntityKind> {
-  readonly kind: K;
-  snapshot: SnapshotOf<K>;
+interface Folded {
+  readonly kind: EntityKind;
+  /** A machine snapshot when a tail was folded, else the stored one (restored lazily by the entity). */
+  state: SnapshotOf<EntityKind> | PersistedEntity;
   version: number;
   savedVersion: number;
 }
@@ -96,22 +97,23 @@ async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
     let current: Folded | undefined;
     const stored = kind ? await rt.store.loadSnapshot<PersistedEntity>(stream) : undefined;
     if (kind && stored && stored.version <= version) {
-      current = {
-        kind,
-        snapshot: restoreSnapshot(kind, stored.state),
-        version: stored.version,
-        savedVersion: stored.version,
-      };
+      current = { kind, state: stored.state, version: stored.version, savedVersion: stored.version };
       snapshotsUsed += 1;
     }
     if (!current || current.version < version) {
+      let snapshot =
+        current && kind
+          ? (restoreSnapshot(kind, current.state as PersistedEntity) as SnapshotOf<EntityKind>)
+          : undefined;
       for await (const envelope of rt.store.readStream(stream, (current?.version ?? 0) + 1)) {
-        if (!current) {
+        if (!current || !snapshot) {
           kind = entityOfEventType(envelope.type);
           if (!kind) return;
-          current = { kind, snapshot: initialSnapshot(kind), version: 0, savedVersion: 0 };
+          snapshot = initialSnapshot(kind);
+          current = { kind, state: snapshot, version: 0, savedVersion: 0 };
         }
-        current.snapshot = step(current.kind, current.snapshot as never, fed(envelope) as never).snapshot;
+        snapshot = step(current.kind, snapshot as never, fed(envelope) as never).snapshot;
+        current.state = snapshot;
         current.version = envelope.version;
         events += 1;
       }
@@ -126,10 +128,9 @@ async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
   const order: EntityKind[] = ['sandbox', 'container', 'exec'];
   for (const kind of order) {
     for (const f of folded) {
-      if (f.kind !== kind || f.snapshot.value === 'deleted' || f.snapshot.value === 'absent') continue;
+      if (f.kind !== kind || f.state.value === 'deleted' || f.state.value === 'absent') continue;
       const entity = attach(rt, f);
       if (!entity) continue;
-      entity.snapshot = f.snapshot as never;
       entity.version = f.version;
       entity.savedVersion = f.savedVersion;
     }
@@ -138,22 +139,22 @@ async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
 }
 
 function attach(rt: ActorRuntime, f: Folded): AnyEntity | undefined {
-  const ctx = f.snapshot.context as ContextOf<'exec'> & ContextOf<'container'> & ContextOf<'sandbox'>;
+  const ctx = f.state.context as ContextOf<'exec'> & ContextOf<'container'> & ContextOf<'sandbox'>;
   if (f.kind === 'sandbox') {
-    const s = new SandboxActor(ctx.sandboxId, f.snapshot as SnapshotOf<'sandbox'>);
+    const s = new SandboxActor(ctx.sandboxId, f.state as SnapshotOf<'sandbox'>);
     rt.sandboxes.set(s.id, s);
     return s;
   }
   const sandbox = rt.sandboxes.get(ctx.sandboxId);
   if (f.kind === 'container') {
     if (!sandbox) return undefined;
-    const c = new ContainerActor(sandbox, ctx.containerId, f.snapshot as SnapshotOf<'container'>);
+    const c = new ContainerActor(sandbox, ctx.containerId, f.state as SnapshotOf<'container'>);
     sandbox.containers.set(c.id, c);
     return c;
   }
   const container = sandbox?.containers.get(ctx.containerId);
   if (!container) return undefined;
-  const e = new ExecActor(container, ctx.execId, f.snapshot as SnapshotOf<'exec'>);
+  const e = new ExecActor(container, ctx.execId, f.state as SnapshotOf<'exec'>);
   container.execs.set(e.id, e);
   return e;
 }
@@ -212,8 +213,8 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
     void rt.startEffect(entity, effect, cause, true);
   };
   const { hypervisor, agent } = rt;
-  const handle = sandbox.snapshot.context.handle;
-  const value = sandbox.snapshot.value as string | { starting: string };
+  const handle = sandbox.context.handle;
+  const value = sandbox.value as string | { starting: string };
   const state = sandbox.state;
 
   switch (state) {

@@ -269,7 +269,7 @@ export class ActorRuntime implements RuntimeHandle {
 
   private afterSandbox(sandbox: SandboxActor, before: string, live: boolean): void {
     const state = sandbox.state;
-    const handle = sandbox.snapshot.context.handle;
+    const handle = sandbox.context.handle;
     if (handle) this.lastAccel = handle.accel;
     if (state === 'deleted') {
       this.sandboxes.delete(sandbox.id);
@@ -473,7 +473,7 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   sandboxView(s: SandboxActor): SandboxView {
-    const c = s.snapshot.context;
+    const c = s.context;
     const error = c.error?.message ?? c.lostReason;
     return {
       id: s.id,
@@ -488,7 +488,7 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   containerView(c: ContainerActor): ContainerView {
-    const x = c.snapshot.context;
+    const x = c.context;
     return {
       sandboxId: c.sandbox.id,
       id: c.id,
@@ -503,7 +503,7 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   execView(e: ExecActor): ExecView {
-    const x = e.snapshot.context;
+    const x = e.context;
     return {
       sandboxId: x.sandboxId,
       containerId: x.containerId,
@@ -794,7 +794,7 @@ export class ActorRuntime implements RuntimeHandle {
   async waitContainer(sandboxId: string, id: string): Promise<ExitStatus> {
     const c = this.container(sandboxId, id);
     await c.settled((s) => containerEnded.has(s));
-    const exit = c.snapshot.context.exit;
+    const exit = c.context.exit;
     if (!exit) throw new InvalidState('container', id, c.state, 'wait (it never ran)');
     return exit;
   }
@@ -834,7 +834,7 @@ export class ActorRuntime implements RuntimeHandle {
   async waitExec(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus> {
     const e = this.exec(sandboxId, containerId, execId);
     await e.settled((s) => execEnded.has(s));
-    const exit = e.snapshot.context.exit;
+    const exit = e.context.exit;
     if (!exit) throw new InvalidState('exec', execId, e.state, 'wait (it never ran)');
     return exit;
   }

@@ -71,13 +71,24 @@ function inertScope(kind: EntityKind): AnyActorScope {
   return scope;
 }
 
-/** The state before the entity's first event (`absent`). */
+const initials = new Map<EntityKind, unknown>();
+
+/**
+ * The state before the entity's first event (`absent`). Computed once per kind: snapshots are
+ * immutable (every step returns a new one), and computing it costs as much as two steps.
+ */
 export function initialSnapshot<K extends EntityKind>(kind: K): SnapshotOf<K> {
-  collected = [];
-  const machine = machines[kind] as unknown as {
-    getInitialSnapshot(scope: AnyActorScope, input?: unknown): SnapshotOf<K>;
-  };
-  return machine.getInitialSnapshot(inertScope(kind));
+  let initial = initials.get(kind) as SnapshotOf<K> | undefined;
+  if (!initial) {
+    collected = [];
+    const machine = machines[kind] as unknown as {
+      getInitialSnapshot(scope: AnyActorScope, input?: unknown): SnapshotOf<K>;
+    };
+    initial = machine.getInitialSnapshot(inertScope(kind));
+    collected = [];
+    initials.set(kind, initial);
+  }
+  return initial;
 }
 
 /** Pure: the next snapshot and the effects it names. An event the state does not accept leaves it as is. */
