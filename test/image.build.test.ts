@@ -1,7 +1,7 @@
 // The guest image builder: a real build into a temp cache, the fast no-change path, the initrd and guest root contents.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -166,5 +166,26 @@ describe('guest image build', () => {
       execFileSync(process.execPath, [join(changed.rootDir, 'opt/sandboxd/agent.mjs')], { encoding: 'utf8' }),
       'function!',
     );
+  });
+
+  it('prunes versions unused for long beyond the newest two, and orphan blobs, when it builds', async () => {
+    const longAgo = new Date(Date.now() - 3 * 60 * 60 * 1000);
+    const stale = ['00000000000000a1', '00000000000000a2'];
+    for (const name of stale) {
+      await mkdir(join(cacheDir, name, 'root'), { recursive: true });
+      await utimes(join(cacheDir, name), longAgo, longAgo);
+    }
+    const orphan = join(cacheDir, 'blobs', 'f'.repeat(64));
+    await writeFile(orphan, 'nobody links me');
+    await utimes(orphan, longAgo, longAgo);
+    // A touched input (same content) sends the next call down the build path, which prunes.
+    await utimes(join(snapshot, 'src/image/guest-init.sh'), new Date(), new Date());
+    const again = await ensureGuestImage({ cacheDir, logger, projectDir: snapshot });
+    assert.equal(again.version, first.version, 'same content, same version');
+    const names = await readdir(cacheDir);
+    for (const name of stale) assert.ok(!names.includes(name), `${name} pruned`);
+    assert.ok(names.includes(first.version));
+    await assert.rejects(stat(orphan), { code: 'ENOENT' });
+    assert.ok((await stat(join(first.rootDir, 'usr/bin/node'))).isFile(), 'linked blobs stay');
   });
 });
