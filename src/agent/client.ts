@@ -273,8 +273,13 @@ export class GrpcAgent implements Agent {
     });
   }
 
+  /**
+   * Kills every container; the agent then exits 0 and the guest powers off. Disconnects afterwards: the agent can only
+   * exit once its blocked read on the port returns, which happens when the host side goes away.
+   */
   async destroySandbox(sandboxId: string): Promise<void> {
     await this.#unary(sandboxId, 'DestroySandbox', {}, Math.max(this.#callDeadlineMs, 60_000));
+    await this.disconnect(sandboxId);
   }
 
   async createContainer(sandboxId: string, request: CreateContainerRequest): Promise<{ pid: number }> {

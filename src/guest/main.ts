@@ -26,6 +26,7 @@ async function main(): Promise<void> {
     logger,
     imageVersion: env.SANDBOXD_IMAGE_VERSION ?? '',
     onDestroy: () => {
+      // exit() joins libuv's thread pool, so it completes once the host hangs up and the port read returns 0.
       logger.info('sandbox destroyed; exiting so the guest powers off');
       logger.flush();
       process.exit(0);

@@ -1,0 +1,313 @@
+// The real guest agent in a real VM (TCG here), driven through GrpcAgent: containers under crun, exec, stdio, signals,
+// stats, limits, pause, OOM, copy, reconnect, destroy → the VM powers off and nothing is left on the host.
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import { filter, firstValueFrom, lastValueFrom, type Observable, reduce, timeout } from 'rxjs';
+import { type AgentEvent, createGrpcAgent, type GrpcAgent } from '../src/agent/index.js';
+import { InvalidArgument, InvalidState, NotFound } from '../src/errors/index.js';
+import {
+  createQemuHypervisor,
+  isProcessAlive,
+  type QemuHypervisor,
+  type VmConfig,
+  type VmHandle,
+} from '../src/hypervisor/index.js';
+import { createBusyboxBundle, ensureGuestImage, guestContract } from '../src/image/index.js';
+
+const logger = pino({ level: process.env.SANDBOXD_TEST_LOG ?? 'silent' });
+const SB = 'agentvm';
+const MiB = 1024 * 1024;
+
+async function textOf(output: Observable<Uint8Array>): Promise<string> {
+  const bytes = await lastValueFrom(
+    output.pipe(
+      reduce((all, chunk) => Buffer.concat([all, chunk]), Buffer.alloc(0)),
+      timeout(60_000),
+    ),
+  );
+  return bytes.toString('utf8');
+}
+
+/** Output so far, until `predicate` holds (the stream of a running process does not complete). */
+async function outputUntil(
+  output: Observable<Uint8Array>,
+  predicate: (text: string) => boolean,
+): Promise<string> {
+  let text = '';
+  await firstValueFrom(
+    output.pipe(
+      filter((chunk) => {
+        text += Buffer.from(chunk).toString('utf8');
+        return predicate(text);
+      }),
+      timeout(60_000),
+    ),
+  );
+  return text;
+}
+
+async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function qemuPidsUsing(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.startsWith('qemu-system') && cmdline.includes(dir)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+describe('guest agent in a real VM', { timeout: 600_000 }, () => {
+  let work: string;
+  let config: VmConfig;
+  let handle: VmHandle;
+  let hypervisor: QemuHypervisor;
+  let agent: GrpcAgent;
+  const events: AgentEvent[] = [];
+
+  const bundle = async (name: string, args: string[]) => {
+    await createBusyboxBundle(join(config.sharedDir, name), { args });
+    return name;
+  };
+  const eventMatching = (predicate: (event: AgentEvent) => boolean) =>
+    firstValueFrom(agent.events(SB).pipe(filter(predicate), timeout(60_000)));
+
+  before(async () => {
+    const image = await ensureGuestImage({ logger });
+    work = await mkdtemp(join(tmpdir(), 'sbx-agentvm-'));
+    const sharedDir = join(work, 'shared');
+    await mkdir(sharedDir);
+    config = {
+      sandboxId: SB,
+      stateDir: join(work, 'state'),
+      sharedDir,
+      image,
+      vcpus: 1,
+      maxVcpus: 2,
+      memoryMiB: 512,
+      maxMemoryMiB: 1024,
+    };
+    hypervisor = createQemuHypervisor({ logger });
+    handle = await hypervisor.launch(config);
+    agent = createGrpcAgent({ logger, callDeadlineMs: 60_000 });
+    agent.events(SB).subscribe((event) => events.push(event));
+    await agent.connect(SB, handle.agentSocket, { deadlineMs: 120_000 });
+  });
+
+  after(async () => {
+    await agent?.close();
+    if (hypervisor) {
+      await hypervisor.destroy(SB, config.stateDir).catch(() => {});
+      await hypervisor.close();
+    }
+    for (const pid of work ? await qemuPidsUsing(work) : []) process.kill(pid, 'SIGKILL');
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('answers Check and reports the guest kernel, CPUs and memory', async () => {
+    const { version } = await agent.check(SB);
+    const details = await agent.getGuestDetails(SB);
+    assert.equal(details.agentVersion, version);
+    assert.match(details.kernel, /^6\./);
+    assert.equal(details.cpus, 1);
+    assert.ok(details.memTotalBytes > 256 * MiB && details.memTotalBytes <= 512 * MiB);
+    assert.ok(details.memBlockSizeBytes > 0);
+  });
+
+  it('sets up the sandbox hostname', async () => {
+    await agent.createSandbox(SB, { hostname: 'agentvm-host', dns: ['10.0.2.3'] });
+    await agent.copyFile(SB, '/tmp/probe', Buffer.from('x'));
+  });
+
+  it('creates a container from a busybox bundle, holds it until start, then runs it', async () => {
+    const name = await bundle('c1', [
+      'sh',
+      '-c',
+      'echo started; while read line; do echo "got:$line"; done; echo stdin-closed >&2; exec sleep 3600',
+    ]);
+    const { pid } = await agent.createContainer(SB, { containerId: 'c1', bundle: name });
+    assert.ok(pid > 1);
+    const [created] = await agent.listContainers(SB);
+    assert.equal(created?.status, 'created');
+    // Nothing ran yet: the process waits at the start gate.
+    assert.equal((await agent.statsContainer(SB, 'c1')).pids >= 1, true);
+    await agent.startContainer(SB, 'c1');
+    assert.equal((await agent.listContainers(SB))[0]?.status, 'running');
+    await assert.rejects(agent.startContainer(SB, 'c1'), InvalidState);
+    const text = await outputUntil(agent.readStdout(SB, 'c1', ''), (t) => t.includes('started\n'));
+    assert.equal(text, 'started\n');
+  });
+
+  it('writes stdin to the container and reads the answers on stdout; closing stdin is seen', async () => {
+    await agent.writeStdin(SB, 'c1', '', Buffer.from('one\ntwo\n'));
+    const text = await outputUntil(agent.readStdout(SB, 'c1', ''), (t) => t.includes('got:two\n'));
+    assert.equal(text, 'started\ngot:one\ngot:two\n');
+    await agent.closeStdin(SB, 'c1', '');
+    const err = await outputUntil(agent.readStderr(SB, 'c1', ''), (t) => t.includes('stdin-closed'));
+    assert.equal(err, 'stdin-closed\n');
+  });
+
+  it('execs echo and streams its output to completion with exit code 0', async () => {
+    const exited = eventMatching((e) => e.type === 'processExited' && e.execId === 'e1');
+    const { pid } = await agent.execProcess(SB, {
+      containerId: 'c1',
+      execId: 'e1',
+      process: { args: ['echo', 'hello from exec'] },
+    });
+    assert.ok(pid >= 0);
+    assert.equal(await textOf(agent.readStdout(SB, 'c1', 'e1')), 'hello from exec\n');
+    assert.deepEqual(await agent.waitProcess(SB, 'c1', 'e1'), { exitCode: 0 });
+    assert.deepEqual(await exited, {
+      type: 'processExited',
+      containerId: 'c1',
+      execId: 'e1',
+      status: { exitCode: 0 },
+    });
+  });
+
+  it('reports exit codes and signals from wait', async () => {
+    await agent.execProcess(SB, {
+      containerId: 'c1',
+      execId: 'e2',
+      process: { args: ['sh', '-c', 'exit 7'] },
+    });
+    assert.deepEqual(await agent.waitProcess(SB, 'c1', 'e2'), { exitCode: 7 });
+
+    await agent.execProcess(SB, { containerId: 'c1', execId: 'e3', process: { args: ['sleep', '1000'] } });
+    await agent.signalProcess(SB, 'c1', 'e3', 'SIGTERM');
+    assert.deepEqual(await agent.waitProcess(SB, 'c1', 'e3'), { exitCode: 143, signal: 'SIGTERM' });
+    await assert.rejects(agent.signalProcess(SB, 'c1', 'e3', 'SIGTERM'), InvalidState);
+    await assert.rejects(agent.signalProcess(SB, 'c1', 'nope', 'SIGTERM'), NotFound);
+    await assert.rejects(agent.signalProcess(SB, 'c1', '', 'SIGNOPE'), InvalidArgument);
+  });
+
+  it('lists the container processes as json and as a table', async () => {
+    const { processes } = await agent.listProcesses(SB, 'c1', 'json');
+    assert.ok(
+      processes.some((p) => p.command === 'sleep 3600'),
+      JSON.stringify(processes),
+    );
+    const { table } = await agent.listProcesses(SB, 'c1', 'table');
+    assert.match(table ?? '', /^PID\tUSER\tCOMMAND\n\d+\troot\tsleep 3600/);
+  });
+
+  it('reports cgroup v2 stats and applies a new memory limit', async () => {
+    const before = await agent.statsContainer(SB, 'c1');
+    assert.ok(before.memoryUsageBytes > 0);
+    assert.ok(before.cpuUsageUsec > 0);
+    assert.ok(before.pids >= 1);
+    assert.equal(before.memoryLimitBytes, undefined, 'no limit in the bundle');
+    await agent.updateContainer(SB, 'c1', { memoryLimitBytes: 64 * MiB, pidsLimit: 50 });
+    assert.equal((await agent.statsContainer(SB, 'c1')).memoryLimitBytes, 64 * MiB);
+  });
+
+  it('pauses and resumes the container', async () => {
+    await agent.pauseContainer(SB, 'c1');
+    assert.equal((await agent.listContainers(SB)).find((c) => c.containerId === 'c1')?.status, 'paused');
+    await assert.rejects(agent.pauseContainer(SB, 'c1'), InvalidState);
+    await agent.resumeContainer(SB, 'c1');
+    assert.equal((await agent.listContainers(SB)).find((c) => c.containerId === 'c1')?.status, 'running');
+  });
+
+  it('reports an OOM kill of a container that exceeds its memory limit', async () => {
+    const name = await bundle('oom', ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=128M', 'count=1']);
+    const oom = eventMatching((e) => e.type === 'oom' && e.containerId === 'oom');
+    await agent.createContainer(SB, {
+      containerId: 'oom',
+      bundle: name,
+      resources: { memoryLimitBytes: 32 * MiB },
+    });
+    await agent.startContainer(SB, 'oom');
+    const status = await agent.waitProcess(SB, 'oom', '');
+    assert.deepEqual(status, { exitCode: 137, signal: 'SIGKILL', oomKilled: true });
+    await oom;
+    const info = (await agent.listContainers(SB)).find((c) => c.containerId === 'oom');
+    assert.equal(info?.status, 'stopped');
+    await agent.removeContainer(SB, 'oom');
+    assert.equal(
+      (await agent.listContainers(SB)).find((c) => c.containerId === 'oom'),
+      undefined,
+    );
+  });
+
+  it('copies a file into the share and refuses path traversal', async () => {
+    const target = `${guestContract.guestSharedDir}/copied/hello.txt`;
+    await agent.copyFile(SB, target, Buffer.from('hello guest'), 0o640);
+    assert.equal(await readFile(join(config.sharedDir, 'copied/hello.txt'), 'utf8'), 'hello guest');
+    await assert.rejects(
+      agent.copyFile(SB, `${guestContract.guestSharedDir}/../../etc/passwd`, Buffer.from('x')),
+      InvalidArgument,
+    );
+    await assert.rejects(agent.copyFile(SB, '/etc/passwd', Buffer.from('x')), InvalidArgument);
+  });
+
+  it('keeps containers and buffered output across a dropped client and a new one (daemon restart)', async () => {
+    await agent.relayOf(SB)!.dropConnection();
+    assert.equal((await agent.listContainers(SB)).find((c) => c.containerId === 'c1')?.status, 'running');
+    await agent.disconnect(SB);
+
+    const restarted = createGrpcAgent({ logger, callDeadlineMs: 60_000 });
+    try {
+      await restarted.connect(SB, handle.agentSocket, { deadlineMs: 60_000 });
+      const c1 = (await restarted.listContainers(SB)).find((c) => c.containerId === 'c1');
+      assert.equal(c1?.status, 'running');
+      assert.deepEqual(
+        c1?.processes.map((p) => [p.execId, p.running, p.exit?.exitCode]),
+        [
+          ['e1', false, 0],
+          ['e2', false, 7],
+          ['e3', false, 143],
+        ],
+      );
+      const text = await outputUntil(restarted.readStdout(SB, 'c1', ''), (t) => t.includes('got:two\n'));
+      assert.equal(text, 'started\ngot:one\ngot:two\n');
+      // Output produced while nobody read is there too.
+      await restarted.execProcess(SB, {
+        containerId: 'c1',
+        execId: 'e4',
+        process: { args: ['echo', 'later'] },
+      });
+      await restarted.waitProcess(SB, 'c1', 'e4');
+      assert.equal(await textOf(restarted.readStdout(SB, 'c1', 'e4')), 'later\n');
+    } finally {
+      await restarted.close();
+    }
+    await agent.connect(SB, handle.agentSocket, { deadlineMs: 60_000 });
+  });
+
+  it('kills and removes a running container', async () => {
+    await agent.signalProcess(SB, 'c1', '', 'SIGKILL', true);
+    assert.deepEqual(await agent.waitProcess(SB, 'c1', ''), { exitCode: 137, signal: 'SIGKILL' });
+    await agent.removeContainer(SB, 'c1');
+    assert.deepEqual(await agent.listContainers(SB), []);
+    await assert.rejects(agent.statsContainer(SB, 'c1'), NotFound);
+    assert.ok(events.some((e) => e.type === 'processExited' && e.containerId === 'c1' && e.execId === ''));
+  });
+
+  it('destroys the sandbox: the VM powers off and nothing is left on the host', async () => {
+    const name = await bundle('last', ['sleep', '3600']);
+    await agent.createContainer(SB, { containerId: 'last', bundle: name });
+    await agent.startContainer(SB, 'last');
+    await agent.destroySandbox(SB);
+    await until('VM power off', 60_000, async () =>
+      (await isProcessAlive(handle.pid, handle.pidStartTime)) ? undefined : true,
+    );
+    await agent.disconnect(SB);
+    await hypervisor.destroy(SB, config.stateDir);
+    assert.deepEqual(await qemuPidsUsing(work), []);
+    await assert.rejects(stat(config.stateDir), { code: 'ENOENT' });
+  });
+});
