@@ -24,7 +24,13 @@ import type { GuestImagePaths } from '../hypervisor/index.js';
 import { AGENT_ENTRY, AGENT_PROTO, bundleAgent } from './agent.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
 import { busyboxApplets, collectHostFiles, guestBinaries, type HostFile } from './hostfiles.js';
-import { downloadKernelDeb, type ExtractedKernel, extractKernel, resolveKernelPackage } from './kernel.js';
+import {
+  downloadKernelDeb,
+  type ExtractedKernel,
+  extractKernel,
+  newestCachedKernelPackage,
+  resolveKernelPackage,
+} from './kernel.js';
 
 /**
  * Version of this recipe. Bump it whenever the builder changes what it puts into an image in a way the
@@ -433,7 +439,13 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
   const downloads = join(cacheDir, 'downloads');
   const aptMtime = await aptListsMtime();
 
-  const kernelPackage = await resolveKernelPackage();
+  const kernelPackage = await resolveKernelPackage().catch(async (error: unknown) => {
+    // Offline or apt unusable: a kernel downloaded earlier still makes a working image.
+    const cached = await newestCachedKernelPackage(downloads);
+    if (!cached) throw error;
+    logger.warn({ err: error, kernelPackage: cached }, 'image: apt-cache failed; using the cached kernel');
+    return cached;
+  });
   const debPath = await downloadKernelDeb(downloads, kernelPackage, logger);
   const kernel = await extractKernel(downloads, kernelPackage, debPath, logger);
 

@@ -60,6 +60,20 @@ export async function resolveKernelPackage(): Promise<string> {
   return match[1];
 }
 
+/** The package name of the newest kernel .deb already in `downloadsDir` (by ABI number), if any. */
+export async function newestCachedKernelPackage(downloadsDir: string): Promise<string | undefined> {
+  const names = await readdir(downloadsDir).catch(() => [] as string[]);
+  const packages = names
+    .map((name) => /^(linux-image-(\d+)\.(\d+)\.(\d+)-(\d+)-amd64)_.*\.deb$/.exec(name))
+    .filter((match): match is RegExpExecArray => match !== null)
+    .map((match) => ({ name: match[1]!, key: match.slice(2, 6).map(Number) }))
+    .sort((a, b) => {
+      for (let i = 0; i < 4; i++) if (a.key[i] !== b.key[i]) return a.key[i]! - b.key[i]!;
+      return 0;
+    });
+  return packages.at(-1)?.name;
+}
+
 async function findDeb(downloadsDir: string, packageName: string): Promise<string | undefined> {
   const names = await readdir(downloadsDir).catch(() => [] as string[]);
   const debs = names.filter((name) => name.startsWith(`${packageName}_`) && name.endsWith('.deb')).sort();
