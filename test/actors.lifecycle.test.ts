@@ -104,9 +104,17 @@ describe('actor runtime lifecycle', () => {
     assert.equal(view.error, 'guest panic');
   });
 
-  it('stops and deletes a sandbox, leaving no directory behind', async () => {
+  it('stops a sandbox, and starts it again in a fresh VM', async () => {
     assert.equal((await h.runtime.stopSandbox('sb1')).state, 'stopped');
     assert.equal(h.world.vms.has('sb1'), false);
+    assert.equal(h.runtime.getContainer('sb1', 'c1').state, 'stopped');
+    const again = await h.runtime.startSandbox('sb1');
+    assert.equal(again.state, 'running');
+    assert.equal(again.pid, h.world.vms.get('sb1')?.handle.pid);
+    assert.equal((await h.runtime.stopSandbox('sb1')).state, 'stopped');
+  });
+
+  it('deletes sandboxes, leaving no directory behind', async () => {
     await h.runtime.deleteSandbox('sb1');
     await h.runtime.deleteSandbox('sb2');
     assert.throws(() => h.runtime.getSandbox('sb1'), { kind: 'NotFound' });

@@ -60,8 +60,10 @@ function handleOf(sandbox: SandboxActor, step: string) {
 export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<SandboxActor>>> = {
   launchVm: {
     failure: 'SandboxStartFailed',
-    run: async ({ ctx, entity, signal }) => {
+    run: async ({ ctx, entity, signal, cause }) => {
       const dirs = ctx.dirs(entity.id);
+      // A restart after a stop: clear what the previous VM left in its state dir (sockets, pidfile).
+      if (cause.version > 2) await ctx.hypervisor.destroy(entity.id, dirs.vm);
       await mkdir(dirs.shared, { recursive: true });
       const image = await ctx.image();
       const cfg = entity.context.config;

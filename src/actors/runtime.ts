@@ -283,6 +283,7 @@ export class ActorRuntime implements RuntimeHandle {
     if (!vmUp && sandbox.ports) {
       sandbox.ports.stop();
       sandbox.ports = undefined;
+      this.fireAndLog(this.agent.disconnect(sandbox.id));
     }
     if (downStates.has(state) && !downStates.has(before)) {
       const reason = `sandbox ${state}`;
