@@ -439,13 +439,17 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
   const downloads = join(cacheDir, 'downloads');
   const aptMtime = await aptListsMtime();
 
-  const kernelPackage = await resolveKernelPackage().catch(async (error: unknown) => {
-    // Offline or apt unusable: a kernel downloaded earlier still makes a working image.
-    const cached = await newestCachedKernelPackage(downloads);
-    if (!cached) throw error;
-    logger.warn({ err: error, kernelPackage: cached }, 'image: apt-cache failed; using the cached kernel');
-    return cached;
-  });
+  // apt-cache costs ~1 s: its answer only changes when the apt lists do.
+  const known = previous?.aptListsMtimeMs === aptMtime ? previous.kernelPackage : undefined;
+  const kernelPackage =
+    known ??
+    (await resolveKernelPackage().catch(async (error: unknown) => {
+      // Offline or apt unusable: a kernel downloaded earlier still makes a working image.
+      const cached = await newestCachedKernelPackage(downloads);
+      if (!cached) throw error;
+      logger.warn({ err: error, kernelPackage: cached }, 'image: apt-cache failed; using the cached kernel');
+      return cached;
+    }));
   const debPath = await downloadKernelDeb(downloads, kernelPackage, logger);
   const kernel = await extractKernel(downloads, kernelPackage, debPath, logger);
 

@@ -8,6 +8,12 @@ import { createBusyboxBundle, defaultImageCacheDir, ensureGuestImage } from './i
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
+// `sandboxd-image path | head -c0` and friends close the pipe early: that is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const program = new Command();
 program.name('sandboxd-image').description('Builds and locates the sandboxd guest image');
 
