@@ -189,6 +189,26 @@ describe('output buffer', () => {
     assert.equal(buffer.readFrom(14).data.length, 0);
   });
 
+  it('keeps bytes an attached reader has not read and pauses the source instead of dropping', () => {
+    const buffer = new OutputBuffer(10);
+    let paused = false;
+    buffer.setSource({ pause: () => (paused = true), resume: () => (paused = false) });
+    const reader = buffer.attach(0);
+    buffer.append(Buffer.from('0123456789'));
+    buffer.append(Buffer.from('abcd'));
+    assert.equal(buffer.dropped, 0);
+    assert.equal(paused, true);
+    assert.equal(buffer.read(reader, 2).data.toString(), '01');
+    assert.equal(paused, true, 'still more than capacity unread');
+    assert.equal(buffer.read(reader, 4).data.toString(), '2345');
+    assert.equal(paused, false);
+    assert.equal(buffer.dropped, 4, 'bytes the reader passed may go');
+    assert.equal(buffer.read(reader).data.toString(), '6789abcd');
+    buffer.detach(reader);
+    buffer.append(Buffer.from('efgh'));
+    assert.equal(buffer.dropped, 8, 'without readers the oldest bytes are dropped');
+  });
+
   it('wakes a waiting reader on new bytes and on finish', async () => {
     const buffer = new OutputBuffer(10);
     const waited = buffer.waitForMore(0);

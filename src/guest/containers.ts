@@ -62,6 +62,10 @@ class GuestProcess {
   readonly exited: Promise<GuestExitStatus>;
   #resolveExit!: (status: GuestExitStatus) => void;
   child: ChildProcess | undefined;
+  /** performance.now() marks: crun spawned, start gate opened (init only), for the in-guest timing metrics. */
+  spawnedAt = 0;
+  createdAt = 0;
+  startedAt = 0;
 
   constructor(readonly execId: string) {
     this.exited = new Promise((resolve) => {
@@ -314,6 +318,7 @@ export class ContainerManager {
       }
       await sleep(20);
     }
+    container.init.createdAt = performance.now();
     this.#watchOom(container);
     this.#logger.info({ containerId: id, pid: container.init.pid }, 'container created');
     return container.init.pid;
@@ -324,6 +329,7 @@ export class ContainerManager {
     if (container.status !== 'created') throw new InvalidState('container', id, container.status, 'start');
     const fd = container.gateFd;
     if (fd === undefined) throw new InvalidState('container', id, 'stopped', 'start');
+    container.init.startedAt = performance.now();
     writeSync(fd, '\n');
     const startedFile = join(container.stateDir, 'started');
     const deadline = Date.now() + CREATE_TIMEOUT_MS;
@@ -554,11 +560,18 @@ export class ContainerManager {
 
   #spawnMonitored(container: Container, process: GuestProcess, args: string[]): ChildProcess {
     const child = spawn(this.#paths.crun, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    process.spawnedAt = performance.now();
     process.child = child;
     process.stdin = child.stdin ?? undefined;
     child.stdin?.on('error', () => {});
-    child.stdout?.on('data', (chunk: Buffer) => process.stdout.append(chunk));
-    child.stderr?.on('data', (chunk: Buffer) => process.stderr.append(chunk));
+    for (const [pipe, buffer] of [
+      [child.stdout, process.stdout],
+      [child.stderr, process.stderr],
+    ] as const) {
+      if (!pipe) continue;
+      pipe.on('data', (chunk: Buffer) => buffer.append(chunk));
+      buffer.setSource({ pause: () => pipe.pause(), resume: () => pipe.resume() });
+    }
     child.on('error', (err) => {
       this.#logger.error({ err, containerId: container.id, execId: process.execId }, 'crun spawn failed');
       process.stdout.finish();
@@ -586,6 +599,7 @@ export class ContainerManager {
       this.#closeGate(container);
     }
     process.stdin = undefined;
+    this.#recordTiming(process);
     process.settle(final);
     this.#logger.info({ containerId: container.id, execId: process.execId, ...final }, 'process exited');
     this.#events.publish({
@@ -594,6 +608,24 @@ export class ContainerManager {
       execId: process.execId,
       status: final,
     });
+  }
+
+  /**
+   * Wall time crun itself took, without the time a container waited at the start gate: `crun run` (spawn → pid
+   * reported, gate → exit) or `crun exec` (spawn → exit). The baseline the agent benchmark sets RPC times against.
+   */
+  readonly timings = { containerRuns: 0, containerSeconds: 0, execs: 0, execSeconds: 0 };
+
+  #recordTiming(process: GuestProcess): void {
+    const now = performance.now();
+    if (process.execId !== '') {
+      this.timings.execs++;
+      this.timings.execSeconds += (now - process.spawnedAt) / 1000;
+    } else if (process.createdAt > 0 && process.startedAt > 0) {
+      this.timings.containerRuns++;
+      this.timings.containerSeconds +=
+        (process.createdAt - process.spawnedAt + (now - process.startedAt)) / 1000;
+    }
   }
 
   /** Publishes an OOM event for every kill not reported yet; returns the total count. */

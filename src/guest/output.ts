@@ -1,11 +1,23 @@
-// A process's stdout or stderr as a bounded buffer with absolute offsets: the oldest bytes go first, counted as dropped.
+// A process's stdout or stderr as a bounded buffer with absolute offsets: with a reader attached the process is slowed
+// down (its pipe paused) instead of losing bytes; with none, the oldest bytes go first and are counted as dropped.
 
 /** Default bytes kept per stream while nobody (or a slow host) reads. */
 export const DEFAULT_OUTPUT_CAPACITY = 1024 * 1024;
 
+/** What feeds the buffer (the child's pipe): paused while attached readers lag a full buffer behind. */
+export interface OutputSource {
+  pause(): void;
+  resume(): void;
+}
+
+/** A position in the stream; readers that lag keep their bytes from being dropped. */
+export interface OutputReader {
+  offset: number;
+}
+
 /**
  * Bytes of one output stream. Offsets are absolute (since the process started); `start` is the oldest byte kept and
- * equals the number of bytes dropped. Readers pull with `readFrom` and wait with `waitForMore`.
+ * equals the number of bytes dropped. Readers `attach`, pull with `readFrom` and wait with `waitForMore`.
  */
 export class OutputBuffer {
   readonly #capacity: number;
@@ -14,6 +26,9 @@ export class OutputBuffer {
   #end = 0;
   #finished = false;
   #waiters: (() => void)[] = [];
+  #readers = new Set<OutputReader>();
+  #source: OutputSource | undefined;
+  #paused = false;
 
   constructor(capacity = DEFAULT_OUTPUT_CAPACITY) {
     this.#capacity = capacity;
@@ -35,30 +50,33 @@ export class OutputBuffer {
     return this.#finished;
   }
 
+  setSource(source: OutputSource): void {
+    this.#source = source;
+  }
+
   append(data: Buffer): void {
     if (this.#finished || data.length === 0) return;
     this.#chunks.push(data);
     this.#end += data.length;
-    let held = this.#end - this.#start;
-    while (held > this.#capacity) {
-      const first = this.#chunks[0]!;
-      const excess = held - this.#capacity;
-      if (first.length <= excess) {
-        this.#chunks.shift();
-        this.#start += first.length;
-        held -= first.length;
-      } else {
-        this.#chunks[0] = first.subarray(excess);
-        this.#start += excess;
-        held -= excess;
-      }
-    }
+    this.#enforceCapacity();
     this.#wake();
   }
 
   finish(): void {
     this.#finished = true;
     this.#wake();
+  }
+
+  /** Registers a reader starting at `offset`; detach it when done so it stops holding bytes. */
+  attach(offset: number): OutputReader {
+    const reader = { offset: Math.max(offset, this.#start) };
+    this.#readers.add(reader);
+    return reader;
+  }
+
+  detach(reader: OutputReader): void {
+    this.#readers.delete(reader);
+    this.#enforceCapacity();
   }
 
   /** Up to `max` bytes from `offset` (moved up to `start` if older); empty when nothing is there yet. */
@@ -83,6 +101,14 @@ export class OutputBuffer {
     return { offset: from, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
   }
 
+  /** Reads for an attached reader and advances it. */
+  read(reader: OutputReader, max = 64 * 1024): { offset: number; data: Buffer } {
+    const chunk = this.readFrom(reader.offset, max);
+    reader.offset = chunk.offset + chunk.data.length;
+    if (this.#paused) this.#enforceCapacity();
+    return chunk;
+  }
+
   /** Resolves when bytes past `offset` arrive, or the stream finishes, or `signal` aborts. */
   waitForMore(offset: number, signal?: AbortSignal): Promise<void> {
     if (this.#end > offset || this.#finished || signal?.aborted) return Promise.resolve();
@@ -94,6 +120,31 @@ export class OutputBuffer {
       this.#waiters.push(done);
       signal?.addEventListener('abort', done, { once: true });
     });
+  }
+
+  /** Drops what no reader still needs beyond capacity; pauses the source if readers lag more than that. */
+  #enforceCapacity(): void {
+    let droppable = this.#end;
+    for (const reader of this.#readers) droppable = Math.min(droppable, reader.offset);
+    while (this.#end - this.#start > this.#capacity && this.#start < droppable) {
+      const first = this.#chunks[0]!;
+      const excess = Math.min(this.#end - this.#start - this.#capacity, droppable - this.#start);
+      if (first.length <= excess) {
+        this.#chunks.shift();
+        this.#start += first.length;
+      } else {
+        this.#chunks[0] = first.subarray(excess);
+        this.#start += excess;
+      }
+    }
+    const full = this.#end - this.#start > this.#capacity;
+    if (full && !this.#paused && this.#source) {
+      this.#paused = true;
+      this.#source.pause();
+    } else if (!full && this.#paused) {
+      this.#paused = false;
+      this.#source?.resume();
+    }
   }
 
   #wake(): void {

@@ -59,17 +59,20 @@ async function streamOutput(
   send: (message: { data: Buffer; offset: number; dropped: number }) => Promise<void>,
   signal: AbortSignal,
 ): Promise<void> {
-  let offset = from;
-  while (!signal.aborted) {
-    const chunk = buffer.readFrom(offset);
-    if (chunk.data.length > 0) {
-      await send({ data: chunk.data, offset: chunk.offset, dropped: buffer.dropped });
-      offset = chunk.offset + chunk.data.length;
-      continue;
+  // Attached, the reader holds back its unread bytes: the process waits on its pipe rather than lose output.
+  const reader = buffer.attach(from);
+  try {
+    while (!signal.aborted) {
+      const chunk = buffer.read(reader);
+      if (chunk.data.length > 0) {
+        await send({ data: chunk.data, offset: chunk.offset, dropped: buffer.dropped });
+        continue;
+      }
+      if (buffer.finished) return;
+      await buffer.waitForMore(reader.offset, signal);
     }
-    offset = chunk.offset;
-    if (buffer.finished) return;
-    await buffer.waitForMore(offset, signal);
+  } finally {
+    buffer.detach(reader);
   }
 }
 
@@ -109,7 +112,7 @@ export function createHandlers(context: HandlerContext): AgentHandlers {
       for (const info of containers.list()) {
         stats.push({ id: info.containerId, stats: await containers.stats(info.containerId) });
       }
-      return { metrics: await system.metrics(stats) };
+      return { metrics: await system.metrics(stats, containers.timings) };
     },
     CreateSandbox: async (request) => {
       await system.setupSandbox(request.hostname, request.dns, request.storages);

@@ -221,6 +221,7 @@ export async function metrics(
     id: string;
     stats: { cpuUsageUsec: number; memoryUsageBytes: number; pids: number };
   }[],
+  timings: { containerRuns: number; containerSeconds: number; execs: number; execSeconds: number },
 ): Promise<string> {
   const meminfo = await readFile('/proc/meminfo', 'utf8').catch(() => '');
   const loadavg = (await readFile('/proc/loadavg', 'utf8').catch(() => '0 0 0')).split(' ');
@@ -241,5 +242,12 @@ export async function metrics(
     lines.push(`sandboxd_container_memory_bytes{container="${c.id}"} ${c.stats.memoryUsageBytes}`);
   lines.push('# TYPE sandboxd_container_pids gauge');
   for (const c of containers) lines.push(`sandboxd_container_pids{container="${c.id}"} ${c.stats.pids}`);
+  lines.push(
+    '# TYPE sandboxd_agent_crun_seconds summary',
+    `sandboxd_agent_crun_seconds_sum{op="run"} ${timings.containerSeconds}`,
+    `sandboxd_agent_crun_seconds_count{op="run"} ${timings.containerRuns}`,
+    `sandboxd_agent_crun_seconds_sum{op="exec"} ${timings.execSeconds}`,
+    `sandboxd_agent_crun_seconds_count{op="exec"} ${timings.execs}`,
+  );
   return `${lines.join('\n')}\n`;
 }
