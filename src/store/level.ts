@@ -435,10 +435,15 @@ export class LevelEventStore implements EventStore {
       lt: eventKeyRange.lt,
       highWaterMarkBytes: readHighWaterMarkBytes,
     });
+    const read = () => levelRead('read event log', () => iterator.nextv(batchRecords));
+    // The next batch is read (on LevelDB's thread) while this one is decoded (here): replay overlaps both.
+    let pending: Promise<Array<[Buffer, Buffer]>> | undefined = read();
     try {
-      for (;;) {
-        const entries = await levelRead('read event log', () => iterator.nextv(batchRecords));
+      while (pending) {
+        const entries = await pending;
+        pending = undefined;
         if (entries.length === 0) return;
+        pending = read();
         const out: EventEnvelope[] = new Array(entries.length);
         for (let i = 0; i < entries.length; i++) {
           const [key, value] = entries[i]!;
@@ -447,6 +452,8 @@ export class LevelEventStore implements EventStore {
         yield out;
       }
     } finally {
+      // A read still in flight must settle before the iterator closes (abstract-level refuses otherwise).
+      await pending?.catch(() => undefined);
       await iterator.close();
     }
   }
