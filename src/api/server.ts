@@ -46,7 +46,10 @@ export interface ApiServerOptions {
 export interface ApiServer {
   /** Listens on `socketPath` (mode 0600). A stale socket file is replaced; a live one is refused. */
   listen(socketPath: string): Promise<void>;
-  /** Stops accepting, lets in-flight requests finish (up to graceMs, default 30 s), then closes every connection. */
+  /**
+   * Stops accepting, lets in-flight commands finish (up to graceMs, default 30 s), then closes every
+   * connection (pending waits end with it).
+   */
   close(options?: { graceMs?: number }): Promise<void>;
   readonly connections: number;
   readonly inFlight: number;
@@ -59,6 +62,9 @@ interface Connection {
   inFlight: number;
   nextSub: number;
 }
+
+/** Methods that only wait for something; a shutdown ends them instead of waiting for them. */
+const WAITS = new Set(['container.wait', 'exec.wait', 'exec.output']);
 
 /** Thrown by handlers for protocol-level errors so the mapper keeps code and data as given. */
 const asException = (e: { code: number; message: string; data?: unknown }) =>
@@ -92,6 +98,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
   const maxInFlight = options.maxInFlightPerConnection ?? 256;
   const connections = new Set<Connection>();
   let inFlight = 0;
+  let commands = 0;
   let nextConnId = 1;
   let server: Server | undefined;
   let closing = false;
@@ -227,6 +234,17 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     return (await rpc.receive(item as Parameters<typeof rpc.receive>[0], ctx)) as JSONRPCResponse | null;
   }
 
+  /** Waits (container.wait, exec.wait, exec.output) change nothing: shutdown does not wait for them. */
+  function isCommand(payload: unknown): boolean {
+    const methodOf = (x: unknown) =>
+      typeof x === 'object' && x !== null ? (x as { method?: unknown }).method : undefined;
+    const items = Array.isArray(payload) ? payload : [payload];
+    return items.some((x) => {
+      const m = methodOf(x);
+      return typeof m !== 'string' || !WAITS.has(m);
+    });
+  }
+
   async function handleLine(conn: Connection, ctx: MethodContext, line: string): Promise<void> {
     let payload: unknown;
     try {
@@ -240,6 +258,17 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       );
       return;
     }
+    // Counted until the answer is written, so a graceful close never cuts a command's response.
+    const command = isCommand(payload);
+    if (command) commands++;
+    try {
+      await answer(conn, ctx, payload);
+    } finally {
+      if (command && --commands === 0) for (const w of idleWaiters.splice(0)) w();
+    }
+  }
+
+  async function answer(conn: Connection, ctx: MethodContext, payload: unknown): Promise<void> {
     if (Array.isArray(payload)) {
       if (payload.length === 0) {
         write(
@@ -264,7 +293,6 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     inFlight--;
     conn.inFlight--;
     if (conn.inFlight < maxInFlight && conn.socket.isPaused() && !conn.socket.destroyed) conn.socket.resume();
-    if (inFlight === 0) for (const w of idleWaiters.splice(0)) w();
   }
 
   function onConnection(socket: Socket): void {
@@ -357,7 +385,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       const srv = server;
       server = undefined;
       const closed = srv ? new Promise<void>((resolve) => srv.close(() => resolve())) : Promise.resolve();
-      if (inFlight > 0) {
+      if (commands > 0) {
         const grace = closeOptions?.graceMs ?? 30_000;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, grace);
