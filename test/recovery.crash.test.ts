@@ -24,6 +24,8 @@ interface Scenario {
   /** Whether the world changed before it died (outcome lost) or not (intent only). */
   readonly lands: boolean;
   readonly snapshots: boolean;
+  /** Runtime 1 snapshots entities every N events (0 = never), so recovery mixes snapshots and tails. */
+  readonly snapshotEvery: number;
 }
 
 const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
@@ -31,6 +33,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   crashAt: fc.integer({ min: 1, max: 60 }),
   lands: fc.boolean(),
   snapshots: fc.boolean(),
+  snapshotEvery: fc.constantFrom(0, 1, 3),
 });
 
 /**
@@ -55,6 +58,7 @@ async function crashAndRecover(s: Scenario, store: EventStore, reopen?: () => Pr
       image: fakeImage,
       logger: silent,
       timeouts: shortTimeouts(1500),
+      snapshotEvery: s.snapshotEvery,
     });
     let died!: () => void;
     const death = new Promise<void>((resolve) => {

@@ -11,6 +11,7 @@
 //   effects?    boolean               false = replay only (no reconcile, no effects, commands refused)
 //   snapshots?  boolean               load from snapshots + tails (default) or fold the whole log
 //   reconcileConcurrency? number      sandboxes reconciled at once after a restart (default 8)
+//   snapshotEvery? number             snapshot an entity every N events, when at rest (default 16; 0 = off)
 // It loads (effects off) and reconciles before resolving; `recovery` is the report.
 // `shutdown()` waits for queued work, stops watchers, disconnects agents, saves snapshots, leaves VMs running.
 export { createRuntime } from './create.js';

@@ -115,6 +115,11 @@ export interface RuntimeOptions {
   readonly snapshots?: boolean;
   /** How many sandboxes reconcile at once after a restart (default 8). */
   readonly reconcileConcurrency?: number;
+  /**
+   * Save an entity's snapshot once this many events followed its last one and it rests in a
+   * non-transitional state (default 16; 0 = only on shutdown / saveSnapshots()).
+   */
+  readonly snapshotEvery?: number;
 }
 
 /** What loading and reconciling found; `createRuntime` resolves after both. */
@@ -151,6 +156,8 @@ const vmStates = new Set(['starting', 'running', 'pausing', 'paused', 'resuming'
 const downStates = new Set(['stopped', 'lost', 'failed', 'deleting']);
 const containerEnded = new Set(['stopped', 'failed', 'deleting', 'deleted']);
 const execEnded = new Set(['exited', 'failed']);
+/** States an effect is in flight in: not worth a snapshot, recovery settles them from the log. */
+const transitional = new Set(['starting', 'pausing', 'resuming', 'stopping', 'deleting', 'creating']);
 
 /** The failure data a …Failed event keeps. */
 export function failureOf(step: string, err: SandboxdError): FailureData {
@@ -251,8 +258,21 @@ export class ActorRuntime implements RuntimeHandle {
       const result = await this.store.append(entity.stream, entity.version, [newEvent]);
       const envelope = result.events[0]!;
       this.apply(entity, envelope, this.effectsOn);
+      this.maybeSnapshot(entity);
       return envelope;
     });
+  }
+
+  /** Saves a snapshot in the background when enough events piled up since the last one (a cache: failures only logged). */
+  private maybeSnapshot(entity: AnyEntity): void {
+    const every = this.options.snapshotEvery ?? 16;
+    if (every <= 0 || entity.version - entity.savedVersion < every || transitional.has(entity.state)) return;
+    const version = entity.version;
+    const state = persistSnapshot(entity.kind, entity.snapshot as never);
+    entity.savedVersion = version;
+    this.store
+      .saveSnapshot({ stream: entity.stream, version, state })
+      .catch((err) => this.logger.warn({ err, stream: entity.stream }, 'saving a snapshot failed'));
   }
 
   /** Folds one stored event into the entity; in live mode also supervises, cascades and starts effects. */
