@@ -262,7 +262,6 @@ interface Inputs {
   readonly proto: Buffer | undefined;
   readonly hostFiles: readonly (HostFile & { sha256: string })[];
   readonly applets: readonly { target: string; link: string }[];
-  readonly busyboxSha256: string;
 }
 
 function versionOf(inputs: Inputs, moduleHashes: readonly string[]): string {
@@ -478,7 +477,6 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
     }),
   );
   const bins = guestBinaries();
-  const busyboxSha256 = hashed.find((file) => file.target === 'usr/bin/busybox')!.sha256;
   const applets = await busyboxApplets(bins.busybox);
   const modules = new Map<string, Buffer>();
   for (const name of kernel.modules) modules.set(name, await readFile(join(kernel.modulesDir, `${name}.ko`)));
@@ -494,7 +492,6 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
     proto,
     hostFiles: hashed,
     applets,
-    busyboxSha256,
   };
   const version = versionOf(inputs, moduleHashes);
   const paths = imagePaths(cacheDir, version);
