@@ -2,14 +2,14 @@
 //
 //   'e' seq:u64be                       → event frame            (the global log)
 //   's' stream:utf8 0x00 version:u64be  → seq:u64be              (per-stream index)
-//   'h' stream:utf8                     → version:u64be          (stream heads, for open and listStreams)
 //   'n' stream:utf8                     → snapshot frame         (cache only)
 //   'm' name:utf8                       → meta frame             (format version)
 // Changing this layout needs a new `layoutVersion` and a migration.
 
 export const layoutVersion = 1;
 
-export const prefix = { event: 0x65, streamIndex: 0x73, head: 0x68, snapshot: 0x6e, meta: 0x6d } as const;
+// Stream heads are not stored: open() finds them by a skip-scan of the stream index.
+export const prefix = { event: 0x65, streamIndex: 0x73, snapshot: 0x6e, meta: 0x6d } as const;
 
 /** Numbers here stay below 2^53: written as u64 big-endian through two u32 halves. */
 function writeU64(buf: Buffer, value: number, offset: number): void {
@@ -80,7 +80,6 @@ function named(tag: number, name: string): Buffer {
   return key;
 }
 
-export const headKey = (stream: string): Buffer => named(prefix.head, stream);
 export const snapshotKey = (stream: string): Buffer => named(prefix.snapshot, stream);
 export const metaKey = (name: string): Buffer => named(prefix.meta, name);
 

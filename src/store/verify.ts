@@ -43,7 +43,7 @@ async function walk(
   }
 }
 
-/** Checks checksums, seq continuity, per-stream versions, the stream index, heads and snapshots. */
+/** Checks checksums, seq continuity, per-stream versions, the stream index (whence the heads) and snapshots. */
 export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
   const report = (problem: VerifyProblem): void => {
@@ -216,36 +216,6 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
     });
   }
 
-  const headed = new Set<string>();
-  await guarded('stream heads', () =>
-    walk(db, namedRange(prefix.head), (key, value) => {
-      const stream = nameOfKey(key);
-      headed.add(stream);
-      const head = value.length === 8 ? readU64(value) : undefined;
-      const logged = Math.max(streams.get(stream)?.lastVersion ?? 0, ...(damagedVersions.get(stream) ?? []));
-      if (head !== logged) {
-        report({
-          kind: 'index-mismatch',
-          stream,
-          version: logged,
-          key: `head/${stream}`,
-          message: `head of ${stream} says ${head ?? 'garbage'}; the log reaches version ${logged}`,
-        });
-      }
-    }),
-  );
-  for (const [stream, seen] of streams) {
-    if (!headed.has(stream)) {
-      report({
-        kind: 'index-mismatch',
-        stream,
-        version: seen.lastVersion,
-        key: `head/${stream}`,
-        message: `${stream} has no head`,
-      });
-    }
-  }
-
   await guarded('snapshots', () =>
     walk(db, namedRange(prefix.snapshot), (key, value) => {
       const stream = nameOfKey(key);
@@ -263,7 +233,7 @@ export async function verifyLog(db: Db, logger: Logger): Promise<VerifyReport> {
     }),
   );
 
-  // Log order, then the rest (heads, snapshots, read failures) as found.
+  // Log order, then the rest (snapshots, read failures) as found.
   const ordered = problems
     .map((problem, i) => ({ problem, i }))
     .sort((x, y) => (x.problem.seq ?? Infinity) - (y.problem.seq ?? Infinity) || x.i - y.i)
