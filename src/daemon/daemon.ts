@@ -24,6 +24,11 @@ export interface DaemonOptions {
   /** Where guest images are cached (default: the image module's default). */
   readonly imageCacheDir?: string;
   /**
+   * Called once if the event log becomes unusable (a failed fsync is never retried): the binary exits
+   * and the next start replays the log. Default: log only.
+   */
+  readonly onFatal?: (err: unknown) => void;
+  /**
    * Replacements for the real parts. Only for tests of the daemon's own plumbing; the daemon binary
    * never sets them, so its path is always QEMU + the gRPC agent.
    */
@@ -153,6 +158,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     await api.listen(socketPath);
     logger.info({ socket: socketPath, stateDir, accel: runtime.accel }, 'ready');
 
+    // The log's live feed errors when a write failed: the store is unusable, so the daemon must go.
+    const watch = store.subscribe(store.lastSeq() + 1).subscribe({
+      error: (err: unknown) => {
+        logger.fatal({ err }, 'the event log failed; exiting so that a restart replays it');
+        options.onFatal?.(err);
+      },
+    });
+
     let closing: Promise<void> | undefined;
     const rt = runtime;
     const server = api;
@@ -164,6 +177,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       close() {
         closing ??= (async () => {
           logger.info('shutting down: no new requests, finishing in-flight ones; sandboxes keep running');
+          watch.unsubscribe();
           await server.close({ graceMs: 60_000 });
           await rt.shutdown();
           await store.close();

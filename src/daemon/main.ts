@@ -31,7 +31,13 @@ const logger = pino({ name: 'sandboxd', level: opts.logLevel }, pino.destination
 
 let stopping = false;
 try {
-  const daemon = await startDaemon({ stateDir: opts.stateDir, socketPath: opts.socket, logger });
+  const daemon = await startDaemon({
+    stateDir: opts.stateDir,
+    socketPath: opts.socket,
+    logger,
+    // Fail-stop: nothing is retried after a failed log write; VMs keep running and the restart replays.
+    onFatal: () => process.exit(1),
+  });
   const stop = (signal: string) => {
     if (stopping) {
       logger.warn({ signal }, 'second signal: exiting now');
