@@ -37,7 +37,11 @@ export function checksum(bytes: Uint8Array): number {
 
 /** Frames any JSON-serialisable value. */
 export function encodeFrame(value: unknown): Buffer {
-  const json = JSON.stringify(value);
+  return frameJson(JSON.stringify(value));
+}
+
+/** Frames a JSON text as is (the caller vouches that it is JSON). */
+export function frameJson(json: string): Buffer {
   const length = Buffer.byteLength(json, 'utf8');
   const out = Buffer.allocUnsafe(length + recordOverheadBytes);
   out[0] = recordFormat;
@@ -74,10 +78,12 @@ export function decodeFrame(frame: Uint8Array): unknown {
 /**
  * Frames an event as stored: a JSON array `[seq, stream, version, type, schema, id, at, data,
  * causationId?, correlationId?]` (an array parses ~30% faster than an object; replay speed matters).
- * `schema` is the schema `data` was written at.
+ * `schema` is the schema `data` was written at. `dataJson`, when given, must be `JSON.stringify(event.data)`.
  */
-export function encodeEvent(event: EventEnvelope): Buffer {
-  const row: unknown[] = [
+export function encodeEvent(event: EventEnvelope, dataJson?: string): Buffer {
+  if (dataJson === undefined) dataJson = JSON.stringify(event.data === undefined ? null : event.data);
+  // The data is often already serialised (validation does it): splice it in rather than stringify twice.
+  const head = JSON.stringify([
     event.seq,
     event.stream,
     event.version,
@@ -85,12 +91,12 @@ export function encodeEvent(event: EventEnvelope): Buffer {
     event.schema,
     event.id,
     event.at,
-    event.data === undefined ? null : event.data,
-  ];
+  ]);
+  let json = `${head.slice(0, -1)},${dataJson}`;
   if (event.causationId !== undefined || event.correlationId !== undefined) {
-    row.push(event.causationId ?? null, event.correlationId ?? null);
+    json += `,${JSON.stringify(event.causationId ?? null)},${JSON.stringify(event.correlationId ?? null)}`;
   }
-  return encodeFrame(row);
+  return frameJson(`${json}]`);
 }
 
 function toStoredEvent(value: unknown): EventEnvelope | undefined {

@@ -271,9 +271,10 @@ export class LevelEventStore implements EventStore {
       const ops: PutOp[] = [];
       let bytes = 0;
       for (let i = 0; i < prepared.length; i++) {
-        const envelope = toEnvelope(firstSeq + i, stream, actual + 1 + i, prepared[i]!);
+        const event = prepared[i]!;
+        const envelope = toEnvelope(firstSeq + i, stream, actual + 1 + i, event);
         envelopes[i] = envelope;
-        const value = encodeEvent(envelope);
+        const value = encodeEvent(envelope, event.dataJson);
         const seqKey = eventKey(envelope.seq);
         ops.push(
           { type: 'put', key: seqKey, value },

@@ -14,6 +14,8 @@ export interface PreparedEvent {
   readonly causationId?: string;
   readonly correlationId?: string;
   readonly data: unknown;
+  /** `data` as JSON text, so the codec need not serialise it again. */
+  readonly dataJson: string;
 }
 
 /** Longest stream name accepted; keys embed it, so keep it bounded. */
@@ -103,6 +105,7 @@ export function prepareEvents(
       ...(causationId === undefined ? {} : { causationId }),
       ...(correlationId === undefined ? {} : { correlationId }),
       data: json === undefined ? null : JSON.parse(json),
+      dataJson: json ?? 'null',
     };
   }
   return out;
