@@ -66,6 +66,7 @@ export interface GrpcAgentOptions {
 }
 
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+const FLOW_CONTROL_WINDOW_BYTES = 16 * 1024 * 1024;
 /** How long one WaitProcess long poll lasts before it is renewed (each call still has a deadline). */
 const WAIT_POLL_MS = 60_000;
 /** RPCs that change nothing in the guest: safe to send again when the transport dropped under them. */
@@ -207,6 +208,8 @@ export class GrpcAgent implements Agent {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
       'grpc.enable_retries': 0,
+      // The serial channel's round trip is long (tens of ms under TCG): a 64 KiB window would cap output at ~1 MiB/s.
+      'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
     });
     const connection: Connection = {
       sandboxId,

@@ -47,6 +47,7 @@ export function startGuestAgent(options: GuestAgentOptions): GuestAgent {
   const server = new Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    'grpc-node.flow_control_window': 16 * 1024 * 1024,
   });
   server.addService(service, toImplementation(service, handlers, logger));
   const injector = server.createConnectionInjector(ServerCredentials.createInsecure());
