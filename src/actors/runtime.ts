@@ -190,6 +190,7 @@ export class ActorRuntime implements RuntimeHandle {
   private lastAccel: Accel | undefined;
   private readonly effectCtx: EffectContext;
   private readonly pendingEffects = new Set<Promise<void>>();
+  private retired: AnyEntity[] = [];
 
   constructor(readonly options: RuntimeOptions) {
     this.logger =
@@ -295,6 +296,11 @@ export class ActorRuntime implements RuntimeHandle {
       this.sandboxes.delete(sandbox.id);
       sandbox.ports?.stop();
       sandbox.ports = undefined;
+      this.retire(sandbox);
+      for (const c of sandbox.containers.values()) {
+        this.retire(c);
+        for (const e of c.execs.values()) this.retire(e);
+      }
       return;
     }
     if (!live) return;
@@ -319,6 +325,8 @@ export class ActorRuntime implements RuntimeHandle {
     const state = container.state;
     if (state === 'deleted') {
       container.sandbox.containers.delete(container.id);
+      this.retire(container);
+      for (const e of container.execs.values()) this.retire(e);
       return;
     }
     // The init's end takes every exec of the container with it.
@@ -958,9 +966,21 @@ export class ActorRuntime implements RuntimeHandle {
     }
   }
 
+  /**
+   * An entity leaving the tree (deleted, or under a deleted parent) still has a stream that every
+   * load reads: its final snapshot spares folding that stream again. Kept until the next save.
+   */
+  private retire(entity: AnyEntity): void {
+    if (entity.version > entity.savedVersion) this.retired.push(entity);
+    if (this.effectsOn && this.retired.length >= 1024) {
+      this.saveSnapshots().catch((err) => this.logger.warn({ err }, 'saving snapshots failed'));
+    }
+  }
+
   async saveSnapshots(): Promise<number> {
     let saved = 0;
-    for (const e of this.entities()) {
+    const retired = this.retired.splice(0);
+    for (const e of [...this.entities(), ...retired]) {
       if (e.version === 0 || e.version <= e.savedVersion) continue;
       const version = e.version;
       await this.store.saveSnapshot({
