@@ -91,6 +91,11 @@ describe('daemon plumbing (fake world)', () => {
     assert.match(verify.stderr, /verify: transitions/);
     const stats = JSON.parse((await ctl('--json', 'events', 'stats')).stdout);
     assert.ok(stats.byType.SandboxCreated.count >= 1);
+    // --state-dir while the daemon holds the log: the command goes through the daemon instead.
+    const held = await ctl('--state-dir', stateDir, '--json', 'events', 'ls', '--stream', 'sandbox-web1');
+    assert.equal(held.code, 0, held.stderr);
+    assert.match(held.stderr, /held by a running sandboxd/);
+    assert.equal((JSON.parse(held.stdout) as unknown[]).length, events.length);
   });
 
   it('stops on SIGTERM with exit 0, removing its socket', async () => {
