@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { customAlphabet } from 'nanoid';
-import type { ApiClient, Notification } from '../api/index.js';
+import { type ApiClient, type Notification, validateBundle } from '../api/index.js';
 import { EXIT } from './exit-codes.js';
 import { withBootProgress } from './progress.js';
 
@@ -68,6 +68,8 @@ export async function runContainer(
   };
   process.once('SIGINT', interrupted);
   try {
+    // Refuse a bad bundle before paying for a VM boot (the daemon checks it again).
+    await validateBundle(bundle, 'bundle');
     const config = {
       ...(o.vcpus ? { vcpus: o.vcpus } : {}),
       ...(o.memory ? { memoryMiB: o.memory } : {}),
