@@ -79,6 +79,8 @@ describe('api subscriptions', () => {
     const got = collect(b, 'events.event', (ns) => ns.length >= 1);
     await b.call('sandbox.create', { id: 'after-close' });
     assert.equal(((await got)[0]!.params.event as EventEnvelope).stream, 'sandbox-after-close');
+    // Only b is left once the server has seen a's close (other tests' clients are closed too).
+    for (let i = 0; i < 100 && h.server.connections > 1; i++) await new Promise((r) => setTimeout(r, 20));
     assert.equal(h.server.connections, 1);
     b.close();
   });
