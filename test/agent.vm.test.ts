@@ -1,7 +1,7 @@
 // The real guest agent in a real VM (TCG here), driven through GrpcAgent: containers under crun, exec, stdio, signals,
 // stats, limits, pause, OOM, copy, reconnect, destroy → the VM powers off and nothing is left on the host.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -127,9 +127,19 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     assert.ok(details.memBlockSizeBytes > 0);
   });
 
-  it('sets up the sandbox hostname', async () => {
+  it('sets up the sandbox hostname, seen by a container that shares the guest UTS namespace', async () => {
     await agent.createSandbox(SB, { hostname: 'agentvm-host', dns: ['10.0.2.3'] });
-    await agent.copyFile(SB, '/tmp/probe', Buffer.from('x'));
+    const name = await bundle('hn', ['hostname']);
+    const configPath = join(config.sharedDir, name, 'config.json');
+    const spec = JSON.parse(await readFile(configPath, 'utf8'));
+    spec.linux.namespaces = spec.linux.namespaces.filter((ns: { type: string }) => ns.type !== 'uts');
+    delete spec.hostname;
+    await writeFile(configPath, JSON.stringify(spec));
+    await agent.createContainer(SB, { containerId: 'hn', bundle: name });
+    await agent.startContainer(SB, 'hn');
+    assert.equal(await textOf(agent.readStdout(SB, 'hn', '')), 'agentvm-host\n');
+    assert.deepEqual(await agent.waitProcess(SB, 'hn', ''), { exitCode: 0 });
+    await agent.removeContainer(SB, 'hn');
   });
 
   it('creates a container from a busybox bundle, holds it until start, then runs it', async () => {

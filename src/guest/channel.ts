@@ -98,6 +98,8 @@ export class AgentChannel {
   #session: { stream: Duplex; generation: number; scanner: FrameScanner } | undefined;
   #hunt: Buffer = Buffer.alloc(0);
   #writeChain: Promise<void> = Promise.resolve();
+  #pending: { generation: number; data: Buffer; done: () => void }[] = [];
+  #writing = false;
   #stopped = false;
   #loop: Promise<void> | undefined;
   #sessions = 0;
@@ -198,6 +200,11 @@ export class AgentChannel {
         // Completing only once the port took it gives http2 real backpressure.
         void this.#enqueueWrite(generation, chunk).then(() => callback());
       },
+      writev: (chunks, callback) => {
+        void this.#enqueueWrite(generation, Buffer.concat(chunks.map((entry) => entry.chunk as Buffer))).then(
+          () => callback(),
+        );
+      },
       final: (callback) => callback(),
     });
     stream.on('error', () => {});
@@ -216,17 +223,38 @@ export class AgentChannel {
     session.stream.destroy();
   }
 
+  /**
+   * Queues bytes of a session; one writer drains the queue, coalescing everything queued meanwhile into one port write
+   * (each write is a thread-pool round trip, costly under TCG).
+   */
   #enqueueWrite(generation: number, data: Buffer): Promise<void> {
-    this.#writeChain = this.#writeChain.then(async () => {
-      // A session that ended meanwhile must not leak bytes to the next host.
-      if (generation !== this.#generation) return;
-      try {
-        await this.#port.write(data);
-      } catch (err) {
-        this.#logger.warn({ err, step: 'port write' }, 'agent port write failed');
-      }
+    return new Promise((resolve) => {
+      this.#pending.push({ generation, data, done: resolve });
+      if (!this.#writing) this.#writeChain = this.#drainWrites();
     });
-    return this.#writeChain;
+  }
+
+  async #drainWrites(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending.splice(0);
+        // A session that ended meanwhile must not leak bytes to the next host.
+        const live = batch
+          .filter((entry) => entry.generation === this.#generation)
+          .map((entry) => entry.data);
+        if (live.length > 0) {
+          try {
+            await this.#port.write(live.length === 1 ? live[0]! : Buffer.concat(live));
+          } catch (err) {
+            this.#logger.warn({ err, step: 'port write' }, 'agent port write failed');
+          }
+        }
+        for (const entry of batch) entry.done();
+      }
+    } finally {
+      this.#writing = false;
+    }
   }
 }
 
