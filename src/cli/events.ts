@@ -30,6 +30,7 @@ interface EventSource {
   readonly mode: 'online' | 'offline';
   read(query: Query): Promise<{ events: EventEnvelope[]; nextSeq: number; lastSeq: number }>;
   verifyStore(): Promise<VerifyReport>;
+  streams(prefix?: string): Promise<{ stream: string; version: number }[]>;
   /** Calls `onEvent` for every event from `fromSeq` on, live, until the process is interrupted. */
   follow(fromSeq: number, onEvent: (e: EventEnvelope) => void): Promise<void>;
   close(): Promise<void>;
@@ -43,6 +44,7 @@ function onlineSource(client: ApiClient): EventSource {
       const r = (await client.call('events.verify')) as { store: VerifyReport };
       return r.store;
     },
+    streams: (prefix) => client.call('events.streams', prefix === undefined ? {} : { prefix }),
     follow(fromSeq, onEvent) {
       return new Promise((resolve, reject) => {
         client.onNotification((n) => {
@@ -72,6 +74,7 @@ function offlineSource(store: EventStore): EventSource {
     mode: 'offline',
     read: (query) => readEventPage(store, query),
     verifyStore: () => store.verify(),
+    streams: (prefix) => store.listStreams(prefix),
     async follow(fromSeq, onEvent) {
       // Nothing appends while no daemon runs: show what is there and wait for an interrupt.
       for await (const e of store.readAll(fromSeq)) onEvent(e);
@@ -259,6 +262,25 @@ export function registerEventCommands(program: Command, globals: () => GlobalOpt
         });
       },
     );
+
+  events
+    .command('streams')
+    .description('streams with their versions')
+    .option('--prefix <prefix>', 'only streams starting with this (sandbox-, container-, exec-)')
+    .action(async (o: { prefix?: string }) => {
+      const g = globals();
+      await withSource(g, async (source) => {
+        const streams = await source.streams(o.prefix);
+        if (g.json) printJson(streams);
+        else
+          process.stdout.write(
+            `${table(
+              ['STREAM', 'VERSION'],
+              streams.map((s) => [s.stream, s.version]),
+            )}\n`,
+          );
+      });
+    });
 
   events
     .command('show <stream>')
