@@ -109,7 +109,9 @@ describe('daemon plumbing (fake world)', () => {
     const verify = await sandboxctl(['--state-dir', stateDir, 'events', 'verify']);
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     assert.match(verify.stdout, /== verify summary \(offline\) ==/);
-    const streams = JSON.parse((await sandboxctl(['--state-dir', stateDir, '--json', 'events', 'streams'])).stdout) as {
+    const streams = JSON.parse(
+      (await sandboxctl(['--state-dir', stateDir, '--json', 'events', 'streams'])).stdout,
+    ) as {
       stream: string;
     }[];
     assert.ok(streams.some((s) => s.stream === 'sandbox-web1'));
