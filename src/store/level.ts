@@ -166,8 +166,8 @@ export class LevelEventStore implements EventStore {
         logger.error({ err, step: 'open' }, 'event log is corrupt');
         throw new Corruption(
           'open event log',
-          `LevelDB reports corruption in ${dir}: copy the directory aside, then run repairEventLog on the copy ` +
-            'or the original; never delete it',
+          `LevelDB reports corruption in ${dir}: keep the directory (never delete it); repairEventLog copies ` +
+            'it aside and then repairs it',
           { dir },
           err,
         );
@@ -353,9 +353,14 @@ export class LevelEventStore implements EventStore {
     const last = group[group.length - 1]!;
     this.durableSeq = last.result.lastSeq;
     // Persist before publish: subscribers see these events only now that they are durable.
-    for (const pending of group) {
-      this.stats.events += pending.result.events.length;
-      for (const event of pending.result.events) this.live.next(event);
+    try {
+      for (const pending of group) {
+        this.stats.events += pending.result.events.length;
+        for (const event of pending.result.events) this.live.next(event);
+      }
+    } catch (err) {
+      // A subscriber's fault must not leave durable appends unacknowledged.
+      this.logger.error({ err, step: 'publish' }, 'a subscriber threw while receiving events');
     }
     for (const pending of group) pending.resolve(pending.result);
   }
