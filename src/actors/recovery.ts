@@ -331,7 +331,7 @@ async function reconcileContainer(
       settle(e, 'starting', 'completed');
     }
   }
-  const state = c.state;
+  let state = c.state;
   if (state === 'stopped' || state === 'failed' || state === 'deleted') return;
   if (state === 'deleting') {
     if (info) await retry(c, 'removeContainer', ['ContainerDeleteRequested'], state);
@@ -342,11 +342,14 @@ async function reconcileContainer(
     return;
   }
   if (state === 'creating') {
-    if (info) {
-      await record(c, 'ContainerCreated', { pid: info.pid ?? 0 });
-      settle(c, state, 'completed');
-    } else await retry(c, 'createContainer', ['ContainerCreateRequested'], state);
-    return;
+    if (!info) {
+      await retry(c, 'createContainer', ['ContainerCreateRequested'], state);
+      return;
+    }
+    // The create landed; what happened to the container since is checked below like any other.
+    await record(c, 'ContainerCreated', { pid: info.pid ?? 0 });
+    settle(c, state, 'completed');
+    state = c.state;
   }
   if (!info) {
     await record(c, 'ContainerLost', { reason: 'the agent no longer knows the container' });

@@ -112,6 +112,25 @@ export const stepArb: fc.Arbitrary<Step> = fc.oneof(
   },
 );
 
+/** Happenings in the world alone (no daemon needed): what can occur while the daemon is down. */
+export const worldStepArb: fc.Arbitrary<Step> = fc.oneof(
+  fc.record({ op: fc.constant('crashVm' as const), sb }),
+  fc.record({ op: fc.constantFrom('exitInit' as const, 'oom' as const), sb, c }),
+  fc.record({ op: fc.constant('exitExec' as const), sb, c, e }),
+);
+
+/** A start that gives every program running sandboxes, containers and execs to crash in the middle of. */
+export const setupSteps: readonly Step[] = [
+  { op: 'create', sb: 'a' },
+  { op: 'start', sb: 'a' },
+  { op: 'createC', sb: 'a', c: 'c1' },
+  { op: 'startC', sb: 'a', c: 'c1' },
+  { op: 'exec', sb: 'a', c: 'c1', e: 'e1' },
+  { op: 'create', sb: 'b' },
+  { op: 'start', sb: 'b' },
+  { op: 'createC', sb: 'b', c: 'c2' },
+];
+
 /** Runs one step; refusals (InvalidState, NotFound, …) are part of the game. */
 export async function runStep(rt: RuntimeHandle, world: FakeWorld, bundle: string, s: Step): Promise<void> {
   const swallow = (p: Promise<unknown>) =>
