@@ -70,6 +70,20 @@ const WAITS = new Set(['container.wait', 'exec.wait', 'exec.output']);
 const asException = (e: { code: number; message: string; data?: unknown }) =>
   new JSONRPCErrorException(e.message, e.code, e.data);
 
+/** The entity ids of a request, for structured logs (sandboxId, containerId, execId). */
+function idsOf(params: unknown): Record<string, string> {
+  if (typeof params !== 'object' || params === null) return {};
+  const p = params as Record<string, unknown>;
+  const out: Record<string, string> = {};
+  const sandboxId =
+    p.sandboxId ?? (p.containerId === undefined && typeof p.id === 'string' ? p.id : undefined);
+  if (typeof sandboxId === 'string') out.sandboxId = sandboxId;
+  const containerId = p.containerId ?? (p.sandboxId !== undefined ? p.id : undefined);
+  if (typeof containerId === 'string') out.containerId = containerId;
+  if (typeof p.execId === 'string' && p.execId !== '') out.execId = p.execId;
+  return out;
+}
+
 /** Is a live server answering on this socket path? (A stale file from a crashed daemon refuses.) */
 export function socketIsLive(path: string, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
@@ -118,7 +132,18 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     rpc.addMethod(spec.name, async (params: unknown, ctx: MethodContext) => {
       const parsed = spec.params.safeParse(params);
       if (!parsed.success) throw asException(invalidParamsError(parsed.error));
-      return (await spec.handler(parsed.data, ctx)) ?? null;
+      const started = performance.now();
+      const log = logger.isLevelEnabled('debug')
+        ? logger.child({ method: spec.name, conn: ctx.connection.id, ...idsOf(parsed.data) })
+        : undefined;
+      try {
+        const result = (await spec.handler(parsed.data, ctx)) ?? null;
+        log?.debug({ ms: Math.round(performance.now() - started) }, 'request done');
+        return result;
+      } catch (err) {
+        log?.debug({ ms: Math.round(performance.now() - started), err }, 'request failed');
+        throw err;
+      }
     });
   }
 
