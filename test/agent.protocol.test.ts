@@ -165,6 +165,45 @@ describe('agent protocol over an emulated serial port', { timeout: 60_000 }, () 
     await agent.connect('sb1', emulator.socketPath, { deadlineMs: 10_000 });
   });
 
+  it('finds a restarted agent (new boot id) again through keepalive, and its events from seq 1', async () => {
+    const quick = createGrpcAgent({ logger, callDeadlineMs: 3_000, keepaliveMs: 1_000 });
+    await agent.disconnect('sb1');
+    try {
+      await quick.connect('sb1', emulator.socketPath, { deadlineMs: 10_000 });
+      await quick.check('sb1');
+      // The agent process dies and init starts a new one on the same port, mid host session.
+      await guest.stop();
+      await emulator.port.close();
+      guest = startGuestAgent({
+        port: emulator.openPort(),
+        protoPath,
+        paths: {
+          ...defaultGuestPaths(shared),
+          stateDir: join(work, 'state'),
+          cgroupRoot: join(work, 'cgroup'),
+        },
+        logger,
+        copyRoots: [shared, scratch],
+        idlePollMs: 10,
+      });
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        try {
+          await quick.check('sb1');
+          break;
+        } catch (err) {
+          if (Date.now() > deadline) throw err;
+        }
+      }
+      const first = firstValueFrom(quick.events('sb1').pipe(filter((e) => e.type === 'oom')));
+      guest.events.publish({ type: 'oom', containerId: 'new-boot' });
+      assert.deepEqual(await first, { type: 'oom', containerId: 'new-boot' });
+    } finally {
+      await quick.close();
+    }
+    await agent.connect('sb1', emulator.socketPath, { deadlineMs: 10_000 });
+  });
+
   it('times out connecting to a socket where no agent answers', async () => {
     const silent = await SerialEmulator.listen(join(work, 'silent.sock'));
     const lonely = createGrpcAgent({ logger });

@@ -63,6 +63,11 @@ export interface GrpcAgentOptions {
   readonly connectDeadlineMs?: number;
   /** proto/agent.proto; default: the one in this package. */
   readonly protoPath?: string;
+  /**
+   * HTTP/2 ping interval (default 20 s). An agent that restarted in the guest ignores the old session's bytes, so an
+   * unanswered ping is how the client learns to reconnect (and handshake) again.
+   */
+  readonly keepaliveMs?: number;
 }
 
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -170,6 +175,7 @@ export class GrpcAgent implements Agent {
   readonly #logger: Logger;
   readonly #callDeadlineMs: number;
   readonly #connectDeadlineMs: number;
+  readonly #keepaliveMs: number;
   readonly #service: AgentServiceDefinition;
   readonly #connections = new Map<string, Connection>();
   readonly #subjects = new Map<string, Subject<AgentEvent>>();
@@ -179,6 +185,7 @@ export class GrpcAgent implements Agent {
     this.#logger = options.logger ?? pino({ level: 'silent' });
     this.#callDeadlineMs = options.callDeadlineMs ?? 30_000;
     this.#connectDeadlineMs = options.connectDeadlineMs ?? 60_000;
+    this.#keepaliveMs = options.keepaliveMs ?? 20_000;
     this.#service = loadAgentService(options.protoPath ?? defaultProtoPath());
   }
 
@@ -208,6 +215,9 @@ export class GrpcAgent implements Agent {
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
       'grpc.enable_retries': 0,
+      'grpc.keepalive_time_ms': this.#keepaliveMs,
+      'grpc.keepalive_timeout_ms': Math.max(2_000, Math.min(10_000, this.#keepaliveMs)),
+      'grpc.keepalive_permit_without_calls': 1,
       // The serial channel's round trip is long (tens of ms under TCG): a 64 KiB window would cap output at ~1 MiB/s.
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW_BYTES,
     });
