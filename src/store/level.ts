@@ -55,6 +55,10 @@ export interface LevelEventStoreOptions {
   readonly logger?: Logger;
   /** Live events held per subscriber while it catches up (default 10,000). */
   readonly liveBufferLimit?: number;
+  /** LevelDB memtable size in bytes (default 32 MiB). */
+  readonly writeBufferSize?: number;
+  /** LevelDB block cache in bytes (default 32 MiB). */
+  readonly cacheSize?: number;
 }
 
 type Db = Level<Buffer, Buffer>;
@@ -157,7 +161,14 @@ export class LevelEventStore implements EventStore {
   static async open(dir: string, options: LevelEventStoreOptions = {}): Promise<LevelEventStore> {
     const logger = (options.logger ?? defaultLogger()).child({ component: 'store', dir });
     await mkdir(dir, { recursive: true });
-    const db: Db = new Level<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    const db: Db = new Level<Buffer, Buffer>(dir, {
+      keyEncoding: 'buffer',
+      valueEncoding: 'buffer',
+      // A larger memtable means fewer level-0 files, so compaction falls behind (and LevelDB throttles
+      // writes) much later when the cores are busy. The memory is bounded: two memtables.
+      writeBufferSize: options.writeBufferSize ?? 32 << 20,
+      cacheSize: options.cacheSize ?? 32 << 20,
+    });
     try {
       await db.open();
     } catch (err) {
