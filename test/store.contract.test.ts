@@ -296,3 +296,28 @@ describe('stores without an explicit registry', () => {
     }
   });
 });
+
+describe('readAllBatches', () => {
+  for (const candidate of candidates) {
+    it(`gives the same events as readAll in the ${candidate.name}`, async () => {
+      const store = await candidate.open();
+      try {
+        for (let i = 0; i < 30; i++) {
+          await store.append(
+            `s-${i % 4}`,
+            'any',
+            Array.from({ length: 97 }, (_, k) => noted(i * 100 + k)),
+          );
+        }
+        assert.ok(store.readAllBatches, 'the store provides readAllBatches');
+        for (const from of [1, 500, 2910, 5000]) {
+          const batched: EventEnvelope[] = [];
+          for await (const batch of store.readAllBatches(from)) batched.push(...batch);
+          assert.deepEqual(batched, await collect(store.readAll(from)));
+        }
+      } finally {
+        await store.close();
+      }
+    });
+  }
+});

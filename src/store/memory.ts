@@ -107,6 +107,11 @@ export function createMemoryEventStore(options: MemoryEventStoreOptions = {}): E
       return readFrom(log, Math.max(1, fromSeq) - 1);
     },
 
+    async *readAllBatches(fromSeq = 1): AsyncIterable<readonly EventEnvelope[]> {
+      open('readAll');
+      for (let i = Math.max(1, fromSeq) - 1; i < log.length; i += 1000) yield log.slice(i, i + 1000);
+    },
+
     subscribe(fromSeq = 1): Observable<EventEnvelope> {
       open('subscribe');
       return catchUpThenLive(fromSeq, (from) => readFrom(log, from - 1), live);

@@ -69,6 +69,11 @@ export interface EventStore {
   /** All events with seq ≥ fromSeq (default 1), in seq order. */
   readAll(fromSeq?: number): AsyncIterable<EventEnvelope>;
   /**
+   * The same events as readAll, in arrays as read from storage: the fast path for replaying a whole log
+   * (no per-event await). Optional; both stores here provide it.
+   */
+  readAllBatches?(fromSeq?: number): AsyncIterable<readonly EventEnvelope[]>;
+  /**
    * Every event at or after `fromSeq` exactly once, in seq order: the stored ones first, then live
    * ones as their appends become durable. Unsubscribe to stop.
    */
