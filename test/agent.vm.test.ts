@@ -127,6 +127,24 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     assert.ok(details.memBlockSizeBytes > 0);
   });
 
+  it('onlines hot-plugged CPUs and memory, sets the clock, reseeds, lists network and metrics', async () => {
+    await hypervisor.hotplugCpus(SB, 2);
+    await hypervisor.hotplugMemory(SB, 128);
+    const before = await agent.getGuestDetails(SB);
+    await until('hotplugged CPU visible in the guest', 30_000, async () => {
+      await agent.onlineCpuMem(SB, { cpus: 2, memory: true });
+      const details = await agent.getGuestDetails(SB);
+      return details.cpus === 2 && details.memTotalBytes > before.memTotalBytes ? details : undefined;
+    });
+    await agent.setGuestDateTime(SB, new Date());
+    await agent.reseedRandomDev(SB, Buffer.from('some entropy from the host'));
+    const lo = (await agent.listInterfaces(SB)).find((iface) => iface.name === 'lo');
+    assert.ok(lo?.up);
+    assert.ok(lo?.addresses.includes('127.0.0.1/8'), JSON.stringify(lo));
+    assert.ok(Array.isArray(await agent.listRoutes(SB)));
+    assert.match(await agent.getMetrics(SB), /sandboxd_guest_meminfo_bytes\{field="MemTotal"\} \d+/);
+  });
+
   it('sets up the sandbox hostname, seen by a container that shares the guest UTS namespace', async () => {
     await agent.createSandbox(SB, { hostname: 'agentvm-host', dns: ['10.0.2.3'] });
     const name = await bundle('hn', ['hostname']);

@@ -49,6 +49,8 @@ export const defaultGuestPaths = (sharedDir: string): GuestPaths => ({
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const CREATE_TIMEOUT_MS = 60_000;
+/** Exited execs (status and buffered output) kept per container for late waits and reads. */
+const MAX_EXITED_EXECS = 64;
 
 type Status = 'created' | 'running' | 'paused' | 'stopped';
 
@@ -416,6 +418,7 @@ export class ContainerManager {
     const pidFile = join(container.stateDir, `exec-${execId}.pid`);
     await writeFile(processFile, JSON.stringify(processJson));
     const process = new GuestProcess(execId);
+    this.#forgetOldExecs(container);
     container.execs.set(execId, process);
     this.#spawnMonitored(container, process, [
       'exec',
@@ -649,6 +652,14 @@ export class ContainerManager {
       // No inotify on this file: poll while the container lives.
       const timer = setInterval(check, 1000);
       container.stopWatching = () => clearInterval(timer);
+    }
+  }
+
+  /** Bounds memory in long-lived containers (health checks exec forever): only the newest exited execs are kept. */
+  #forgetOldExecs(container: Container): void {
+    const exited = [...container.execs.values()].filter((process) => process.exit);
+    for (const process of exited.slice(0, Math.max(0, exited.length - MAX_EXITED_EXECS + 1))) {
+      container.execs.delete(process.execId);
     }
   }
 
