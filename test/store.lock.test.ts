@@ -39,7 +39,14 @@ describe('the state dir lock', () => {
         code: 'UNAVAILABLE',
         message: `state dir ${dir} is in use by another sandboxd`,
       });
-      // The same holds inside one process.
+      // The same holds inside one process; a daemon keeping its log in a subdirectory names its state dir.
+      await assert.rejects(
+        openLevelEventStore(dir, { registry: testRegistry(), stateDir: '/var/lib/sandboxd' }),
+        {
+          name: 'StateDirInUse',
+          message: 'state dir /var/lib/sandboxd is in use by another sandboxd',
+        },
+      );
       await assert.rejects(openLevelEventStore(dir, { registry: testRegistry() }), StateDirInUse);
       assert.equal(first.lastSeq(), 1, 'the holder is unaffected');
     } finally {

@@ -55,6 +55,8 @@ export interface LevelEventStoreOptions {
   readonly logger?: Logger;
   /** Live events held per subscriber while it catches up (default 10,000). */
   readonly liveBufferLimit?: number;
+  /** The state dir named when another sandboxd holds the lock (default: `dir` itself). */
+  readonly stateDir?: string;
   /** LevelDB memtable size in bytes (default 32 MiB). */
   readonly writeBufferSize?: number;
   /** LevelDB block cache in bytes (default 32 MiB). */
@@ -172,7 +174,7 @@ export class LevelEventStore implements EventStore {
     try {
       await db.open();
     } catch (err) {
-      if (isLevelError(err, 'LEVEL_LOCKED')) throw new StateDirInUse(dir, err);
+      if (isLevelError(err, 'LEVEL_LOCKED')) throw new StateDirInUse(options.stateDir ?? dir, err);
       if (isLevelError(err, 'LEVEL_CORRUPTION')) {
         logger.error({ err, step: 'open' }, 'event log is corrupt');
         throw new Corruption(
