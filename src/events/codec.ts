@@ -101,7 +101,17 @@ export function encodeEvent(event: EventEnvelope, dataJson?: string): Buffer {
 
 function toStoredEvent(value: unknown): EventEnvelope | undefined {
   if (!Array.isArray(value) || value.length < 8) return undefined;
-  const [seq, stream, version, type, schema, id, at, data, causationId, correlationId] = value;
+  // Indexed reads, not destructuring: this runs once per event on replay.
+  const seq: unknown = value[0];
+  const stream: unknown = value[1];
+  const version: unknown = value[2];
+  const type: unknown = value[3];
+  const schema: unknown = value[4];
+  const id: unknown = value[5];
+  const at: unknown = value[6];
+  const data: unknown = value[7];
+  const causationId: unknown = value[8];
+  const correlationId: unknown = value[9];
   if (
     typeof seq !== 'number' ||
     typeof stream !== 'string' ||
