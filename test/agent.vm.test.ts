@@ -146,7 +146,7 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
   });
 
   it('sets up the sandbox hostname, seen by a container that shares the guest UTS namespace', async () => {
-    await agent.createSandbox(SB, { hostname: 'agentvm-host', dns: ['10.0.2.3'] });
+    await agent.createSandbox(SB, { hostname: 'agentvm-host', dns: ['10.0.2.3'], sandboxPidNs: true });
     const name = await bundle('hn', ['hostname']);
     const configPath = join(config.sharedDir, name, 'config.json');
     const spec = JSON.parse(await readFile(configPath, 'utf8'));
@@ -220,6 +220,16 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     await assert.rejects(agent.signalProcess(SB, 'c1', 'e3', 'SIGTERM'), InvalidState);
     await assert.rejects(agent.signalProcess(SB, 'c1', 'nope', 'SIGTERM'), NotFound);
     await assert.rejects(agent.signalProcess(SB, 'c1', '', 'SIGNOPE'), InvalidArgument);
+  });
+
+  it('shares the sandbox pid namespace: a second container sees the processes of the first', async () => {
+    const name = await bundle('peer', ['ps']);
+    await agent.createContainer(SB, { containerId: 'peer', bundle: name });
+    await agent.startContainer(SB, 'peer');
+    const ps = await textOf(agent.readStdout(SB, 'peer', ''));
+    assert.match(ps, /sleep 3600/);
+    await agent.waitProcess(SB, 'peer', '');
+    await agent.removeContainer(SB, 'peer');
   });
 
   it('lists the container processes as json and as a table', async () => {

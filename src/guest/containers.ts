@@ -245,6 +245,7 @@ export class ContainerManager {
 
     spec.linux ??= {};
     spec.linux.cgroupsPath = `/${this.#paths.cgroupParent}/${id}/ctr`;
+    this.#joinSandboxPidNs(spec.linux);
     if (resources) applySpecResources(spec.linux, resources);
 
     const stateFile = join(stateDir, 'created.json');
@@ -653,6 +654,23 @@ export class ContainerManager {
       const timer = setInterval(check, 1000);
       container.stopWatching = () => clearInterval(timer);
     }
+  }
+
+  /** Kata's sandbox pidns: containers created after this see each other's processes. */
+  sharedPidNs = false;
+
+  /** With a shared pidns, a new container joins the pid namespace of the oldest container still running. */
+  #joinSandboxPidNs(linux: NonNullable<OciSpec['linux']>): void {
+    if (!this.sharedPidNs) return;
+    const host = [...this.#containers.values()].find((c) => !c.init.exit && c.init.pid > 0);
+    if (!host) return;
+    const namespaces = Array.isArray(linux.namespaces)
+      ? (linux.namespaces as { type: string; path?: string }[])
+      : [];
+    linux.namespaces = [
+      ...namespaces.filter((ns) => ns.type !== 'pid'),
+      { type: 'pid', path: `/proc/${host.init.pid}/ns/pid` },
+    ];
   }
 
   /** Bounds memory in long-lived containers (health checks exec forever): only the newest exited execs are kept. */

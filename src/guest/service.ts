@@ -116,6 +116,7 @@ export function createHandlers(context: HandlerContext): AgentHandlers {
     },
     CreateSandbox: async (request) => {
       await system.setupSandbox(request.hostname, request.dns, request.storages);
+      containers.sharedPidNs = request.sandboxPidns;
       return {};
     },
     DestroySandbox: async () => {
