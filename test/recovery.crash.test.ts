@@ -110,6 +110,10 @@ async function crashAndRecover(s: Scenario, store: EventStore, reopen?: () => Pr
     seen.reattached += rt2.recovery.reattached.length;
     seen.lost += rt2.recovery.lost.length;
     await checkRecovered(rt2, h.world, store2, h.stateDir);
+  } catch (err) {
+    // fast-check reports the failing input; say what failed with it.
+    console.log('# recovery check failed:', err instanceof Error ? err.message : err);
+    throw err;
   } finally {
     await rt2?.shutdown();
     await h.cleanup();

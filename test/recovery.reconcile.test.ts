@@ -61,6 +61,26 @@ describe('reconciliation after a restart', () => {
     assert.equal(rt.getExec('s', 'c', 'e').state, 'exited');
   });
 
+  it('reattaches a paused sandbox without waiting on its frozen agent, and dials the agent on resume', async () => {
+    h = await makeHarness({ timeouts: { reconcile: 2000 } });
+    await h.runtime.createSandbox('s', {});
+    await h.runtime.startSandbox('s');
+    await h.runtime.createContainer({ sandboxId: 's', id: 'c', bundle: h.bundle });
+    await h.runtime.startContainer('s', 'c');
+    await h.runtime.pauseSandbox('s');
+    await killDaemon(h);
+    const rt = await h.restart();
+    assert.deepEqual(rt.recovery.reattached, ['s']);
+    assert.deepEqual(rt.recovery.lost, []);
+    assert.equal(rt.getSandbox('s').state, 'paused');
+    assert.equal(h.agent.calls.length, 0, 'nobody asked the frozen guest');
+    await assert.rejects(rt.deleteContainer('s', 'c'), { kind: 'InvalidState' });
+    assert.equal((await rt.resumeSandbox('s')).state, 'running');
+    assert.equal((await rt.startExec('s', 'c', 'e', { args: ['x'] })).state, 'running');
+    await rt.idle();
+    assert.ok(h.agent.calls.includes('listContainers:s'), 'containers checked once the guest runs again');
+  });
+
   it('declares a sandbox lost when its VM died while the daemon was down, and its containers with it', async () => {
     h = await makeHarness();
     await h.runtime.createSandbox('s', {});

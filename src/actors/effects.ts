@@ -125,8 +125,11 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
   },
   resumeVm: {
     failure: 'SandboxResumeFailed',
-    run: async ({ ctx, entity }) => {
+    run: async ({ ctx, entity, signal, timeoutMs }) => {
       await ctx.hypervisor.resume(entity.id);
+      // After a restart that found the VM paused, the agent was never dialled: it can answer now.
+      const handle = handleOf(entity, 'resumeVm');
+      await ctx.agent.connect(entity.id, handle.agentSocket, { deadlineMs: timeoutMs, signal });
       return [{ type: 'SandboxResumed', data: {} }];
     },
   },
@@ -154,9 +157,9 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
   },
 };
 
-/** Whether the sandbox's agent can be asked anything now. */
+/** Whether the sandbox's agent can be asked anything now (a paused guest is frozen and cannot answer). */
 function agentReachable(sandbox: SandboxActor): boolean {
-  return ['running', 'pausing', 'paused', 'resuming'].includes(sandbox.state);
+  return sandbox.state === 'running';
 }
 
 export const containerEffectDefinitions: Readonly<Record<string, EffectDefinition<ContainerActor>>> = {

@@ -244,29 +244,38 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
         t.lost.push(sandbox.id);
         return;
       }
-      try {
-        await agent.connect(sandbox.id, alive.agentSocket, { deadlineMs: rt.timeouts.connectAgent });
-        await agent.check(sandbox.id);
-      } catch (err) {
-        const reason = `the VM runs but its agent does not answer: ${asSandboxdError(err, 'check').message}`;
-        await record(sandbox, 'SandboxLost', { reason });
-        t.lost.push(sandbox.id);
-        return;
+      // A paused guest is frozen: its agent cannot answer until it is resumed. Ask QEMU first.
+      const status = await hypervisor.status(sandbox.id);
+      const frozen = status === 'paused';
+      if (!frozen) {
+        try {
+          await agent.connect(sandbox.id, alive.agentSocket, { deadlineMs: rt.timeouts.connectAgent });
+          await agent.check(sandbox.id);
+        } catch (err) {
+          const reason = `the VM runs but its agent does not answer: ${asSandboxdError(err, 'check').message}`;
+          await record(sandbox, 'SandboxLost', { reason });
+          t.lost.push(sandbox.id);
+          return;
+        }
       }
       await record(sandbox, 'SandboxReattached', { handle: alive });
       t.reattached.push(sandbox.id);
       if (state === 'pausing' || state === 'resuming') {
-        const status = await hypervisor.status(sandbox.id);
-        const done = state === 'pausing' ? status === 'paused' : status === 'running';
+        const done = state === 'pausing' ? frozen : !frozen;
         if (done) {
           await record(sandbox, state === 'pausing' ? 'SandboxPaused' : 'SandboxResumed', {});
           settle(sandbox, state, 'completed');
         } else if (state === 'pausing') await retry(sandbox, 'pauseVm', ['SandboxPauseRequested'], state);
         else await retry(sandbox, 'resumeVm', ['SandboxResumeRequested'], state);
       }
-      const infos = new Map((await agent.listContainers(sandbox.id)).map((i) => [i.containerId, i]));
-      for (const c of [...sandbox.containers.values()])
-        await reconcileContainer(rt, c, infos.get(c.id), record, retry, settle);
+      if (frozen) {
+        // Its containers are checked once it runs again (see ActorRuntime.afterSandbox).
+        rt.containersUnchecked.add(sandbox.id);
+        if (state === 'running')
+          rt.logger.warn({ sandboxId: sandbox.id }, 'the log says running, QEMU says paused');
+        return;
+      }
+      await reconcileContainers(rt, sandbox, t);
       return;
     }
     case 'stopping': {
@@ -387,6 +396,26 @@ async function reconcileContainer(
       { sandboxId: c.sandbox.id, containerId: c.id, logged: state, world: info.status },
       'container state differs from the log',
     );
+  }
+}
+
+/** Compares each container and exec of a running sandbox with what its agent reports. */
+export async function reconcileContainers(rt: ActorRuntime, sandbox: SandboxActor, t?: Tally): Promise<void> {
+  const tally = t ?? { reattached: [], lost: [], settled: [], appended: 0, errors: [] };
+  const record: Record_ = async (entity, type, data) => {
+    const appended = await rt.record(entity, { type, data });
+    if (appended) tally.appended += 1;
+    return appended;
+  };
+  const settle: Settle = (entity, from, how) => tally.settled.push({ stream: entity.stream, from, how });
+  const retry: Retry = async (entity, effect, intents, from) => {
+    const cause = await lastIntent(rt, entity, intents);
+    settle(entity, from, 'retried');
+    void rt.startEffect(entity, effect, cause, true);
+  };
+  const infos = new Map((await rt.agent.listContainers(sandbox.id)).map((i) => [i.containerId, i]));
+  for (const c of [...sandbox.containers.values()]) {
+    await reconcileContainer(rt, c, infos.get(c.id), record, retry, settle);
   }
 }
 

@@ -40,7 +40,7 @@ import {
 } from './effects.js';
 import { type AnyEntity, ContainerActor, type Entity, ExecActor, SandboxActor } from './entity.js';
 import { withIntent } from './intent.js';
-import { reconcileAll } from './recovery.js';
+import { reconcileAll, reconcileContainers } from './recovery.js';
 import { type Happening, startPorts } from './supervision.js';
 import type {
   ContainerView,
@@ -191,6 +191,8 @@ export class ActorRuntime implements RuntimeHandle {
   private readonly effectCtx: EffectContext;
   private readonly pendingEffects = new Set<Promise<void>>();
   private retired: AnyEntity[] = [];
+  /** Sandboxes found paused at recovery: their containers are reconciled once they run again. */
+  readonly containersUnchecked = new Set<string>();
 
   constructor(readonly options: RuntimeOptions) {
     this.logger =
@@ -310,6 +312,9 @@ export class ActorRuntime implements RuntimeHandle {
       sandbox.ports.stop();
       sandbox.ports = undefined;
       this.fireAndLog(this.agent.disconnect(sandbox.id));
+    }
+    if (state === 'running' && this.containersUnchecked.delete(sandbox.id)) {
+      this.fireAndLog(reconcileContainers(this, sandbox));
     }
     if (downStates.has(state) && !downStates.has(before)) {
       const reason = `sandbox ${state}`;
@@ -743,6 +748,10 @@ export class ActorRuntime implements RuntimeHandle {
   async deleteContainer(sandboxId: string, id: string, options: { force?: boolean } = {}): Promise<void> {
     this.open('container.delete');
     const c = this.container(sandboxId, id);
+    // A frozen guest cannot remove anything; removing only the host side would leave it running there.
+    if (['pausing', 'paused', 'resuming'].includes(c.sandbox.state)) {
+      throw new InvalidState('sandbox', sandboxId, c.sandbox.state, 'container.delete');
+    }
     const force = options.force === true;
     await this.commandAndWait(
       c,

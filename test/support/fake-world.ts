@@ -177,7 +177,10 @@ export class FakeWorld {
 
   /** A process ends inside the guest; execId '' is the container's init. */
   exitProcess(sandboxId: string, containerId: string, execId: string, status: ExitStatus): void {
-    const c = this.vms.get(sandboxId)?.containers.get(containerId);
+    const vm = this.vms.get(sandboxId);
+    // Nothing runs, so nothing ends, inside a paused (frozen) guest.
+    if (vm?.status === 'paused') return;
+    const c = vm?.containers.get(containerId);
     if (!c) return;
     if (execId === '') {
       if (c.status === 'stopped') return;
@@ -200,6 +203,7 @@ export class FakeWorld {
 
   /** The container's cgroup OOM-kills its init. */
   oomKill(sandboxId: string, containerId: string): void {
+    if (this.vms.get(sandboxId)?.status === 'paused') return;
     this.agentEventsOf(sandboxId).next({ type: 'oom', containerId });
     this.exitProcess(sandboxId, containerId, '', { exitCode: 137, signal: 'SIGKILL', oomKilled: true });
   }
@@ -385,6 +389,8 @@ export class FakeAgent implements Agent {
       this.connected.delete(sandboxId);
       throw new AgentError(method, 'connection closed: VM is gone', { sandboxId });
     }
+    // Like a real frozen guest, a paused VM's agent does not answer.
+    if (vm.status === 'paused') throw new AgentError(method, 'no answer: the guest is paused', { sandboxId });
     return vm;
   }
 
@@ -400,6 +406,8 @@ export class FakeAgent implements Agent {
     if (!vm || vm.handle.agentSocket !== agentSocket) {
       throw new AgentError('connect', `no agent at ${agentSocket}`, { sandboxId });
     }
+    if (vm.status === 'paused')
+      throw new AgentError('connect', 'no answer: the guest is paused', { sandboxId });
     await this.act('connect', sandboxId, undefined, () => this.connected.add(sandboxId));
   }
 
