@@ -36,7 +36,13 @@ export class SandboxdError extends Error {
   readonly kind: ErrorKind;
   readonly details: ErrorDetails;
 
-  constructor(kind: ErrorKind, code: ErrorCode, message: string, details: ErrorDetails = {}, cause?: unknown) {
+  constructor(
+    kind: ErrorKind,
+    code: ErrorCode,
+    message: string,
+    details: ErrorDetails = {},
+    cause?: unknown,
+  ) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = kind;
     this.kind = kind;
@@ -91,12 +97,11 @@ export class ConcurrencyConflict extends SandboxdError {
     readonly expected: number,
     readonly actual: number,
   ) {
-    super(
-      'Conflict',
-      'CONFLICT',
-      `stream ${stream}: expected version ${expected}, actual ${actual}`,
-      { stream, expected, actual },
-    );
+    super('Conflict', 'CONFLICT', `stream ${stream}: expected version ${expected}, actual ${actual}`, {
+      stream,
+      expected,
+      actual,
+    });
   }
 }
 

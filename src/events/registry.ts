@@ -20,9 +20,11 @@ export class EventRegistry {
 
   register(...defs: readonly EventTypeDefinition[]): this {
     for (const def of defs) {
-      if (this.defs.has(def.type)) throw new InvalidArgument('type', `event type ${def.type} registered twice`);
+      if (this.defs.has(def.type))
+        throw new InvalidArgument('type', `event type ${def.type} registered twice`);
       for (let s = 1; s < def.schema; s++) {
-        if (!def.upcasters?.[s]) throw new InvalidArgument('upcasters', `${def.type}: no upcaster from schema ${s}`);
+        if (!def.upcasters?.[s])
+          throw new InvalidArgument('upcasters', `${def.type}: no upcaster from schema ${s}`);
       }
       this.defs.set(def.type, def);
     }
