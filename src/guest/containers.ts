@@ -51,6 +51,8 @@ const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const CREATE_TIMEOUT_MS = 60_000;
 /** Exited execs (status and buffered output) kept per container for late waits and reads. */
 const MAX_EXITED_EXECS = 64;
+/** Longest an exit event waits for its start RPC to answer (a created container that died on its own). */
+const ANNOUNCE_WAIT_MS = 30_000;
 
 type Status = 'created' | 'running' | 'paused' | 'stopped';
 
@@ -80,6 +82,12 @@ class GuestProcess {
     this.exit = status;
     this.#resolveExit(status);
   }
+
+  announce: () => void = () => {};
+  /** Resolved once the RPC that made this process run (StartContainer, ExecProcess) has answered. */
+  readonly announced: Promise<void> = new Promise((resolve) => {
+    this.announce = resolve;
+  });
 }
 
 interface Container {
@@ -342,6 +350,7 @@ export class ContainerManager {
       await sleep(10);
     }
     this.#closeGate(container);
+    container.init.announce();
     if (container.init.exit) throw new InvalidState('container', id, 'stopped', 'start');
     container.status = 'running';
     this.#logger.info({ containerId: id }, 'container started');
@@ -364,6 +373,7 @@ export class ContainerManager {
   /** Kills what still runs (SIGKILL), waits up to `timeoutMs`, removes crun state and our cgroup. */
   async remove(id: string, timeoutMs: number): Promise<void> {
     const container = this.#get(id);
+    container.init.announce();
     if (!container.init.exit) {
       // A created container's gate hook reads EOF once no writer is left, and crun tears the container down.
       this.#closeGate(container);
@@ -450,6 +460,7 @@ export class ContainerManager {
       if (Date.now() > deadline) throw new Timeout('crun exec', CREATE_TIMEOUT_MS, { containerId, execId });
       await sleep(10);
     }
+    process.announce();
     return process.pid;
   }
 
@@ -606,6 +617,12 @@ export class ContainerManager {
     this.#recordTiming(process);
     process.settle(final);
     this.#logger.info({ containerId: container.id, execId: process.execId, ...final }, 'process exited');
+    // A create or exec that failed before its process existed is reported by its RPC's error, not as an exit.
+    if (process.pid <= 0 && (process.execId === '' || !container.execs.has(process.execId))) return;
+    // The exit is told after the RPC that started the process has answered (a fast `echo` ends before ExecProcess
+    // returns): hosts see started, then exited. setImmediate lets the answer reach the HTTP/2 session first.
+    await Promise.race([process.announced, sleep(ANNOUNCE_WAIT_MS)]);
+    await new Promise((resolve) => setImmediate(resolve));
     this.#events.publish({
       type: 'processExited',
       containerId: container.id,
