@@ -43,6 +43,18 @@ export interface EffectDefinition<A> {
 /** Defaults sized for TCG guests on a loaded 2-core machine (GUEST.md: boots take 5–20 s). */
 export const defaultVmShape = { vcpus: 1, maxVcpus: 4, memoryMiB: 512, maxMemoryMiB: 4096 } as const;
 
+/** How long a stop waits for the guest to end its containers before QEMU is asked to power down. */
+const GUEST_GOODBYE_MS = 5_000;
+
+/** Resolves with `work`, or rejects once `ms` passed (the work itself is left to finish or fail). */
+function bounded<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expiry = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, expiry]).finally(() => clearTimeout(timer));
+}
+
 const quietly = async (what: Promise<unknown>, logger: Logger, step: string) => {
   try {
     await what;
@@ -137,8 +149,14 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
     failure: 'SandboxStopFailed',
     run: async ({ ctx, entity, cause }) => {
       const timeoutMs = (cause.data as { timeoutMs?: number }).timeoutMs;
-      if (entity.context.agentVersion !== undefined) {
-        await quietly(ctx.agent.destroySandbox(entity.id), ctx.logger, 'agent destroySandbox');
+      // Let the guest end its containers cleanly, unless it is frozen (paused) and cannot answer.
+      const status = await ctx.hypervisor.status(entity.id).catch(() => 'gone');
+      if (entity.context.agentVersion !== undefined && status === 'running') {
+        await quietly(
+          bounded(ctx.agent.destroySandbox(entity.id), GUEST_GOODBYE_MS),
+          ctx.logger,
+          'agent destroySandbox',
+        );
       }
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.stop(entity.id, timeoutMs === undefined ? {} : { timeoutMs });
