@@ -1,5 +1,13 @@
 // Door of src/actors: the actor runtime the API drives, and its contract.
 //
+// Shape: one Entity actor per sandbox / container / exec (entity.ts) holds its machine snapshot and a
+// serial queue. A command is checked with the machine (`can`), appended, then folded with the same
+// pure `step()` replay uses; the effects that step names run as bound implementations (effects.ts)
+// whose outcomes are appended with causationId = the asking event's id (also the idempotency key,
+// visible to ports as currentIntent()). While a VM exists, each sandbox runs two xstate child actors,
+// `hypervisor` and `agent` (supervision.ts, named logic in setup({ actors })), that turn VM exits,
+// process exits and OOMs into events. Recovery (recovery.ts): load with effects off, then reconcile.
+//
 // createRuntime(options) → Promise<RuntimeHandle>; options (stable; see RuntimeOptions in runtime.ts):
 //   store       EventStore            the log (memory or LevelDB); the runtime never closes it
 //   hypervisor  Hypervisor            QEMU (or a fake in unit tests)
