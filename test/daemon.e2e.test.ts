@@ -269,21 +269,28 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
   });
 
-  it('keeps a paused sandbox paused on the same QEMU across kill -9, and it works again once resumed', {
-    todo: 'src/actors/recovery.ts checks the agent of a paused VM, which cannot answer, and declares it lost',
-  }, async () => {
+  it('keeps a paused sandbox paused on the same QEMU across kill -9, and resumes it', async () => {
     const b = afterRestart.get('b');
     assert.equal(b?.state, 'paused');
     assert.equal(b?.pid, pidsBefore.get('b'));
-    await call('sandbox.resume', { id: 'b' });
-    await call('container.create', { sandboxId: 'b', id: 'after', bundle });
-    await call('container.start', { sandboxId: 'b', id: 'after' });
-    const status = await call<{ exitCode: number }>('container.wait', {
-      sandboxId: 'b',
-      id: 'after',
-      timeoutMs: 120_000,
-    });
-    assert.equal(status.exitCode, 3);
+    const resumed = await call<View>('sandbox.resume', { id: 'b' });
+    assert.equal(resumed.state, 'running');
+    assert.equal(resumed.pid, pidsBefore.get('b'));
+  });
+
+  it('creates and runs new containers after the restart, in a reattached and in a resumed sandbox', {
+    todo: 'the guest cannot read the new bundle after a daemon restart (crun: cannot read config.json)',
+  }, async () => {
+    for (const sandboxId of ['b', 'c']) {
+      await call('container.create', { sandboxId, id: 'after', bundle });
+      await call('container.start', { sandboxId, id: 'after' });
+      const status = await call<{ exitCode: number }>('container.wait', {
+        sandboxId,
+        id: 'after',
+        timeoutMs: 120_000,
+      });
+      assert.equal(status.exitCode, 3, sandboxId);
+    }
   });
 
   it('settles a sandbox.start interrupted by kill -9 and leaves no orphaned QEMU', async () => {
