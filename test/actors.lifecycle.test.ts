@@ -123,6 +123,25 @@ describe('actor runtime lifecycle', () => {
     assert.deepEqual(h.runtime.listSandboxes(), []);
   });
 
+  it('counts a start as done when the init exits before the start replies', async () => {
+    await h.runtime.createSandbox('quick', {});
+    await h.runtime.startSandbox('quick');
+    await h.runtime.createContainer({ sandboxId: 'quick', id: 'true', bundle: h.bundle });
+    // The init runs and ends at once: the agent reports the exit before the start RPC replies.
+    const agent = h.agent;
+    const original = agent.startContainer.bind(agent);
+    agent.startContainer = async (sandboxId, containerId) => {
+      await original(sandboxId, containerId);
+      h.world.exitProcess(sandboxId, containerId, '', { exitCode: 0 });
+      await new Promise((r) => setTimeout(r, 20));
+    };
+    const view = await h.runtime.startContainer('quick', 'true');
+    agent.startContainer = original;
+    assert.equal(view.state, 'stopped');
+    assert.deepEqual(view.exit, { exitCode: 0, oomKilled: false });
+    await h.runtime.deleteSandbox('quick', { force: true });
+  });
+
   it('refuses to reuse the id of a deleted sandbox', async () => {
     await assert.rejects(h.runtime.createSandbox('sb1', {}), { kind: 'AlreadyExists' });
   });

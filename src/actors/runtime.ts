@@ -728,7 +728,8 @@ export class ActorRuntime implements RuntimeHandle {
       'start',
       { type: 'ContainerStartRequested', data: {} },
       ['starting'],
-      ['running'],
+      // A short-lived init may have ended before the start's reply came back: that start succeeded.
+      ['running', 'paused', 'stopped'],
     );
     return this.containerView(c);
   }
