@@ -1,5 +1,5 @@
 // Door of src/agent: the Agent port, the agent protocol (wire types, handshake), the gRPC client and its relay.
 export { createGrpcAgent, GrpcAgent, type GrpcAgentOptions } from './client.js';
-export { AgentRelay, type AgentRelayOptions } from './relay.js';
+export { AgentRelay, type AgentRelayOptions, relaySocketPath } from './relay.js';
 export * from './types.js';
 export * from './wire.js';

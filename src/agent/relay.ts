@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { ACK_MAGIC, HANDSHAKE_TOKEN_BYTES, SYNC_MAGIC } from './wire.js';
 
@@ -14,6 +14,19 @@ export interface AgentRelayOptions {
   readonly logger: Logger;
   /** Pause between dials while the socket is not there yet (VM booting). */
   readonly dialRetryMs?: number;
+}
+
+/** sun_path holds 108 bytes including the terminating NUL. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
+/**
+ * Where the relay listens: beside QEMU's agent socket, in the sandbox's VM state dir, so a daemon killed with -9
+ * leaves nothing outside that dir (it goes with the dir on destroy). Only when that path would not fit sun_path
+ * does it fall back to a private temp dir, which close() removes.
+ */
+export function relaySocketPath(agentSocket: string): string {
+  // Named after the agent socket: two agent sockets sharing a dir (tests) must not share a relay.
+  return join(dirname(agentSocket), `relay-${basename(agentSocket)}`);
 }
 
 const ACK_FRAME_BYTES = ACK_MAGIC.length + HANDSHAKE_TOKEN_BYTES;
@@ -27,33 +40,54 @@ const MAX_STALE_BYTES = 64 * 1024 * 1024;
 export class AgentRelay {
   readonly #options: AgentRelayOptions;
   readonly #server: Server;
-  readonly #dir: string;
+  /** The private temp dir of the fallback path, removed on close; undefined beside the agent socket. */
+  readonly #tempDir: string | undefined;
   readonly #path: string;
   #current: { down: Socket; up: Socket | undefined } | undefined;
   #closed = false;
   #handshakes = 0;
 
-  private constructor(options: AgentRelayOptions, server: Server, dir: string) {
+  private constructor(options: AgentRelayOptions, server: Server, path: string, tempDir: string | undefined) {
     this.#options = options;
     this.#server = server;
-    this.#dir = dir;
-    this.#path = join(dir, 'relay.sock');
+    this.#path = path;
+    this.#tempDir = tempDir;
   }
 
-  /** Listens on a fresh private socket. */
+  /**
+   * Listens beside the agent socket (see relaySocketPath), replacing a stale socket a killed daemon left there:
+   * the state dir's lock makes this daemon the only one serving the sandbox.
+   */
   static async open(options: AgentRelayOptions): Promise<AgentRelay> {
-    const dir = await mkdtemp(join(tmpdir(), 'sbx-agent-'));
+    let path = relaySocketPath(options.agentSocket);
+    let tempDir: string | undefined;
+    if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
+      tempDir = await mkdtemp(join(tmpdir(), 'sbx-agent-'));
+      path = join(tempDir, 'relay.sock');
+    } else {
+      await rm(path, { force: true });
+    }
     const server = createServer();
-    const relay = new AgentRelay(options, server, dir);
+    const relay = new AgentRelay(options, server, path, tempDir);
     server.on('connection', (down) => relay.#accept(down));
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(relay.#path, () => {
-        server.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      if (tempDir) await rm(tempDir, { recursive: true, force: true });
+      throw err;
+    }
     return relay;
+  }
+
+  /** Path of the relay's unix socket. */
+  get socketPath(): string {
+    return this.#path;
   }
 
   /** gRPC target of the relay ("unix:/…"). */
@@ -77,8 +111,9 @@ export class AgentRelay {
   async close(): Promise<void> {
     this.#closed = true;
     this.dropConnection();
+    // libuv unlinks the socket file when the listening handle closes.
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    await rm(this.#dir, { recursive: true, force: true });
+    if (this.#tempDir) await rm(this.#tempDir, { recursive: true, force: true });
   }
 
   #accept(down: Socket): void {
