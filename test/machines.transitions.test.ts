@@ -10,6 +10,7 @@ import {
   containerMachine,
   initialSnapshot,
   persistSnapshot,
+  replayEach,
   replayStream,
   restoreSnapshot,
   type SandboxMachineEvent,
@@ -197,6 +198,17 @@ describe('replay', () => {
     assert.deepEqual(restored.value, { starting: 'connecting' });
     const r = step('sandbox', restored, { type: 'AgentConnected', data: { agentVersion: '1' } });
     assert.deepEqual(r.effects, ['initGuest']);
+  });
+
+  it('replayEach gives the state after every event', () => {
+    const states = [...replayEach(events)].map((r) => [r.event.type, r.state, r.allowed]);
+    assert.deepEqual(states, [
+      ['SandboxCreated', 'created', true],
+      ['SandboxStartRequested', 'starting', true],
+      ['VmLaunched', 'starting', true],
+      ['AgentConnected', 'starting', true],
+      ['SandboxStarted', 'running', true],
+    ]);
   });
 
   it('checkTransitions names the events the machine would refuse', () => {

@@ -162,6 +162,41 @@ export function replayStream(stream: string, events: Iterable<EventEnvelope>): R
   return { kind, stream, state: stateOf(snapshot), context: snapshot.context, version, snapshot };
 }
 
+export interface ReplayStep {
+  readonly event: EventEnvelope;
+  /** Whether the machine accepted the event (a refused one leaves the state as it was). */
+  readonly allowed: boolean;
+  /** State and context after the event. */
+  readonly state: string;
+  readonly context: unknown;
+}
+
+/** Folds one stream event by event, yielding the state after each (for `events replay --until`). */
+export function* replayEach(events: Iterable<EventEnvelope>): Generator<ReplayStep> {
+  let kind: EntityKind | undefined;
+  let snapshot: SnapshotOf<EntityKind> | undefined;
+  for (const event of events) {
+    const k = entityOfEventType(event.type);
+    if (!kind && k) {
+      kind = k;
+      snapshot = initialSnapshot(k);
+    }
+    if (!kind || !snapshot || k !== kind) {
+      yield {
+        event,
+        allowed: false,
+        state: snapshot ? stateOf(snapshot) : 'absent',
+        context: snapshot?.context,
+      };
+      continue;
+    }
+    const e = fed(event);
+    const allowed = can(kind, snapshot as never, e as never);
+    if (allowed) snapshot = step(kind, snapshot as never, e as never).snapshot;
+    yield { event, allowed, state: stateOf(snapshot), context: snapshot.context };
+  }
+}
+
 export interface TransitionProblem {
   readonly seq: number;
   readonly stream: string;
