@@ -326,6 +326,59 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     await agent.connect(SB, handle.agentSocket, { deadlineMs: 60_000 });
   });
 
+  it('runs a container on a terminal: its process sees a pty, stdin reaches it, window sizes apply', async () => {
+    const name = await bundle('term', [
+      'sh',
+      '-c',
+      'tty; while read line; do echo "got:$line"; stty size; done',
+    ]);
+    const configPath = join(config.sharedDir, name, 'config.json');
+    const spec = JSON.parse(await readFile(configPath, 'utf8'));
+    spec.process.terminal = true;
+    await writeFile(configPath, JSON.stringify(spec));
+    await agent.createContainer(SB, { containerId: 'term', bundle: name });
+    await agent.startContainer(SB, 'term');
+    const first = await outputUntil(agent.readStdout(SB, 'term', ''), (t) => /\/dev\/pts\/\d+\r?\n/.test(t));
+    assert.match(first, /^\/dev\/pts\/\d+\r\n$/);
+    await agent.ttyWinResize(SB, 'term', '', 40, 120);
+    await agent.writeStdin(SB, 'term', '', Buffer.from('hello\n'));
+    const text = await outputUntil(agent.readStdout(SB, 'term', ''), (t) => t.includes('40 120'));
+    // The terminal echoes the line, then the process answers; output lines end in \r\n as on any tty.
+    assert.match(text, /hello\r\ngot:hello\r\n40 120\r\n$/);
+    await agent.ttyWinResize(SB, 'term', '', 25, 80);
+    await agent.writeStdin(SB, 'term', '', Buffer.from('again\n'));
+    assert.match(
+      await outputUntil(agent.readStdout(SB, 'term', ''), (t) => t.includes('25 80')),
+      /got:again\r\n25 80\r\n$/,
+    );
+  });
+
+  it('execs a process on a terminal: tty, resize and stdin, then its exit code', async () => {
+    await agent.execProcess(SB, {
+      containerId: 'term',
+      execId: 't1',
+      process: {
+        args: ['sh', '-c', 'tty; read answer; stty size; echo "answer:$answer"; exit 3'],
+        terminal: true,
+      },
+    });
+    await agent.ttyWinResize(SB, 'term', 't1', 30, 100);
+    await agent.writeStdin(SB, 'term', 't1', Buffer.from('42\n'));
+    const text = await textOf(agent.readStdout(SB, 'term', 't1'));
+    // The echo of "42" may come before or after tty's line; the rest follows the read.
+    assert.match(text, /^\/dev\/pts\/\d+\r\n/m);
+    assert.match(text, /42\r\n30 100\r\nanswer:42\r\n$/);
+    assert.deepEqual(await agent.waitProcess(SB, 'term', 't1'), { exitCode: 3 });
+    await assert.rejects(agent.ttyWinResize(SB, 'term', 't1', 10, 10), InvalidState);
+  });
+
+  it('refuses a window resize for a process without a terminal', async () => {
+    await assert.rejects(agent.ttyWinResize(SB, 'c1', '', 24, 80), InvalidState);
+    await agent.signalProcess(SB, 'term', '', 'SIGKILL', true);
+    assert.deepEqual(await agent.waitProcess(SB, 'term', ''), { exitCode: 137, signal: 'SIGKILL' });
+    await agent.removeContainer(SB, 'term');
+  });
+
   it('kills and removes a running container', async () => {
     await agent.signalProcess(SB, 'c1', '', 'SIGKILL', true);
     assert.deepEqual(await agent.waitProcess(SB, 'c1', ''), { exitCode: 137, signal: 'SIGKILL' });

@@ -7,8 +7,15 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import pino from 'pino';
+import { Internal } from '../src/errors/index.js';
 import type { GuestImagePaths } from '../src/hypervisor/index.js';
-import { ensureGuestImage, GUEST_MODULES, imagePaths } from '../src/image/index.js';
+import {
+  CONSOLE_HELPER_TARGET,
+  compileConsoleHelper,
+  ensureGuestImage,
+  GUEST_MODULES,
+  imagePaths,
+} from '../src/image/index.js';
 import { projectDir, seedImageCache } from './fixtures/image-cache.js';
 
 const logger = pino({ level: 'silent' });
@@ -112,6 +119,33 @@ describe('guest image build', () => {
     assert.ok(sh.isFile(), 'sh resolves to busybox');
     const manifest = JSON.parse(await readFile(join(first.rootDir, 'opt/sandboxd/image.json'), 'utf8'));
     assert.equal(manifest.version, first.version);
+  });
+
+  it('compiles the terminal helper static into the guest root', async () => {
+    const helper = join(first.rootDir, CONSOLE_HELPER_TARGET);
+    const info = await stat(helper);
+    assert.ok(info.isFile() && (info.mode & 0o111) !== 0, 'executable');
+    // A static binary has no program interpreter: the guest needs no libc for it.
+    const header = execFileSync('readelf', ['-l', helper], { encoding: 'utf8' });
+    assert.doesNotMatch(header, /INTERP/);
+    const manifest = JSON.parse(await readFile(join(first.rootDir, 'opt/sandboxd/image.json'), 'utf8'));
+    assert.equal(manifest.console, true);
+  });
+
+  it('says to install gcc when it cannot compile the terminal helper', async () => {
+    const emptyPath = join(cacheDir, 'no-tools');
+    await mkdir(emptyPath, { recursive: true });
+    const savedPath = process.env.PATH;
+    process.env.PATH = emptyPath;
+    try {
+      await assert.rejects(compileConsoleHelper(snapshot), (error: unknown) => {
+        assert.ok(error instanceof Internal);
+        assert.match(error.message, /gcc is not installed.*libc6-dev/);
+        return true;
+      });
+    } finally {
+      process.env.PATH = savedPath;
+    }
   });
 
   it('orders the modules so that each loads after what it depends on', async () => {

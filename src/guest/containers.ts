@@ -36,6 +36,8 @@ export interface GuestPaths {
   readonly crun: string;
   /** A POSIX shell in the guest root, for the start-gate hook. */
   readonly shell: string;
+  /** The terminal helper (src/guest/sbx-console.c, built into the image); default `sbx-console` on PATH. */
+  readonly consoleHelper?: string;
 }
 
 export const defaultGuestPaths = (sharedDir: string): GuestPaths => ({
@@ -45,6 +47,7 @@ export const defaultGuestPaths = (sharedDir: string): GuestPaths => ({
   cgroupParent: 'sandboxd',
   crun: 'crun',
   shell: '/bin/sh',
+  consoleHelper: '/usr/bin/sbx-console',
 });
 
 const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -53,6 +56,11 @@ const CREATE_TIMEOUT_MS = 60_000;
 const MAX_EXITED_EXECS = 64;
 /** Longest an exit event waits for its start RPC to answer (a created container that died on its own). */
 const ANNOUNCE_WAIT_MS = 30_000;
+/** How long the terminal helper gets to listen on its console socket. */
+const CONSOLE_READY_MS = 10_000;
+/** After its process exited, the terminal helper drains this long before it is killed (a daemon may hold the pty). */
+const CONSOLE_DRAIN_MS = 2_000;
+const MAX_WINDOW_SIZE = 0xffff;
 
 type Status = 'created' | 'running' | 'paused' | 'stopped';
 
@@ -66,6 +74,10 @@ class GuestProcess {
   readonly exited: Promise<GuestExitStatus>;
   #resolveExit!: (status: GuestExitStatus) => void;
   child: ChildProcess | undefined;
+  /** The terminal helper relaying the pty master (terminal processes only). */
+  console: ChildProcess | undefined;
+  /** Window sizes for the terminal (terminal processes only). */
+  resize: ((rows: number, cols: number) => void) | undefined;
   /** performance.now() marks: crun spawned, start gate opened (init only), for the in-guest timing metrics. */
   spawnedAt = 0;
   createdAt = 0;
@@ -235,9 +247,6 @@ export class ContainerManager {
     if (!Array.isArray(spec.process.args) || spec.process.args.length === 0) {
       throw new InvalidArgument('process.args', 'must not be empty');
     }
-    if (spec.process.terminal) {
-      throw new InvalidArgument('process.terminal', 'terminals are not supported by this guest agent yet');
-    }
 
     const stateDir = join(this.#paths.stateDir, 'containers', id);
     const parentCgroup = join(this.#paths.cgroupRoot, this.#paths.cgroupParent);
@@ -296,8 +305,16 @@ export class ContainerManager {
     };
     this.#containers.set(id, container);
     const pidFile = join(stateDir, 'init.pid');
+    let consoleSocket: string;
+    try {
+      consoleSocket = spec.process.terminal ? await this.#openConsole(container, container.init) : '';
+    } catch (err) {
+      this.#forget(container);
+      throw err;
+    }
     const child = this.#spawnMonitored(container, container.init, [
       'run',
+      ...(consoleSocket ? ['--console-socket', consoleSocket] : []),
       '--bundle',
       bundleDir,
       '--config',
@@ -411,12 +428,10 @@ export class ContainerManager {
     if (container.status !== 'running')
       throw new InvalidState('container', containerId, container.status, 'exec');
     if (!spec || spec.args.length === 0) throw new InvalidArgument('process.args', 'must not be empty');
-    if (spec.terminal)
-      throw new InvalidArgument('process.terminal', 'terminals are not supported by this guest agent yet');
     const base = container.spec.process ?? {};
     const processJson: OciProcess = {
       ...base,
-      terminal: false,
+      terminal: spec.terminal,
       args: spec.args,
       env: spec.env.length > 0 ? spec.env : (base.env ?? []),
       cwd: spec.cwd !== '' ? spec.cwd : (base.cwd ?? '/'),
@@ -431,8 +446,16 @@ export class ContainerManager {
     const process = new GuestProcess(execId);
     this.#forgetOldExecs(container);
     container.execs.set(execId, process);
+    let consoleSocket: string;
+    try {
+      consoleSocket = spec.terminal ? await this.#openConsole(container, process) : '';
+    } catch (err) {
+      container.execs.delete(execId);
+      throw err;
+    }
     this.#spawnMonitored(container, process, [
       'exec',
+      ...(consoleSocket ? ['--console-socket', consoleSocket] : []),
       '--process',
       processFile,
       '--pid-file',
@@ -514,9 +537,77 @@ export class ContainerManager {
     return this.#process(containerId, execId)[which];
   }
 
-  ttyWinResize(containerId: string, execId: string): void {
-    this.#process(containerId, execId);
-    throw new InvalidState('process', `${containerId}/${execId}`, 'without terminal', 'resize');
+  ttyWinResize(containerId: string, execId: string, rows: number, cols: number): void {
+    const process = this.#process(containerId, execId);
+    if (!process.resize)
+      throw new InvalidState('process', `${containerId}/${execId}`, 'without terminal', 'resize');
+    if (process.exit) throw new InvalidState('process', `${containerId}/${execId}`, 'exited', 'resize');
+    if (
+      !Number.isInteger(rows) ||
+      !Number.isInteger(cols) ||
+      rows > MAX_WINDOW_SIZE ||
+      cols > MAX_WINDOW_SIZE
+    ) {
+      throw new InvalidArgument('rows', `window size must be whole numbers up to ${MAX_WINDOW_SIZE}`);
+    }
+    process.resize(rows, cols);
+  }
+
+  #consoleCount = 0;
+
+  /**
+   * Starts the terminal helper for `process` and resolves the console socket to hand crun once the helper listens.
+   * crun sends the pty master there (SCM_RIGHTS, which Node cannot receive); the helper relays it over pipes: its
+   * stdout becomes the process's stdout (a terminal has no separate stderr), its stdin is the process's stdin, and
+   * its fd 3 takes window sizes.
+   */
+  async #openConsole(container: Container, process: GuestProcess): Promise<string> {
+    // Short and flat: sun_path holds 107 bytes, container and exec ids up to 64 each would not fit.
+    await mkdir(this.#paths.stateDir, { recursive: true });
+    const socketPath = join(this.#paths.stateDir, `tty-${++this.#consoleCount}.sock`);
+    const helperPath = this.#paths.consoleHelper ?? 'sbx-console';
+    const helper = spawn(helperPath, [socketPath], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+    const logContext = { containerId: container.id, execId: process.execId, step: 'console' };
+    await new Promise<void>((resolvePromise, reject) => {
+      let said = '';
+      const fail = (why: string) => {
+        clearTimeout(timer);
+        helper.kill('SIGKILL');
+        reject(new Internal('console helper', why, { containerId: container.id, execId: process.execId }));
+      };
+      const timer = setTimeout(() => fail(`not listening within ${CONSOLE_READY_MS} ms`), CONSOLE_READY_MS);
+      const onData = (chunk: Buffer) => {
+        said += chunk.toString('utf8');
+        if (!said.startsWith('ready\n')) return;
+        clearTimeout(timer);
+        helper.stderr?.off('data', onData);
+        helper.off('exit', onExit);
+        helper.off('error', onError);
+        helper.stderr?.on('data', (more: Buffer) =>
+          this.#logger.warn({ ...logContext, message: more.toString('utf8').trim() }, 'console helper says'),
+        );
+        resolvePromise();
+      };
+      const onExit = (code: number | null) => fail(`${helperPath} exited ${code}: ${said.trim()}`);
+      const onError = (err: Error) => fail(`${helperPath}: ${err.message}`);
+      helper.stderr?.on('data', onData);
+      helper.once('exit', onExit);
+      helper.once('error', onError);
+    });
+    helper.on('error', (err) => this.#logger.warn({ ...logContext, err }, 'console helper failed'));
+    process.console = helper;
+    process.stdin = helper.stdin ?? undefined;
+    helper.stdin?.on('error', () => {});
+    const control = helper.stdio[3] as NodeJS.WritableStream | null;
+    control?.on('error', () => {});
+    process.resize = (rows, cols) => control?.write(`${rows} ${cols}\n`);
+    const stdout = helper.stdout;
+    if (stdout) {
+      stdout.on('data', (chunk: Buffer) => process.stdout.append(chunk));
+      process.stdout.setSource({ pause: () => stdout.pause(), resume: () => stdout.resume() });
+    }
+    helper.on('close', () => process.stdout.finish());
+    return socketPath;
   }
 
   async update(id: string, resources: WireResources | null): Promise<void> {
@@ -574,28 +665,42 @@ export class ContainerManager {
   }
 
   #spawnMonitored(container: Container, process: GuestProcess, args: string[]): ChildProcess {
-    const child = spawn(this.#paths.crun, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    // With a terminal the process's stdio is the pty (relayed by the console helper); crun's own pipes carry only
+    // crun's messages, kept as stderr.
+    const terminal = process.console;
+    const child = spawn(this.#paths.crun, args, { stdio: [terminal ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     process.spawnedAt = performance.now();
     process.child = child;
-    process.stdin = child.stdin ?? undefined;
+    if (!terminal) process.stdin = child.stdin ?? undefined;
     child.stdin?.on('error', () => {});
-    for (const [pipe, buffer] of [
-      [child.stdout, process.stdout],
-      [child.stderr, process.stderr],
-    ] as const) {
+    const pipes = terminal
+      ? ([
+          [child.stdout, process.stderr],
+          [child.stderr, process.stderr],
+        ] as const)
+      : ([
+          [child.stdout, process.stdout],
+          [child.stderr, process.stderr],
+        ] as const);
+    for (const [pipe, buffer] of pipes) {
       if (!pipe) continue;
       pipe.on('data', (chunk: Buffer) => buffer.append(chunk));
       buffer.setSource({ pause: () => pipe.pause(), resume: () => pipe.resume() });
     }
     child.on('error', (err) => {
       this.#logger.error({ err, containerId: container.id, execId: process.execId }, 'crun spawn failed');
+      terminal?.kill('SIGKILL');
       process.stdout.finish();
       process.stderr.finish();
       process.settle({ exitCode: 255, signal: '', oomKilled: false });
     });
     child.on('close', () => {
-      process.stdout.finish();
+      if (!terminal) process.stdout.finish();
       process.stderr.finish();
+      if (terminal && terminal.exitCode === null && terminal.signalCode === null) {
+        // The helper ends by itself when the last pty slave closes; a daemonised child may keep one open.
+        setTimeout(() => terminal.kill('SIGKILL'), CONSOLE_DRAIN_MS).unref();
+      }
     });
     child.on('exit', (code, signal) => {
       void this.#onExit(container, process, exitStatusOf(code, signal));

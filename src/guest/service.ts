@@ -194,7 +194,7 @@ export function createHandlers(context: HandlerContext): AgentHandlers {
         signal,
       ),
     TtyWinResize: async (request) => {
-      containers.ttyWinResize(request.containerId, request.execId);
+      containers.ttyWinResize(request.containerId, request.execId, request.rows, request.cols);
       return {};
     },
     GetOOMEvent: async (_request, signal) => ({ containerId: (await events.nextOom(signal)) ?? '' }),

@@ -22,6 +22,12 @@ import pino, { type Logger } from 'pino';
 import { Internal } from '../errors/index.js';
 import type { GuestImagePaths } from '../hypervisor/index.js';
 import { AGENT_ENTRY, AGENT_PROTO, bundleAgent } from './agent.js';
+import {
+  CONSOLE_HELPER_SOURCE,
+  CONSOLE_HELPER_TARGET,
+  type ConsoleHelper,
+  compileConsoleHelper,
+} from './console.js';
 import { type CpioEntry, writeCpio } from './cpio.js';
 import { busyboxApplets, collectHostFiles, guestBinaries, type HostFile } from './hostfiles.js';
 import {
@@ -36,7 +42,7 @@ import {
  * Version of this recipe. Bump it whenever the builder changes what it puts into an image in a way the
  * hashed inputs do not show (layout, initrd members, file modes): it is part of every image version.
  */
-export const RECIPE_VERSION = 4;
+export const RECIPE_VERSION = 5;
 
 /** How many image versions prune keeps (newest by last use), besides any used in the last RECENT_USE_MS. */
 const KEEP_VERSIONS = 2;
@@ -260,6 +266,7 @@ interface Inputs {
   readonly initScript: Buffer;
   readonly agent: { code: Uint8Array; inputs: readonly string[] } | undefined;
   readonly proto: Buffer | undefined;
+  readonly console: ConsoleHelper | undefined;
   readonly hostFiles: readonly (HostFile & { sha256: string })[];
   readonly applets: readonly { target: string; link: string }[];
 }
@@ -276,6 +283,10 @@ function versionOf(inputs: Inputs, moduleHashes: readonly string[]): string {
   line(`init ${createHash('sha256').update(inputs.initScript).digest('hex')}`);
   line(`agent ${inputs.agent ? createHash('sha256').update(inputs.agent.code).digest('hex') : 'none'}`);
   line(`proto ${inputs.proto ? createHash('sha256').update(inputs.proto).digest('hex') : 'none'}`);
+  // By source: the compiled bytes may differ between gcc runs without the helper changing.
+  line(
+    `console ${inputs.console ? createHash('sha256').update(inputs.console.source).digest('hex') : 'none'}`,
+  );
   for (const file of [...inputs.hostFiles].sort((a, b) => a.target.localeCompare(b.target))) {
     line(`file ${file.target} ${file.sha256}`);
   }
@@ -346,12 +357,15 @@ async function buildImage(
       modules: inputs.kernel.modules,
       agent: inputs.agent !== undefined,
       proto: inputs.proto !== undefined,
+      console: inputs.console !== undefined,
       files: Object.fromEntries(inputs.hostFiles.map((file) => [file.target, file.sha256])),
       builtAt: new Date().toISOString(),
     };
     const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
     if (inputs.agent) await writeFileSynced(join(root, 'opt/sandboxd/agent.mjs'), inputs.agent.code);
     if (inputs.proto) await writeFileSynced(join(root, 'opt/sandboxd/agent.proto'), inputs.proto);
+    if (inputs.console)
+      await writeFileSynced(join(root, CONSOLE_HELPER_TARGET), inputs.console.binary, 0o755);
     await writeFileSynced(join(root, 'opt/sandboxd/image.json'), manifestText);
 
     const busybox = await readFile(guestBinaries().busybox);
@@ -454,10 +468,11 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
 
   const initPath = guestInitPath(projectDir);
   const protoPath = join(projectDir, AGENT_PROTO);
-  const [initScript, agent, proto, hostFiles] = await Promise.all([
+  const [initScript, agent, proto, consoleHelper, hostFiles] = await Promise.all([
     readFile(initPath),
     bundleAgent(projectDir),
     readFile(protoPath).catch(() => undefined),
+    compileConsoleHelper(projectDir),
     collectHostFiles(),
   ]);
   if (!agent)
@@ -490,6 +505,7 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
     initScript,
     agent,
     proto,
+    console: consoleHelper,
     hostFiles: hashed,
     applets,
   };
@@ -506,6 +522,7 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
     initPath,
     protoPath,
     join(projectDir, AGENT_ENTRY),
+    join(projectDir, CONSOLE_HELPER_SOURCE),
     debPath,
     kernel.vmlinuz,
     ...hostFiles.flatMap((file) => [file.source, file.real]),

@@ -21,6 +21,12 @@ export {
   RECIPE_VERSION,
 } from './build.js';
 export { type BusyboxBundleOptions, busyboxBundleConfig, createBusyboxBundle } from './bundle.js';
+export {
+  CONSOLE_HELPER_SOURCE,
+  CONSOLE_HELPER_TARGET,
+  type ConsoleHelper,
+  compileConsoleHelper,
+} from './console.js';
 export { busyboxPath } from './hostfiles.js';
 export { GUEST_MODULES } from './kernel.js';
 
