@@ -1,6 +1,6 @@
 // QemuHypervisor with the real guest image under real QEMU: launch, pause/resume, hotplug, reattach, kill, stop, destroy.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,37 +17,9 @@ import {
   type VmHandle,
 } from '../src/hypervisor/index.js';
 import { ensureGuestImage } from '../src/image/index.js';
+import { exists, qemuPidsUsing, until } from './support/vm.js';
 
 const logger = pino({ level: 'silent' });
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-async function qemuPidsUsing(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.startsWith('qemu-system') && cmdline.includes(dir) && (await isProcessAlive(Number(entry)))) {
-      pids.push(Number(entry));
-    }
-  }
-  return pids;
-}
 
 describe('QemuHypervisor with the real guest (TCG here)', { timeout: 240_000 }, () => {
   let image: GuestImagePaths;
