@@ -372,6 +372,19 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     await assert.rejects(agent.ttyWinResize(SB, 'term', 't1', 10, 10), InvalidState);
   });
 
+  it('closing the stdin of a terminal process sends it end-of-file', async () => {
+    await agent.execProcess(SB, {
+      containerId: 'term',
+      execId: 't2',
+      process: { args: ['sh', '-c', 'cat; echo cat-ended'], terminal: true },
+    });
+    await agent.writeStdin(SB, 'term', 't2', Buffer.from('line\n'));
+    await outputUntil(agent.readStdout(SB, 'term', 't2'), (t) => /line\r\nline\r\n/.test(t));
+    await agent.closeStdin(SB, 'term', 't2');
+    assert.deepEqual(await agent.waitProcess(SB, 'term', 't2'), { exitCode: 0 });
+    assert.match(await textOf(agent.readStdout(SB, 'term', 't2')), /cat-ended\r\n$/);
+  });
+
   it('refuses a window resize for a process without a terminal', async () => {
     await assert.rejects(agent.ttyWinResize(SB, 'c1', '', 24, 80), InvalidState);
     await agent.signalProcess(SB, 'term', '', 'SIGKILL', true);
