@@ -10,17 +10,9 @@ import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { AgentRelay, createGrpcAgent, relaySocketPath } from '../src/agent/index.js';
 import { Timeout } from '../src/errors/index.js';
+import { exists } from './support/vm.js';
 
 const logger = pino({ level: 'silent' });
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function sbxAgentDirs(): Promise<string[]> {
   return (await readdir(tmpdir())).filter(

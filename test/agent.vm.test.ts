@@ -1,7 +1,7 @@
 // The real guest agent in a real VM (TCG here), driven through GrpcAgent: containers under crun, exec, stdio, signals,
 // stats, limits, pause, OOM, copy, reconnect, destroy → the VM powers off and nothing is left on the host.
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -17,6 +17,7 @@ import {
   type VmHandle,
 } from '../src/hypervisor/index.js';
 import { createBusyboxBundle, ensureGuestImage, guestContract } from '../src/image/index.js';
+import { qemuPidsUsing, until } from './support/vm.js';
 
 const logger = pino({ level: process.env.SANDBOXD_TEST_LOG ?? 'silent' });
 const SB = 'agentvm';
@@ -48,26 +49,6 @@ async function outputUntil(
     ),
   );
   return text;
-}
-
-async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-async function qemuPidsUsing(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.startsWith('qemu-system') && cmdline.includes(dir)) pids.push(Number(entry));
-  }
-  return pids;
 }
 
 describe('guest agent in a real VM', { timeout: 600_000 }, () => {
