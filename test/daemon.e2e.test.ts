@@ -278,9 +278,7 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     assert.equal(resumed.pid, pidsBefore.get('b'));
   });
 
-  it('creates and runs new containers after the restart, in a reattached and in a resumed sandbox', {
-    todo: 'flaky right after a resume: the guest could not read the new config.json (crun), or the bundle copy hit ENOTEMPTY (src/actors)',
-  }, async () => {
+  it('creates and runs new containers after the restart, in a reattached and in a resumed sandbox', async () => {
     for (const sandboxId of ['b', 'c']) {
       await call('container.create', { sandboxId, id: 'after', bundle });
       await call('container.start', { sandboxId, id: 'after' });

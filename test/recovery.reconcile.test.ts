@@ -81,6 +81,56 @@ describe('reconciliation after a restart', () => {
     assert.ok(h.agent.calls.includes('listContainers:s'), 'containers checked once the guest runs again');
   });
 
+  /** Pause, kill the daemon, restart, resume (with a slow container list), then create + start `after`. */
+  async function createRightAfterResume(createDelayMs: number): Promise<void> {
+    h = await makeHarness({ timeouts: { reconcile: 5000 } });
+    await h.runtime.createSandbox('s', {});
+    await h.runtime.startSandbox('s');
+    await h.runtime.createContainer({ sandboxId: 's', id: 'old', bundle: h.bundle });
+    await h.runtime.startContainer('s', 'old');
+    await h.runtime.pauseSandbox('s');
+    await killDaemon(h);
+    const rt = await h.restart();
+    assert.equal(rt.getSandbox('s').state, 'paused');
+    // A guest just resumed under TCG answers slowly: the list it gives describes the moment it was asked.
+    const agent = h.agent;
+    const list = agent.listContainers.bind(agent);
+    agent.listContainers = async (sandboxId) => {
+      const infos = await list(sandboxId);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      return infos;
+    };
+    h.world.delays.createContainer = createDelayMs;
+    assert.equal((await rt.resumeSandbox('s')).state, 'running');
+    assert.ok(agent.calls.includes('listContainers:s'), 'the containers were checked during the resume');
+    await rt.createContainer({ sandboxId: 's', id: 'after', bundle: h.bundle });
+    assert.equal((await rt.startContainer('s', 'after')).state, 'running');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await rt.idle();
+    assert.equal(rt.getContainer('s', 'after').state, 'running');
+    assert.equal(rt.getContainer('s', 'old').state, 'running');
+    const afterTypes = (await h.events()).filter((e) => e.stream.endsWith('-after')).map((e) => e.type);
+    assert.deepEqual(afterTypes, [
+      'ContainerCreateRequested',
+      'ContainerCreated',
+      'ContainerStartRequested',
+      'ContainerStarted',
+    ]);
+    const creates = h.world.effects.filter((e) => e.op === 'createContainer' && e.target === 'after');
+    assert.equal(creates.length, 1, 'one create of the new container');
+    assert.equal(creates[0]?.retry, false, 'by the command, not by recovery');
+    assert.deepEqual(h.world.violations, []);
+    assert.deepEqual(h.world.duplicateEffects(), []);
+  }
+
+  it('checks the containers of a sandbox found paused before its resume returns: a container created right after is not declared lost', async () => {
+    await createRightAfterResume(0);
+  });
+
+  it('never runs a second create for a container whose create is in flight right after a resume', async () => {
+    await createRightAfterResume(800);
+  });
+
   it('declares a sandbox lost when its VM died while the daemon was down, and its containers with it', async () => {
     h = await makeHarness();
     await h.runtime.createSandbox('s', {});

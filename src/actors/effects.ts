@@ -1,5 +1,5 @@
 // The effects the machines name, bound to the two ports; each returns the outcome events it observed.
-import { cp, mkdir, rm } from 'node:fs/promises';
+import { cp, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
@@ -23,6 +23,11 @@ export interface EffectContext {
   readonly logger: Logger;
   readonly dirs: (sandboxId: string) => SandboxDirs;
   readonly image: () => Promise<GuestImagePaths>;
+  /**
+   * Runs inside resumeVm, after the agent answers and before the sandbox counts as running, so no
+   * command can create or start a container while recovery is still comparing the old ones with the guest.
+   */
+  readonly afterResume?: (sandbox: SandboxActor) => Promise<void>;
 }
 
 export interface EffectCall<A> {
@@ -142,6 +147,7 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
       // After a restart that found the VM paused, the agent was never dialled: it can answer now.
       const handle = handleOf(entity, 'resumeVm');
       await ctx.agent.connect(entity.id, handle.agentSocket, { deadlineMs: timeoutMs, signal });
+      await ctx.afterResume?.(entity);
       return [{ type: 'SandboxResumed', data: {} }];
     },
   },
@@ -175,9 +181,12 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
   },
 };
 
-/** Whether the sandbox's agent can be asked anything now (a paused guest is frozen and cannot answer). */
+/**
+ * Whether the sandbox's agent can be asked anything now (a paused guest is frozen and cannot answer).
+ * While resuming, only recovery's check of the containers asks, after the guest runs and the agent answered.
+ */
 function agentReachable(sandbox: SandboxActor): boolean {
-  return sandbox.state === 'running';
+  return sandbox.state === 'running' || sandbox.state === 'resuming';
 }
 
 export const containerEffectDefinitions: Readonly<Record<string, EffectDefinition<ContainerActor>>> = {
@@ -187,9 +196,15 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
       const c = entity.context;
       const sandboxId = entity.sandbox.id;
       // The guest sees only its share: the bundle goes to <shared>/<containerId>/, named relative to it.
-      const target = join(ctx.dirs(sandboxId).shared, entity.id);
+      // Copied beside it first and renamed into place, so the guest never sees half a bundle (a crash
+      // mid-copy leaves only the staging dir, which the retry clears).
+      const shared = ctx.dirs(sandboxId).shared;
+      const target = join(shared, entity.id);
+      const staging = join(shared, `.${entity.id}.partial`);
+      await rm(staging, { recursive: true, force: true });
+      await cp(c.bundle, staging, { recursive: true, verbatimSymlinks: true });
       await rm(target, { recursive: true, force: true });
-      await cp(c.bundle, target, { recursive: true, verbatimSymlinks: true });
+      await rename(staging, target);
       const { pid } = await ctx.agent.createContainer(sandboxId, {
         containerId: entity.id,
         bundle: entity.id,

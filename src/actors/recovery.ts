@@ -260,6 +260,9 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
       }
       await record(sandbox, 'SandboxReattached', { handle: alive });
       t.reattached.push(sandbox.id);
+      // Its containers are checked by the resume, before the sandbox runs again (resumeVm → afterResume);
+      // marked before a retried resume can get there.
+      if (frozen) rt.containersUnchecked.add(sandbox.id);
       if (state === 'pausing' || state === 'resuming') {
         const done = state === 'pausing' ? frozen : !frozen;
         if (done) {
@@ -269,8 +272,6 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
         else await retry(sandbox, 'resumeVm', ['SandboxResumeRequested'], state);
       }
       if (frozen) {
-        // Its containers are checked once it runs again (see ActorRuntime.afterSandbox).
-        rt.containersUnchecked.add(sandbox.id);
         if (state === 'running')
           rt.logger.warn({ sandboxId: sandbox.id }, 'the log says running, QEMU says paused');
         return;

@@ -81,7 +81,8 @@ export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
   initGuest: 30_000,
   releaseVm: 30_000,
   pauseVm: 15_000,
-  resumeVm: 15_000,
+  /** Also covers comparing the containers of a sandbox found paused at recovery with its guest. */
+  resumeVm: 60_000,
   stopVm: 60_000,
   destroyVm: 60_000,
   createContainer: 60_000,
@@ -190,6 +191,8 @@ export class ActorRuntime implements RuntimeHandle {
   private lastAccel: Accel | undefined;
   private readonly effectCtx: EffectContext;
   private readonly pendingEffects = new Set<Promise<void>>();
+  /** Effects in flight by entity stream, effect name and cause id (see startEffect). */
+  private readonly effectsByCause = new Map<string, Promise<void>>();
   private retired: AnyEntity[] = [];
   /** Sandboxes found paused at recovery: their containers are reconciled once they run again. */
   readonly containersUnchecked = new Set<string>();
@@ -209,6 +212,7 @@ export class ActorRuntime implements RuntimeHandle {
       logger: this.logger,
       dirs: (id) => this.dirs(id),
       image,
+      afterResume: (sandbox) => this.reconcileAfterResume(sandbox),
     };
   }
 
@@ -313,9 +317,6 @@ export class ActorRuntime implements RuntimeHandle {
       sandbox.ports = undefined;
       this.fireAndLog(this.agent.disconnect(sandbox.id));
     }
-    if (state === 'running' && this.containersUnchecked.delete(sandbox.id)) {
-      this.fireAndLog(reconcileContainers(this, sandbox));
-    }
     if (downStates.has(state) && !downStates.has(before)) {
       const reason = `sandbox ${state}`;
       for (const c of sandbox.containers.values()) {
@@ -359,11 +360,42 @@ export class ActorRuntime implements RuntimeHandle {
     return table[name] as EffectDefinition<AnyEntity> | undefined;
   }
 
-  /** Runs an effect outside the entity's queue; its outcome comes back through `record`. */
+  /**
+   * The containers of a sandbox found paused at recovery are compared with its guest while it is
+   * still resuming: once it runs, commands create and start containers that recovery must not take
+   * for ones whose intent never settled (it would run their effect a second time, or declare them lost).
+   */
+  private async reconcileAfterResume(sandbox: SandboxActor): Promise<void> {
+    if (!this.containersUnchecked.delete(sandbox.id)) return;
+    try {
+      await withDeadline(reconcileContainers(this, sandbox), this.timeouts.reconcile, 'reconcile');
+    } catch (err) {
+      this.logger.error({ sandboxId: sandbox.id, err }, 'reconciling containers after resume failed');
+    }
+  }
+
+  /**
+   * Runs an effect outside the entity's queue; its outcome comes back through `record`. An effect
+   * already running for the same cause is joined, not started again: two runs of one intent race on
+   * the same host files and guest objects (the cause's id is the idempotency key).
+   */
   startEffect(entity: AnyEntity, name: string, cause: EventEnvelope, retry: boolean): Promise<void> {
+    const key = `${entity.stream} ${name} ${cause.id}`;
+    const running = this.effectsByCause.get(key);
+    if (running) {
+      this.logger.warn(
+        { ...this.idsOf(entity), effect: name, causationId: cause.id, retry },
+        'effect already running for this cause: joined',
+      );
+      return running;
+    }
     const run = this.runEffect(entity, name, cause, retry);
     this.pendingEffects.add(run);
-    run.finally(() => this.pendingEffects.delete(run));
+    this.effectsByCause.set(key, run);
+    run.finally(() => {
+      this.pendingEffects.delete(run);
+      this.effectsByCause.delete(key);
+    });
     return run;
   }
 
