@@ -74,6 +74,16 @@ function realAgent(logger: Logger): Agent {
   return create({ logger: logger.child({ component: 'agent' }) });
 }
 
+/** What the daemon built itself and must close on the way out: QMP sessions and agent connections keep the process alive. */
+interface Closeable {
+  close(): Promise<void>;
+}
+
+function closeableOf(part: unknown): Closeable | undefined {
+  const close = (part as Partial<Closeable> | undefined)?.close;
+  return typeof close === 'function' ? { close: () => close.call(part) } : undefined;
+}
+
 /** Resolves once the image is ready; one build at a time, retried on the next call after a failure. */
 function memoImage(logger: Logger, cacheDir?: string): () => Promise<GuestImagePaths> {
   let pending: Promise<GuestImagePaths> | undefined;
@@ -105,6 +115,14 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
   let runtime: RuntimeHandle | undefined;
   let api: ApiServer | undefined;
+  // Only the parts built here are closed; injected ones belong to whoever passed them.
+  const owned: Closeable[] = [];
+  /** Detaches from the VMs and agents (they keep running), one failure not stopping the others. */
+  const closeOwned = async () => {
+    for (const part of owned.splice(0)) {
+      await part.close().catch((err: unknown) => logger.warn({ err }, 'closing a driver failed'));
+    }
+  };
   try {
     if (await socketIsLive(socketPath)) {
       throw new SandboxdError(
@@ -114,10 +132,18 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         { socket: socketPath },
       );
     }
-    const hypervisor =
-      options.parts?.hypervisor ??
-      createQemuHypervisor({ logger: logger.child({ component: 'hypervisor' }) });
-    const agent = options.parts?.agent ?? realAgent(logger);
+    let hypervisor = options.parts?.hypervisor;
+    if (!hypervisor) {
+      const qemu = createQemuHypervisor({ logger: logger.child({ component: 'hypervisor' }) });
+      owned.push(qemu);
+      hypervisor = qemu;
+    }
+    let agent = options.parts?.agent;
+    if (!agent) {
+      agent = realAgent(logger);
+      const closeable = closeableOf(agent);
+      if (closeable) owned.push(closeable);
+    }
     const image = options.parts?.image ?? memoImage(logger, options.imageCacheDir);
     // Warm the image cache in the background so the first boot does not pay for it.
     if (!options.parts?.image) {
@@ -180,6 +206,8 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           watch.unsubscribe();
           await server.close({ graceMs: 60_000 });
           await rt.shutdown();
+          // After the runtime: its effects may still have used them. The VMs keep running.
+          await closeOwned();
           await store.close();
           await unlink(socketPath).catch(() => undefined);
           logger.info('stopped');
@@ -190,6 +218,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     await api?.close({ graceMs: 0 }).catch(() => undefined);
     await runtime?.shutdown().catch(() => undefined);
+    await closeOwned();
     await store.close().catch(() => undefined);
     throw err;
   }
