@@ -269,3 +269,52 @@ describe('a daemon killed while its sandbox runs', { timeout: 900_000 }, () => {
     assert.deepEqual(await qemuPidsUsing(worldDir), []);
   });
 });
+
+describe('a runtime rebuilt while its sandbox is paused', { timeout: 900_000 }, () => {
+  let dir: string;
+  let world: RealWorld | undefined;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sbx-e2e-resume-'));
+  });
+
+  after(async () => {
+    await world?.close().catch(() => undefined);
+    for (const pid of await qemuPidsUsing(dir)) process.kill(pid, 'SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('resumes on the same QEMU and creates and runs a new container right away, every time', async () => {
+    const bundle = join(dir, 'bundles', 'quitter');
+    await createBusyboxBundle(bundle, { args: ['sh', '-c', 'exit 7'] });
+    const worldDir = join(dir, 'world');
+    world = await openRealWorld(worldDir);
+    await world.runtime.createSandbox('sb', {});
+    const { pid } = await world.runtime.startSandbox('sb');
+    for (let round = 1; round <= 3; round++) {
+      await world.runtime.pauseSandbox('sb');
+      // The daemon goes away (the VM stays paused) and a new one rebuilds everything from the log.
+      await world.close();
+      world = undefined;
+      world = await openRealWorld(worldDir);
+      assert.equal(world.runtime.getSandbox('sb').state, 'paused', `round ${round}`);
+      const resumed = await world.runtime.resumeSandbox('sb');
+      assert.equal(resumed.pid, pid, 'same QEMU');
+      const id = `after-${round}`;
+      await world.runtime.createContainer({ sandboxId: 'sb', id, bundle });
+      await world.runtime.startContainer('sb', id);
+      const status = await world.runtime.waitContainer('sb', id);
+      assert.equal(status.exitCode, 7, `round ${round}`);
+      const types = await typesIn(world, streamOf.container('sb', id));
+      assert.deepEqual(
+        types.filter((t) => t.startsWith('ContainerCreate')),
+        ['ContainerCreateRequested', 'ContainerCreated'],
+        'created once, by the command',
+      );
+    }
+    await world.runtime.stopSandbox('sb');
+    await world.runtime.deleteSandbox('sb');
+    assert.equal(await isProcessAlive(pid!), false);
+    assert.deepEqual(await qemuPidsUsing(worldDir), []);
+  });
+});
