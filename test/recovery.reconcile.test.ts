@@ -131,6 +131,21 @@ describe('reconciliation after a restart', () => {
     await createRightAfterResume(800);
   });
 
+  it('forgets the pending check of a sandbox found paused once its VM is stopped: a later VM is not compared with the old containers', async () => {
+    h = await makeHarness({ timeouts: { reconcile: 2000 } });
+    await h.runtime.createSandbox('s', {});
+    await h.runtime.startSandbox('s');
+    await h.runtime.pauseSandbox('s');
+    await killDaemon(h);
+    const rt = await h.restart();
+    assert.equal((await rt.stopSandbox('s')).state, 'stopped');
+    await rt.startSandbox('s');
+    await rt.pauseSandbox('s');
+    await rt.resumeSandbox('s');
+    await rt.idle();
+    assert.equal(h.agent.calls.filter((c) => c === 'listContainers:s').length, 0);
+  });
+
   it('declares a sandbox lost when its VM died while the daemon was down, and its containers with it', async () => {
     h = await makeHarness();
     await h.runtime.createSandbox('s', {});

@@ -318,6 +318,8 @@ export class ActorRuntime implements RuntimeHandle {
       this.fireAndLog(this.agent.disconnect(sandbox.id));
     }
     if (downStates.has(state) && !downStates.has(before)) {
+      // Its VM is gone: nothing is left to compare with a guest on a later resume.
+      this.containersUnchecked.delete(sandbox.id);
       const reason = `sandbox ${state}`;
       for (const c of sandbox.containers.values()) {
         if (!containerEnded.has(c.state))
