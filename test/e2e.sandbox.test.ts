@@ -1,7 +1,7 @@
 // End to end through the actor runtime, for real: QEMU (TCG here), the guest agent, crun, and the LevelDB log.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -11,29 +11,11 @@ import { type EventEnvelope, streamOf } from '../src/events/index.js';
 import { isProcessAlive } from '../src/hypervisor/index.js';
 import { createBusyboxBundle } from '../src/image/index.js';
 import { openRealWorld, type RealWorld, worldPaths } from './fixtures/hypervisor-world.js';
+import { exists, qemuPidsUsing } from './support/vm.js';
 
 const VM_MS = 180_000;
 /** The container's init counts up in a file of its rootfs (on the 9p share, so the host sees it). */
 const TICKER = ['sh', '-c', 'i=0; while :; do i=$((i+1)); echo $i > /tick; sleep 0.2; done'];
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function qemuPidsUsing(dir: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.startsWith('qemu-system') && cmdline.includes(dir) && (await isProcessAlive(Number(entry)))) {
-      pids.push(Number(entry));
-    }
-  }
-  return pids;
-}
 
 /** The first logged event (past or future) of `stream` with `type`. */
 function logged(world: RealWorld, stream: string, type: string, ms = VM_MS): Promise<EventEnvelope> {
