@@ -1,7 +1,7 @@
 // Application errors: each SandboxdError kind reaches the client with its stable number and data.code.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type ApiClient, connectApi, RpcCallError, toRpcError } from '../src/api/index.js';
+import { type ApiClient, connectApi, type RpcCallError, toRpcError } from '../src/api/index.js';
 import {
   AgentError,
   ConcurrencyConflict,
@@ -10,17 +10,7 @@ import {
   jsonRpcCodeOf,
   Timeout,
 } from '../src/errors/index.js';
-import { type Harness, startHarness } from './support/api-harness.js';
-
-async function refused(p: Promise<unknown>): Promise<RpcCallError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof RpcCallError, String(err));
-    return err;
-  }
-  assert.fail('expected the call to be refused');
-}
+import { type Harness, refused, startHarness } from './support/api-harness.js';
 
 describe('api errors', () => {
   let h: Harness;

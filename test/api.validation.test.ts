@@ -3,18 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type ApiClient, connectApi, RpcCallError } from '../src/api/index.js';
-import { type Harness, startHarness } from './support/api-harness.js';
-
-async function refused(p: Promise<unknown>): Promise<RpcCallError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof RpcCallError, String(err));
-    return err;
-  }
-  assert.fail('expected the call to be refused');
-}
+import { type ApiClient, connectApi } from '../src/api/index.js';
+import { type Harness, refused, startHarness } from './support/api-harness.js';
 
 describe('api validation', () => {
   let h: Harness;

@@ -38,7 +38,7 @@ import {
   streamIndexRange,
 } from './keys.js';
 import { catchUpThenLive } from './live.js';
-import { checkExpectedVersion, checkStream, type PreparedEvent, prepareEvents } from './prepare.js';
+import { checkExpectedVersion, checkStream, prepareEvents, toEnvelope } from './prepare.js';
 import type {
   AppendResult,
   EventStore,
@@ -103,21 +103,6 @@ async function levelRead<T>(step: string, read: () => Promise<T>): Promise<T> {
     }
     throw new Internal(step, (err as Error).message, {}, err);
   }
-}
-
-function toEnvelope(seq: number, stream: string, version: number, e: PreparedEvent): EventEnvelope {
-  return {
-    seq,
-    stream,
-    version,
-    type: e.type,
-    schema: e.schema,
-    id: e.id,
-    at: e.at,
-    ...(e.causationId === undefined ? {} : { causationId: e.causationId }),
-    ...(e.correlationId === undefined ? {} : { correlationId: e.correlationId }),
-    data: e.data,
-  };
 }
 
 /**

@@ -4,7 +4,7 @@ import { ConcurrencyConflict, InvalidArgument, InvalidState } from '../errors/in
 import type { EventEnvelope, EventRegistry, NewEvent } from '../events/index.js';
 import { defaultRegistry } from './defaults.js';
 import { catchUpThenLive } from './live.js';
-import { checkExpectedVersion, checkStream, prepareEvents } from './prepare.js';
+import { checkExpectedVersion, checkStream, prepareEvents, toEnvelope } from './prepare.js';
 import type {
   AppendResult,
   EventStore,
@@ -18,26 +18,6 @@ import type {
 export interface MemoryEventStoreOptions {
   /** Validates appends; default: the catalogue's `eventRegistry`. */
   readonly registry?: EventRegistry;
-}
-
-function toEnvelope(
-  seq: number,
-  stream: string,
-  version: number,
-  e: ReturnType<typeof prepareEvents>[number],
-): EventEnvelope {
-  return Object.freeze({
-    seq,
-    stream,
-    version,
-    type: e.type,
-    schema: e.schema,
-    id: e.id,
-    at: e.at,
-    ...(e.causationId === undefined ? {} : { causationId: e.causationId }),
-    ...(e.correlationId === undefined ? {} : { correlationId: e.correlationId }),
-    data: e.data,
-  });
 }
 
 /** An EventStore held in memory. "Durable" means committed to the arrays; appends resolve on a microtask. */
@@ -81,7 +61,7 @@ export function createMemoryEventStore(options: MemoryEventStoreOptions = {}): E
       }
       const firstSeq = log.length + 1;
       const written: EventEnvelope[] = prepared.map((e, i) =>
-        toEnvelope(firstSeq + i, stream, actual + 1 + i, e),
+        Object.freeze(toEnvelope(firstSeq + i, stream, actual + 1 + i, e)),
       );
       log.push(...written);
       streamEvents.push(...written);

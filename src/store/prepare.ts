@@ -1,7 +1,7 @@
 // Checks an append's arguments and turns NewEvents into stored form (validated data, current schema, id, time).
 import { nanoid } from 'nanoid';
 import { InvalidArgument, SandboxdError } from '../errors/index.js';
-import type { EventRegistry, NewEvent } from '../events/index.js';
+import type { EventEnvelope, EventRegistry, NewEvent } from '../events/index.js';
 import type { ExpectedVersion } from './types.js';
 
 /** An event ready to be given its seq and version: what the codec stores. */
@@ -109,4 +109,20 @@ export function prepareEvents(
     };
   }
   return out;
+}
+
+/** The envelope of a prepared event once the store has given it its seq and stream version. */
+export function toEnvelope(seq: number, stream: string, version: number, e: PreparedEvent): EventEnvelope {
+  return {
+    seq,
+    stream,
+    version,
+    type: e.type,
+    schema: e.schema,
+    id: e.id,
+    at: e.at,
+    ...(e.causationId === undefined ? {} : { causationId: e.causationId }),
+    ...(e.correlationId === undefined ? {} : { correlationId: e.correlationId }),
+    data: e.data,
+  };
 }

@@ -1,9 +1,11 @@
 // Test harness: an API server over a FAKE runtime on a temp socket, and a raw line client for protocol tests.
+
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type ApiServer, type ApiServerOptions, createApiServer } from '../../src/api/index.js';
+import { type ApiServer, type ApiServerOptions, createApiServer, RpcCallError } from '../../src/api/index.js';
 import { createFakeRuntime, type FakeRuntime, type FakeRuntimeOptions } from './fake-runtime.js';
 
 export interface Harness {
@@ -98,4 +100,15 @@ export function rawClient(socketPath: string): Promise<RawClient> {
       resolve(client);
     });
   });
+}
+
+/** Awaits `p` and returns the RpcCallError it must be refused with; fails the test if it succeeds. */
+export async function refused(p: Promise<unknown>): Promise<RpcCallError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof RpcCallError, String(err));
+    return err;
+  }
+  assert.fail('expected the call to be refused');
 }
