@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import type { RuntimeHandle, TimeoutName } from '../../src/actors/index.js';
+import { defaultTimeouts, type RuntimeHandle, type TimeoutName } from '../../src/actors/index.js';
 import { type EventEnvelope, streamOf } from '../../src/events/index.js';
 import { checkTransitions, replayStream } from '../../src/machines/index.js';
 import type { EventStore } from '../../src/store/index.js';
@@ -34,25 +34,7 @@ export function severable(store: EventStore): { store: EventStore; sever(): void
 
 /** Short deadlines so a dead runtime's pending timers end quickly. */
 export function shortTimeouts(ms: number): Partial<Record<TimeoutName, number>> {
-  const names: TimeoutName[] = [
-    'launchVm',
-    'connectAgent',
-    'initGuest',
-    'releaseVm',
-    'pauseVm',
-    'resumeVm',
-    'stopVm',
-    'destroyVm',
-    'createContainer',
-    'startContainer',
-    'pauseContainer',
-    'resumeContainer',
-    'removeContainer',
-    'startProcess',
-    'reconcile',
-    'call',
-  ];
-  return Object.fromEntries(names.map((n) => [n, ms]));
+  return Object.fromEntries(Object.keys(defaultTimeouts).map((n) => [n, ms]));
 }
 
 const sandboxIds = ['a', 'b', 'c'] as const;
