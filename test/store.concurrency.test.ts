@@ -107,6 +107,40 @@ describe('LevelDB group commit', () => {
     }
   });
 
+  it('splits appenders who all waited on one batch into two overlapping batches, answered in seq order', async () => {
+    const store = await openLevelEventStore(await tempDir(), { registry: testRegistry() });
+    try {
+      const live: number[] = [];
+      const subscription = store.subscribe(1).subscribe((event) => live.push(event.seq));
+      const answered: number[] = [];
+      const rounds = 4;
+      await Promise.all(
+        Array.from({ length: 256 }, async (_, a) => {
+          let version = 0;
+          for (let round = 0; round < rounds; round++) {
+            const result = await store.append(`split-${a}`, version, [noted(round)]);
+            answered.push(result.firstSeq);
+            version = result.version;
+          }
+        }),
+      );
+      subscription.unsubscribe();
+      const total = 256 * rounds;
+      assert.equal(store.lastSeq(), total);
+      // Round 1 is one batch; each later round is the two halves (one batch per round would be 4 in all).
+      assert.equal(store.stats.flushes, 1 + 2 * (rounds - 1));
+      assert.deepEqual(
+        answered,
+        Array.from({ length: total }, (_, i) => i + 1),
+        'answered in seq order',
+      );
+      assert.deepEqual(live, answered, 'published once each, in seq order, before being answered');
+      assert.equal((await store.verify()).ok, true);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('checks queued appends against queued heads: two in one group with the same expected version, one wins', async () => {
     const store = await openLevelEventStore(await tempDir(), { registry: testRegistry() });
     try {
