@@ -307,11 +307,11 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     await agent.connect(SB, handle.agentSocket, { deadlineMs: 60_000 });
   });
 
-  it('runs a container on a terminal: its process sees a pty, stdin reaches it, window sizes apply', async () => {
+  it('runs a container on a terminal: its process sees a 24×80 pty, stdin reaches it, window sizes apply', async () => {
     const name = await bundle('term', [
       'sh',
       '-c',
-      'tty; while read line; do echo "got:$line"; stty size; done',
+      'tty; stty size; while read line; do echo "got:$line"; stty size; done',
     ]);
     const configPath = join(config.sharedDir, name, 'config.json');
     const spec = JSON.parse(await readFile(configPath, 'utf8'));
@@ -319,8 +319,8 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     await writeFile(configPath, JSON.stringify(spec));
     await agent.createContainer(SB, { containerId: 'term', bundle: name });
     await agent.startContainer(SB, 'term');
-    const first = await outputUntil(agent.readStdout(SB, 'term', ''), (t) => /\/dev\/pts\/\d+\r?\n/.test(t));
-    assert.match(first, /^\/dev\/pts\/\d+\r\n$/);
+    const first = await outputUntil(agent.readStdout(SB, 'term', ''), (t) => /\d+ \d+\r?\n/.test(t));
+    assert.match(first, /^\/dev\/pts\/\d+\r\n24 80\r\n$/, 'a terminal nobody sized starts at 24×80, not 0×0');
     await agent.ttyWinResize(SB, 'term', '', 40, 120);
     await agent.writeStdin(SB, 'term', '', Buffer.from('hello\n'));
     const text = await outputUntil(agent.readStdout(SB, 'term', ''), (t) => t.includes('40 120'));
@@ -334,20 +334,21 @@ describe('guest agent in a real VM', { timeout: 600_000 }, () => {
     );
   });
 
-  it('execs a process on a terminal: tty, resize and stdin, then its exit code', async () => {
+  it('execs a process on a terminal: tty of the asked size, resize and stdin, then its exit code', async () => {
     await agent.execProcess(SB, {
       containerId: 'term',
       execId: 't1',
       process: {
-        args: ['sh', '-c', 'tty; read answer; stty size; echo "answer:$answer"; exit 3'],
+        args: ['sh', '-c', 'tty; stty size; read answer; stty size; echo "answer:$answer"; exit 3'],
         terminal: true,
+        consoleSize: { height: 33, width: 101 },
       },
     });
+    const first = await outputUntil(agent.readStdout(SB, 'term', 't1'), (t) => /\d+ \d+\r?\n/.test(t));
+    assert.match(first, /^\/dev\/pts\/\d+\r\n33 101\r\n$/, 'the pty has consoleSize before the process runs');
     await agent.ttyWinResize(SB, 'term', 't1', 30, 100);
     await agent.writeStdin(SB, 'term', 't1', Buffer.from('42\n'));
     const text = await textOf(agent.readStdout(SB, 'term', 't1'));
-    // The echo of "42" may come before or after tty's line; the rest follows the read.
-    assert.match(text, /^\/dev\/pts\/\d+\r\n/m);
     assert.match(text, /42\r\n30 100\r\nanswer:42\r\n$/);
     assert.deepEqual(await agent.waitProcess(SB, 'term', 't1'), { exitCode: 3 });
     await assert.rejects(agent.ttyWinResize(SB, 'term', 't1', 10, 10), InvalidState);

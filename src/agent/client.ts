@@ -139,6 +139,8 @@ function toWireProcess(spec: ProcessSpec): Outgoing<WireProcessSpec> {
     cwd: spec.cwd ?? '',
     terminal: spec.terminal ?? false,
     user: spec.user ?? '',
+    consoleHeight: spec.consoleSize?.height ?? 0,
+    consoleWidth: spec.consoleSize?.width ?? 0,
   };
 }
 

@@ -8,6 +8,14 @@ export interface ProcessSpec {
   readonly terminal?: boolean;
   /** "uid", "uid:gid", "name" or "name:group", resolved in the container as Kata's cmdToKataProcess does. */
   readonly user?: string;
+  /** Initial terminal size (OCI process.consoleSize), for terminal processes. */
+  readonly consoleSize?: ConsoleSize;
+}
+
+/** A terminal's size in character cells, as OCI's process.consoleSize names it. */
+export interface ConsoleSize {
+  readonly height: number;
+  readonly width: number;
 }
 
 export interface CreateSandboxRequest {

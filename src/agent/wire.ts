@@ -14,6 +14,9 @@ export interface WireProcessSpec {
   cwd: string;
   terminal: boolean;
   user: string;
+  /** Initial terminal size; 0 takes the guest's default. */
+  consoleHeight: number;
+  consoleWidth: number;
 }
 /** 0 leaves a value unchanged; memoryLimitBytes -1 means unlimited. */
 export interface WireResources {

@@ -43,6 +43,13 @@ export const processSchema = z.strictObject({
     .string()
     .regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/, { error: 'must be uid, uid:gid, name or name:group' })
     .optional(),
+  /** OCI's process.consoleSize: the terminal's initial size (default 24×80). */
+  consoleSize: z
+    .strictObject({
+      height: z.number().int().min(1).max(10000),
+      width: z.number().int().min(1).max(10000),
+    })
+    .optional(),
 });
 
 export const resourcesSchema = z.strictObject({

@@ -49,6 +49,7 @@ const processSpec = z.object({
   cwd: z.string().optional(),
   terminal: z.boolean().optional(),
   user: z.string().optional(),
+  consoleSize: z.object({ height: z.number().int(), width: z.number().int() }).optional(),
 });
 
 const resources = z.object({

@@ -56,6 +56,21 @@ const CREATE_TIMEOUT_MS = 60_000;
 const MAX_EXITED_EXECS = 64;
 /** Longest an exit event waits for its start RPC to answer (a created container that died on its own). */
 const ANNOUNCE_WAIT_MS = 30_000;
+/** A terminal's size when the request names none: the VT100's. A pty starts at 0×0, which programs take badly. */
+const defaultConsoleSize = { height: 24, width: 80 };
+
+/** The size asked for (wire fields, 0 = unset), else the one the bundle gives, else the default. */
+function consoleSizeOf(
+  height: number,
+  width: number,
+  fallback: OciProcess['consoleSize'],
+): { height: number; width: number } {
+  if (height > 0 && width > 0) return { height, width };
+  if (fallback?.height && fallback.width && fallback.height > 0 && fallback.width > 0) {
+    return { height: fallback.height, width: fallback.width };
+  }
+  return defaultConsoleSize;
+}
 /** How long the terminal helper gets to listen on its console socket. */
 const CONSOLE_READY_MS = 10_000;
 /** After its process exited, the terminal helper drains this long before it is killed (a daemon may hold the pty). */
@@ -121,6 +136,7 @@ interface Container {
 
 interface OciProcess {
   terminal?: boolean;
+  consoleSize?: { height?: number; width?: number };
   user?: { uid: number; gid: number; additionalGids?: number[] };
   args?: string[];
   env?: string[];
@@ -242,8 +258,14 @@ export class ContainerManager {
       if (processOverride.env.length > 0) spec.process.env = processOverride.env;
       if (processOverride.cwd !== '') spec.process.cwd = processOverride.cwd;
       spec.process.terminal = processOverride.terminal;
+      spec.process.consoleSize = consoleSizeOf(
+        processOverride.consoleHeight,
+        processOverride.consoleWidth,
+        spec.process.consoleSize,
+      );
       if (processOverride.user !== '') spec.process.user = await resolveUser(rootfs, processOverride.user);
     }
+    if (spec.process.terminal) spec.process.consoleSize = consoleSizeOf(0, 0, spec.process.consoleSize);
     if (!Array.isArray(spec.process.args) || spec.process.args.length === 0) {
       throw new InvalidArgument('process.args', 'must not be empty');
     }
@@ -307,7 +329,9 @@ export class ContainerManager {
     const pidFile = join(stateDir, 'init.pid');
     let consoleSocket: string;
     try {
-      consoleSocket = spec.process.terminal ? await this.#openConsole(container, container.init) : '';
+      consoleSocket = spec.process.terminal
+        ? await this.#openConsole(container, container.init, spec.process.consoleSize)
+        : '';
     } catch (err) {
       this.#forget(container);
       throw err;
@@ -432,6 +456,7 @@ export class ContainerManager {
     const processJson: OciProcess = {
       ...base,
       terminal: spec.terminal,
+      consoleSize: consoleSizeOf(spec.consoleHeight, spec.consoleWidth, base.consoleSize),
       args: spec.args,
       env: spec.env.length > 0 ? spec.env : (base.env ?? []),
       cwd: spec.cwd !== '' ? spec.cwd : (base.cwd ?? '/'),
@@ -448,7 +473,9 @@ export class ContainerManager {
     container.execs.set(execId, process);
     let consoleSocket: string;
     try {
-      consoleSocket = spec.terminal ? await this.#openConsole(container, process) : '';
+      consoleSocket = spec.terminal
+        ? await this.#openConsole(container, process, processJson.consoleSize)
+        : '';
     } catch (err) {
       container.execs.delete(execId);
       throw err;
@@ -561,7 +588,11 @@ export class ContainerManager {
    * stdout becomes the process's stdout (a terminal has no separate stderr), its stdin is the process's stdin, and
    * its fd 3 takes window sizes.
    */
-  async #openConsole(container: Container, process: GuestProcess): Promise<string> {
+  async #openConsole(
+    container: Container,
+    process: GuestProcess,
+    size: OciProcess['consoleSize'],
+  ): Promise<string> {
     // Short and flat: sun_path holds 107 bytes, container and exec ids up to 64 each would not fit.
     await mkdir(this.#paths.stateDir, { recursive: true });
     const socketPath = join(this.#paths.stateDir, `tty-${++this.#consoleCount}.sock`);
@@ -601,6 +632,10 @@ export class ContainerManager {
     const control = helper.stdio[3] as NodeJS.WritableStream | null;
     control?.on('error', () => {});
     process.resize = (rows, cols) => control?.write(`${rows} ${cols}\n`);
+    // crun sizes the pty from consoleSize before the process runs; the helper applies it too, for a crun that
+    // does not.
+    const { height, width } = consoleSizeOf(0, 0, size);
+    process.resize(height, width);
     const stdout = helper.stdout;
     if (stdout) {
       stdout.on('data', (chunk: Buffer) => process.stdout.append(chunk));
