@@ -5,6 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { type ApiClient, connectApi, renderApiDocs } from '../api/index.js';
 import { InvalidArgument } from '../errors/index.js';
 import { createBusyboxBundle } from '../image/index.js';
+import { execRun, followOutput } from './attach.js';
 import { type GlobalOptions, registerEventCommands } from './events.js';
 import { exitCodeDocs } from './exit-codes.js';
 import { printJson, shortTime, show, table } from './output.js';
@@ -416,6 +417,35 @@ export function buildProgram(): Command {
       ),
     );
   exec
+    .command('run <sandbox> <container> <cmd...>')
+    .description(
+      'start a process and stay attached: output here, exit with its code (put the command after --)',
+    )
+    .option('--id <exec>', 'exec id (default exec-<random>)')
+    .option('-i, --interactive', 'copy stdin to the process (end of input closes its stdin)')
+    .option('-t, --tty', 'on a terminal sized like this one (raw mode with -i)')
+    .option('--env <k=v>', 'environment (repeatable)', collect)
+    .option('--cwd <dir>', 'working directory')
+    .option('--user <user>', 'uid[:gid] or name[:group]')
+    .action(
+      async (
+        sandboxId: string,
+        containerId: string,
+        cmd: string[],
+        o: { id?: string; interactive?: boolean; tty?: boolean; env?: string[]; cwd?: string; user?: string },
+      ) => {
+        process.exitCode = await execRun(await api(), { sandboxId, containerId }, cmd, {
+          ...(o.id ? { execId: o.id } : {}),
+          ...(o.interactive ? { interactive: true } : {}),
+          ...(o.tty ? { tty: true } : {}),
+          ...(o.env ? { env: o.env } : {}),
+          ...(o.cwd ? { cwd: o.cwd } : {}),
+          ...(o.user ? { user: o.user } : {}),
+          json: globals().json,
+        });
+      },
+    );
+  exec
     .command('state <sandbox> <container> <exec>')
     .description("an exec's current view")
     .action(
@@ -616,28 +646,7 @@ async function printOutput(
     process.stderr.write(Buffer.from(r.stderr, 'base64'));
     return;
   }
-  let subscription: string | undefined;
-  let ended = 0;
-  const early: { method: string; params: Record<string, unknown> }[] = [];
-  await new Promise<void>((resolveDone, reject) => {
-    const handle = (n: { method: string; params: Record<string, unknown> }) => {
-      if (n.params.subscription !== subscription) return;
-      if (n.method === 'exec.output') {
-        (n.params.stream === 'stderr' ? process.stderr : process.stdout).write(
-          Buffer.from(String(n.params.data), 'base64'),
-        );
-      } else if (n.method === 'exec.outputEnd' && ++ended === 2) resolveDone();
-    };
-    client.onNotification((n) => (subscription === undefined ? early.push(n) : handle(n)));
-    client.onClose(() => resolveDone());
-    client
-      .call('exec.output', { ...ref, follow: true })
-      .then((r) => {
-        subscription = (r as { subscription: string }).subscription;
-        for (const n of early.splice(0)) handle(n);
-      })
-      .catch(reject);
-  });
+  await (await followOutput(client, ref)).ended;
 }
 
 /** Shows an error the way scripts and people both can use: one line on stderr, JSON with --json. */

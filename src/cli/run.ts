@@ -2,7 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { customAlphabet } from 'nanoid';
-import { type ApiClient, type Notification, validateBundle } from '../api/index.js';
+import { type ApiClient, validateBundle } from '../api/index.js';
+import { followOutput } from './attach.js';
 import { EXIT } from './exit-codes.js';
 import { withBootProgress } from './progress.js';
 
@@ -89,39 +90,13 @@ export async function runContainer(
       ...(processSpec ? { process: processSpec } : {}),
     });
 
-    // Listen before subscribing: the first chunks may arrive with the subscribe answer.
-    let ended = 0;
-    let endedAll: () => void = () => undefined;
-    const allEnded = new Promise<void>((r) => {
-      endedAll = r;
-    });
-    let subscription: string | undefined;
-    const early: Notification[] = [];
-    const onOutput = (n: Notification) => {
-      if (n.params.subscription !== subscription) return;
-      if (n.method === 'exec.output') {
-        const data = Buffer.from(String(n.params.data), 'base64');
-        (n.params.stream === 'stderr' ? process.stderr : process.stdout).write(data);
-      } else if (n.method === 'exec.outputEnd' && ++ended === 2) endedAll();
-    };
-    const off = client.onNotification((n) => {
-      if (subscription === undefined) early.push(n);
-      else onOutput(n);
-    });
-    const sub = (await client.call('exec.output', {
-      sandboxId,
-      containerId,
-      execId: '',
-      follow: true,
-    })) as { subscription: string };
-    subscription = sub.subscription;
-    for (const n of early.splice(0)) onOutput(n);
+    const output = await followOutput(client, { sandboxId, containerId, execId: '' });
 
     await client.call('container.start', { sandboxId, id: containerId });
     const status = (await client.call('container.wait', { sandboxId, id: containerId })) as ExitStatus;
     // Output may trail the exit a little; don't wait forever for it.
-    await Promise.race([allEnded, new Promise((r) => setTimeout(r, 5000))]);
-    off();
+    await Promise.race([output.ended, new Promise((r) => setTimeout(r, 5000).unref())]);
+    output.stop();
     if (status.oomKilled) note(`run: container was OOM-killed`);
     if (status.signal) note(`run: container killed by ${status.signal}`);
     if (o.rm) await client.call('sandbox.stop', { id: sandboxId }).catch(() => undefined);

@@ -1,0 +1,174 @@
+// Attaching to a process from the CLI: following its output, and `sandboxctl exec run` (docker exec -it).
+import { customAlphabet } from 'nanoid';
+import type { ApiClient, Notification } from '../api/index.js';
+
+export interface ProcessRef {
+  readonly sandboxId: string;
+  readonly containerId: string;
+  /** '' = the container's init process. */
+  readonly execId: string;
+}
+
+export interface OutputFollower {
+  /** Resolves when both streams have ended (or the connection closed). */
+  readonly ended: Promise<void>;
+  /** Stops writing and listening (the daemon ends the subscription with the connection). */
+  stop(): void;
+}
+
+/**
+ * Subscribes to a process's stdout and stderr (from their first byte) and copies them to this process's
+ * stdout and stderr. Resolves once subscribed, so a caller can start the process after and miss nothing.
+ */
+export async function followOutput(client: ApiClient, ref: ProcessRef): Promise<OutputFollower> {
+  let subscription: string | undefined;
+  let ended = 0;
+  let endAll: () => void = () => undefined;
+  const endedAll = new Promise<void>((resolve) => {
+    endAll = resolve;
+  });
+  const early: Notification[] = [];
+  const handle = (n: Notification) => {
+    if (n.params.subscription !== subscription) return;
+    if (n.method === 'exec.output') {
+      const data = Buffer.from(String(n.params.data), 'base64');
+      (n.params.stream === 'stderr' ? process.stderr : process.stdout).write(data);
+    } else if (n.method === 'exec.outputEnd' && ++ended === 2) endAll();
+  };
+  // Listen before subscribing: the first chunks may arrive with the subscribe answer.
+  const off = client.onNotification((n) => (subscription === undefined ? early.push(n) : handle(n)));
+  client.onClose(() => endAll());
+  try {
+    const answer = await client.call<{ subscription: string }>('exec.output', { ...ref, follow: true });
+    subscription = answer.subscription;
+  } catch (err) {
+    off();
+    throw err;
+  }
+  for (const n of early.splice(0)) handle(n);
+  return { ended: endedAll, stop: off };
+}
+
+/** How long output may trail a process's exit before we stop waiting for it. */
+const outputGraceMs = 5000;
+/** Bytes per exec.writeStdin call: base64 of it stays well under the API's 1 MiB message limit. */
+const stdinChunkBytes = 256 * 1024;
+
+const shortId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 8);
+
+export interface ExecRunOptions {
+  readonly execId?: string;
+  /** Copy this process's stdin to the process's (and close it at end of input). */
+  readonly interactive?: boolean;
+  /** Run the process on a terminal sized like ours; with `interactive` and a terminal here, raw mode. */
+  readonly tty?: boolean;
+  readonly env?: readonly string[];
+  readonly cwd?: string;
+  readonly user?: string;
+  readonly json: boolean;
+}
+
+interface ExitStatus {
+  exitCode: number;
+  signal?: string;
+  oomKilled?: boolean;
+}
+
+/**
+ * Starts `cmd` in a running container and stays attached: output copied here, stdin copied there (-i),
+ * window size followed (-t), SIGINT/SIGTERM/SIGHUP forwarded when not on a raw terminal. Resolves with the
+ * process's exit code.
+ */
+export async function execRun(
+  client: ApiClient,
+  target: { sandboxId: string; containerId: string },
+  cmd: readonly string[],
+  o: ExecRunOptions,
+): Promise<number> {
+  const ref: ProcessRef = { ...target, execId: o.execId ?? `exec-${shortId()}` };
+  const stdout = process.stdout;
+  const onTerminal = o.tty === true && stdout.isTTY === true;
+  await client.call('exec.start', {
+    ...ref,
+    process: {
+      args: cmd,
+      ...(o.env ? { env: o.env } : {}),
+      ...(o.cwd ? { cwd: o.cwd } : {}),
+      ...(o.user ? { user: o.user } : {}),
+      ...(o.tty ? { terminal: true } : {}),
+      ...(onTerminal ? { consoleSize: { height: stdout.rows, width: stdout.columns } } : {}),
+    },
+  });
+  const output = await followOutput(client, ref);
+
+  const resize = () => {
+    void client
+      .call('exec.resize', { ...ref, rows: stdout.rows, cols: stdout.columns })
+      .catch(() => undefined);
+  };
+  if (onTerminal) stdout.on('resize', resize);
+
+  let interrupts = 0;
+  const forward = (signal: NodeJS.Signals) => () => {
+    // A second Ctrl-C means "now": like docker, give up on a process that ignores the first.
+    const sent = signal === 'SIGINT' && ++interrupts > 1 ? 'SIGKILL' : signal;
+    void client.call('exec.kill', { ...ref, signal: sent }).catch(() => undefined);
+  };
+  const forwarded = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
+  for (const [signal, handler] of forwarded) process.on(signal, handler);
+
+  const stdin = o.interactive ? copyStdin(client, ref, o.tty === true) : undefined;
+  try {
+    const status = await client.call<ExitStatus>('exec.wait', ref);
+    await Promise.race([output.ended, new Promise((r) => setTimeout(r, outputGraceMs).unref())]);
+    if (status.oomKilled) process.stderr.write('sandboxctl: the process was OOM-killed\n');
+    if (o.json) process.stdout.write(`${JSON.stringify({ ...ref, ...status })}\n`);
+    return status.exitCode;
+  } finally {
+    output.stop();
+    stdin?.stop();
+    if (onTerminal) stdout.off('resize', resize);
+    for (const [signal, handler] of forwarded) process.off(signal, handler);
+  }
+}
+
+/** Copies stdin to the process in order, one call at a time (pausing our stdin meanwhile); EOF closes theirs. */
+function copyStdin(client: ApiClient, ref: ProcessRef, tty: boolean): { stop(): void } {
+  const stdin = process.stdin;
+  const raw = tty && stdin.isTTY === true;
+  // Raw: every key goes to the guest's terminal as typed; its line discipline echoes and makes Ctrl-C a SIGINT.
+  if (raw) stdin.setRawMode(true);
+  let stopped = false;
+  let chain: Promise<unknown> = Promise.resolve();
+  const send = (method: string, params: Record<string, unknown>) => {
+    chain = chain
+      .then(() => (stopped ? undefined : client.call(method, { ...ref, ...params })))
+      .catch(() => {
+        // The process ended (or closed its stdin): nothing more to send.
+        stop();
+      });
+    return chain;
+  };
+  const onData = (chunk: Buffer) => {
+    stdin.pause();
+    for (let at = 0; at < chunk.length; at += stdinChunkBytes) {
+      send('exec.writeStdin', { data: chunk.subarray(at, at + stdinChunkBytes).toString('base64') });
+    }
+    void chain.then(() => {
+      if (!stopped) stdin.resume();
+    });
+  };
+  const onEnd = () => void send('exec.closeStdin', {});
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    stdin.off('data', onData);
+    stdin.off('end', onEnd);
+    if (raw) stdin.setRawMode(false);
+    // Nobody reads it again: destroyed, it cannot keep the CLI alive.
+    stdin.destroy();
+  };
+  stdin.on('data', onData);
+  stdin.once('end', onEnd);
+  return { stop };
+}
