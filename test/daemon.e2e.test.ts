@@ -173,6 +173,58 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     assert.equal(pidsBefore.size, 3);
   });
 
+  it('attaches to a process with sandboxctl exec run: stdin to EOF, output, exit code, a sized terminal', async () => {
+    const piped = await sandboxctl(
+      [
+        '--socket',
+        socket,
+        'exec',
+        'run',
+        '-i',
+        'a',
+        'main',
+        '--',
+        'sh',
+        '-c',
+        'cat; echo err-line >&2; exit 7',
+      ],
+      { timeoutMs: 60_000, input: 'piped-in\nsecond line\n' },
+    );
+    assert.equal(piped.code, 7, piped.stderr);
+    assert.equal(piped.stdout, 'piped-in\nsecond line\n');
+    assert.match(piped.stderr, /err-line/);
+
+    const terminal = await ctl(
+      'exec',
+      'run',
+      '-t',
+      '--id',
+      'tty1',
+      'a',
+      'main',
+      '--',
+      'sh',
+      '-c',
+      'tty; stty size',
+    );
+    assert.equal(terminal.code, 0, terminal.stderr);
+    assert.match(
+      terminal.stdout,
+      /^\/dev\/pts\/\d+\r\n24 80\r\n$/,
+      'a terminal starts at 24×80 when ours has no size',
+    );
+    const state = await call<{ state: string; exit?: { exitCode: number } }>('exec.state', {
+      sandboxId: 'a',
+      containerId: 'main',
+      execId: 'tty1',
+    });
+    assert.equal(state.exit?.exitCode, 0, JSON.stringify(state));
+
+    const missing = await ctl('exec', 'run', 'a', 'nope', '--', 'true');
+    assert.equal(missing.code, 3, 'not found');
+    assert.match(missing.stderr, /nope/);
+  });
+
   it('refuses bad input with clear errors and leaves the log unchanged', async () => {
     const before = (await call<{ events: { lastSeq: number } }>('daemon.info')).events.lastSeq;
     const raw = await rawClient(socket);
