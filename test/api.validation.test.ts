@@ -64,6 +64,17 @@ describe('api validation', () => {
     assert.equal(e3.data.field, 'timeoutMs');
   });
 
+  it('refuses hotplug limits below the boot size, naming the limit, and creates nothing', async () => {
+    const cpus = await refused(c.call('sandbox.create', { id: 'lim', config: { vcpus: 2, maxVcpus: 1 } }));
+    assert.equal(cpus.data.field, 'config.maxVcpus');
+    assert.match(cpus.message, /at least vcpus \(2\)/);
+    const memory = await refused(
+      c.call('sandbox.create', { id: 'lim', config: { memoryMiB: 1024, maxMemoryMiB: 512 } }),
+    );
+    assert.equal(memory.data.field, 'config.maxMemoryMiB');
+    await refused(c.call('sandbox.status', { id: 'lim' }));
+  });
+
   it('refuses unknown fields instead of ignoring them', async () => {
     const e = await refused(c.call('sandbox.start', { id: 'sb', forceful: true }));
     assert.equal(e.rpcCode, -32602);

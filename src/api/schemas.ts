@@ -63,21 +63,43 @@ export const resourcesSchema = z.strictObject({
   pidsLimit: z.number().int().min(1).optional(),
 });
 
-export const sandboxConfigSchema = z.strictObject({
-  vcpus: z.number().int().min(1).max(64).optional(),
-  maxVcpus: z.number().int().min(1).max(64).optional(),
-  memoryMiB: z.number().int().min(128).max(65536).optional(),
-  maxMemoryMiB: z.number().int().min(128).max(262144).optional(),
-  hostname: z
-    .string()
-    .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, { error: 'must be a valid hostname' })
-    .optional(),
-  dns: z
-    .array(z.string().regex(/^[0-9a-fA-F:.]+$/, { error: 'must be an IP address' }))
-    .max(8)
-    .optional(),
-  labels: z.record(z.string().max(253), z.string().max(4096)).optional(),
-});
+export const sandboxConfigSchema = z
+  .strictObject({
+    vcpus: z.number().int().min(1).max(64).optional(),
+    maxVcpus: z.number().int().min(1).max(64).optional(),
+    memoryMiB: z.number().int().min(128).max(65536).optional(),
+    maxMemoryMiB: z.number().int().min(128).max(262144).optional(),
+    hostname: z
+      .string()
+      .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, { error: 'must be a valid hostname' })
+      .optional(),
+    dns: z
+      .array(z.string().regex(/^[0-9a-fA-F:.]+$/, { error: 'must be an IP address' }))
+      .max(8)
+      .optional(),
+    labels: z.record(z.string().max(253), z.string().max(4096)).optional(),
+  })
+  // A limit below the boot size would be silently raised by QEMU's sizing: refuse it instead.
+  .superRefine((config, ctx) => {
+    if (config.vcpus !== undefined && config.maxVcpus !== undefined && config.maxVcpus < config.vcpus) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxVcpus'],
+        message: `must be at least vcpus (${config.vcpus})`,
+      });
+    }
+    if (
+      config.memoryMiB !== undefined &&
+      config.maxMemoryMiB !== undefined &&
+      config.maxMemoryMiB < config.memoryMiB
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxMemoryMiB'],
+        message: `must be at least memoryMiB (${config.memoryMiB})`,
+      });
+    }
+  });
 
 export const outputStreamSchema = z.enum(['stdout', 'stderr']);
 

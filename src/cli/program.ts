@@ -166,10 +166,10 @@ export function buildProgram(): Command {
             )
           : undefined;
         const config = {
-          ...(o.vcpus ? { vcpus: o.vcpus } : {}),
-          ...(o.maxVcpus ? { maxVcpus: o.maxVcpus } : {}),
-          ...(o.memory ? { memoryMiB: o.memory } : {}),
-          ...(o.maxMemory ? { maxMemoryMiB: o.maxMemory } : {}),
+          ...(o.vcpus !== undefined ? { vcpus: o.vcpus } : {}),
+          ...(o.maxVcpus !== undefined ? { maxVcpus: o.maxVcpus } : {}),
+          ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
+          ...(o.maxMemory !== undefined ? { maxMemoryMiB: o.maxMemory } : {}),
           ...(o.hostname ? { hostname: o.hostname } : {}),
           ...(o.dns ? { dns: o.dns } : {}),
           ...(labels ? { labels } : {}),
@@ -219,6 +219,18 @@ export function buildProgram(): Command {
       .description(text)
       .action(call(`sandbox.${verb}`, (id: string) => ({ id })));
   }
+  sandbox
+    .command('update <id>')
+    .description('grow a running sandbox: vCPUs and memory hotplugged up to its --max-vcpus / --max-memory')
+    .option('--vcpus <n>', 'total vCPUs', int('vcpus'))
+    .option('--memory <MiB>', 'total memory in MiB (grows by multiples of 128)', int('memory'))
+    .action(
+      call('sandbox.update', (id: string, o: { vcpus?: number; memory?: number }) => ({
+        id,
+        ...(o.vcpus === undefined ? {} : { vcpus: o.vcpus }),
+        ...(o.memory === undefined ? {} : { memoryMiB: o.memory }),
+      })),
+    );
   sandbox
     .command('delete <id>')
     .alias('rm')

@@ -72,8 +72,8 @@ export async function runContainer(
     // Refuse a bad bundle before paying for a VM boot (the daemon checks it again).
     await validateBundle(bundle, 'bundle');
     const config = {
-      ...(o.vcpus ? { vcpus: o.vcpus } : {}),
-      ...(o.memory ? { memoryMiB: o.memory } : {}),
+      ...(o.vcpus !== undefined ? { vcpus: o.vcpus } : {}),
+      ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
     };
     await client.call('sandbox.create', { id: sandboxId, config });
     created = true;
