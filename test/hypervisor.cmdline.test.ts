@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { InvalidArgument } from '../src/errors/index.js';
-import { accelFromEnv, qemuArgs, type VmConfig, vmPaths } from '../src/hypervisor/index.js';
+import { accelFromEnv, type PortForward, qemuArgs, type VmConfig, vmPaths } from '../src/hypervisor/index.js';
 
 const config: VmConfig = {
   sandboxId: 'sb1',
@@ -77,6 +77,44 @@ describe('QEMU command line of a sandbox VM', () => {
     assert.throws(() => qemuArgs({ ...config, maxVcpus: 0 }, 'tcg'), { field: 'maxVcpus' });
     assert.throws(() => qemuArgs({ ...config, vcpus: 1.5 }, 'tcg'), { field: 'vcpus' });
     assert.throws(() => qemuArgs({ ...config, maxMemoryMiB: 256 }, 'tcg'), { field: 'maxMemoryMiB' });
+  });
+
+  it('has no network device unless asked; user networking gets a virtio NIC and the forwarded ports', () => {
+    assert.deepEqual(valuesOf(qemuArgs(config, 'tcg'), '-netdev'), []);
+    assert.ok(!qemuArgs(config, 'tcg').some((arg) => arg.startsWith('virtio-net')));
+    const args = qemuArgs(
+      {
+        ...config,
+        network: {
+          mode: 'user',
+          ports: [
+            { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 80 },
+            { protocol: 'udp', hostAddress: '0.0.0.0', hostPort: 5353, guestPort: 53 },
+          ],
+        },
+      },
+      'tcg',
+    );
+    assert.deepEqual(valuesOf(args, '-netdev'), [
+      'user,id=net0,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,' +
+        'hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:0.0.0.0:5353-:53',
+    ]);
+    assert.ok(valuesOf(args, '-device').includes('virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56'));
+  });
+
+  it('refuses forwarded ports that are malformed or taken twice, naming the field', () => {
+    const port = { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 80 } as const;
+    const withPorts = (ports: readonly PortForward[]) =>
+      qemuArgs({ ...config, network: { mode: 'user', ports } }, 'tcg');
+    assert.throws(() => withPorts([{ ...port, hostPort: 0 }]), { field: 'network.ports[0].hostPort' });
+    assert.throws(() => withPorts([{ ...port, guestPort: 70000 }]), { field: 'network.ports[0].guestPort' });
+    assert.throws(() => withPorts([{ ...port, hostAddress: 'localhost,restrict=on' }]), {
+      field: 'network.ports[0].hostAddress',
+    });
+    assert.throws(() => withPorts([port, { ...port, guestPort: 81 }]), {
+      field: 'network.ports[1].hostPort',
+    });
+    assert.doesNotThrow(() => withPorts([port, { ...port, protocol: 'udp' }]));
   });
 
   it('refuses a state dir too long for a unix socket path', () => {

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { InvalidArgument } from '../errors/index.js';
 import { accelArgs } from './accel.js';
-import type { Accel, VmConfig } from './types.js';
+import type { Accel, VmConfig, VmNetwork } from './types.js';
 
 /** 9p mount tag of the read-only guest root (the image's rootDir). Part of the guest contract (src/image). */
 export const GUEST_ROOT_TAG = 'sbxroot';
@@ -71,6 +71,60 @@ function validateSizes(config: VmConfig): void {
   if (config.maxVcpus > 255) throw new InvalidArgument('maxVcpus', 'must be ≤ 255');
 }
 
+/**
+ * The user network as the guest sees it: QEMU's slirp defaults, spelled out so that the command line and the
+ * agent's interface setup (src/actors) agree. Part of the guest contract.
+ */
+export const USER_NETWORK = {
+  interface: 'eth0',
+  net: '10.0.2.0/24',
+  guestAddress: '10.0.2.15/24',
+  gateway: '10.0.2.2',
+  dns: '10.0.2.3',
+  mac: '52:54:00:12:34:56',
+} as const;
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+function validateNetwork(network: VmNetwork): void {
+  const seen = new Set<string>();
+  for (const [i, port] of network.ports.entries()) {
+    const field = `network.ports[${i}]`;
+    if (port.protocol !== 'tcp' && port.protocol !== 'udp')
+      throw new InvalidArgument(`${field}.protocol`, 'must be tcp or udp');
+    if (!IPV4.test(port.hostAddress))
+      throw new InvalidArgument(`${field}.hostAddress`, 'must be an IPv4 address');
+    for (const key of ['hostPort', 'guestPort'] as const) {
+      if (!Number.isInteger(port[key]) || port[key] < 1 || port[key] > 65535)
+        throw new InvalidArgument(`${field}.${key}`, 'must be a port number 1..65535');
+    }
+    const key = `${port.protocol}:${port.hostAddress}:${port.hostPort}`;
+    if (seen.has(key)) throw new InvalidArgument(`${field}.hostPort`, `${key} is forwarded twice`);
+    seen.add(key);
+  }
+}
+
+/** `-netdev user` with the forwarded ports, and its virtio NIC; nothing without a network. */
+function networkArgs(network: VmNetwork | undefined): string[] {
+  if (!network) return [];
+  const forwards = network.ports.map(
+    (p) => `hostfwd=${p.protocol}:${p.hostAddress}:${p.hostPort}-:${p.guestPort}`,
+  );
+  return [
+    '-netdev',
+    [
+      'user',
+      'id=net0',
+      `net=${USER_NETWORK.net}`,
+      `host=${USER_NETWORK.gateway}`,
+      `dns=${USER_NETWORK.dns}`,
+      ...forwards,
+    ].join(','),
+    '-device',
+    `virtio-net-pci,netdev=net0,mac=${USER_NETWORK.mac}`,
+  ];
+}
+
 /** Number of DIMM slots offered for memory hotplug when max memory exceeds boot memory. */
 export const MEMORY_SLOTS = 4;
 
@@ -81,6 +135,7 @@ export const MEMORY_SLOTS = 4;
  */
 export function qemuArgs(config: VmConfig, accel: Accel): string[] {
   validateSizes(config);
+  if (config.network) validateNetwork(config.network);
   const paths = vmPaths(config.stateDir);
   const memory =
     config.maxMemoryMiB > config.memoryMiB
@@ -130,6 +185,7 @@ export function qemuArgs(config: VmConfig, accel: Accel): string[] {
     'rng-random,id=rng0,filename=/dev/urandom',
     '-device',
     'virtio-rng-pci,rng=rng0',
+    ...networkArgs(config.network),
     '-chardev',
     `socket,id=qmp,path=${optionValue(paths.qmpSocket)},server=on,wait=off`,
     '-mon',

@@ -7,6 +7,7 @@ export {
   MEMORY_SLOTS,
   qemuArgs,
   SANDBOX_SHARE_TAG,
+  USER_NETWORK,
   type VmPaths,
   vmPaths,
 } from './cmdline.js';

@@ -25,6 +25,26 @@ export interface VmConfig {
   readonly memoryMiB: number;
   readonly maxMemoryMiB: number;
   readonly kernelParams?: readonly string[];
+  /** None when absent: the guest has only loopback. */
+  readonly network?: VmNetwork;
+}
+
+/** A host port forwarded to a guest port (QEMU user networking's hostfwd). */
+export interface PortForward {
+  readonly protocol: 'tcp' | 'udp';
+  /** The host address to listen on (IPv4). */
+  readonly hostAddress: string;
+  readonly hostPort: number;
+  readonly guestPort: number;
+}
+
+/**
+ * User-mode networking (QEMU's slirp): the guest gets a NIC behind a NAT of QEMU's own, reaches what the host
+ * reaches, and is reached only through forwarded ports. No bridge, tap or firewall rule on the host.
+ */
+export interface VmNetwork {
+  readonly mode: 'user';
+  readonly ports: readonly PortForward[];
 }
 
 /** Everything needed to find a running VM again after a daemon restart. Persisted in events. */
