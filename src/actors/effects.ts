@@ -48,6 +48,31 @@ export interface EffectDefinition<A> {
 /** Defaults sized for TCG guests on a loaded 2-core machine (GUEST.md: boots take 5–20 s). */
 export const defaultVmShape = { vcpus: 1, maxVcpus: 4, memoryMiB: 512, maxMemoryMiB: 4096 } as const;
 
+/** The VM size a sandbox config boots with, and how far hotplug may grow it. */
+export interface VmShape {
+  readonly vcpus: number;
+  readonly maxVcpus: number;
+  readonly memoryMiB: number;
+  readonly maxMemoryMiB: number;
+}
+
+/** What launchVm gives QEMU for `config`: its sizes, defaults filled in, limits never below the boot size. */
+export function vmShapeOf(config: {
+  readonly vcpus?: number;
+  readonly maxVcpus?: number;
+  readonly memoryMiB?: number;
+  readonly maxMemoryMiB?: number;
+}): VmShape {
+  const vcpus = config.vcpus ?? defaultVmShape.vcpus;
+  const memoryMiB = config.memoryMiB ?? defaultVmShape.memoryMiB;
+  return {
+    vcpus,
+    maxVcpus: Math.max(vcpus, config.maxVcpus ?? defaultVmShape.maxVcpus),
+    memoryMiB,
+    maxMemoryMiB: Math.max(memoryMiB, config.maxMemoryMiB ?? defaultVmShape.maxMemoryMiB),
+  };
+}
+
 /** How long a stop waits for the guest to end its containers before QEMU is asked to power down. */
 const GUEST_GOODBYE_MS = 5_000;
 
@@ -83,18 +108,12 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
       if (cause.version > 2) await ctx.hypervisor.destroy(entity.id, dirs.vm);
       await mkdir(dirs.shared, { recursive: true });
       const image = await ctx.image();
-      const cfg = entity.context.config;
-      const vcpus = cfg.vcpus ?? defaultVmShape.vcpus;
-      const memoryMiB = cfg.memoryMiB ?? defaultVmShape.memoryMiB;
       const vm: VmConfig = {
         sandboxId: entity.id,
         stateDir: dirs.vm,
         sharedDir: dirs.shared,
         image,
-        vcpus,
-        maxVcpus: Math.max(vcpus, cfg.maxVcpus ?? defaultVmShape.maxVcpus),
-        memoryMiB,
-        maxMemoryMiB: Math.max(memoryMiB, cfg.maxMemoryMiB ?? defaultVmShape.maxMemoryMiB),
+        ...vmShapeOf(entity.context.config),
       };
       const handle = await ctx.hypervisor.launch(vm, signal);
       return [{ type: 'VmLaunched', data: { handle } }];

@@ -11,7 +11,9 @@ import {
   type SnapshotOf,
   step,
 } from '../machines/index.js';
+import { vmShapeOf } from './effects.js';
 import { type AnyEntity, ContainerActor, ExecActor, SandboxActor } from './entity.js';
+import { currentSize, sameSize } from './resize.js';
 import { type ActorRuntime, failureOf, type RecoveryReport, withDeadline } from './runtime.js';
 
 export interface LoadResult {
@@ -276,6 +278,7 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
           rt.logger.warn({ sandboxId: sandbox.id }, 'the log says running, QEMU says paused');
         return;
       }
+      if (state === 'running') await reconcileSize(rt, sandbox, record);
       await reconcileContainers(rt, sandbox, t);
       return;
     }
@@ -312,6 +315,29 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
 }
 
 type Record_ = (entity: AnyEntity, type: string, data: unknown) => Promise<unknown>;
+
+/**
+ * sandbox.update hotplugs before it appends SandboxResized: a daemon killed in between leaves QEMU
+ * bigger than the log. Asks QEMU (two QMP queries) and, when they differ, appends what it says and has
+ * the guest online it (once: the devices arrived before the crash; a failure is only logged).
+ */
+async function reconcileSize(rt: ActorRuntime, sandbox: SandboxActor, record: Record_): Promise<void> {
+  const { hypervisor, agent } = rt;
+  if (!hypervisor.size) return;
+  const real = await hypervisor.size(sandbox.id);
+  const logged = currentSize(vmShapeOf(sandbox.context.config), sandbox.context.size);
+  if (sameSize(real, logged)) return;
+  rt.logger.warn(
+    { sandboxId: sandbox.id, logged, real },
+    'the VM is not the size the log says: recording it',
+  );
+  await record(sandbox, 'SandboxResized', { vcpus: real.vcpus, memoryMiB: real.memoryMiB });
+  try {
+    await agent.onlineCpuMem(sandbox.id, { cpus: real.vcpus, memory: true });
+  } catch (err) {
+    rt.logger.warn({ sandboxId: sandbox.id, err }, 'onlining hotplugged vCPUs / memory in the guest failed');
+  }
+}
 type Retry = (entity: AnyEntity, effect: string, intents: readonly string[], from: string) => Promise<void>;
 type Settle = (entity: AnyEntity, from: string, how: 'completed' | 'retried' | 'failed') => void;
 

@@ -37,10 +37,12 @@ import {
   execEffectDefinitions,
   type SandboxDirs,
   sandboxEffectDefinitions,
+  vmShapeOf,
 } from './effects.js';
 import { type AnyEntity, ContainerActor, type Entity, ExecActor, SandboxActor } from './entity.js';
 import { withIntent } from './intent.js';
 import { reconcileAll, reconcileContainers } from './recovery.js';
+import { currentSize, growVm, planResize, type ResizeRequest, sameSize } from './resize.js';
 import { type Happening, startPorts } from './supervision.js';
 import type {
   ContainerView,
@@ -72,7 +74,9 @@ export type TimeoutName =
   /** How long shutdown waits for effects in flight. */
   | 'shutdown'
   /** Agent calls made directly for a command (stats, ps, kill, …). */
-  | 'call';
+  | 'call'
+  /** sandbox.update: until the guest shows the vCPUs and memory QEMU hotplugged. */
+  | 'resizeVm';
 
 /** Generous defaults: TCG boots take 5–20 s on these machines, more under load. */
 export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
@@ -94,6 +98,7 @@ export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
   reconcile: 30_000,
   shutdown: 15_000,
   call: 30_000,
+  resizeVm: 60_000,
 };
 
 export interface RuntimeOptions {
@@ -247,27 +252,34 @@ export class ActorRuntime implements RuntimeHandle {
     event: { type: string; data: unknown },
     opts: { command?: string; causationId?: string } = {},
   ): Promise<EventEnvelope | undefined> {
-    return entity.exclusive(async () => {
-      const candidate = { type: event.type, data: event.data } as never;
-      if (!can(entity.kind, entity.snapshot as never, candidate)) {
-        if (opts.command) throw new InvalidState(entity.kind, entity.id, entity.state, opts.command);
-        this.logger.debug(
-          { stream: entity.stream, type: event.type, state: entity.state },
-          'late event dropped',
-        );
-        return undefined;
-      }
-      const newEvent: NewEvent = {
-        type: event.type,
-        data: event.data,
-        ...(opts.causationId ? { causationId: opts.causationId } : {}),
-      };
-      const result = await this.store.append(entity.stream, entity.version, [newEvent]);
-      const envelope = result.events[0]!;
-      this.apply(entity, envelope, this.effectsOn);
-      this.maybeSnapshot(entity);
-      return envelope;
-    });
+    return entity.exclusive(() => this.recordInTurn(entity, event, opts));
+  }
+
+  /** `record`'s body, for work that already holds the entity's turn (see updateSandbox). */
+  private async recordInTurn(
+    entity: AnyEntity,
+    event: { type: string; data: unknown },
+    opts: { command?: string; causationId?: string },
+  ): Promise<EventEnvelope | undefined> {
+    const candidate = { type: event.type, data: event.data } as never;
+    if (!can(entity.kind, entity.snapshot as never, candidate)) {
+      if (opts.command) throw new InvalidState(entity.kind, entity.id, entity.state, opts.command);
+      this.logger.debug(
+        { stream: entity.stream, type: event.type, state: entity.state },
+        'late event dropped',
+      );
+      return undefined;
+    }
+    const newEvent: NewEvent = {
+      type: event.type,
+      data: event.data,
+      ...(opts.causationId ? { causationId: opts.causationId } : {}),
+    };
+    const result = await this.store.append(entity.stream, entity.version, [newEvent]);
+    const envelope = result.events[0]!;
+    this.apply(entity, envelope, this.effectsOn);
+    this.maybeSnapshot(entity);
+    return envelope;
   }
 
   /** Saves a snapshot in the background when enough events piled up since the last one (a cache: failures only logged). */
@@ -543,10 +555,13 @@ export class ActorRuntime implements RuntimeHandle {
   sandboxView(s: SandboxActor): SandboxView {
     const c = s.context;
     const error = c.error?.message ?? c.lostReason;
+    const size = currentSize(vmShapeOf(c.config), c.size);
     return {
       id: s.id,
       state: s.state,
       config: c.config,
+      vcpus: size.vcpus,
+      memoryMiB: size.memoryMiB,
       ...(c.handle ? { pid: c.handle.pid, accel: c.handle.accel } : {}),
       containers: [...s.containers.keys()],
       createdAt: c.createdAt,
@@ -684,6 +699,32 @@ export class ActorRuntime implements RuntimeHandle {
       ['deleting'],
       ['deleted'],
     );
+  }
+
+  /**
+   * Grows the running VM (see Runtime.updateSandbox). The whole of it, checks, hotplug, onlining and
+   * the append, holds the sandbox's turn: no pause, stop or outcome of its slips in between, and two
+   * updates never race for the same DIMM slot.
+   */
+  async updateSandbox(id: string, request: ResizeRequest): Promise<SandboxView> {
+    this.open('sandbox.update');
+    const s = this.sandbox(id);
+    await s.exclusive(async () => {
+      const probe = { type: 'SandboxResized', data: { vcpus: 1, memoryMiB: 1 } } as never;
+      if (!can('sandbox', s.snapshot, probe)) throw new InvalidState('sandbox', id, s.state, 'update');
+      const shape = vmShapeOf(s.context.config);
+      const from = currentSize(shape, s.context.size);
+      const to = planResize(shape, from, request);
+      if (sameSize(from, to)) return;
+      const ports = { hypervisor: this.hypervisor, agent: this.agent, logger: this.logger };
+      const { reached, error } = await growVm(ports, id, from, to, this.timeouts.resizeVm);
+      // Whatever QEMU took is a fact, even when a later step failed: the log must say so.
+      if (!sameSize(from, reached)) {
+        await this.recordInTurn(s, { type: 'SandboxResized', data: reached }, { command: 'update' });
+      }
+      if (error) throw error;
+    });
+    return this.sandboxView(s);
   }
 
   getSandbox(id: string): SandboxView {

@@ -21,6 +21,23 @@ export interface SandboxConfig {
   readonly hostname?: string;
   readonly dns?: readonly string[];
   readonly labels?: Readonly<Record<string, string>>;
+  /**
+   * 'user': a NIC behind QEMU's own NAT (outbound traffic, plus `ports` inbound); 'none' (the default): loopback
+   * only. Off by default because a user network also reaches the host's loopback services.
+   */
+  readonly network?: 'none' | 'user';
+  /** Host ports forwarded into the guest (network 'user' only). */
+  readonly ports?: readonly PortMapping[];
+}
+
+/** A host port forwarded to a port of the guest, where the sandbox's containers listen. */
+export interface PortMapping {
+  readonly hostPort: number;
+  readonly guestPort: number;
+  /** Default tcp. */
+  readonly protocol?: 'tcp' | 'udp';
+  /** Host address to listen on; default 127.0.0.1 (0.0.0.0 publishes it to the network). */
+  readonly hostAddress?: string;
 }
 
 export interface SandboxView {
@@ -28,6 +45,10 @@ export interface SandboxView {
   /** Machine state: created | starting | running | paused | stopping | stopped | deleted | failed | lost. */
   readonly state: string;
   readonly config: SandboxConfig;
+  /** vCPUs the VM has now (the config's at boot, more after sandbox.update). */
+  readonly vcpus?: number;
+  /** Memory the VM has now, in MiB (boot memory plus hotplugged DIMMs). */
+  readonly memoryMiB?: number;
   readonly pid?: number;
   readonly accel?: Accel;
   readonly containers: readonly string[];
@@ -84,6 +105,14 @@ export interface Runtime {
   pauseSandbox(id: string): Promise<SandboxView>;
   resumeSandbox(id: string): Promise<SandboxView>;
   deleteSandbox(id: string, options?: { force?: boolean }): Promise<void>;
+  /**
+   * Grows a running sandbox's VM to `vcpus` vCPUs and `memoryMiB` MiB in total (at least one given):
+   * hotplug, onlined by the guest agent, then SandboxResized { vcpus, memoryMiB } appended. Equal to
+   * now: nothing happens. InvalidArgument (field named, nothing done) above maxVcpus / maxMemoryMiB,
+   * below now (no unplug), memory growth not a multiple of 128 MiB, no free DIMM slot; InvalidState
+   * unless running.
+   */
+  updateSandbox(id: string, request: { vcpus?: number; memoryMiB?: number }): Promise<SandboxView>;
   getSandbox(id: string): SandboxView;
   listSandboxes(): SandboxView[];
   sandboxStats(id: string): Promise<{ sandbox: SandboxView; containers: Record<string, ContainerStats> }>;

@@ -99,6 +99,18 @@ const containerRef = z.strictObject({ sandboxId: idSchema, id: idSchema });
 const execRef = { sandboxId: idSchema, containerId: idSchema, execId: execIdSchema };
 const timeoutMsSchema = z.number().int().min(1).max(3_600_000);
 
+/** sandbox.update: new totals, at least one (the same bounds sandbox.create allows). */
+const sandboxUpdateParams = z
+  .strictObject({
+    id: idSchema,
+    vcpus: z.number().int().min(1).max(64).optional(),
+    memoryMiB: z.number().int().min(128).max(262144).optional(),
+  })
+  .refine((p) => p.vcpus !== undefined || p.memoryMiB !== undefined, {
+    error: 'give vcpus, memoryMiB or both',
+    path: ['vcpus'],
+  });
+
 async function withTimeout<T>(promise: Promise<T>, ms: number | undefined, step: string): Promise<T> {
   if (ms === undefined) return promise;
   let timer: NodeJS.Timeout | undefined;
@@ -241,6 +253,19 @@ export const methods = [
     params: sandboxRef,
     result: 'SandboxView (state running)',
     handler: (p, { runtime }) => runtime.resumeSandbox(p.id),
+  }),
+  method({
+    name: 'sandbox.update',
+    summary:
+      "Grows a running sandbox's VM to vcpus vCPUs and memoryMiB MiB in total (hotplug; the guest agent onlines them).",
+    when: 'running. Appends SandboxResized { vcpus, memoryMiB } (the new totals); equal to now: nothing. Refused (InvalidArgument, nothing done): above maxVcpus / maxMemoryMiB, smaller than now (no unplug), memory growth not a multiple of 128 MiB, no free DIMM slot (4).',
+    params: sandboxUpdateParams,
+    result: 'SandboxView (vcpus, memoryMiB: the new totals)',
+    handler: (p, { runtime }) =>
+      runtime.updateSandbox(p.id, {
+        ...(p.vcpus === undefined ? {} : { vcpus: p.vcpus }),
+        ...(p.memoryMiB === undefined ? {} : { memoryMiB: p.memoryMiB }),
+      }),
   }),
   method({
     name: 'sandbox.delete',

@@ -29,6 +29,17 @@ const sandboxConfig = z.object({
   hostname: z.string().optional(),
   dns: z.array(z.string()).optional(),
   labels: z.record(z.string(), z.string()).optional(),
+  network: z.enum(['none', 'user']).optional(),
+  ports: z
+    .array(
+      z.object({
+        hostPort: z.number().int(),
+        guestPort: z.number().int(),
+        protocol: z.enum(['tcp', 'udp']).optional(),
+        hostAddress: z.string().optional(),
+      }),
+    )
+    .optional(),
 });
 
 /** Everything a restarted daemon needs to `hypervisor.attach` the VM again. */
@@ -89,6 +100,14 @@ const sandboxSchemas = {
   SandboxReattached: z.object({ handle: vmHandle }),
   /** Recovery (or a health check) found the VM gone or unreachable. */
   SandboxLost: z.object({ reason: z.string() }),
+  /**
+   * The running VM's size changed (sandbox.update hotplugged vCPUs / a DIMM, or recovery found QEMU
+   * bigger than the log said): the new totals. A VM launched again starts from the config's size.
+   */
+  SandboxResized: z.object({
+    vcpus: z.number().int().positive(),
+    memoryMiB: z.number().int().positive(),
+  }),
 } as const;
 
 /** Data schemas of the container stream (`container-<sandboxId>-<id>`). */

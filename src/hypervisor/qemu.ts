@@ -12,10 +12,19 @@ import {
   Timeout,
 } from '../errors/index.js';
 import { detectAccel } from './accel.js';
-import { qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
+import { MEMORY_SLOTS, qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
 import { isProcessAlive, readCmdline, readProcStat, signalProcess, waitForExit } from './proc.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
-import type { Accel, Hypervisor, StopOptions, VmConfig, VmEvent, VmHandle, VmStatus } from './types.js';
+import type {
+  Accel,
+  Hypervisor,
+  StopOptions,
+  VmConfig,
+  VmEvent,
+  VmHandle,
+  VmSize,
+  VmStatus,
+} from './types.js';
 
 export interface QemuHypervisorOptions {
   readonly logger?: Logger;
@@ -526,6 +535,13 @@ export class QemuHypervisor implements Hypervisor {
       throw new InvalidArgument('sizeMiB', 'must be a positive even number of MiB');
     }
     const devices = await qmp.execute<MemoryDeviceInfo[]>('query-memory-devices');
+    // Every VM is launched with MEMORY_SLOTS DIMM slots (cmdline.ts): say so before QEMU half-adds a backend.
+    const dimms = devices.filter((device) => device.type === 'dimm').length;
+    if (dimms >= MEMORY_SLOTS) {
+      throw new InvalidArgument('sizeMiB', `no free DIMM slot: all ${MEMORY_SLOTS} are in use`, {
+        sandboxId,
+      });
+    }
     const taken = new Set(devices.map((device) => device.data.id));
     let index = devices.length;
     while (taken.has(`dimm-${index}`)) index++;
@@ -542,6 +558,16 @@ export class QemuHypervisor implements Hypervisor {
       throw err;
     }
     logger.info({ step: 'hotplug memory', sizeMiB, dimm: `dimm-${index}` }, 'memory hotplugged');
+  }
+
+  async size(sandboxId: string): Promise<VmSize> {
+    const { qmp } = this.#live(sandboxId, 'size');
+    const [cpus, memory] = await Promise.all([
+      qmp.execute<unknown[]>('query-cpus-fast'),
+      qmp.execute<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary'),
+    ]);
+    const bytes = memory['base-memory'] + (memory['plugged-memory'] ?? 0);
+    return { vcpus: cpus.length, memoryMiB: Math.round(bytes / (1024 * 1024)) };
   }
 
   events(sandboxId: string): Observable<VmEvent> {

@@ -70,6 +70,14 @@ export type VmEvent =
   | { readonly type: 'panicked' }
   | { readonly type: 'deviceDeleted'; readonly device: string };
 
+/** How big a running VM is now, as QEMU says (boot size plus whatever was hotplugged). */
+export interface VmSize {
+  /** vCPUs present (query-cpus-fast). */
+  readonly vcpus: number;
+  /** Boot memory plus plugged DIMMs, in MiB (query-memory-size-summary). */
+  readonly memoryMiB: number;
+}
+
 export interface StopOptions {
   /** How long to wait for a graceful powerdown before quit, then SIGKILL. */
   readonly timeoutMs?: number;
@@ -95,8 +103,13 @@ export interface Hypervisor {
   destroy(sandboxId: string, stateDir: string): Promise<void>;
   /** Adds vCPUs up to `total`; returns the new count. The agent must online them. */
   hotplugCpus(sandboxId: string, total: number): Promise<number>;
-  /** Adds a memory DIMM of `sizeMiB`; the agent must online it. */
+  /**
+   * Adds a memory DIMM of `sizeMiB`; the agent must online it. Throws InvalidArgument('sizeMiB') when
+   * every DIMM slot is taken (checked before anything is plugged).
+   */
   hotplugMemory(sandboxId: string, sizeMiB: number): Promise<void>;
+  /** The VM's current size (two cheap QMP queries). Optional: ports without it skip size reconciliation. */
+  size?(sandboxId: string): Promise<VmSize>;
   /** Unsolicited events of one VM; completes after 'exited'. */
   events(sandboxId: string): Observable<VmEvent>;
 }

@@ -15,6 +15,8 @@ export interface SandboxContext {
   readonly error?: LastFailure;
   /** Why the VM ended on its own (VmExited / SandboxLost). */
   readonly lostReason?: string;
+  /** The running VM's size once SandboxResized said so; absent: the size the config booted it with. */
+  readonly size?: SandboxEventData['SandboxResized'];
 }
 
 export type SandboxMachineEvent = Fed<SandboxEvent>;
@@ -66,6 +68,11 @@ export const sandboxMachine = setup({
     reattached: assign(({ event }) =>
       event.type === 'SandboxReattached' ? { handle: event.data.handle } : {},
     ),
+    resized: assign(({ event }) =>
+      event.type === 'SandboxResized'
+        ? { size: { vcpus: event.data.vcpus, memoryMiB: event.data.memoryMiB } }
+        : {},
+    ),
     /** The VM is known gone: forget its handle, keep why. */
     gone: assign(({ event }) => ({
       handle: undefined,
@@ -112,7 +119,11 @@ export const sandboxMachine = setup({
           on: {
             VmLaunched: {
               target: 'connecting',
-              actions: assign(({ event }) => ({ handle: event.data.handle })),
+              // A new VM boots at the config's size: a resize of the previous one no longer holds.
+              // (`size` is only touched when set, so snapshots of logs without resizes stay as they were.)
+              actions: assign(({ context, event }) =>
+                context.size ? { handle: event.data.handle, size: undefined } : { handle: event.data.handle },
+              ),
             },
           },
         },
@@ -133,6 +144,8 @@ export const sandboxMachine = setup({
     },
     running: {
       on: {
+        // Only a running guest can online what was plugged; paused, booting or stopping ones refuse.
+        SandboxResized: { actions: 'resized' },
         SandboxPauseRequested: { target: 'pausing' },
         SandboxStopRequested: { target: 'stopping' },
         SandboxReattached: { actions: 'reattached' },

@@ -20,6 +20,7 @@ const FAKE_EVENT_TYPES = [
   'SandboxPaused',
   'SandboxResumed',
   'SandboxDeleted',
+  'SandboxResized',
   'ContainerCreated',
   'ContainerStarted',
   'ContainerExited',
@@ -66,6 +67,8 @@ interface FakeSandbox {
   createdAt: string;
   version: number;
   containers: Map<string, FakeContainer>;
+  /** Set by updateSandbox: the totals it was grown to. */
+  size?: { vcpus: number; memoryMiB: number };
 }
 
 export interface FakeRuntimeOptions {
@@ -161,6 +164,7 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
     id: s.id,
     state: s.state,
     config: s.config,
+    ...(s.size ? s.size : {}),
     ...(s.pid !== undefined ? { pid: s.pid, accel: 'tcg' as const } : {}),
     containers: [...s.containers.keys()],
     createdAt: s.createdAt,
@@ -272,6 +276,19 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
       if (!opts?.force) require('sandbox', id, s.state, ['created', 'stopped', 'failed', 'lost'], 'delete');
       sandboxes.delete(id);
       await append(streamOf.sandbox(id), 'SandboxDeleted', {});
+    },
+    async updateSandbox(id, request) {
+      calls.push(`updateSandbox ${id}`);
+      const s = sandbox(id);
+      require('sandbox', id, s.state, ['running'], 'update');
+      const now = s.size ?? { vcpus: s.config.vcpus ?? 1, memoryMiB: s.config.memoryMiB ?? 512 };
+      const next = { vcpus: request.vcpus ?? now.vcpus, memoryMiB: request.memoryMiB ?? now.memoryMiB };
+      if (next.vcpus !== now.vcpus || next.memoryMiB !== now.memoryMiB) {
+        s.size = next;
+        s.version++;
+        await append(streamOf.sandbox(id), 'SandboxResized', next);
+      }
+      return sandboxView(s);
     },
     getSandbox: (id) => sandboxView(sandbox(id)),
     listSandboxes: () => [...sandboxes.values()].map(sandboxView),

@@ -16,10 +16,19 @@ import {
   AgentError,
   AlreadyExists,
   HypervisorError,
+  InvalidArgument,
   InvalidState,
   NotFound,
 } from '../../src/errors/index.js';
-import type { Accel, Hypervisor, VmConfig, VmEvent, VmHandle, VmStatus } from '../../src/hypervisor/index.js';
+import type {
+  Accel,
+  Hypervisor,
+  VmConfig,
+  VmEvent,
+  VmHandle,
+  VmSize,
+  VmStatus,
+} from '../../src/hypervisor/index.js';
 
 export interface FakeProcess {
   pid: number;
@@ -42,7 +51,34 @@ export interface FakeVm {
   readonly containers: Map<string, FakeContainer>;
   guestReady: boolean;
   readonly vmEvents: Subject<VmEvent>;
+  /** Hotplug state; absent until first used (the config's size, nothing plugged). */
+  sizing?: FakeSizing;
 }
+
+export interface FakeSizing {
+  /** What QEMU has: boot size plus hotplugged vCPUs and DIMMs. */
+  vcpus: number;
+  memoryMiB: number;
+  dimms: number;
+  /** What the guest uses: hotplugged parts count only once the agent onlined them. */
+  onlineCpus: number;
+  onlineMemoryMiB: number;
+}
+
+/** The VM's hotplug state, starting from its config's size. */
+export function sizingOf(vm: FakeVm): FakeSizing {
+  vm.sizing ??= {
+    vcpus: vm.config.vcpus,
+    memoryMiB: vm.config.memoryMiB,
+    dimms: 0,
+    onlineCpus: vm.config.vcpus,
+    onlineMemoryMiB: vm.config.memoryMiB,
+  };
+  return vm.sizing;
+}
+
+/** DIMM slots of a fake VM, like QEMU's (src/hypervisor MEMORY_SLOTS). */
+export const FAKE_DIMM_SLOTS = 4;
 
 /** One effect a port carried out, with the intent (event id) that asked for it. */
 export interface FakeEffect {
@@ -76,7 +112,8 @@ type Op =
   | 'resumeContainer'
   | 'removeContainer'
   | 'execProcess'
-  | 'signalProcess';
+  | 'signalProcess'
+  | 'hotplug';
 
 const never = new Promise<never>(() => {});
 
@@ -339,13 +376,33 @@ export class FakeHypervisor implements Hypervisor {
 
   async hotplugCpus(sandboxId: string, total: number): Promise<number> {
     await this.guard();
-    this.mine(sandboxId);
-    return total;
+    const vm = this.mine(sandboxId);
+    if (!Number.isInteger(total) || total < 1 || total > vm.config.maxVcpus) {
+      throw new InvalidArgument('total', `must be an integer in 1..${vm.config.maxVcpus} (maxVcpus)`);
+    }
+    const sizing = sizingOf(vm);
+    return this.act('hotplug', sandboxId, `cpus ${total}`, () => {
+      sizing.vcpus = Math.max(sizing.vcpus, total);
+      return sizing.vcpus;
+    });
   }
 
-  async hotplugMemory(sandboxId: string): Promise<void> {
+  async hotplugMemory(sandboxId: string, sizeMiB: number): Promise<void> {
     await this.guard();
-    this.mine(sandboxId);
+    const sizing = sizingOf(this.mine(sandboxId));
+    if (sizing.dimms >= FAKE_DIMM_SLOTS) {
+      throw new InvalidArgument('sizeMiB', `no free DIMM slot: all ${FAKE_DIMM_SLOTS} are in use`);
+    }
+    await this.act('hotplug', sandboxId, `dimm ${sizeMiB}`, () => {
+      sizing.dimms += 1;
+      sizing.memoryMiB += sizeMiB;
+    });
+  }
+
+  async size(sandboxId: string): Promise<VmSize> {
+    await this.guard();
+    const { vcpus, memoryMiB } = sizingOf(this.mine(sandboxId));
+    return { vcpus, memoryMiB };
   }
 
   events(sandboxId: string): Observable<VmEvent> {
@@ -587,8 +644,11 @@ export class FakeAgent implements Agent {
     return { cpuUsageUsec: 1, memoryUsageBytes: 4096, pids: 1, ioReadBytes: 0, ioWriteBytes: 0 };
   }
 
-  async onlineCpuMem(sandboxId: string): Promise<void> {
-    await this.enter('onlineCpuMem', sandboxId);
+  async onlineCpuMem(sandboxId: string, options: { cpus?: number; memory?: boolean }): Promise<void> {
+    const sizing = sizingOf(await this.enter('onlineCpuMem', sandboxId));
+    const want = options.cpus ? Math.min(options.cpus, sizing.vcpus) : sizing.vcpus;
+    sizing.onlineCpus = Math.max(sizing.onlineCpus, want);
+    if (options.memory) sizing.onlineMemoryMiB = sizing.memoryMiB;
   }
 
   async memHotplugByProbe(sandboxId: string): Promise<void> {
@@ -596,13 +656,13 @@ export class FakeAgent implements Agent {
   }
 
   async getGuestDetails(sandboxId: string) {
-    await this.enter('getGuestDetails', sandboxId);
+    const sizing = sizingOf(await this.enter('getGuestDetails', sandboxId));
     return {
       agentVersion: 'fake-agent 1.0',
       kernel: '6.1.0-fake',
       memBlockSizeBytes: 128 << 20,
-      cpus: 1,
-      memTotalBytes: 512 << 20,
+      cpus: sizing.onlineCpus,
+      memTotalBytes: sizing.onlineMemoryMiB * 1024 * 1024,
     };
   }
 
