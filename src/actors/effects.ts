@@ -1,12 +1,20 @@
 // The effects the machines name, bound to the two ports; each returns the outcome events it observed.
 import { cp, mkdir, rename, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
 import { AgentError, AlreadyExists, HypervisorError, NotFound } from '../errors/index.js';
 import type { DomainEventType, EventEnvelope, NewEvent } from '../events/index.js';
-import type { GuestImagePaths, Hypervisor, VmConfig } from '../hypervisor/index.js';
+import {
+  type GuestImagePaths,
+  type Hypervisor,
+  USER_NETWORK,
+  type VmConfig,
+  type VmNetwork,
+} from '../hypervisor/index.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
+import type { SandboxConfig } from './types.js';
 
 export interface SandboxDirs {
   /** `<stateDir>/sandboxes/<id>`: removed whole by delete. */
@@ -54,6 +62,57 @@ export interface VmShape {
   readonly maxVcpus: number;
   readonly memoryMiB: number;
   readonly maxMemoryMiB: number;
+}
+
+/** The VM network for `config`, defaults filled in; undefined (no NIC) unless network is 'user'. */
+export function vmNetworkOf(config: Pick<SandboxConfig, 'network' | 'ports'>): VmNetwork | undefined {
+  if (config.network !== 'user') return undefined;
+  return {
+    mode: 'user',
+    ports: (config.ports ?? []).map((p) => ({
+      protocol: p.protocol ?? 'tcp',
+      hostAddress: p.hostAddress ?? '127.0.0.1',
+      hostPort: p.hostPort,
+      guestPort: p.guestPort,
+    })),
+  };
+}
+
+/**
+ * Fails naming the port when a TCP host port to forward is taken: QEMU would exit with only "could not set up
+ * host forwarding rule". (A port taken between this check and QEMU's bind still fails the start, less clearly.)
+ */
+async function checkHostPortsFree(network: VmNetwork): Promise<void> {
+  for (const port of network.ports) {
+    if (port.protocol !== 'tcp') continue;
+    await new Promise<void>((resolve, reject) => {
+      const probe = createServer();
+      probe.once('error', (err: NodeJS.ErrnoException) =>
+        reject(
+          new HypervisorError(
+            'forward ports',
+            `host port ${port.hostAddress}:${port.hostPort}/tcp cannot be forwarded: ${err.code ?? err.message}`,
+            { hostPort: port.hostPort },
+          ),
+        ),
+      );
+      probe.listen({ port: port.hostPort, host: port.hostAddress, exclusive: true }, () =>
+        probe.close(() => resolve()),
+      );
+    });
+  }
+}
+
+/** Gives the guest's NIC the user network's address and default route (idempotent: a retried start redoes it). */
+async function configureUserNetwork(agent: Agent, sandboxId: string): Promise<void> {
+  await agent.updateInterface(sandboxId, {
+    name: USER_NETWORK.interface,
+    addresses: [USER_NETWORK.guestAddress],
+    up: true,
+  });
+  await agent.updateRoutes(sandboxId, [
+    { dest: 'default', gateway: USER_NETWORK.gateway, device: USER_NETWORK.interface },
+  ]);
 }
 
 /** What launchVm gives QEMU for `config`: its sizes, defaults filled in, limits never below the boot size. */
@@ -107,6 +166,8 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
       // A restart after a stop: clear what the previous VM left in its state dir (sockets, pidfile).
       if (cause.version > 2) await ctx.hypervisor.destroy(entity.id, dirs.vm);
       await mkdir(dirs.shared, { recursive: true });
+      const network = vmNetworkOf(entity.context.config);
+      if (network) await checkHostPortsFree(network);
       const image = await ctx.image();
       const vm: VmConfig = {
         sandboxId: entity.id,
@@ -114,6 +175,7 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
         sharedDir: dirs.shared,
         image,
         ...vmShapeOf(entity.context.config),
+        ...(network ? { network } : {}),
       };
       const handle = await ctx.hypervisor.launch(vm, signal);
       return [{ type: 'VmLaunched', data: { handle } }];
@@ -131,7 +193,10 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
   initGuest: {
     failure: 'SandboxStartFailed',
     run: async ({ ctx, entity }) => {
-      const { hostname, dns } = entity.context.config;
+      const { hostname } = entity.context.config;
+      const network = vmNetworkOf(entity.context.config);
+      // On the user network QEMU answers DNS itself (forwarding to the host's resolvers).
+      const dns = entity.context.config.dns ?? (network ? [USER_NETWORK.dns] : undefined);
       try {
         await ctx.agent.createSandbox(entity.id, {
           ...(hostname === undefined ? {} : { hostname }),
@@ -142,6 +207,7 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
         // A retried init after a restart finds the guest already initialised: that is the outcome we wanted.
         if (!(err instanceof AlreadyExists)) throw err;
       }
+      if (network) await configureUserNetwork(ctx.agent, entity.id);
       return [{ type: 'SandboxStarted', data: {} }];
     },
   },

@@ -63,6 +63,21 @@ export const resourcesSchema = z.strictObject({
   pidsLimit: z.number().int().min(1).optional(),
 });
 
+const portNumber = z.number().int().min(1).max(65535);
+
+/** A host port forwarded into the sandbox (docker's -p [address:]host:guest[/protocol]). */
+export const portMappingSchema = z.strictObject({
+  hostPort: portNumber,
+  guestPort: portNumber,
+  protocol: z.enum(['tcp', 'udp']).optional(),
+  hostAddress: z
+    .string()
+    .regex(/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/, {
+      error: 'must be an IPv4 address',
+    })
+    .optional(),
+});
+
 export const sandboxConfigSchema = z
   .strictObject({
     vcpus: z.number().int().min(1).max(64).optional(),
@@ -78,9 +93,27 @@ export const sandboxConfigSchema = z
       .max(8)
       .optional(),
     labels: z.record(z.string().max(253), z.string().max(4096)).optional(),
+    /** 'user': outbound NAT by QEMU plus forwarded `ports`; 'none' (default): loopback only. */
+    network: z.enum(['none', 'user']).optional(),
+    ports: z.array(portMappingSchema).max(64).optional(),
   })
-  // A limit below the boot size would be silently raised by QEMU's sizing: refuse it instead.
   .superRefine((config, ctx) => {
+    if (config.ports && config.ports.length > 0 && config.network !== 'user') {
+      ctx.addIssue({ code: 'custom', path: ['ports'], message: "needs network 'user'" });
+    }
+    const seen = new Set<string>();
+    for (const [i, p] of (config.ports ?? []).entries()) {
+      const key = `${p.protocol ?? 'tcp'}:${p.hostAddress ?? '127.0.0.1'}:${p.hostPort}`;
+      if (seen.has(key)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ports', i, 'hostPort'],
+          message: `${key} is forwarded twice`,
+        });
+      }
+      seen.add(key);
+    }
+    // A limit below the boot size would be silently raised by QEMU's sizing: refuse it instead.
     if (config.vcpus !== undefined && config.maxVcpus !== undefined && config.maxVcpus < config.vcpus) {
       ctx.addIssue({
         code: 'custom',

@@ -8,6 +8,7 @@ import { createBusyboxBundle } from '../image/index.js';
 import { execRun, followOutput } from './attach.js';
 import { type GlobalOptions, registerEventCommands } from './events.js';
 import { exitCodeDocs } from './exit-codes.js';
+import { collectPort, networkConfig, type PortMappingArg } from './network.js';
 import { printJson, shortTime, show, table } from './output.js';
 import { withBootProgress } from './progress.js';
 import { runContainer } from './run.js';
@@ -141,6 +142,15 @@ export function buildProgram(): Command {
     .option('--hostname <name>', 'guest hostname')
     .option('--dns <ip>', 'DNS server (repeatable)', collect)
     .option('--label <k=v>', 'label (repeatable)', collect)
+    .option(
+      '--network <mode>',
+      "'user': outbound NAT by QEMU, reachable through -p; 'none' (default): loopback only",
+    )
+    .option(
+      '-p, --publish <[ip:]host:guest[/proto]>',
+      'forward a host port (127.0.0.1 by default; repeatable)',
+      collectPort,
+    )
     .option('--start', 'boot it right away')
     .action(
       async (
@@ -153,6 +163,8 @@ export function buildProgram(): Command {
           hostname?: string;
           dns?: string[];
           label?: string[];
+          network?: string;
+          publish?: PortMappingArg[];
           start?: boolean;
         },
       ) => {
@@ -173,6 +185,7 @@ export function buildProgram(): Command {
           ...(o.hostname ? { hostname: o.hostname } : {}),
           ...(o.dns ? { dns: o.dns } : {}),
           ...(labels ? { labels } : {}),
+          ...networkConfig(o),
         };
         const c = await api();
         let view = await c.call('sandbox.create', { id, config });
@@ -612,12 +625,22 @@ export function buildProgram(): Command {
     .option('--name <id>', 'sandbox id (default run-<random>)')
     .option('--vcpus <n>', 'vCPUs', int('vcpus'))
     .option('--memory <MiB>', 'memory', int('memory'))
+    .option('--network <mode>', "'user' (outbound NAT, -p) or 'none' (default)")
+    .option('-p, --publish <[ip:]host:guest[/proto]>', 'forward a host port (repeatable)', collectPort)
     .option('-q, --quiet', 'no progress lines')
     .action(
       async (
         bundle: string,
         cmd: string[],
-        o: { rm?: boolean; name?: string; vcpus?: number; memory?: number; quiet?: boolean },
+        o: {
+          rm?: boolean;
+          name?: string;
+          vcpus?: number;
+          memory?: number;
+          network?: string;
+          publish?: PortMappingArg[];
+          quiet?: boolean;
+        },
       ) => {
         const code = await runContainer(await api(), bundle, cmd, { ...o, json: globals().json });
         process.exitCode = code;

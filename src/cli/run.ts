@@ -5,6 +5,7 @@ import { customAlphabet } from 'nanoid';
 import { type ApiClient, validateBundle } from '../api/index.js';
 import { followOutput } from './attach.js';
 import { EXIT } from './exit-codes.js';
+import { networkConfig, type PortMappingArg } from './network.js';
 import { withBootProgress } from './progress.js';
 
 export interface RunOptions {
@@ -12,6 +13,8 @@ export interface RunOptions {
   readonly name?: string;
   readonly vcpus?: number;
   readonly memory?: number;
+  readonly network?: string;
+  readonly publish?: PortMappingArg[];
   readonly json: boolean;
   readonly quiet?: boolean;
 }
@@ -74,6 +77,7 @@ export async function runContainer(
     const config = {
       ...(o.vcpus !== undefined ? { vcpus: o.vcpus } : {}),
       ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
+      ...networkConfig(o),
     };
     await client.call('sandbox.create', { id: sandboxId, config });
     created = true;

@@ -59,6 +59,13 @@ const ANNOUNCE_WAIT_MS = 30_000;
 /** A terminal's size when the request names none: the VT100's. A pty starts at 0×0, which programs take badly. */
 const defaultConsoleSize = { height: 24, width: 80 };
 
+/** Binds the guest's `path` read-only at the same place in the container, unless the bundle mounts something there. */
+function addSandboxMount(spec: OciSpec, path: string): void {
+  const mounts = Array.isArray(spec.mounts) ? (spec.mounts as { destination?: unknown }[]) : [];
+  if (mounts.some((m) => m.destination === path)) return;
+  spec.mounts = [...mounts, { destination: path, type: 'bind', source: path, options: ['rbind', 'ro'] }];
+}
+
 /** The size asked for (wire fields, 0 = unset), else the one the bundle gives, else the default. */
 function consoleSizeOf(
   height: number,
@@ -282,6 +289,7 @@ export class ContainerManager {
       this.#logger.warn({ err, containerId: id, step: 'cgroup delegate' }, 'cannot enable controllers'),
     );
 
+    if (this.sandboxResolvConf) addSandboxMount(spec, '/etc/resolv.conf');
     spec.linux ??= {};
     spec.linux.cgroupsPath = `/${this.#paths.cgroupParent}/${id}/ctr`;
     this.#joinSandboxPidNs(spec.linux);
@@ -815,6 +823,8 @@ export class ContainerManager {
 
   /** Kata's sandbox pidns: containers created after this see each other's processes. */
   sharedPidNs = false;
+  /** The sandbox was given DNS servers: every container sees its resolv.conf (as Kata's and CRI's do). */
+  sandboxResolvConf = false;
 
   /** With a shared pidns, a new container joins the pid namespace of the oldest container still running. */
   #joinSandboxPidNs(linux: NonNullable<OciSpec['linux']>): void {

@@ -117,6 +117,7 @@ export function createHandlers(context: HandlerContext): AgentHandlers {
     CreateSandbox: async (request) => {
       await system.setupSandbox(request.hostname, request.dns, request.storages);
       containers.sharedPidNs = request.sandboxPidns;
+      containers.sandboxResolvConf = request.dns.length > 0;
       return {};
     },
     DestroySandbox: async () => {

@@ -1,0 +1,131 @@
+// User networking end to end, for real: a QEMU NIC behind slirp, a published port into a container, and outbound.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { lastValueFrom, reduce } from 'rxjs';
+import { HypervisorError } from '../src/errors/index.js';
+import { createBusyboxBundle } from '../src/image/index.js';
+import { openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
+import { qemuPidsUsing, until } from './support/vm.js';
+
+const VM_MS = 180_000;
+
+/** A TCP port nobody listens on right now (the kernel's pick). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+async function exec(world: RealWorld, sandboxId: string, execId: string, args: string[]) {
+  await world.runtime.startExec(sandboxId, 'web', execId, { args });
+  const [out, status] = await Promise.all([
+    lastValueFrom(
+      world.runtime
+        .output(sandboxId, 'web', execId, 'stdout')
+        .pipe(reduce((text, chunk) => text + Buffer.from(chunk).toString('utf8'), '')),
+    ),
+    world.runtime.waitExec(sandboxId, 'web', execId),
+  ]);
+  return { out, status };
+}
+
+describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
+  let dir: string;
+  let world: RealWorld;
+  let hostServer: Server;
+  let hostPort: number;
+  let published: number;
+  const sb = 'net';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sbx-net-'));
+    await createBusyboxBundle(join(dir, 'web'), {
+      args: [
+        'sh',
+        '-c',
+        'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www',
+      ],
+    });
+    hostServer = createHttpServer((_, res) => res.end('hello-from-host'));
+    await new Promise<void>((resolve) => hostServer.listen(0, '127.0.0.1', resolve));
+    hostPort = (hostServer.address() as { port: number }).port;
+    published = await freePort();
+    world = await openRealWorld(join(dir, 'world'));
+  });
+
+  after(async () => {
+    await world?.close().catch(() => undefined);
+    for (const pid of await qemuPidsUsing(dir)) process.kill(pid, 'SIGKILL');
+    await new Promise((resolve) => hostServer?.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('boots with eth0 on the user network and its default route', { timeout: VM_MS }, async () => {
+    await world.runtime.createSandbox(sb, {
+      network: 'user',
+      ports: [{ hostPort: published, guestPort: 8080 }],
+    });
+    await world.runtime.startSandbox(sb);
+    const eth0 = (await world.runtime.listInterfaces(sb)).find((i) => i.name === 'eth0');
+    assert.ok(eth0, 'eth0 exists');
+    assert.equal(eth0.up, true);
+    assert.ok(eth0.addresses.includes('10.0.2.15/24'), JSON.stringify(eth0));
+    const routes = await world.runtime.listRoutes(sb);
+    assert.ok(
+      routes.some((r) => r.gateway === '10.0.2.2' && ['default', '0.0.0.0', '0.0.0.0/0'].includes(r.dest)),
+      JSON.stringify(routes),
+    );
+  });
+
+  it('serves a container port on the published host port', { timeout: VM_MS }, async () => {
+    await world.runtime.createContainer({ sandboxId: sb, id: 'web', bundle: join(dir, 'web') });
+    await world.runtime.startContainer(sb, 'web');
+    const body = await until('the published port answers', 60_000, async () => {
+      const res = await fetch(`http://127.0.0.1:${published}/`).catch(() => undefined);
+      return res?.ok ? res.text() : undefined;
+    });
+    assert.equal(body, 'hello-from-guest\n');
+  });
+
+  it('reaches the host from the container, and resolves through the sandbox resolv.conf', async () => {
+    const fetched = await exec(world, sb, 'out', ['wget', '-qO-', `http://10.0.2.2:${hostPort}/`]);
+    assert.deepEqual(fetched.status, { exitCode: 0 });
+    assert.equal(fetched.out, 'hello-from-host');
+    const resolv = await exec(world, sb, 'dns', ['cat', '/etc/resolv.conf']);
+    assert.match(resolv.out, /^nameserver 10\.0\.2\.3$/m);
+  });
+
+  it('refuses to start a second sandbox on a host port already forwarded, naming it, leaving no QEMU', async () => {
+    await world.runtime.createSandbox('clash', {
+      network: 'user',
+      ports: [{ hostPort: published, guestPort: 80 }],
+    });
+    await assert.rejects(world.runtime.startSandbox('clash'), (err: Error) => {
+      assert.ok(err instanceof HypervisorError, String(err));
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${published}/tcp`));
+      return true;
+    });
+    assert.equal(world.runtime.getSandbox('clash').state, 'failed');
+    assert.deepEqual(await qemuPidsUsing(join(dir, 'world', 'state', 'sandboxes', 'clash')), []);
+  });
+
+  it('frees the host port when the sandbox is deleted', { timeout: VM_MS }, async () => {
+    await world.runtime.stopSandbox(sb);
+    await world.runtime.deleteSandbox(sb);
+    await new Promise<void>((resolve, reject) => {
+      const again = createServer();
+      again.once('error', reject);
+      again.listen(published, '127.0.0.1', () => again.close(() => resolve()));
+    });
+  });
+});
