@@ -75,6 +75,33 @@ describe('api validation', () => {
     await refused(c.call('sandbox.status', { id: 'lim' }));
   });
 
+  it('refuses forwarded ports without the user network, and a host port forwarded twice', async () => {
+    const noNetwork = await refused(
+      c.call('sandbox.create', { id: 'np', config: { ports: [{ hostPort: 8080, guestPort: 80 }] } }),
+    );
+    assert.equal(noNetwork.data.field, 'config.ports');
+    const twice = await refused(
+      c.call('sandbox.create', {
+        id: 'np',
+        config: {
+          network: 'user',
+          ports: [
+            { hostPort: 8080, guestPort: 80 },
+            { hostPort: 8080, guestPort: 81, protocol: 'tcp', hostAddress: '127.0.0.1' },
+          ],
+        },
+      }),
+    );
+    assert.equal(twice.data.field, 'config.ports.1.hostPort');
+    const badAddress = await refused(
+      c.call('sandbox.create', {
+        id: 'np',
+        config: { network: 'user', ports: [{ hostPort: 8080, guestPort: 80, hostAddress: 'localhost' }] },
+      }),
+    );
+    assert.equal(badAddress.data.field, 'config.ports.0.hostAddress');
+  });
+
   it('refuses unknown fields instead of ignoring them', async () => {
     const e = await refused(c.call('sandbox.start', { id: 'sb', forceful: true }));
     assert.equal(e.rpcCode, -32602);

@@ -1,7 +1,8 @@
-// sandboxctl's argument parsers for event tooling: --until points (seq, version, time) and --since (time or duration).
+// sandboxctl argument parsers: event tooling (--until, --since) and network flags (--network, -p).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseSince, parseUntil } from '../src/cli/events.js';
+import { collectPort, networkConfig } from '../src/cli/network.js';
 
 describe('sandboxctl event arguments', () => {
   it('reads --until as a seq, a version or a time', () => {
@@ -24,5 +25,26 @@ describe('sandboxctl event arguments', () => {
     assert.ok(Math.abs(Date.now() - 5 * 60_000 - t) < 2000);
     assert.equal(parseSince('2026-01-02T03:04:05Z'), '2026-01-02T03:04:05.000Z');
     assert.throws(() => parseSince('last tuesday'));
+  });
+});
+
+describe('sandboxctl network arguments', () => {
+  it('reads -p as docker does: [address:]host:guest[/protocol], repeatable', () => {
+    const ports = collectPort('0.0.0.0:5353:53/udp', collectPort('8080:80'));
+    assert.deepEqual(ports, [
+      { hostPort: 8080, guestPort: 80 },
+      { hostPort: 5353, guestPort: 53, protocol: 'udp', hostAddress: '0.0.0.0' },
+    ]);
+    assert.throws(() => collectPort('80'), /not \[address:\]hostPort:guestPort/);
+    assert.throws(() => collectPort('8080:80/sctp'));
+  });
+
+  it('turns on the user network when ports are published, and leaves the default alone otherwise', () => {
+    assert.deepEqual(networkConfig({}), {});
+    assert.deepEqual(networkConfig({ publish: [{ hostPort: 1, guestPort: 2 }] }), {
+      network: 'user',
+      ports: [{ hostPort: 1, guestPort: 2 }],
+    });
+    assert.deepEqual(networkConfig({ network: 'none' }), { network: 'none' });
   });
 });
