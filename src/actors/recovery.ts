@@ -316,10 +316,14 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
 
 type Record_ = (entity: AnyEntity, type: string, data: unknown) => Promise<unknown>;
 
+/** Later asks to online what QEMU has, in case a device plugged just before a crash had not reached the guest's sysfs yet. */
+const ONLINE_AGAIN_AFTER_MS = [1_000, 3_000] as const;
+
 /**
  * sandbox.update hotplugs before it appends SandboxResized: a daemon killed in between leaves QEMU
  * bigger than the log. Asks QEMU (two QMP queries) and, when they differ, appends what it says and has
- * the guest online it (once: the devices arrived before the crash; a failure is only logged).
+ * the guest online it: once now, and again a little later without holding up recovery (onlining is
+ * idempotent; failures are only logged).
  */
 async function reconcileSize(rt: ActorRuntime, sandbox: SandboxActor, record: Record_): Promise<void> {
   const { hypervisor, agent } = rt;
@@ -332,12 +336,21 @@ async function reconcileSize(rt: ActorRuntime, sandbox: SandboxActor, record: Re
     'the VM is not the size the log says: recording it',
   );
   await record(sandbox, 'SandboxResized', { vcpus: real.vcpus, memoryMiB: real.memoryMiB });
-  try {
-    await agent.onlineCpuMem(sandbox.id, { cpus: real.vcpus, memory: true });
-  } catch (err) {
-    rt.logger.warn({ sandboxId: sandbox.id, err }, 'onlining hotplugged vCPUs / memory in the guest failed');
-  }
+  const online = async () => {
+    if (sandbox.state !== 'running') return;
+    try {
+      await agent.onlineCpuMem(sandbox.id, { cpus: real.vcpus, memory: true });
+    } catch (err) {
+      rt.logger.warn(
+        { sandboxId: sandbox.id, err },
+        'onlining hotplugged vCPUs / memory in the guest failed',
+      );
+    }
+  };
+  await online();
+  for (const ms of ONLINE_AGAIN_AFTER_MS) setTimeout(() => void online(), ms).unref();
 }
+
 type Retry = (entity: AnyEntity, effect: string, intents: readonly string[], from: string) => Promise<void>;
 type Settle = (entity: AnyEntity, from: string, how: 'completed' | 'retried' | 'failed') => void;
 
