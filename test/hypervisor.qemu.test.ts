@@ -103,6 +103,21 @@ describe('QemuHypervisor with the real guest (TCG here)', { timeout: 240_000 }, 
       );
     });
 
+    it('reports its size, and refuses a DIMM once every slot is taken, before adding a backend', async () => {
+      const qmp = hypervisor.qmp('life');
+      assert.deepEqual(await hypervisor.size('life'), { vcpus: 2, memoryMiB: 640 });
+      // 512 MiB boot + 4 slots × 128 MiB reaches maxmem 1024 exactly: the fifth asks for a slot that is not there.
+      for (let i = 0; i < 3; i++) await hypervisor.hotplugMemory('life', 128);
+      assert.deepEqual(await hypervisor.size('life'), { vcpus: 2, memoryMiB: 1024 });
+      await assert.rejects(hypervisor.hotplugMemory('life', 2), {
+        name: 'InvalidArgument',
+        field: 'sizeMiB',
+        message: /no free DIMM slot: all 4 are in use/,
+      });
+      const backends = await qmp.execute<{ name: string; type: string }[]>('qom-list', { path: '/objects' });
+      assert.equal(backends.filter((o) => o.name.startsWith('mem-')).length, 4, 'no fifth backend');
+    });
+
     it('is reattached by a fresh instance after the first lets go (same pid)', async () => {
       hypervisor.detach('life');
       assert.equal(await hypervisor.status('life'), 'gone', 'the detached instance no longer knows it');
