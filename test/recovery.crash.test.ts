@@ -67,6 +67,7 @@ async function crashAndRecover(s: Scenario, store: EventStore, reopen?: () => Pr
       stateDir: h.stateDir,
       image: fakeImage,
       logger: silent,
+      traceIntents: true,
       timeouts: shortTimeouts(1500),
       snapshotEvery: s.snapshotEvery,
     });
@@ -102,6 +103,7 @@ async function crashAndRecover(s: Scenario, store: EventStore, reopen?: () => Pr
       stateDir: h.stateDir,
       image: fakeImage,
       logger: silent,
+      traceIntents: true,
       timeouts: shortTimeouts(1500),
       snapshots: s.snapshots,
     });

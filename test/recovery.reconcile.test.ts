@@ -271,6 +271,7 @@ describe('reconciliation after a restart', () => {
       logger: silent,
       timeouts: { reconcile: 300 },
       reconcileConcurrency: 2,
+      traceIntents: true,
     });
     const ms = performance.now() - t0;
     assert.ok(ms < 2000, `recovery took ${ms} ms`);

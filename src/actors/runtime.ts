@@ -126,6 +126,12 @@ export interface RuntimeOptions {
    * non-transitional state (default 16; 0 = only on shutdown / saveSnapshots()).
    */
   readonly snapshotEvery?: number;
+  /**
+   * Make each effect's intent visible to the ports it calls, as currentIntent() (idempotency keys for fakes
+   * and tracing). Off by default: on Node 20 AsyncLocalStorage turns on promise hooks for the whole process,
+   * which cost the daemon ~20% of its API throughput (bench:api).
+   */
+  readonly traceIntents?: boolean;
 }
 
 /** What loading and reconciling found; `createRuntime` resolves after both. */
@@ -195,6 +201,7 @@ export class ActorRuntime implements RuntimeHandle {
   private closing = false;
   private lastAccel: Accel | undefined;
   private readonly effectCtx: EffectContext;
+  private readonly traceIntents: boolean;
   private readonly pendingEffects = new Set<Promise<void>>();
   /** Effects in flight by entity stream, effect name and cause id (see startEffect). */
   private readonly effectsByCause = new Map<string, Promise<void>>();
@@ -211,6 +218,7 @@ export class ActorRuntime implements RuntimeHandle {
     const image =
       options.image ??
       (() => Promise.reject(new Internal('launchVm', 'no guest image configured (createRuntime: image)')));
+    this.traceIntents = options.traceIntents === true;
     this.effectCtx = {
       hypervisor: options.hypervisor,
       agent: options.agent,
@@ -430,14 +438,16 @@ export class ActorRuntime implements RuntimeHandle {
     const timeoutMs = this.timeouts[name as TimeoutName] ?? this.timeouts.call;
     try {
       log.debug({ retry }, 'effect started');
-      const outcome = await withIntent({ eventId: cause.id, effect: name, retry }, () =>
+      const run = () =>
         withDeadline(
           def.run({ ctx: this.effectCtx, entity, cause, signal: controller.signal, timeoutMs }),
           timeoutMs,
           name,
           () => controller.abort(),
-        ),
-      );
+        );
+      const outcome = this.traceIntents
+        ? await withIntent({ eventId: cause.id, effect: name, retry }, run)
+        : await run();
       for (const e of outcome) await this.record(entity, e, { causationId: cause.id });
     } catch (err) {
       const error = asSandboxdError(err, name);

@@ -57,6 +57,8 @@ export async function makeHarness(
       stateDir,
       image: fakeImage,
       logger: silent,
+      // The fake world keys what it did by intent (to catch an effect run twice for one).
+      traceIntents: true,
       ...options,
       ...extra,
     });
