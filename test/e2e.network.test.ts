@@ -6,10 +6,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { lastValueFrom, reduce } from 'rxjs';
 import { HypervisorError } from '../src/errors/index.js';
 import { createBusyboxBundle } from '../src/image/index.js';
-import { openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
+import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
 import { qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 180_000;
@@ -24,19 +23,6 @@ function freePort(): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
-}
-
-async function exec(world: RealWorld, sandboxId: string, execId: string, args: string[]) {
-  await world.runtime.startExec(sandboxId, 'web', execId, { args });
-  const [out, status] = await Promise.all([
-    lastValueFrom(
-      world.runtime
-        .output(sandboxId, 'web', execId, 'stdout')
-        .pipe(reduce((text, chunk) => text + Buffer.from(chunk).toString('utf8'), '')),
-    ),
-    world.runtime.waitExec(sandboxId, 'web', execId),
-  ]);
-  return { out, status };
 }
 
 describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
@@ -98,10 +84,10 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
   });
 
   it('reaches the host from the container, and resolves through the sandbox resolv.conf', async () => {
-    const fetched = await exec(world, sb, 'out', ['wget', '-qO-', `http://10.0.2.2:${hostPort}/`]);
+    const fetched = await execIn(world, sb, 'web', 'out', ['wget', '-qO-', `http://10.0.2.2:${hostPort}/`]);
     assert.deepEqual(fetched.status, { exitCode: 0 });
     assert.equal(fetched.out, 'hello-from-host');
-    const resolv = await exec(world, sb, 'dns', ['cat', '/etc/resolv.conf']);
+    const resolv = await execIn(world, sb, 'web', 'dns', ['cat', '/etc/resolv.conf']);
     assert.match(resolv.out, /^nameserver 10\.0\.2\.3$/m);
   });
 

@@ -4,10 +4,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { lastValueFrom, reduce } from 'rxjs';
 import { streamOf } from '../src/events/index.js';
 import { createBusyboxBundle } from '../src/image/index.js';
-import { openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
+import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
 import { qemuPidsUsing } from './support/vm.js';
 
 const sb = 'grow';
@@ -25,15 +24,7 @@ async function guestView(world: RealWorld): Promise<GuestView> {
   execs += 1;
   const id = `look${execs}`;
   const args = ['sh', '-c', 'cat /sys/devices/system/cpu/online; grep MemTotal /proc/meminfo'];
-  await world.runtime.startExec(sb, 'box', id, { args });
-  const [out, status] = await Promise.all([
-    lastValueFrom(
-      world.runtime
-        .output(sb, 'box', id, 'stdout')
-        .pipe(reduce((text, chunk) => text + Buffer.from(chunk).toString('utf8'), '')),
-    ),
-    world.runtime.waitExec(sb, 'box', id),
-  ]);
+  const { out, status } = await execIn(world, sb, 'box', id, args);
   assert.equal(status.exitCode, 0, out);
   const [online = '', mem = ''] = out.trim().split('\n');
   return { online: online.trim(), memTotalKiB: Number(/(\d+)/.exec(mem)?.[1] ?? Number.NaN) };

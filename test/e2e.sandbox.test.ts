@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
-import { filter, firstValueFrom, lastValueFrom, map, Observable, reduce, timeout } from 'rxjs';
+import { filter, firstValueFrom, map, Observable, timeout } from 'rxjs';
 import { type EventEnvelope, streamOf } from '../src/events/index.js';
 import { isProcessAlive } from '../src/hypervisor/index.js';
 import { createBusyboxBundle } from '../src/image/index.js';
-import { openRealWorld, type RealWorld, worldPaths } from './fixtures/hypervisor-world.js';
+import { execIn, openRealWorld, type RealWorld, worldPaths } from './fixtures/hypervisor-world.js';
 import { exists, qemuPidsUsing } from './support/vm.js';
 
 const VM_MS = 180_000;
@@ -31,30 +31,6 @@ async function typesIn(world: RealWorld, stream: string): Promise<string[]> {
   const types: string[] = [];
   for await (const event of world.store.readStream(stream)) types.push(event.type);
   return types;
-}
-
-/** Everything a process writes to stdout (until it exits), as text. */
-function stdoutOf(world: RealWorld, sandboxId: string, containerId: string, execId: string): Promise<string> {
-  return lastValueFrom(
-    world.runtime
-      .output(sandboxId, containerId, execId, 'stdout')
-      .pipe(reduce((text, chunk) => text + Buffer.from(chunk).toString('utf8'), '')),
-  );
-}
-
-async function exec(
-  world: RealWorld,
-  sandboxId: string,
-  containerId: string,
-  execId: string,
-  args: string[],
-) {
-  await world.runtime.startExec(sandboxId, containerId, execId, { args });
-  const [out, status] = await Promise.all([
-    stdoutOf(world, sandboxId, containerId, execId),
-    world.runtime.waitExec(sandboxId, containerId, execId),
-  ]);
-  return { out, status };
 }
 
 async function tickOf(rootfs: string): Promise<number> {
@@ -107,7 +83,7 @@ describe('a real sandbox through the actor runtime', { timeout: 900_000 }, () =>
     });
 
     it('execs a process in the container and reads its output and exit code', async () => {
-      const { out, status } = await exec(world, sb, 'ticker', 'hello', [
+      const { out, status } = await execIn(world, sb, 'ticker', 'hello', [
         'sh',
         '-c',
         'echo hello from $(hostname); exit 3',
@@ -144,7 +120,7 @@ describe('a real sandbox through the actor runtime', { timeout: 900_000 }, () =>
     it('updates the container memory limit, which the guest cgroup enforces', async () => {
       const limit = 96 * 1024 * 1024;
       await world.runtime.updateContainer(sb, 'ticker', { memoryLimitBytes: limit });
-      const { out } = await exec(world, sb, 'ticker', 'memmax', ['cat', '/sys/fs/cgroup/memory.max']);
+      const { out } = await execIn(world, sb, 'ticker', 'memmax', ['cat', '/sys/fs/cgroup/memory.max']);
       assert.equal(out.trim(), String(limit));
       assert.ok((await typesIn(world, streamOf.container(sb, 'ticker'))).includes('ContainerUpdated'));
     });
@@ -240,7 +216,7 @@ describe('a daemon killed while its sandbox runs', { timeout: 900_000 }, () => {
     assert.equal(sandbox.state, 'running');
     assert.equal(sandbox.pid, line.pid, 'same QEMU');
     assert.equal(world.runtime.getContainer('sb', 'ticker').state, 'running');
-    const { out, status } = await exec(world, 'sb', 'ticker', 'after', ['cat', '/tick']);
+    const { out, status } = await execIn(world, 'sb', 'ticker', 'after', ['cat', '/tick']);
     assert.equal(status.exitCode, 0);
     assert.ok(Number(out.trim()) > 0);
     assert.ok((await typesIn(world, streamOf.sandbox('sb'))).includes('SandboxReattached'));
