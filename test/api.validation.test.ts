@@ -102,6 +102,30 @@ describe('api validation', () => {
     assert.equal(badAddress.data.field, 'config.ports.0.hostAddress');
   });
 
+  it('refuses malformed guest network changes, naming the field', async () => {
+    const address = await refused(
+      c.call('guest.updateInterface', {
+        sandboxId: 'sb',
+        interface: { name: 'eth0', addresses: ['10.0.2.15'] },
+      }),
+    );
+    assert.equal(address.data.field, 'interface.addresses.0');
+    const name = await refused(
+      c.call('guest.updateInterface', { sandboxId: 'sb', interface: { name: 'eth0; reboot' } }),
+    );
+    assert.equal(name.data.field, 'interface.name');
+    const dest = await refused(
+      c.call('guest.updateRoutes', { sandboxId: 'sb', routes: [{ dest: 'somewhere', gateway: '10.0.2.2' }] }),
+    );
+    assert.equal(dest.data.field, 'routes.0.dest');
+    const gateway = await refused(
+      c.call('guest.updateRoutes', { sandboxId: 'sb', routes: [{ dest: 'default', gateway: '10.0.2' }] }),
+    );
+    assert.equal(gateway.data.field, 'routes.0.gateway');
+    const time = await refused(c.call('guest.setTime', { sandboxId: 'sb', time: 'tomorrow' }));
+    assert.equal(time.data.field, 'time');
+  });
+
   it('refuses unknown fields instead of ignoring them', async () => {
     const e = await refused(c.call('sandbox.start', { id: 'sb', forceful: true }));
     assert.equal(e.rpcCode, -32602);

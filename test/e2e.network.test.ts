@@ -91,6 +91,32 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
     assert.match(resolv.out, /^nameserver 10\.0\.2\.3$/m);
   });
 
+  it('changes the guest network on request (recorded in the log), sets its clock and reseeds it', async () => {
+    const eth0 = await world.runtime.updateInterface(sb, {
+      name: 'eth0',
+      addresses: ['10.0.2.15/24', '10.0.2.16/24'],
+      mtu: 1400,
+    });
+    assert.equal(eth0.mtu, 1400);
+    assert.deepEqual([...eth0.addresses].sort(), ['10.0.2.15/24', '10.0.2.16/24']);
+    const routes = await world.runtime.updateRoutes(sb, [{ dest: '10.99.0.0/16', gateway: '10.0.2.2' }]);
+    assert.ok(
+      routes.some((r) => r.dest.startsWith('10.99.0.0') && r.gateway === '10.0.2.2'),
+      JSON.stringify(routes),
+    );
+    const types: string[] = [];
+    for await (const e of world.store.readStream(`sandbox-${sb}`)) types.push(e.type);
+    assert.equal(types.filter((t) => t === 'GuestNetworkUpdated').length, 2);
+    await assert.rejects(world.runtime.updateInterface(sb, { name: 'nope0', addresses: [] }), /nope0/);
+
+    await world.runtime.setGuestTime(sb, new Date('2031-02-03T04:05:06Z'));
+    const year = await execIn(world, sb, 'web', 'year', ['date', '-u', '+%Y']);
+    assert.equal(year.out.trim(), '2031');
+    const now = await world.runtime.setGuestTime(sb);
+    assert.ok(Math.abs(now.getTime() - Date.now()) < 5000);
+    assert.equal(await world.runtime.reseedGuestRandom(sb), 64);
+  });
+
   it('refuses to start a second sandbox on a host port already forwarded, naming it, leaving no QEMU', async () => {
     await world.runtime.createSandbox('clash', {
       network: 'user',

@@ -1,5 +1,6 @@
 // The actor runtime: commands checked against machines, persisted, then run; outcomes and happenings appended.
 
+import { randomBytes } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
@@ -577,6 +578,7 @@ export class ActorRuntime implements RuntimeHandle {
       createdAt: c.createdAt,
       version: s.version,
       ...(error === undefined ? {} : { error }),
+      ...(c.guestNetwork ? { guestNetwork: c.guestNetwork } : {}),
     };
   }
 
@@ -1033,6 +1035,42 @@ export class ActorRuntime implements RuntimeHandle {
   async listRoutes(sandboxId: string): Promise<NetRoute[]> {
     this.guest(sandboxId, 'listRoutes');
     return this.call(this.agent.listRoutes(sandboxId), 'listRoutes');
+  }
+
+  async updateInterface(sandboxId: string, iface: NetInterface): Promise<NetInterface> {
+    const s = this.guestNetworkChange(sandboxId, 'guest.updateInterface');
+    const updated = await this.call(this.agent.updateInterface(sandboxId, iface), 'updateInterface');
+    await this.record(s, { type: 'GuestNetworkUpdated', data: { interface: iface } }, { command: 'update' });
+    return updated;
+  }
+
+  async updateRoutes(sandboxId: string, routes: readonly NetRoute[]): Promise<NetRoute[]> {
+    const s = this.guestNetworkChange(sandboxId, 'guest.updateRoutes');
+    const table = await this.call(this.agent.updateRoutes(sandboxId, routes), 'updateRoutes');
+    await this.record(s, { type: 'GuestNetworkUpdated', data: { routes } }, { command: 'update' });
+    return table;
+  }
+
+  /** The sandbox, if its guest may have its network changed now (running, agent answering). */
+  private guestNetworkChange(sandboxId: string, command: string): SandboxActor {
+    const s = this.sandbox(sandboxId);
+    this.requireAgent(s, command);
+    if (!can('sandbox', s.snapshot, { type: 'GuestNetworkUpdated', data: {} } as never)) {
+      throw new InvalidState('sandbox', sandboxId, s.state, command);
+    }
+    return s;
+  }
+
+  async setGuestTime(sandboxId: string, time: Date = new Date()): Promise<Date> {
+    this.guest(sandboxId, 'setGuestTime');
+    await this.call(this.agent.setGuestDateTime(sandboxId, time), 'setGuestDateTime');
+    return time;
+  }
+
+  async reseedGuestRandom(sandboxId: string, seed: Uint8Array = randomBytes(64)): Promise<number> {
+    this.guest(sandboxId, 'reseedRandom');
+    await this.call(this.agent.reseedRandomDev(sandboxId, seed), 'reseedRandomDev');
+    return seed.length;
   }
 
   async copyFile(sandboxId: string, path: string, data: Uint8Array, mode?: number): Promise<void> {

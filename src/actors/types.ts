@@ -55,6 +55,11 @@ export interface SandboxView {
   readonly createdAt: string;
   readonly version: number;
   readonly error?: string;
+  /** Changes clients made to this VM's network (guest.updateInterface / guest.updateRoutes), latest each. */
+  readonly guestNetwork?: {
+    readonly interfaces: Readonly<Record<string, NetInterface>>;
+    readonly routes: Readonly<Record<string, NetRoute>>;
+  };
 }
 
 export interface ContainerView {
@@ -155,6 +160,14 @@ export interface Runtime {
   guestDetails(sandboxId: string): Promise<GuestDetails>;
   listInterfaces(sandboxId: string): Promise<NetInterface[]>;
   listRoutes(sandboxId: string): Promise<NetRoute[]>;
+  /** Changes one guest interface (addresses replace the old ones); recorded as GuestNetworkUpdated. */
+  updateInterface(sandboxId: string, iface: NetInterface): Promise<NetInterface>;
+  /** Adds or replaces guest routes; recorded as GuestNetworkUpdated. Resolves with the whole table. */
+  updateRoutes(sandboxId: string, routes: readonly NetRoute[]): Promise<NetRoute[]>;
+  /** Sets the guest clock (default: the host's time now), e.g. after a long pause. */
+  setGuestTime(sandboxId: string, time?: Date): Promise<Date>;
+  /** Mixes `seed` (default: 64 random bytes from the host) into the guest's entropy pool. */
+  reseedGuestRandom(sandboxId: string, seed?: Uint8Array): Promise<number>;
   copyFile(sandboxId: string, path: string, data: Uint8Array, mode?: number): Promise<void>;
   metrics(sandboxId: string): Promise<string>;
 

@@ -65,17 +65,18 @@ export const resourcesSchema = z.strictObject({
 
 const portNumber = z.number().int().min(1).max(65535);
 
+export const ipAddressSchema = z.union([z.ipv4(), z.ipv6()], { error: 'must be an IP address' });
+
+/** An address with its prefix length, as `ip addr` takes it: 10.0.2.15/24, fd00::2/64. */
+export const cidrSchema = z.union([z.cidrv4(), z.cidrv6()], { error: 'must be an address/prefix (CIDR)' });
+
 /** A host port forwarded into the sandbox (docker's -p [address:]host:guest[/protocol]). */
 export const portMappingSchema = z.strictObject({
   hostPort: portNumber,
   guestPort: portNumber,
   protocol: z.enum(['tcp', 'udp']).optional(),
-  hostAddress: z
-    .string()
-    .regex(/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/, {
-      error: 'must be an IPv4 address',
-    })
-    .optional(),
+  // QEMU's hostfwd takes IPv4 only.
+  hostAddress: z.ipv4({ error: 'must be an IPv4 address' }).optional(),
 });
 
 export const sandboxConfigSchema = z

@@ -595,6 +595,65 @@ export function buildProgram(): Command {
         )) as never),
     );
   guest
+    .command('set-interface <sandbox> <name>')
+    .description('change a guest interface (recorded in the log; lasts as long as this VM)')
+    .option('--address <cidr>', 'address/prefix, replacing the current ones (repeatable)', collect)
+    .option('--mtu <n>', 'MTU', int('mtu'))
+    .option('--mac <mac>', 'MAC address')
+    .option('--up', 'bring it up')
+    .option('--down', 'take it down')
+    .action(
+      call(
+        'guest.updateInterface',
+        (
+          sandboxId: string,
+          name: string,
+          o: { address?: string[]; mtu?: number; mac?: string; up?: boolean; down?: boolean },
+        ) => ({
+          sandboxId,
+          interface: {
+            name,
+            ...(o.address ? { addresses: o.address } : {}),
+            ...(o.mtu !== undefined ? { mtu: o.mtu } : {}),
+            ...(o.mac ? { mac: o.mac } : {}),
+            ...(o.up || o.down ? { up: Boolean(o.up) } : {}),
+          },
+        }),
+      ),
+    );
+  guest
+    .command('add-route <sandbox> <dest>')
+    .description("add or replace a guest route (dest 'default' or a CIDR; recorded in the log)")
+    .option('--via <gateway>', 'gateway address')
+    .option('--dev <name>', 'interface')
+    .option('--src <address>', 'preferred source address')
+    .action(
+      call(
+        'guest.updateRoutes',
+        (sandboxId: string, dest: string, o: { via?: string; dev?: string; src?: string }) => ({
+          sandboxId,
+          routes: [
+            {
+              dest,
+              ...(o.via ? { gateway: o.via } : {}),
+              ...(o.dev ? { device: o.dev } : {}),
+              ...(o.src ? { source: o.src } : {}),
+            },
+          ],
+        }),
+      ),
+    );
+  guest
+    .command('set-time <sandbox> [time]')
+    .description("set the guest clock (default: this host's time now)")
+    .action(
+      call('guest.setTime', (sandboxId: string, time?: string) => ({ sandboxId, ...(time ? { time } : {}) })),
+    );
+  guest
+    .command('reseed <sandbox>')
+    .description("mix 64 random bytes from this host into the guest's entropy pool")
+    .action(call('guest.reseedRandom', (sandboxId: string) => ({ sandboxId })));
+  guest
     .command('metrics <sandbox>')
     .description('agent metrics (Prometheus text)')
     .action(async (sandboxId: string) => {

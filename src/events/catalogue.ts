@@ -108,6 +108,32 @@ const sandboxSchemas = {
     vcpus: z.number().int().positive(),
     memoryMiB: z.number().int().positive(),
   }),
+  /**
+   * A client changed the running guest's network (guest.updateInterface / guest.updateRoutes): what it asked,
+   * for the audit trail. It lasts as long as this VM (a VM launched again starts from the config).
+   */
+  GuestNetworkUpdated: z.object({
+    interface: z
+      .object({
+        name: z.string(),
+        /** Empty: the addresses were left as they were. */
+        addresses: z.array(z.string()),
+        mtu: z.number().int().optional(),
+        mac: z.string().optional(),
+        up: z.boolean().optional(),
+      })
+      .optional(),
+    routes: z
+      .array(
+        z.object({
+          dest: z.string(),
+          gateway: z.string().optional(),
+          device: z.string().optional(),
+          source: z.string().optional(),
+        }),
+      )
+      .optional(),
+  }),
 } as const;
 
 /** Data schemas of the container stream (`container-<sandboxId>-<id>`). */

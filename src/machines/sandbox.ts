@@ -17,6 +17,25 @@ export interface SandboxContext {
   readonly lostReason?: string;
   /** The running VM's size once SandboxResized said so; absent: the size the config booted it with. */
   readonly size?: SandboxEventData['SandboxResized'];
+  /** What clients changed in this VM's network (GuestNetworkUpdated): the latest per interface and per route. */
+  readonly guestNetwork?: GuestNetworkChanges;
+}
+
+type GuestNetworkData = SandboxEventData['GuestNetworkUpdated'];
+export interface GuestNetworkChanges {
+  readonly interfaces: Readonly<Record<string, NonNullable<GuestNetworkData['interface']>>>;
+  readonly routes: Readonly<Record<string, NonNullable<GuestNetworkData['routes']>[number]>>;
+}
+
+function withNetworkChange(
+  before: GuestNetworkChanges | undefined,
+  change: GuestNetworkData,
+): GuestNetworkChanges {
+  const interfaces = { ...before?.interfaces };
+  if (change.interface) interfaces[change.interface.name] = change.interface;
+  const routes = { ...before?.routes };
+  for (const route of change.routes ?? []) routes[route.dest] = route;
+  return { interfaces, routes };
 }
 
 export type SandboxMachineEvent = Fed<SandboxEvent>;
@@ -73,6 +92,11 @@ export const sandboxMachine = setup({
         ? { size: { vcpus: event.data.vcpus, memoryMiB: event.data.memoryMiB } }
         : {},
     ),
+    networkChanged: assign(({ context, event }) =>
+      event.type === 'GuestNetworkUpdated'
+        ? { guestNetwork: withNetworkChange(context.guestNetwork, event.data) }
+        : {},
+    ),
     /** The VM is known gone: forget its handle, keep why. */
     gone: assign(({ event }) => ({
       handle: undefined,
@@ -119,11 +143,13 @@ export const sandboxMachine = setup({
           on: {
             VmLaunched: {
               target: 'connecting',
-              // A new VM boots at the config's size: a resize of the previous one no longer holds.
-              // (`size` is only touched when set, so snapshots of logs without resizes stay as they were.)
-              actions: assign(({ context, event }) =>
-                context.size ? { handle: event.data.handle, size: undefined } : { handle: event.data.handle },
-              ),
+              // A new VM boots at the config's size and network: changes to the previous one no longer hold.
+              // (Only keys that are set are touched, so snapshots of logs without such changes stay as they were.)
+              actions: assign(({ context, event }) => ({
+                handle: event.data.handle,
+                ...(context.size ? { size: undefined } : {}),
+                ...(context.guestNetwork ? { guestNetwork: undefined } : {}),
+              })),
             },
           },
         },
@@ -146,6 +172,7 @@ export const sandboxMachine = setup({
       on: {
         // Only a running guest can online what was plugged; paused, booting or stopping ones refuse.
         SandboxResized: { actions: 'resized' },
+        GuestNetworkUpdated: { actions: 'networkChanged' },
         SandboxPauseRequested: { target: 'pausing' },
         SandboxStopRequested: { target: 'stopping' },
         SandboxReattached: { actions: 'reattached' },

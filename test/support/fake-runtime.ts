@@ -433,6 +433,22 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
       sandbox(sandboxId);
       return [];
     },
+    async updateInterface(sandboxId, iface) {
+      sandbox(sandboxId);
+      return { up: true, ...iface };
+    },
+    async updateRoutes(sandboxId, routes) {
+      sandbox(sandboxId);
+      return [...routes];
+    },
+    async setGuestTime(sandboxId, time = new Date()) {
+      sandbox(sandboxId);
+      return time;
+    },
+    async reseedGuestRandom(sandboxId, seed = new Uint8Array(64)) {
+      sandbox(sandboxId);
+      return seed.length;
+    },
     async copyFile(sandboxId) {
       sandbox(sandboxId);
     },
