@@ -117,6 +117,16 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
     assert.equal(await world.runtime.reseedGuestRandom(sb), 64);
   });
 
+  it('reports what the VM costs the host next to its containers’ stats', async () => {
+    const stats = await world.runtime.sandboxStats(sb);
+    assert.ok(stats.vm, 'QEMU usage reported');
+    assert.equal(stats.vm.pid, stats.sandbox.pid);
+    assert.ok(stats.vm.cpuSeconds > 0.5, `a TCG boot takes CPU: ${stats.vm.cpuSeconds}`);
+    assert.ok(stats.vm.rssBytes > 32 * 1024 * 1024, `QEMU holds guest memory: ${stats.vm.rssBytes}`);
+    assert.ok(stats.vm.threads >= 2);
+    assert.ok(stats.containers.web && stats.containers.web.pids >= 1, JSON.stringify(stats.containers));
+  });
+
   it('refuses to start a second sandbox on a host port already forwarded, naming it, leaving no QEMU', async () => {
     await world.runtime.createSandbox('clash', {
       network: 'user',

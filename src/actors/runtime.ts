@@ -51,6 +51,7 @@ import type {
   ExecView,
   Runtime,
   SandboxConfig,
+  SandboxStats,
   SandboxView,
 } from './types.js';
 
@@ -747,20 +748,19 @@ export class ActorRuntime implements RuntimeHandle {
     return [...this.sandboxes.values()].filter((s) => s.state !== 'absent').map((s) => this.sandboxView(s));
   }
 
-  async sandboxStats(
-    id: string,
-  ): Promise<{ sandbox: SandboxView; containers: Record<string, ContainerStats> }> {
+  async sandboxStats(id: string): Promise<SandboxStats> {
     const s = this.sandbox(id);
     this.requireAgent(s, 'stats');
     const containers: Record<string, ContainerStats> = {};
-    await Promise.all(
-      [...s.containers.values()]
+    const [vm] = await Promise.all([
+      this.hypervisor.usage ? this.call(this.hypervisor.usage(id), 'vm usage') : undefined,
+      ...[...s.containers.values()]
         .filter((c) => c.state === 'running' || c.state === 'paused')
         .map(async (c) => {
           containers[c.id] = await this.call(this.agent.statsContainer(id, c.id), 'statsContainer');
         }),
-    );
-    return { sandbox: this.sandboxView(s), containers };
+    ]);
+    return { sandbox: this.sandboxView(s), ...(vm ? { vm } : {}), containers };
   }
 
   private call<T>(work: Promise<T>, step: string): Promise<T> {

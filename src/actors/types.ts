@@ -11,7 +11,7 @@ import type {
   ProcessSpec,
 } from '../agent/index.js';
 import type { EventEnvelope } from '../events/index.js';
-import type { Accel } from '../hypervisor/index.js';
+import type { Accel, VmUsage } from '../hypervisor/index.js';
 
 export interface SandboxConfig {
   readonly vcpus?: number;
@@ -60,6 +60,12 @@ export interface SandboxView {
     readonly interfaces: Readonly<Record<string, NetInterface>>;
     readonly routes: Readonly<Record<string, NetRoute>>;
   };
+}
+
+export interface SandboxStats {
+  readonly sandbox: SandboxView;
+  readonly vm?: VmUsage;
+  readonly containers: Readonly<Record<string, ContainerStats>>;
 }
 
 export interface ContainerView {
@@ -120,7 +126,8 @@ export interface Runtime {
   updateSandbox(id: string, request: { vcpus?: number; memoryMiB?: number }): Promise<SandboxView>;
   getSandbox(id: string): SandboxView;
   listSandboxes(): SandboxView[];
-  sandboxStats(id: string): Promise<{ sandbox: SandboxView; containers: Record<string, ContainerStats> }>;
+  /** The view, what the VM costs the host (when the hypervisor says), and each live container's cgroup stats. */
+  sandboxStats(id: string): Promise<SandboxStats>;
 
   createContainer(params: CreateContainerParams): Promise<ContainerView>;
   startContainer(sandboxId: string, id: string): Promise<ContainerView>;

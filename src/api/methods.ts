@@ -299,10 +299,12 @@ export const methods = [
   }),
   method({
     name: 'sandbox.stats',
-    summary: 'The sandbox view plus cgroup v2 stats of each container.',
+    summary:
+      "The sandbox view, what its VM costs the host (QEMU's pid, CPU seconds, RSS, threads) and cgroup v2 stats of each container.",
     when: 'running.',
     params: sandboxRef,
-    result: '{ sandbox: SandboxView, containers: { [id]: ContainerStats } }',
+    result:
+      '{ sandbox: SandboxView, vm?: { pid, cpuSeconds, rssBytes, threads }, containers: { [id]: ContainerStats } }',
     handler: (p, { runtime }) => runtime.sandboxStats(p.id),
   }),
 

@@ -22,6 +22,40 @@ const int = (name: string) => (v: string) => {
 };
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+const mib = (bytes: number | undefined) => (bytes === undefined ? '' : `${(bytes / 1048576).toFixed(1)} MiB`);
+
+function renderSandboxStats(s: {
+  sandbox: { id: string; state: string; vcpus?: number; memoryMiB?: number };
+  vm?: { pid: number; cpuSeconds: number; rssBytes: number; threads: number };
+  containers: Record<string, { cpuUsageUsec: number; memoryUsageBytes: number; pids: number }>;
+}): string {
+  const vm = table(
+    ['SANDBOX', 'STATE', 'VCPUS', 'MEMORY', 'QEMU PID', 'HOST CPU', 'HOST RSS', 'THREADS'],
+    [
+      [
+        s.sandbox.id,
+        s.sandbox.state,
+        s.sandbox.vcpus,
+        s.sandbox.memoryMiB === undefined ? '' : `${s.sandbox.memoryMiB} MiB`,
+        s.vm?.pid,
+        s.vm ? `${s.vm.cpuSeconds.toFixed(2)} s` : '',
+        mib(s.vm?.rssBytes),
+        s.vm?.threads,
+      ],
+    ],
+  );
+  const containers = table(
+    ['CONTAINER', 'CPU', 'MEMORY', 'PIDS'],
+    Object.entries(s.containers).map(([id, c]) => [
+      id,
+      `${(c.cpuUsageUsec / 1e6).toFixed(2)} s`,
+      mib(c.memoryUsageBytes),
+      c.pids,
+    ]),
+  );
+  return `${vm}\n${containers}`;
+}
+
 interface SandboxRow {
   id: string;
   state: string;
@@ -225,13 +259,16 @@ export function buildProgram(): Command {
     ['pause', 'pause the VM'],
     ['resume', 'resume a paused VM'],
     ['status', "a sandbox's current view"],
-    ['stats', 'the sandbox and its containers’ cgroup stats'],
   ] as const) {
     sandbox
       .command(`${verb} <id>`)
       .description(text)
       .action(call(`sandbox.${verb}`, (id: string) => ({ id })));
   }
+  sandbox
+    .command('stats <id>')
+    .description('what the VM costs the host, and its containers’ cgroup stats')
+    .action(call('sandbox.stats', (id: string) => ({ id }), renderSandboxStats as never));
   sandbox
     .command('update <id>')
     .description('grow a running sandbox: vCPUs and memory hotplugged up to its --max-vcpus / --max-memory')

@@ -11,7 +11,7 @@ export {
   type VmPaths,
   vmPaths,
 } from './cmdline.js';
-export { isProcessAlive, readProcStat } from './proc.js';
+export { isProcessAlive, type ProcUsage, readProcStat, readProcUsage } from './proc.js';
 export { createQemuHypervisor, QemuHypervisor, type QemuHypervisorOptions } from './qemu.js';
 export {
   QmpClient,

@@ -25,6 +25,37 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   return { state, startTime };
 }
 
+/** What a process costs the host: CPU time so far, resident memory, threads. */
+export interface ProcUsage {
+  /** User + system CPU time, in seconds. */
+  readonly cpuSeconds: number;
+  readonly rssBytes: number;
+  readonly threads: number;
+}
+
+/** USER_HZ: the unit of /proc/<pid>/stat times; 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Reads CPU time, RSS and threads of `pid` from /proc; undefined when it is gone. */
+export async function readProcUsage(pid: number): Promise<ProcUsage | undefined> {
+  let stat: string;
+  let status: string;
+  try {
+    [stat, status] = await Promise.all([
+      readFile(`/proc/${pid}/stat`, 'utf8'),
+      readFile(`/proc/${pid}/status`, 'utf8'),
+    ]);
+  } catch {
+    return undefined;
+  }
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 (utime) and 15 (stime) are rest[11] and rest[12].
+  const ticks = Number(rest[11]) + Number(rest[12]);
+  const kib = Number(/^VmRSS:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0);
+  const threads = Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+  return { cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, rssBytes: kib * 1024, threads };
+}
+
 /**
  * True when `pid` runs and (if given) started at `startTime`: a zombie or a reused pid counts as gone.
  * Zombies matter here: our QEMU is reparented to pid 1, which may reap it late.

@@ -13,7 +13,14 @@ import {
 } from '../errors/index.js';
 import { detectAccel } from './accel.js';
 import { MEMORY_SLOTS, qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
-import { isProcessAlive, readCmdline, readProcStat, signalProcess, waitForExit } from './proc.js';
+import {
+  isProcessAlive,
+  readCmdline,
+  readProcStat,
+  readProcUsage,
+  signalProcess,
+  waitForExit,
+} from './proc.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
 import type {
   Accel,
@@ -24,6 +31,7 @@ import type {
   VmHandle,
   VmSize,
   VmStatus,
+  VmUsage,
 } from './types.js';
 
 export interface QemuHypervisorOptions {
@@ -558,6 +566,15 @@ export class QemuHypervisor implements Hypervisor {
       throw err;
     }
     logger.info({ step: 'hotplug memory', sizeMiB, dimm: `dimm-${index}` }, 'memory hotplugged');
+  }
+
+  async usage(sandboxId: string): Promise<VmUsage> {
+    const entry = this.#vms.get(sandboxId);
+    if (!entry) throw new NotFound('vm', sandboxId);
+    const { pid, pidStartTime } = entry.handle;
+    const usage = (await isProcessAlive(pid, pidStartTime)) ? await readProcUsage(pid) : undefined;
+    if (!usage) throw new HypervisorError('usage', `QEMU (pid ${pid}) is gone`, { sandboxId });
+    return { pid, ...usage };
   }
 
   async size(sandboxId: string): Promise<VmSize> {

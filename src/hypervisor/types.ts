@@ -78,6 +78,16 @@ export interface VmSize {
   readonly memoryMiB: number;
 }
 
+/** What a VM's QEMU process costs the host (from /proc). */
+export interface VmUsage {
+  readonly pid: number;
+  /** CPU time QEMU used since it started (all vCPU and I/O threads), in seconds. */
+  readonly cpuSeconds: number;
+  /** QEMU's resident memory on the host: guest pages touched so far plus QEMU's own. */
+  readonly rssBytes: number;
+  readonly threads: number;
+}
+
 export interface StopOptions {
   /** How long to wait for a graceful powerdown before quit, then SIGKILL. */
   readonly timeoutMs?: number;
@@ -110,6 +120,8 @@ export interface Hypervisor {
   hotplugMemory(sandboxId: string, sizeMiB: number): Promise<void>;
   /** The VM's current size (two cheap QMP queries). Optional: ports without it skip size reconciliation. */
   size?(sandboxId: string): Promise<VmSize>;
+  /** What the VM's process costs the host now. Optional: ports without it report no VM usage. */
+  usage?(sandboxId: string): Promise<VmUsage>;
   /** Unsolicited events of one VM; completes after 'exited'. */
   events(sandboxId: string): Observable<VmEvent>;
 }
