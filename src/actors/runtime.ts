@@ -28,7 +28,7 @@ import {
   Timeout,
 } from '../errors/index.js';
 import type { EntityKind, EventEnvelope, FailureData, NewEvent } from '../events/index.js';
-import type { Accel, GuestImagePaths, Hypervisor } from '../hypervisor/index.js';
+import type { Accel, GuestImagePaths, Hypervisor, VmUsage } from '../hypervisor/index.js';
 import { can, fed, initialSnapshot, persistSnapshot, step } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
 import {
@@ -746,6 +746,12 @@ export class ActorRuntime implements RuntimeHandle {
 
   listSandboxes(): SandboxView[] {
     return [...this.sandboxes.values()].filter((s) => s.state !== 'absent').map((s) => this.sandboxView(s));
+  }
+
+  async vmUsage(id: string): Promise<VmUsage | undefined> {
+    const s = this.sandbox(id);
+    if (!s.context.handle || !this.hypervisor.usage) return undefined;
+    return this.call(this.hypervisor.usage(id), 'vm usage');
   }
 
   async sandboxStats(id: string): Promise<SandboxStats> {

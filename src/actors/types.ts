@@ -128,6 +128,8 @@ export interface Runtime {
   listSandboxes(): SandboxView[];
   /** The view, what the VM costs the host (when the hypervisor says), and each live container's cgroup stats. */
   sandboxStats(id: string): Promise<SandboxStats>;
+  /** What the sandbox's VM costs the host now; undefined without a VM (or a hypervisor that cannot say). */
+  vmUsage(id: string): Promise<VmUsage | undefined>;
 
   createContainer(params: CreateContainerParams): Promise<ContainerView>;
   startContainer(sandboxId: string, id: string): Promise<ContainerView>;

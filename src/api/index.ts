@@ -32,5 +32,6 @@ export {
   type SubscriptionSpec,
   type TransitionProblem,
 } from './methods.js';
+export { type ApiTraffic, type MethodTraffic, type MetricsSources, renderMetrics } from './metrics.js';
 export { ID_PATTERN, idSchema } from './schemas.js';
 export { type ApiServer, type ApiServerOptions, createApiServer, socketIsLive } from './server.js';

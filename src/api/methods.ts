@@ -7,6 +7,7 @@ import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
 import type { EventStore, VerifyReport } from '../store/index.js';
 import { validateBundle } from './bundle.js';
+import { type ApiTraffic, renderMetrics } from './metrics.js';
 import {
   absolutePathSchema,
   base64Schema,
@@ -24,7 +25,7 @@ import {
 /** The part of the event store the API reads (never writes). */
 export type EventLogReader = Pick<
   EventStore,
-  'readAll' | 'readStream' | 'listStreams' | 'lastSeq' | 'verify'
+  'readAll' | 'readStream' | 'listStreams' | 'lastSeq' | 'verify' | 'stats'
 >;
 
 /** One event the machines would not have allowed (from the machines' checkTransitions). */
@@ -78,6 +79,8 @@ export interface MethodContext {
   readonly facts: DaemonFacts;
   readonly connection: ConnectionContext;
   readonly checkTransitions?: (events: readonly EventEnvelope[]) => readonly TransitionProblem[];
+  /** The server's traffic counters, for daemon.metrics. */
+  readonly traffic?: () => ApiTraffic;
 }
 
 export interface MethodSpec<P extends z.ZodType = z.ZodType> {
@@ -212,6 +215,15 @@ export const methods = [
         events: { lastSeq: events.lastSeq() },
       };
     },
+  }),
+
+  method({
+    name: 'daemon.metrics',
+    summary:
+      'Prometheus text: sandboxes and containers by state, the event log writer (appends, fsyncs), API requests by method, each VM’s host CPU and memory. Also served over HTTP with sandboxd --metrics-address.',
+    params: z.strictObject({}).optional(),
+    result: '{ metrics: string }',
+    handler: async (_p, ctx) => ({ metrics: await renderMetrics(ctx) }),
   }),
 
   // Sandboxes

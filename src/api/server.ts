@@ -25,6 +25,7 @@ import {
   type SubscriptionSpec,
   type TransitionProblem,
 } from './methods.js';
+import type { ApiTraffic, MethodTraffic } from './metrics.js';
 
 export interface ApiServerOptions {
   readonly runtime: Runtime;
@@ -53,6 +54,8 @@ export interface ApiServer {
   close(options?: { graceMs?: number }): Promise<void>;
   readonly connections: number;
   readonly inFlight: number;
+  /** Connections, requests in flight, and requests answered per method (for metrics). */
+  traffic(): ApiTraffic;
 }
 
 interface Connection {
@@ -128,24 +131,35 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     if (!(error instanceof SandboxdError)) logger.error({ err: error }, 'unexpected error in a method');
     return createJSONRPCErrorResponse(id, e.code, e.message, e.data);
   };
+  const requests = new Map<string, MethodTraffic>();
   for (const spec of methodTable.values()) {
+    const counted: MethodTraffic = { ok: 0, error: 0, seconds: 0 };
+    requests.set(spec.name, counted);
     rpc.addMethod(spec.name, async (params: unknown, ctx: MethodContext) => {
-      const parsed = spec.params.safeParse(params);
-      if (!parsed.success) throw asException(invalidParamsError(parsed.error));
       const started = performance.now();
+      const parsed = spec.params.safeParse(params);
+      if (!parsed.success) {
+        counted.error++;
+        throw asException(invalidParamsError(parsed.error));
+      }
       const log = logger.isLevelEnabled('debug')
         ? logger.child({ method: spec.name, conn: ctx.connection.id, ...idsOf(parsed.data) })
         : undefined;
       try {
         const result = (await spec.handler(parsed.data, ctx)) ?? null;
+        counted.ok++;
         log?.debug({ ms: Math.round(performance.now() - started) }, 'request done');
         return result;
       } catch (err) {
+        counted.error++;
         log?.debug({ ms: Math.round(performance.now() - started), err }, 'request failed');
         throw err;
+      } finally {
+        counted.seconds += (performance.now() - started) / 1000;
       }
     });
   }
+  const traffic = (): ApiTraffic => ({ connections: connections.size, inFlight, requests });
 
   function write(conn: Connection, message: unknown): void {
     if (conn.socket.destroyed || !conn.socket.writable) return;
@@ -328,6 +342,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       events: options.events,
       facts: options.facts,
       connection: connectionContext(conn),
+      traffic,
       ...(options.checkTransitions ? { checkTransitions: options.checkTransitions } : {}),
       ...(options.accel ? { accel: options.accel } : {}),
     };
@@ -374,6 +389,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     get inFlight() {
       return inFlight;
     },
+    traffic,
     async listen(socketPath: string) {
       await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
       if (await socketIsLive(socketPath)) {

@@ -142,6 +142,15 @@ export function buildProgram(): Command {
     .action(call('daemon.info', () => ({})));
 
   program
+    .command('metrics')
+    .description('Prometheus text: sandboxes, containers, event log writer, API traffic, VM costs')
+    .action(async () => {
+      const r = await (await api()).call<{ metrics: string }>('daemon.metrics');
+      if (globals().json) printJson(r);
+      else process.stdout.write(r.metrics);
+    });
+
+  program
     .command('call <method> [params]')
     .description('call any method with params as JSON (or @file)')
     .action(async (method: string, params?: string) => {

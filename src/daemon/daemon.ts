@@ -1,14 +1,21 @@
 // The daemon's composition: state dir, event log, QEMU, agent client, guest image, runtime (recovered), API socket.
 import { readFileSync } from 'node:fs';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino, { type Logger } from 'pino';
 import { createRuntime, type RecoveryReport, type RuntimeHandle } from '../actors/index.js';
 import type { Agent } from '../agent/index.js';
 import * as agentModule from '../agent/index.js';
-import { type ApiServer, createApiServer, socketIsLive } from '../api/index.js';
-import { Internal, SandboxdError } from '../errors/index.js';
+import {
+  type ApiServer,
+  createApiServer,
+  type MetricsSources,
+  renderMetrics,
+  socketIsLive,
+} from '../api/index.js';
+import { Internal, InvalidArgument, SandboxdError } from '../errors/index.js';
 import { createQemuHypervisor, type GuestImagePaths, type Hypervisor } from '../hypervisor/index.js';
 import { ensureGuestImage } from '../image/index.js';
 import { checkTransitions } from '../machines/index.js';
@@ -23,6 +30,8 @@ export interface DaemonOptions {
   readonly logger?: Logger;
   /** Where guest images are cached (default: the image module's default). */
   readonly imageCacheDir?: string;
+  /** `host:port` (or a bare port, on 127.0.0.1) to serve Prometheus metrics at /metrics over HTTP; off when absent. */
+  readonly metricsAddress?: string;
   /**
    * Called once if the event log becomes unusable (a failed fsync is never retried): the binary exits
    * and the next start replays the log. Default: log only.
@@ -84,6 +93,50 @@ function closeableOf(part: unknown): Closeable | undefined {
   return typeof close === 'function' ? { close: () => close.call(part) } : undefined;
 }
 
+/** `host:port`, `[v6]:port` or a bare port (on 127.0.0.1). Throws InvalidArgument('metricsAddress'). */
+export function parseListenAddress(address: string): { host: string; port: number } {
+  const m = /^(?:(\[[0-9a-fA-F:]+\]|[^:\s]+):)?(\d{1,5})$/.exec(address.trim());
+  const port = Number(m?.[2]);
+  if (!m || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new InvalidArgument('metricsAddress', `${JSON.stringify(address)} is not host:port`);
+  }
+  return { host: m[1]?.replace(/^\[|\]$/g, '') ?? '127.0.0.1', port };
+}
+
+/** Serves GET /metrics (Prometheus text) on `address`; resolves once it listens. */
+async function serveMetrics(address: string, sources: MetricsSources, logger: Logger): Promise<HttpServer> {
+  const { host, port } = parseListenAddress(address);
+  const server = createHttpServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try GET /metrics\n');
+      return;
+    }
+    renderMetrics(sources).then(
+      (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(text),
+      (err: unknown) => {
+        logger.warn({ err }, 'rendering metrics failed');
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(`${(err as Error).message}\n`);
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new InvalidArgument('metricsAddress', `cannot listen on ${host}:${port}: ${err.code ?? err.message}`),
+      ),
+    );
+    server.listen(port, host, () => resolve());
+  });
+  logger.info({ host, port }, 'metrics at /metrics');
+  return server;
+}
+
+async function closeHttp(server: HttpServer | undefined): Promise<void> {
+  if (!server) return;
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
 /** Resolves once the image is ready; one build at a time, retried on the next call after a failure. */
 function memoImage(logger: Logger, cacheDir?: string): () => Promise<GuestImagePaths> {
   let pending: Promise<GuestImagePaths> | undefined;
@@ -115,6 +168,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   });
   let runtime: RuntimeHandle | undefined;
   let api: ApiServer | undefined;
+  let metrics: HttpServer | undefined;
   // Only the parts built here are closed; injected ones belong to whoever passed them.
   const owned: Closeable[] = [];
   /** Detaches from the VMs and agents (they keep running), one failure not stopping the others. */
@@ -167,21 +221,33 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       'recovered: replayed the log and reconciled with the world',
     );
 
+    const facts = {
+      version: daemonVersion(),
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      stateDir,
+      socket: socketPath,
+    };
     api = createApiServer({
       runtime,
       events: store,
-      facts: {
-        version: daemonVersion(),
-        pid: process.pid,
-        startedAt: new Date().toISOString(),
-        stateDir,
-        socket: socketPath,
-      },
+      facts,
       logger: logger.child({ component: 'api' }),
       checkTransitions,
       accel: () => hypervisor.accel(),
     });
     await api.listen(socketPath);
+    if (options.metricsAddress !== undefined) {
+      const server = api;
+      const sources: MetricsSources = {
+        runtime,
+        events: store,
+        facts,
+        accel: () => hypervisor.accel(),
+        traffic: () => server.traffic(),
+      };
+      metrics = await serveMetrics(options.metricsAddress, sources, logger.child({ component: 'metrics' }));
+    }
     logger.info({ socket: socketPath, stateDir, accel: runtime.accel }, 'ready');
 
     // The log's live feed errors when a write failed: the store is unusable, so the daemon must go.
@@ -204,6 +270,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         closing ??= (async () => {
           logger.info('shutting down: no new requests, finishing in-flight ones; sandboxes keep running');
           watch.unsubscribe();
+          await closeHttp(metrics);
           await server.close({ graceMs: 60_000 });
           await rt.shutdown();
           // After the runtime: its effects may still have used them. The VMs keep running.
@@ -216,6 +283,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       },
     };
   } catch (err) {
+    await closeHttp(metrics);
     await api?.close({ graceMs: 0 }).catch(() => undefined);
     await runtime?.shutdown().catch(() => undefined);
     await closeOwned();

@@ -24,9 +24,14 @@ const program = new Command('sandboxd')
       .env('SANDBOXD_LOG_LEVEL')
       .default('info'),
   )
+  .addOption(
+    new Option('--metrics-address <host:port>', 'serve Prometheus metrics at http://host:port/metrics').env(
+      'SANDBOXD_METRICS_ADDRESS',
+    ),
+  )
   .parse(process.argv);
 
-const opts = program.opts<{ stateDir: string; socket: string; logLevel: string }>();
+const opts = program.opts<{ stateDir: string; socket: string; logLevel: string; metricsAddress?: string }>();
 const logger = pino({ name: 'sandboxd', level: opts.logLevel }, pino.destination({ fd: 2, sync: true }));
 
 let stopping = false;
@@ -34,6 +39,7 @@ try {
   const daemon = await startDaemon({
     stateDir: opts.stateDir,
     socketPath: opts.socket,
+    ...(opts.metricsAddress ? { metricsAddress: opts.metricsAddress } : {}),
     logger,
     // Fail-stop: nothing is retried after a failed log write; VMs keep running and the restart replays.
     onFatal: () => process.exit(1),

@@ -44,6 +44,7 @@ import type {
   EventStore,
   ExpectedVersion,
   StoredSnapshot,
+  StoreStats,
   StreamInfo,
   VerifyReport,
 } from './types.js';
@@ -127,7 +128,12 @@ export class LevelEventStore implements EventStore {
   /** How long the last synced batch took, in ms (the batch grows while the next one is in flight). */
   lastFlushMs = 0;
   /** Counters for benchmarks and `sandboxctl info`. */
-  readonly stats = { flushes: 0, appends: 0, events: 0, flushMs: 0 };
+  readonly stats: { -readonly [K in keyof StoreStats]: StoreStats[K] } = {
+    flushes: 0,
+    appends: 0,
+    events: 0,
+    flushMs: 0,
+  };
   private failure: SandboxdError | undefined;
   private closed = false;
   private readonly live = new Subject<EventEnvelope>();

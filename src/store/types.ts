@@ -52,6 +52,16 @@ export interface StreamInfo {
  * The append-only event log. Implementations: LevelDB (durable) and in-memory (tests);
  * both pass test/store.contract.test.ts.
  */
+/** Counters of the durable writer, since the store opened. */
+export interface StoreStats {
+  /** Synced batches written (one fsync each). */
+  readonly flushes: number;
+  readonly appends: number;
+  readonly events: number;
+  /** Summed time of the synced batch writes, in ms. */
+  readonly flushMs: number;
+}
+
 export interface EventStore {
   /**
    * Appends `events` to `stream` atomically once the stream is at `expectedVersion`.
@@ -90,4 +100,6 @@ export interface EventStore {
   /** Walks the whole log; never throws for damage, reports it. */
   verify(): Promise<VerifyReport>;
   close(): Promise<void>;
+  /** Writer counters, where the store keeps them (the LevelDB store does). */
+  readonly stats?: StoreStats;
 }

@@ -292,6 +292,10 @@ export function createFakeRuntime(options: FakeRuntimeOptions = {}): FakeRuntime
     },
     getSandbox: (id) => sandboxView(sandbox(id)),
     listSandboxes: () => [...sandboxes.values()].map(sandboxView),
+    async vmUsage(id) {
+      sandbox(id);
+      return undefined;
+    },
     async sandboxStats(id) {
       const s = sandbox(id);
       require('sandbox', id, s.state, ['running', 'paused'], 'stats');
