@@ -126,6 +126,26 @@ describe('api validation', () => {
     assert.equal(time.data.field, 'time');
   });
 
+  it('refuses volumes whose source is missing or overlaps the state dir, or mounted twice, naming the field', async () => {
+    const create = (mounts: unknown) =>
+      c.call('container.create', { sandboxId: 'sb', id: 'v1', bundle, mounts });
+    const missing = await refused(create([{ source: '/nonexistent/dir', destination: '/data' }]));
+    assert.equal(missing.data.field, 'mounts.0.source');
+    assert.match(missing.message, /does not exist/);
+    const stateDir = await refused(create([{ source: h.dir, destination: '/state' }]));
+    assert.equal(stateDir.data.field, 'mounts.0.source');
+    assert.match(stateDir.message, /overlaps the sandboxd state dir/);
+    const twice = await refused(
+      create([
+        { source: '/usr', destination: '/data' },
+        { source: '/etc', destination: '/data' },
+      ]),
+    );
+    assert.equal(twice.data.field, 'mounts.1.destination');
+    const relative = await refused(create([{ source: 'usr', destination: '/data' }]));
+    assert.equal(relative.data.field, 'mounts.0.source');
+  });
+
   it('refuses unknown fields instead of ignoring them', async () => {
     const e = await refused(c.call('sandbox.start', { id: 'sb', forceful: true }));
     assert.equal(e.rpcCode, -32602);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseSince, parseUntil } from '../src/cli/events.js';
-import { collectPort, networkConfig } from '../src/cli/network.js';
+import { collectPort, collectVolume, networkConfig } from '../src/cli/network.js';
 
 describe('sandboxctl event arguments', () => {
   it('reads --until as a seq, a version or a time', () => {
@@ -46,5 +46,16 @@ describe('sandboxctl network arguments', () => {
       ports: [{ hostPort: 1, guestPort: 2 }],
     });
     assert.deepEqual(networkConfig({ network: 'none' }), { network: 'none' });
+  });
+});
+
+describe('sandboxctl volume arguments', () => {
+  it('reads -v as docker does: source:destination[:ro|rw], the source made absolute', () => {
+    assert.deepEqual(collectVolume('/srv/data:/data:ro', collectVolume('rel/dir:/work')), [
+      { source: `${process.cwd()}/rel/dir`, destination: '/work' },
+      { source: '/srv/data', destination: '/data', readonly: true },
+    ]);
+    assert.throws(() => collectVolume('/only-source'), /not source:destination/);
+    assert.throws(() => collectVolume('/a:/b:rx'));
   });
 });

@@ -1,5 +1,5 @@
 // The effects the machines name, bound to the two ports; each returns the outcome events it observed.
-import { cp, mkdir, rename, rm } from 'node:fs/promises';
+import { cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -15,6 +15,14 @@ import {
 } from '../hypervisor/index.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
 import type { SandboxConfig } from './types.js';
+import { bindVolumes, releaseVolumes, unmountAllUnder, volumeSpecMounts } from './volumes.js';
+
+/** Appends `mounts` to the OCI config at `configPath` (the staged copy of the client's bundle). */
+async function addSpecMounts(configPath: string, mounts: readonly object[]): Promise<void> {
+  const spec = JSON.parse(await readFile(configPath, 'utf8')) as { mounts?: object[] };
+  spec.mounts = [...(Array.isArray(spec.mounts) ? spec.mounts : []), ...mounts];
+  await writeFile(configPath, JSON.stringify(spec));
+}
 
 export interface SandboxDirs {
   /** `<stateDir>/sandboxes/<id>`: removed whole by delete. */
@@ -260,6 +268,8 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
       const dirs = ctx.dirs(entity.id);
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, dirs.vm);
+      // Volumes of containers still there are bound below the share: unmount them, or remove nothing.
+      await unmountAllUnder(dirs.root);
       await rm(dirs.root, { recursive: true, force: true });
       return [{ type: 'SandboxDeleted', data: {} }];
     },
@@ -288,15 +298,28 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
       const staging = join(shared, `.${entity.id}.partial`);
       await rm(staging, { recursive: true, force: true });
       await cp(c.bundle, staging, { recursive: true, verbatimSymlinks: true });
-      await rm(target, { recursive: true, force: true });
-      await rename(staging, target);
-      const { pid } = await ctx.agent.createContainer(sandboxId, {
-        containerId: entity.id,
-        bundle: entity.id,
-        ...(c.process ? { process: c.process } : {}),
-        ...(c.resources ? { resources: c.resources } : {}),
-      });
-      return [{ type: 'ContainerCreated', data: { pid } }];
+      try {
+        if (c.mounts && c.mounts.length > 0) {
+          await bindVolumes(shared, entity.id, c.mounts);
+          await addSpecMounts(
+            join(staging, 'config.json'),
+            volumeSpecMounts(target, shared, entity.id, c.mounts),
+          );
+        }
+        await rm(target, { recursive: true, force: true });
+        await rename(staging, target);
+        const { pid } = await ctx.agent.createContainer(sandboxId, {
+          containerId: entity.id,
+          bundle: entity.id,
+          ...(c.process ? { process: c.process } : {}),
+          ...(c.resources ? { resources: c.resources } : {}),
+        });
+        return [{ type: 'ContainerCreated', data: { pid } }];
+      } catch (err) {
+        // A failed create holds no host path: the container never ran, nothing needs them.
+        if (c.mounts) await quietly(releaseVolumes(shared, entity.id), ctx.logger, 'release volumes');
+        throw err;
+      }
     },
   },
   startContainer: {
@@ -338,7 +361,10 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
           if (!(err instanceof NotFound)) throw err;
         }
       }
-      await rm(join(ctx.dirs(sandboxId).shared, entity.id), { recursive: true, force: true });
+      const shared = ctx.dirs(sandboxId).shared;
+      // Unmounted first: a remove must never reach through a bind into the host's files.
+      await releaseVolumes(shared, entity.id);
+      await rm(join(shared, entity.id), { recursive: true, force: true });
       return [{ type: 'ContainerDeleted', data: {} }];
     },
   },

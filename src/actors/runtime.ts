@@ -793,6 +793,7 @@ export class ActorRuntime implements RuntimeHandle {
       bundle: params.bundle,
       ...(params.process ? { process: params.process } : {}),
       ...(params.resources ? { resources: params.resources } : {}),
+      ...(params.mounts && params.mounts.length > 0 ? { mounts: params.mounts } : {}),
     };
     try {
       await this.commandAndWait(

@@ -12,6 +12,7 @@ import type {
 } from '../agent/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel, VmUsage } from '../hypervisor/index.js';
+import type { VolumeMount } from './volumes.js';
 
 export interface SandboxConfig {
   readonly vcpus?: number;
@@ -100,6 +101,8 @@ export interface CreateContainerParams {
   readonly bundle: string;
   readonly process?: ProcessSpec;
   readonly resources?: ContainerResources;
+  /** Host directories or files the container sees (bind-mounted through the sandbox share). */
+  readonly mounts?: readonly VolumeMount[];
 }
 
 /**

@@ -1,8 +1,9 @@
 // The API's method table: name, params schema, result, when legal, handler. It is also the source of docs/api.md.
+import { stat } from 'node:fs/promises';
 import type { Observable, Subscription } from 'rxjs';
 import { z } from 'zod';
 import type { Runtime } from '../actors/index.js';
-import { Timeout } from '../errors/index.js';
+import { InvalidArgument, Timeout } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
 import type { EventStore, VerifyReport } from '../store/index.js';
@@ -16,6 +17,7 @@ import {
   idSchema,
   ipAddressSchema,
   isoTimeSchema,
+  mountsSchema,
   processSchema,
   resourcesSchema,
   sandboxConfigSchema,
@@ -323,24 +325,28 @@ export const methods = [
   // Containers
   method({
     name: 'container.create',
-    summary: 'Creates a container from an OCI bundle (copied into the sandbox share) without starting it.',
-    when: 'sandbox running; id unused in the sandbox; bundle an absolute path to a directory with a valid config.json.',
+    summary:
+      'Creates a container from an OCI bundle (copied into the sandbox share) without starting it. mounts bind host directories or files into it (through the share; unmounted when the container is deleted).',
+    when: 'sandbox running; id unused in the sandbox; bundle an absolute path to a directory with a valid config.json; mount sources exist and stay clear of the state dir.',
     params: z.strictObject({
       sandboxId: idSchema,
       id: idSchema,
       bundle: absolutePathSchema,
       process: processSchema.optional(),
       resources: resourcesSchema.optional(),
+      mounts: mountsSchema.optional(),
     }),
     result: 'ContainerView (state created, pid)',
-    handler: async (p, { runtime }) => {
+    handler: async (p, { runtime, facts }) => {
       const bundle = await validateBundle(p.bundle, 'bundle');
+      if (p.mounts) await checkMountSources(p.mounts, facts.stateDir);
       return runtime.createContainer({
         sandboxId: p.sandboxId,
         id: p.id,
         bundle: bundle.path,
         ...(p.process ? { process: p.process } : {}),
         ...(p.resources ? { resources: p.resources } : {}),
+        ...(p.mounts ? { mounts: p.mounts } : {}),
       });
     },
   }),
@@ -818,6 +824,25 @@ export const methods = [
     handler: async (p, { runtime }) => ({ metrics: await runtime.metrics(p.sandboxId) }),
   }),
 ] as const satisfies readonly MethodSpec[];
+
+/** Mount sources must exist, and must not expose (or be inside) the daemon's own state. */
+async function checkMountSources(
+  mounts: readonly { source: string }[],
+  stateDir: string | undefined,
+): Promise<void> {
+  for (const [i, m] of mounts.entries()) {
+    const field = `mounts.${i}.source`;
+    try {
+      await stat(m.source);
+    } catch (err) {
+      throw new InvalidArgument(field, `${m.source} does not exist (${(err as NodeJS.ErrnoException).code})`);
+    }
+    const within = (inner: string, outer: string) => inner === outer || inner.startsWith(`${outer}/`);
+    if (stateDir && (within(m.source, stateDir) || within(stateDir, m.source))) {
+      throw new InvalidArgument(field, `${m.source} overlaps the sandboxd state dir ${stateDir}`);
+    }
+  }
+}
 
 function safeContainers(runtime: Runtime, sandboxId: string) {
   try {

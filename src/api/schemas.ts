@@ -52,6 +52,30 @@ export const processSchema = z.strictObject({
     .optional(),
 });
 
+/** Host paths bound into a container (docker's -v source:destination[:ro]). */
+export const mountsSchema = z
+  .array(
+    z.strictObject({
+      source: absolutePathSchema,
+      destination: absolutePathSchema.refine((p) => p !== '/', { error: 'must not be /' }),
+      readonly: z.boolean().optional(),
+    }),
+  )
+  .max(32)
+  .superRefine((mounts, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, m] of mounts.entries()) {
+      if (seen.has(m.destination)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [i, 'destination'],
+          message: `${m.destination} is mounted twice`,
+        });
+      }
+      seen.add(m.destination);
+    }
+  });
+
 export const resourcesSchema = z.strictObject({
   memoryLimitBytes: z
     .number()

@@ -1,4 +1,5 @@
-// Network flags shared by `sandbox create` and `run`: --network and docker-style -p.
+// Flags shared by `sandbox create`, `container create` and `run`: --network, docker-style -p and -v.
+import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
 
 export interface PortMappingArg {
@@ -31,3 +32,28 @@ export function networkConfig(o: { network?: string; publish?: PortMappingArg[] 
     ...(o.publish ? { ports: o.publish } : {}),
   };
 }
+
+export interface VolumeArg {
+  source: string;
+  destination: string;
+  readonly?: boolean;
+}
+
+/** `-v source:destination[:ro|rw]`, docker's spelling (source made absolute); repeatable. */
+export const collectVolume = (v: string, prev: VolumeArg[] = []): VolumeArg[] => {
+  const parts = v.split(':');
+  const mode = parts.length === 3 ? parts[2] : undefined;
+  if (
+    parts.length < 2 ||
+    parts.length > 3 ||
+    !parts[0] ||
+    !parts[1] ||
+    (mode && mode !== 'ro' && mode !== 'rw')
+  ) {
+    throw new InvalidArgumentError(`${v} is not source:destination[:ro|rw]`);
+  }
+  return [
+    ...prev,
+    { source: resolve(parts[0]), destination: parts[1], ...(mode === 'ro' ? { readonly: true } : {}) },
+  ];
+};

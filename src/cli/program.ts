@@ -8,7 +8,7 @@ import { createBusyboxBundle } from '../image/index.js';
 import { execRun, followOutput } from './attach.js';
 import { type GlobalOptions, registerEventCommands } from './events.js';
 import { exitCodeDocs } from './exit-codes.js';
-import { collectPort, networkConfig, type PortMappingArg } from './network.js';
+import { collectPort, collectVolume, networkConfig, type PortMappingArg, type VolumeArg } from './network.js';
 import { printJson, shortTime, show, table } from './output.js';
 import { withBootProgress } from './progress.js';
 import { runContainer } from './run.js';
@@ -323,6 +323,11 @@ export function buildProgram(): Command {
     .option('--cwd <dir>', 'working directory (with cmd)')
     .option('--memory-limit <bytes>', 'memory limit', int('memory-limit'))
     .option('--pids-limit <n>', 'pids limit', int('pids-limit'))
+    .option(
+      '-v, --volume <src:dst[:ro]>',
+      'bind a host directory or file into the container (repeatable)',
+      collectVolume,
+    )
     .action(
       call(
         'container.create',
@@ -331,11 +336,12 @@ export function buildProgram(): Command {
           id: string,
           bundle: string,
           cmd: string[],
-          o: { env?: string[]; cwd?: string; memoryLimit?: number; pidsLimit?: number },
+          o: { env?: string[]; cwd?: string; memoryLimit?: number; pidsLimit?: number; volume?: VolumeArg[] },
         ) => ({
           sandboxId,
           id,
           bundle: resolve(bundle),
+          ...(o.volume ? { mounts: o.volume } : {}),
           ...(cmd.length > 0
             ? { process: { args: cmd, ...(o.env ? { env: o.env } : {}), ...(o.cwd ? { cwd: o.cwd } : {}) } }
             : {}),
@@ -732,6 +738,11 @@ export function buildProgram(): Command {
     .option('--memory <MiB>', 'memory', int('memory'))
     .option('--network <mode>', "'user' (outbound NAT, -p) or 'none' (default)")
     .option('-p, --publish <[ip:]host:guest[/proto]>', 'forward a host port (repeatable)', collectPort)
+    .option(
+      '-v, --volume <src:dst[:ro]>',
+      'bind a host directory or file into the container (repeatable)',
+      collectVolume,
+    )
     .option('-q, --quiet', 'no progress lines')
     .action(
       async (
@@ -744,6 +755,7 @@ export function buildProgram(): Command {
           memory?: number;
           network?: string;
           publish?: PortMappingArg[];
+          volume?: VolumeArg[];
           quiet?: boolean;
         },
       ) => {

@@ -5,7 +5,7 @@ import { customAlphabet } from 'nanoid';
 import { type ApiClient, validateBundle } from '../api/index.js';
 import { followOutput } from './attach.js';
 import { EXIT } from './exit-codes.js';
-import { networkConfig, type PortMappingArg } from './network.js';
+import { networkConfig, type PortMappingArg, type VolumeArg } from './network.js';
 import { withBootProgress } from './progress.js';
 
 export interface RunOptions {
@@ -15,6 +15,7 @@ export interface RunOptions {
   readonly memory?: number;
   readonly network?: string;
   readonly publish?: PortMappingArg[];
+  readonly volume?: VolumeArg[];
   readonly json: boolean;
   readonly quiet?: boolean;
 }
@@ -92,6 +93,7 @@ export async function runContainer(
       id: containerId,
       bundle,
       ...(processSpec ? { process: processSpec } : {}),
+      ...(o.volume ? { mounts: o.volume } : {}),
     });
 
     const output = await followOutput(client, { sandboxId, containerId, execId: '' });

@@ -145,6 +145,10 @@ const containerSchemas = {
     bundle: z.string(),
     process: processSpec.optional(),
     resources: resources.optional(),
+    /** Host paths bound into the container (through the sandbox share). */
+    mounts: z
+      .array(z.object({ source: z.string(), destination: z.string(), readonly: z.boolean().optional() }))
+      .optional(),
   }),
   ContainerCreated: z.object({ pid: z.number().int().nonnegative() }),
   ContainerCreateFailed: failed,

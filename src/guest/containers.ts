@@ -59,6 +59,20 @@ const ANNOUNCE_WAIT_MS = 30_000;
 /** A terminal's size when the request names none: the VT100's. A pty starts at 0×0, which programs take badly. */
 const defaultConsoleSize = { height: 24, width: 80 };
 
+/**
+ * OCI lets a bind mount's source be relative to the bundle (the host binds volumes beside the bundle and names
+ * them so); crun is given the config from elsewhere, so relative sources are made absolute here.
+ */
+function resolveBindSources(spec: OciSpec, bundleDir: string): void {
+  if (!Array.isArray(spec.mounts)) return;
+  for (const m of spec.mounts as { type?: unknown; source?: unknown; options?: unknown }[]) {
+    const bind =
+      m.type === 'bind' || (Array.isArray(m.options) && m.options.some((o) => o === 'bind' || o === 'rbind'));
+    if (bind && typeof m.source === 'string' && !isAbsolute(m.source))
+      m.source = resolve(bundleDir, m.source);
+  }
+}
+
 /** Binds the guest's `path` read-only at the same place in the container, unless the bundle mounts something there. */
 function addSandboxMount(spec: OciSpec, path: string): void {
   const mounts = Array.isArray(spec.mounts) ? (spec.mounts as { destination?: unknown }[]) : [];
@@ -258,6 +272,7 @@ export class ContainerManager {
       throw new InvalidArgument('bundle', 'config.json has no root.path');
     }
     spec.root.path = resolve(bundleDir, spec.root.path);
+    resolveBindSources(spec, bundleDir);
     spec.process ??= {};
     const rootfs = spec.root.path;
     if (processOverride) {

@@ -17,6 +17,7 @@ export interface ContainerContext {
   readonly bundle: string;
   readonly process?: Request['process'];
   readonly resources?: Request['resources'];
+  readonly mounts?: Request['mounts'];
   readonly createdAt: string;
   /** Pid of the init process in the guest, once created. */
   readonly pid?: number;
@@ -98,6 +99,7 @@ export const containerMachine = setup({
             bundle: event.data.bundle,
             process: event.data.process,
             resources: event.data.resources,
+            ...(event.data.mounts ? { mounts: event.data.mounts } : {}),
             createdAt: event.at ?? '',
           })),
         },
