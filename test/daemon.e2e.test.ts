@@ -114,6 +114,34 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     assert.deepEqual(await pidsMentioning(join(stateDir, 'sandboxes', 'runner')), []);
   });
 
+  it('runs an interactive container: sandboxctl run -i -t --rm feeds stdin to EOF and gives it a terminal', async () => {
+    const r = await sandboxctl(
+      [
+        '--socket',
+        socket,
+        'run',
+        '-i',
+        '-t',
+        '--rm',
+        '-q',
+        '--name',
+        'inter',
+        bundle,
+        '--',
+        'sh',
+        '-c',
+        'stty size; cat; exit 4',
+      ],
+      { timeoutMs: BOOT_MS, input: 'typed-line\n' },
+    );
+    assert.equal(r.code, 4, r.stderr);
+    // On a terminal lines end in \r\n, and the pty echoes what was typed before cat repeats it.
+    assert.match(r.stdout, /^24 80\r\n/);
+    assert.match(r.stdout, /typed-line\r\n(typed-line\r\n)?/);
+    const list = JSON.parse((await ctl('--json', 'sandbox', 'ls')).stdout) as View[];
+    assert.ok(!list.some((s) => s.id === 'inter'));
+  });
+
   it('drives three sandboxes through raw JSON-RPC: a batch of starts, a container mid-exec, one paused', async () => {
     const raw = await rawClient(socket);
     const created = (await raw.request(

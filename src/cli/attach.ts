@@ -101,12 +101,7 @@ export async function execRun(
   });
   const output = await followOutput(client, ref);
 
-  const resize = () => {
-    void client
-      .call('exec.resize', { ...ref, rows: stdout.rows, cols: stdout.columns })
-      .catch(() => undefined);
-  };
-  if (onTerminal) stdout.on('resize', resize);
+  const stopResizing = onTerminal ? followWindowSize(client, ref) : undefined;
 
   let interrupts = 0;
   const forward = (signal: NodeJS.Signals) => () => {
@@ -127,13 +122,25 @@ export async function execRun(
   } finally {
     output.stop();
     stdin?.stop();
-    if (onTerminal) stdout.off('resize', resize);
+    stopResizing?.();
     for (const [signal, handler] of forwarded) process.off(signal, handler);
   }
 }
 
+/** Resizes the process's terminal whenever ours changes size (SIGWINCH); returns the detach function. */
+export function followWindowSize(client: ApiClient, ref: ProcessRef): () => void {
+  const stdout = process.stdout;
+  const resize = () => {
+    void client
+      .call('exec.resize', { ...ref, rows: stdout.rows, cols: stdout.columns })
+      .catch(() => undefined);
+  };
+  stdout.on('resize', resize);
+  return () => stdout.off('resize', resize);
+}
+
 /** Copies stdin to the process in order, one call at a time (pausing our stdin meanwhile); EOF closes theirs. */
-function copyStdin(client: ApiClient, ref: ProcessRef, tty: boolean): { stop(): void } {
+export function copyStdin(client: ApiClient, ref: ProcessRef, tty: boolean): { stop(): void } {
   const stdin = process.stdin;
   const raw = tty && stdin.isTTY === true;
   // Raw: every key goes to the guest's terminal as typed; its line discipline echoes and makes Ctrl-C a SIGINT.

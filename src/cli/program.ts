@@ -743,6 +743,8 @@ export function buildProgram(): Command {
       'bind a host directory or file into the container (repeatable)',
       collectVolume,
     )
+    .option('-i, --interactive', 'copy stdin to the container (end of input closes its stdin)')
+    .option('-t, --tty', 'on a terminal sized like this one (raw mode with -i)')
     .option('-q, --quiet', 'no progress lines')
     .action(
       async (
@@ -757,6 +759,8 @@ export function buildProgram(): Command {
           publish?: PortMappingArg[];
           volume?: VolumeArg[];
           quiet?: boolean;
+          interactive?: boolean;
+          tty?: boolean;
         },
       ) => {
         const code = await runContainer(await api(), bundle, cmd, { ...o, json: globals().json });

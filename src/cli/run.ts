@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { customAlphabet } from 'nanoid';
 import { type ApiClient, validateBundle } from '../api/index.js';
-import { followOutput } from './attach.js';
+import { copyStdin, followOutput, followWindowSize } from './attach.js';
 import { EXIT } from './exit-codes.js';
 import { networkConfig, type PortMappingArg, type VolumeArg } from './network.js';
 import { withBootProgress } from './progress.js';
@@ -18,6 +18,10 @@ export interface RunOptions {
   readonly volume?: VolumeArg[];
   readonly json: boolean;
   readonly quiet?: boolean;
+  /** Copy stdin to the container's process (end of input closes its stdin). */
+  readonly interactive?: boolean;
+  /** Run it on a terminal sized like ours (raw mode with `interactive`). */
+  readonly tty?: boolean;
 }
 
 const shortId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 8);
@@ -28,12 +32,13 @@ interface ExitStatus {
   oomKilled?: boolean;
 }
 
-async function bundleProcess(bundle: string): Promise<{ env?: string[]; cwd?: string }> {
+async function bundleProcess(bundle: string): Promise<{ args?: string[]; env?: string[]; cwd?: string }> {
   try {
     const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {
-      process?: { env?: string[]; cwd?: string };
+      process?: { args?: string[]; env?: string[]; cwd?: string };
     };
     return {
+      ...(spec.process?.args ? { args: spec.process.args } : {}),
       ...(spec.process?.env ? { env: spec.process.env } : {}),
       ...(spec.process?.cwd ? { cwd: spec.process.cwd } : {}),
     };
@@ -72,6 +77,7 @@ export async function runContainer(
       .catch(() => undefined);
   };
   process.once('SIGINT', interrupted);
+  let stdin: { stop(): void } | undefined;
   try {
     // Refuse a bad bundle before paying for a VM boot (the daemon checks it again).
     await validateBundle(bundle, 'bundle');
@@ -87,7 +93,19 @@ export async function runContainer(
       () => client.call('sandbox.start', { id: sandboxId }),
       !o.quiet,
     );
-    const processSpec = cmd.length > 0 ? { args: cmd, ...(await bundleProcess(bundle)) } : undefined;
+    // A command, or a terminal, means a process override: the bundle's own args, env and cwd fill it in.
+    const onTerminal = o.tty === true && process.stdout.isTTY === true;
+    const processSpec =
+      cmd.length > 0 || o.tty
+        ? {
+            ...(await bundleProcess(bundle)),
+            ...(cmd.length > 0 ? { args: cmd } : {}),
+            ...(o.tty ? { terminal: true } : {}),
+            ...(onTerminal
+              ? { consoleSize: { height: process.stdout.rows, width: process.stdout.columns } }
+              : {}),
+          }
+        : undefined;
     await client.call('container.create', {
       sandboxId,
       id: containerId,
@@ -99,6 +117,10 @@ export async function runContainer(
     const output = await followOutput(client, { sandboxId, containerId, execId: '' });
 
     await client.call('container.start', { sandboxId, id: containerId });
+    stdin = o.interactive
+      ? copyStdin(client, { sandboxId, containerId, execId: '' }, o.tty === true)
+      : undefined;
+    if (onTerminal) followWindowSize(client, { sandboxId, containerId, execId: '' });
     const status = (await client.call('container.wait', { sandboxId, id: containerId })) as ExitStatus;
     // Output may trail the exit a little; don't wait forever for it.
     await Promise.race([output.ended, new Promise((r) => setTimeout(r, 5000).unref())]);
@@ -114,6 +136,7 @@ export async function runContainer(
     await cleanup();
     return EXIT.RUN_FAILED;
   } finally {
+    stdin?.stop();
     process.off('SIGINT', interrupted);
   }
 }
