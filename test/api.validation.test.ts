@@ -132,9 +132,11 @@ describe('api validation', () => {
     const missing = await refused(create([{ source: '/nonexistent/dir', destination: '/data' }]));
     assert.equal(missing.data.field, 'mounts.0.source');
     assert.match(missing.message, /does not exist/);
-    const stateDir = await refused(create([{ source: h.dir, destination: '/state' }]));
-    assert.equal(stateDir.data.field, 'mounts.0.source');
-    assert.match(stateDir.message, /overlaps the sandboxd state dir/);
+    for (const source of [h.dir, join(h.dir, 'bundle'), '/']) {
+      const stateDir = await refused(create([{ source, destination: '/state' }]));
+      assert.equal(stateDir.data.field, 'mounts.0.source');
+      assert.match(stateDir.message, /overlaps the sandboxd state dir/);
+    }
     const twice = await refused(
       create([
         { source: '/usr', destination: '/data' },

@@ -837,7 +837,8 @@ async function checkMountSources(
     } catch (err) {
       throw new InvalidArgument(field, `${m.source} does not exist (${(err as NodeJS.ErrnoException).code})`);
     }
-    const within = (inner: string, outer: string) => inner === outer || inner.startsWith(`${outer}/`);
+    const within = (inner: string, outer: string) =>
+      outer === '/' || inner === outer || inner.startsWith(`${outer}/`);
     if (stateDir && (within(m.source, stateDir) || within(stateDir, m.source))) {
       throw new InvalidArgument(field, `${m.source} overlaps the sandboxd state dir ${stateDir}`);
     }
