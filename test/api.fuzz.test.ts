@@ -322,12 +322,12 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
   const buildFixture = async (): Promise<void> => {
     generation++;
     if (fixture) oldSandbox = fixture.sb;
-    const sb = `fz${generation}`;
+    const sb = `fuzz-fixture-${generation}`;
     const f: Fixture = {
       ...paths,
       sb,
-      idle: `fz${generation}-idle`,
-      net: `fz${generation}-net`,
+      idle: `fuzz-fixture-${generation}-idle`,
+      net: `fuzz-fixture-${generation}-net`,
       c: 'c1',
       cc: 'c-created',
       cx: 'c-exited',
@@ -416,6 +416,8 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
   const exercise = async (method: string, generated: unknown, rebuild = true): Promise<void> => {
     const params = boundWaits(method, resolveRefs(generated, lookup));
     const before = h.store.lastSeq();
+    const effectsBefore = h.world.effects.length;
+    const statesBefore = signature(fixture);
     const outcome = await call(method, params);
     const shown = () => JSON.stringify(params)?.slice(0, 400);
     const problem = problemWith(params, outcome);
@@ -423,9 +425,25 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
     assert.equal(problem, undefined, `${method} ${shown()}: ${problem}`);
     if (!outcome.ok && !mayRecord(method, (outcome.error as RpcCallError).data.code)) {
       assert.equal(h.store.lastSeq(), before, `${method} ${shown()} was refused but appended events`);
+      assert.equal(
+        h.world.effects.length,
+        effectsBefore,
+        `${method} ${shown()} was refused but acted on the VM`,
+      );
+      assert.equal(signature(fixture), statesBefore, `${method} ${shown()} was refused but changed a state`);
     }
+    if (outcome.ok) keptAsGiven(method, params, outcome.result);
     if (rebuild) await settle([outcome]);
     else await endSubscriptions([outcome]);
+  };
+
+  /** What a create accepted is what it recorded: nothing given is silently dropped or changed. */
+  const keptAsGiven = (method: string, params: unknown, result: unknown) => {
+    const given = params as Record<string, unknown>;
+    const view = result as Record<string, unknown>;
+    const shown = JSON.stringify(params)?.slice(0, 400);
+    if (method === 'sandbox.create') assert.deepEqual(view.config, given.config ?? {}, `${method} ${shown}`);
+    if (method === 'exec.start') assert.deepEqual(view.process, given.process, `${method} ${shown}`);
   };
 
   /** A run of calls on one fresh fixture, which is not rebuilt in between: later calls meet what earlier ones did. */
@@ -581,68 +599,92 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
   describe('raw protocol garbage on one connection', () => {
     it('answers each per JSON-RPC 2.0 and keeps serving the next valid request', async () => {
       const raw = await rawClient(socket);
+      type Line = {
+        jsonrpc?: string;
+        id?: unknown;
+        result?: unknown;
+        error?: { code: number; data?: object };
+      };
       try {
         let nextId = 1000;
-        /** Sends a valid request and returns the lines that came before its answer, and the answer. */
-        const probe = async (): Promise<unknown[]> => {
+        /** The next `n` lines (answers may come in any order; each within the call bound). */
+        const answers = async (n: number): Promise<Line[]> => {
+          const lines: Line[] = [];
+          for (let i = 0; i < n; i++) lines.push((await raw.next(CALL_BOUND_MS)) as Line);
+          return lines;
+        };
+        /** A valid request after the garbage: it is served, and nothing else arrived before its answer. */
+        const stillServes = async (what: string) => {
           const id = nextId++;
           raw.send(`${JSON.stringify({ jsonrpc: '2.0', id, method: 'daemon.info' })}\n`);
-          const seen: unknown[] = [];
-          for (;;) {
-            const line = (await raw.next(CALL_BOUND_MS)) as { id?: unknown; result?: unknown };
-            if (line && typeof line === 'object' && !Array.isArray(line) && line.id === id) {
-              assert.ok(line.result, 'the valid request after the garbage got a result');
-              return seen;
-            }
-            seen.push(line);
-          }
+          const [line] = await answers(1);
+          assert.equal(
+            line?.id,
+            id,
+            `${what}: next answer is the valid request's, not ${JSON.stringify(line)}`,
+          );
+          assert.ok(line?.result, `${what}: the valid request got a result`);
         };
-        const expectError = (lines: unknown[], code: number, what: string) => {
-          assert.equal(lines.length, 1, `${what}: one answer (${JSON.stringify(lines)})`);
-          const answer = lines[0] as { jsonrpc: string; id: unknown; error: { code: number; data?: object } };
-          assert.equal(answer.jsonrpc, '2.0', what);
-          assert.equal(answer.id, null, what);
-          assert.equal(answer.error.code, code, what);
+        const oneError = async (code: number, id: unknown, what: string) => {
+          const [answer] = await answers(1);
+          assert.equal(answer?.jsonrpc, '2.0', what);
+          assert.deepEqual(
+            [answer?.id, answer?.error?.code],
+            [id, code],
+            `${what}: ${JSON.stringify(answer)}`,
+          );
+          await stillServes(what);
         };
 
         raw.send('{"jsonrpc": "2.0", "id": 1, "method": \n');
-        expectError(await probe(), -32700, 'invalid JSON');
+        await oneError(-32700, null, 'invalid JSON');
         raw.send('not json at all ü 😀\n');
-        expectError(await probe(), -32700, 'text');
+        await oneError(-32700, null, 'text');
 
         raw.send(`${JSON.stringify([1, 'x', null, {}, [], { jsonrpc: '2.0' }])}\n`);
-        const batch = await probe();
-        assert.equal(batch.length, 1, 'one answer to the batch');
-        const answers = batch[0] as { id: unknown; error: { code: number } }[];
-        assert.ok(Array.isArray(answers), 'a batch is answered with an array');
-        assert.equal(answers.length, 6, 'one error per junk item');
-        for (const a of answers) assert.equal(a.error.code, -32600);
+        const [batch] = (await answers(1)) as unknown as Line[][];
+        assert.ok(Array.isArray(batch), 'a batch is answered with an array');
+        assert.equal(batch.length, 6, 'one error per junk item');
+        for (const a of batch) assert.equal(a.error?.code, -32600);
+        await stillServes('junk batch');
 
         raw.send('[]\n');
-        expectError(await probe(), -32600, 'empty batch');
+        await oneError(-32600, null, 'empty batch');
 
         raw.send('\n\n   \n');
-        assert.deepEqual(await probe(), [], 'empty lines get no answer');
+        await stillServes('empty lines get no answer');
 
         raw.send(
           `${JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'x', params: 'y'.repeat(2 * 1024 * 1024) })}\n`,
         );
-        expectError(await probe(), -32600, '2 MiB line');
+        await oneError(-32600, null, '2 MiB line');
 
         raw.send(`${JSON.stringify({ jsonrpc: '2.0', method: 'sandbox.status', params: { id: 'nope' } })}\n`);
         raw.send(`${JSON.stringify({ jsonrpc: '2.0', method: 'sandbox.create', params: { id: 7 } })}\n`);
-        assert.deepEqual(await probe(), [], 'notifications get no answer, even failing ones');
+        raw.send(
+          `${JSON.stringify([
+            { jsonrpc: '2.0', method: 'daemon.info' },
+            { jsonrpc: '2.0', method: 'x' },
+          ])}\n`,
+        );
+        await stillServes('notifications (alone or batched, failing or not) get no answer');
 
-        raw.send(`${JSON.stringify({ jsonrpc: '2.0', id: 'x', method: 'no.such.method' })}\n`);
-        const unknown = (await probe()) as { id: unknown; error: { code: number } }[];
-        assert.equal(unknown[0]?.id, 'x');
-        assert.equal(unknown[0]?.error.code, -32601);
-
+        for (const method of ['no.such.method', '__proto__', 'constructor', 'toString', '']) {
+          raw.send(`${JSON.stringify({ jsonrpc: '2.0', id: method, method })}\n`);
+          await oneError(-32601, method, `method ${JSON.stringify(method)}`);
+        }
+        for (const id of [1.5, -7, 0, '', 'ü😀', 2 ** 53]) {
+          raw.send(
+            `${JSON.stringify({ jsonrpc: '2.0', id, method: 'sandbox.status', params: { id: 'absent.raw-protocol-test' } })}\n`,
+          );
+          await oneError(-32001, id, `id ${JSON.stringify(id)} echoed`);
+        }
         raw.send(`${JSON.stringify({ jsonrpc: '2.0', id: { a: 1 }, method: 'daemon.info' })}\n`);
-        expectError(await probe(), -32600, 'object id');
+        await oneError(-32600, null, 'object id');
         raw.send(`${JSON.stringify({ jsonrpc: '1.0', id: 3, method: 'daemon.info' })}\n`);
-        const v1 = (await probe()) as { id: unknown; error: { code: number } }[];
-        assert.deepEqual([v1[0]?.id, v1[0]?.error.code], [3, -32600]);
+        await oneError(-32600, 3, 'jsonrpc 1.0');
+        raw.send(`${JSON.stringify({ jsonrpc: '2.0', id: 4, method: 'daemon.info', params: 'x' })}\n`);
+        await oneError(-32600, 4, 'params a string');
       } finally {
         raw.close();
       }
