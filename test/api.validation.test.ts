@@ -148,6 +148,18 @@ describe('api validation', () => {
     assert.equal(relative.data.field, 'mounts.0.source');
   });
 
+  it('refuses label keys that are not label keys (including __proto__), naming the field', async () => {
+    const proto = await refused(
+      c.call('sandbox.create', JSON.parse('{"id":"lbl","config":{"labels":{"__proto__":"x"}}}')),
+    );
+    assert.match(String(proto.data.field), /^config\.labels/);
+    const ok = (await c.call('sandbox.create', {
+      id: 'lbl',
+      config: { labels: { 'example.com/team': 'infra', tier: 'web' } },
+    })) as { config: { labels: Record<string, string> } };
+    assert.deepEqual(ok.config.labels, { 'example.com/team': 'infra', tier: 'web' });
+  });
+
   it('refuses unknown fields instead of ignoring them', async () => {
     const e = await refused(c.call('sandbox.start', { id: 'sb', forceful: true }));
     assert.equal(e.rpcCode, -32602);

@@ -117,7 +117,15 @@ export const sandboxConfigSchema = z
       .array(z.string().regex(/^[0-9a-fA-F:.]+$/, { error: 'must be an IP address' }))
       .max(8)
       .optional(),
-    labels: z.record(z.string().max(253), z.string().max(4096)).optional(),
+    // Keys as Kubernetes spells them (prefix/name); it also keeps out __proto__, which a plain object would swallow.
+    labels: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9._/-]{0,251}[A-Za-z0-9])?$/, {
+          error: 'label keys are letters, digits and . _ / -, starting and ending with a letter or digit',
+        }),
+        z.string().max(4096),
+      )
+      .optional(),
     /** 'user': outbound NAT by QEMU plus forwarded `ports`; 'none' (default): loopback only. */
     network: z.enum(['none', 'user']).optional(),
     ports: z.array(portMappingSchema).max(64).optional(),
