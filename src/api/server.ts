@@ -10,6 +10,7 @@ import {
   JSONRPCServer,
 } from 'json-rpc-2.0';
 import pino from 'pino';
+import { z } from 'zod';
 import type { Runtime } from '../actors/index.js';
 import { SandboxdError } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
@@ -64,6 +65,27 @@ interface Connection {
   readonly subscriptions: Map<string, { spec: SubscriptionSpec; teardown?: () => void; ended: boolean }>;
   inFlight: number;
   nextSub: number;
+}
+
+/**
+ * Where `value` has an own `__proto__` key (JSON.parse makes one), if anywhere: zod would silently drop
+ * such a key from a record, so the log would hold something else than what was accepted.
+ */
+function protoKeyPath(value: unknown, path: (string | number)[] = []): (string | number)[] | undefined {
+  if (value === null || typeof value !== 'object') return undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = protoKeyPath(value[i], [...path, i]);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  for (const key of Object.keys(value)) {
+    if (key === '__proto__') return [...path, key];
+    const found = protoKeyPath((value as Record<string, unknown>)[key], [...path, key]);
+    if (found) return found;
+  }
+  return undefined;
 }
 
 /** Methods that only wait for something; a shutdown ends them instead of waiting for them. */
@@ -137,6 +159,17 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     requests.set(spec.name, counted);
     rpc.addMethod(spec.name, async (params: unknown, ctx: MethodContext) => {
       const started = performance.now();
+      const poisoned = protoKeyPath(params);
+      if (poisoned) {
+        counted.error++;
+        throw asException(
+          invalidParamsError(
+            new z.ZodError([
+              { code: 'custom', path: poisoned, message: '__proto__ is not a usable key', input: undefined },
+            ]),
+          ),
+        );
+      }
       const parsed = spec.params.safeParse(params);
       if (!parsed.success) {
         counted.error++;
