@@ -1,14 +1,17 @@
 // The effects the machines name, bound to the two ports; each returns the outcome events it observed.
+
+import { createSocket } from 'node:dgram';
 import { cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
-import { AgentError, AlreadyExists, HypervisorError, NotFound } from '../errors/index.js';
+import { AgentError, AlreadyExists, HypervisorError, InvalidArgument, NotFound } from '../errors/index.js';
 import type { DomainEventType, EventEnvelope, NewEvent } from '../events/index.js';
 import {
   type GuestImagePaths,
   type Hypervisor,
+  type PortForward,
   USER_NETWORK,
   type VmConfig,
   type VmNetwork,
@@ -86,28 +89,38 @@ export function vmNetworkOf(config: Pick<SandboxConfig, 'network' | 'ports'>): V
   };
 }
 
+/** Whether this host can bind `port` right now (what QEMU's hostfwd will do); the errno when not. */
+function bindProblem(port: PortForward): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const fail = (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message);
+    if (port.protocol === 'udp') {
+      const probe = createSocket('udp4');
+      probe.once('error', fail);
+      probe.bind({ port: port.hostPort, address: port.hostAddress, exclusive: true }, () =>
+        probe.close(() => resolve(undefined)),
+      );
+      return;
+    }
+    const probe = createServer();
+    probe.once('error', fail);
+    probe.listen({ port: port.hostPort, host: port.hostAddress, exclusive: true }, () =>
+      probe.close(() => resolve(undefined)),
+    );
+  });
+}
+
 /**
- * Fails naming the port when a TCP host port to forward is taken: QEMU would exit with only "could not set up
- * host forwarding rule". (A port taken between this check and QEMU's bind still fails the start, less clearly.)
+ * Fails naming the port when a host port to forward cannot be bound: QEMU would exit with only "could not set
+ * up host forwarding rule". `asArgument`: as InvalidArgument naming config.ports[i].hostPort (a check before
+ * anything is recorded); otherwise as the launch's HypervisorError (the port was taken since).
  */
-async function checkHostPortsFree(network: VmNetwork): Promise<void> {
-  for (const port of network.ports) {
-    if (port.protocol !== 'tcp') continue;
-    await new Promise<void>((resolve, reject) => {
-      const probe = createServer();
-      probe.once('error', (err: NodeJS.ErrnoException) =>
-        reject(
-          new HypervisorError(
-            'forward ports',
-            `host port ${port.hostAddress}:${port.hostPort}/tcp cannot be forwarded: ${err.code ?? err.message}`,
-            { hostPort: port.hostPort },
-          ),
-        ),
-      );
-      probe.listen({ port: port.hostPort, host: port.hostAddress, exclusive: true }, () =>
-        probe.close(() => resolve()),
-      );
-    });
+export async function checkHostPortsFree(network: VmNetwork, asArgument = false): Promise<void> {
+  for (const [i, port] of network.ports.entries()) {
+    const problem = await bindProblem(port);
+    if (problem === undefined) continue;
+    const what = `host port ${port.hostAddress}:${port.hostPort}/${port.protocol} cannot be forwarded: ${problem}`;
+    if (asArgument) throw new InvalidArgument(`config.ports.${i}.hostPort`, what);
+    throw new HypervisorError('forward ports', what, { hostPort: port.hostPort });
   }
 }
 

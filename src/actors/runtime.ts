@@ -24,7 +24,7 @@ import {
   InvalidArgument,
   InvalidState,
   NotFound,
-  type SandboxdError,
+  SandboxdError,
   Timeout,
 } from '../errors/index.js';
 import type { EntityKind, EventEnvelope, FailureData, NewEvent } from '../events/index.js';
@@ -32,12 +32,14 @@ import type { Accel, GuestImagePaths, Hypervisor, VmUsage } from '../hypervisor/
 import { can, fed, initialSnapshot, persistSnapshot, step } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
 import {
+  checkHostPortsFree,
   containerEffectDefinitions,
   type EffectContext,
   type EffectDefinition,
   execEffectDefinitions,
   type SandboxDirs,
   sandboxEffectDefinitions,
+  vmNetworkOf,
   vmShapeOf,
 } from './effects.js';
 import { type AnyEntity, ContainerActor, type Entity, ExecActor, SandboxActor } from './entity.js';
@@ -624,9 +626,15 @@ export class ActorRuntime implements RuntimeHandle {
     await this.record(entity, event, { command });
     await entity.settled((s) => !transitional.includes(s));
     if (!success.includes(entity.state)) {
+      // No failure of its own: another command (a forced delete, a stop) took the entity elsewhere first.
       throw (
         entity.lastError ??
-        new Internal(command, `${entity.kind} ${entity.id} ended ${entity.state}`, { state: entity.state })
+        new SandboxdError(
+          'Conflict',
+          'CONFLICT',
+          `${command} of ${entity.kind} ${JSON.stringify(entity.id)} did not complete: another command left it ${entity.state}`,
+          { entity: entity.kind, id: entity.id, state: entity.state, command },
+        )
       );
     }
   }
@@ -656,6 +664,12 @@ export class ActorRuntime implements RuntimeHandle {
   async startSandbox(id: string): Promise<SandboxView> {
     this.open('sandbox.start');
     const s = this.sandbox(id);
+    // A forwarded port this host cannot bind is refused before anything is recorded: the sandbox stays
+    // startable once the port is free (after a recorded failure it could only be deleted).
+    const network = vmNetworkOf(s.context.config);
+    if (network && can('sandbox', s.snapshot, { type: 'SandboxStartRequested', data: {} } as never)) {
+      await checkHostPortsFree(network, true);
+    }
     await this.commandAndWait(
       s,
       'start',

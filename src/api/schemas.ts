@@ -1,4 +1,5 @@
 // Parameter schemas shared by the API methods: ids, paths, process specs, resources (zod, strict objects).
+import { constants } from 'node:os';
 import { z } from 'zod';
 
 /** Ids of sandboxes, containers and execs (DESIGN.md "Interfaces"). */
@@ -25,11 +26,24 @@ export const absolutePathSchema = z
   })
   .refine((p) => p === '/' || !/\/\/|\/$/.test(p), { error: 'must be normalised (no // or trailing /)' });
 
+const SIGNAL_NAMES = new Set(Object.keys(constants.signals));
+const SIGNAL_ERROR = 'must be a signal name (SIGTERM, KILL, SIGRTMIN+3, …) or number 1..64';
+
+/** A signal by name (with or without SIG) or number (also as a string); out: the name, or the number as text. */
 export const signalSchema = z
-  .union([z.string().regex(/^(SIG)?[A-Z0-9+-]{1,12}$/), z.number().int().min(1).max(64)], {
-    error: 'must be a signal name (SIGTERM, KILL, …) or number 1..64',
-  })
-  .transform((s) => (typeof s === 'number' ? String(s) : s.startsWith('SIG') ? s : `SIG${s}`));
+  .union([z.string().max(16), z.number()], { error: SIGNAL_ERROR })
+  .transform((s, ctx) => {
+    const n = typeof s === 'number' ? s : /^\d+$/.test(s) ? Number(s) : undefined;
+    if (n !== undefined) {
+      if (Number.isInteger(n) && n >= 1 && n <= 64) return String(n);
+      ctx.addIssue({ code: 'custom', message: SIGNAL_ERROR, input: s });
+      return z.NEVER;
+    }
+    const name = (s as string).startsWith('SIG') ? (s as string) : `SIG${s}`;
+    if (SIGNAL_NAMES.has(name) || /^SIGRT(MIN|MAX)([+-]\d{1,2})?$/.test(name)) return name;
+    ctx.addIssue({ code: 'custom', message: SIGNAL_ERROR, input: s });
+    return z.NEVER;
+  });
 
 export const processSchema = z.strictObject({
   args: z.array(z.string().max(65536)).min(1, { error: 'must hold at least the command' }).max(4096),
@@ -113,10 +127,7 @@ export const sandboxConfigSchema = z
       .string()
       .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, { error: 'must be a valid hostname' })
       .optional(),
-    dns: z
-      .array(z.string().regex(/^[0-9a-fA-F:.]+$/, { error: 'must be an IP address' }))
-      .max(8)
-      .optional(),
+    dns: z.array(ipAddressSchema).max(8).optional(),
     // Keys as Kubernetes spells them (prefix/name); it also keeps out __proto__, which a plain object would swallow.
     labels: z
       .record(
@@ -134,17 +145,24 @@ export const sandboxConfigSchema = z
     if (config.ports && config.ports.length > 0 && config.network !== 'user') {
       ctx.addIssue({ code: 'custom', path: ['ports'], message: "needs network 'user'" });
     }
-    const seen = new Set<string>();
+    // One host port per protocol and address, and 0.0.0.0 takes the port on every address.
+    const taken: { protocol: string; address: string; port: number }[] = [];
     for (const [i, p] of (config.ports ?? []).entries()) {
-      const key = `${p.protocol ?? 'tcp'}:${p.hostAddress ?? '127.0.0.1'}:${p.hostPort}`;
-      if (seen.has(key)) {
+      const mine = { protocol: p.protocol ?? 'tcp', address: p.hostAddress ?? '127.0.0.1', port: p.hostPort };
+      const clash = taken.find(
+        (t) =>
+          t.protocol === mine.protocol &&
+          t.port === mine.port &&
+          (t.address === mine.address || t.address === '0.0.0.0' || mine.address === '0.0.0.0'),
+      );
+      if (clash) {
         ctx.addIssue({
           code: 'custom',
           path: ['ports', i, 'hostPort'],
-          message: `${key} is forwarded twice`,
+          message: `${mine.protocol} port ${mine.port} is already forwarded from ${clash.address}`,
         });
       }
-      seen.add(key);
+      taken.push(mine);
     }
     // A limit below the boot size would be silently raised by QEMU's sizing: refuse it instead.
     if (config.vcpus !== undefined && config.maxVcpus !== undefined && config.maxVcpus < config.vcpus) {
@@ -173,8 +191,13 @@ export const outputStreamSchema = z.enum(['stdout', 'stderr']);
 export const base64Schema = z
   .string()
   .max(1024 * 1024)
-  .regex(/^[A-Za-z0-9+/]*={0,2}$/, { error: 'must be base64' });
+  // Whole quads only: a dangling character would be dropped without a word by Buffer.from.
+  .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, { error: 'must be base64' });
 
+/** 2026-11-26, 2026-11-26T04:05, 2026-11-26T04:05:06.789Z, …+01:00: Date.parse alone takes "1" and "May 5". */
 export const isoTimeSchema = z
   .string()
+  .regex(/^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/, {
+    error: 'must be an ISO-8601 time',
+  })
   .refine((s) => !Number.isNaN(Date.parse(s)), { error: 'must be an ISO-8601 time' });

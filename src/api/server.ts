@@ -15,7 +15,13 @@ import type { Runtime } from '../actors/index.js';
 import { SandboxdError } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
-import { invalidParamsError, RPC_INVALID_REQUEST, RPC_PARSE_ERROR, toRpcError } from './errors.js';
+import {
+  invalidParamsError,
+  RPC_INVALID_REQUEST,
+  RPC_METHOD_NOT_FOUND,
+  RPC_PARSE_ERROR,
+  toRpcError,
+} from './errors.js';
 import { LineDecoder, MAX_MESSAGE_BYTES } from './framing.js';
 import {
   type ConnectionContext,
@@ -303,7 +309,15 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
         { code: 'Internal' },
       );
     }
-    return (await rpc.receive(item as Parameters<typeof rpc.receive>[0], ctx)) as JSONRPCResponse | null;
+    const response = (await rpc.receive(
+      item as Parameters<typeof rpc.receive>[0],
+      ctx,
+    )) as JSONRPCResponse | null;
+    // The library answers an unknown method bare; every other error of ours carries data.code.
+    if (response?.error?.code === RPC_METHOD_NOT_FOUND && response.error.data === undefined) {
+      response.error.data = { code: 'InvalidArgument', field: 'method' };
+    }
+    return response;
   }
 
   /** Waits (container.wait, exec.wait, exec.output) change nothing: shutdown does not wait for them. */

@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { InvalidArgument } from '../errors/index.js';
 import { accelArgs } from './accel.js';
-import type { Accel, VmConfig, VmNetwork } from './types.js';
+import type { Accel, PortForward, VmConfig, VmNetwork } from './types.js';
 
 /** 9p mount tag of the read-only guest root (the image's rootDir). Part of the guest contract (src/image). */
 export const GUEST_ROOT_TAG = 'sbxroot';
@@ -87,7 +87,7 @@ export const USER_NETWORK = {
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 function validateNetwork(network: VmNetwork): void {
-  const seen = new Set<string>();
+  const taken: PortForward[] = [];
   for (const [i, port] of network.ports.entries()) {
     const field = `network.ports[${i}]`;
     if (port.protocol !== 'tcp' && port.protocol !== 'udp')
@@ -98,9 +98,20 @@ function validateNetwork(network: VmNetwork): void {
       if (!Number.isInteger(port[key]) || port[key] < 1 || port[key] > 65535)
         throw new InvalidArgument(`${field}.${key}`, 'must be a port number 1..65535');
     }
-    const key = `${port.protocol}:${port.hostAddress}:${port.hostPort}`;
-    if (seen.has(key)) throw new InvalidArgument(`${field}.hostPort`, `${key} is forwarded twice`);
-    seen.add(key);
+    // 0.0.0.0 takes the port on every address: it clashes with any other forward of that port.
+    const clash = taken.find(
+      (t) =>
+        t.protocol === port.protocol &&
+        t.hostPort === port.hostPort &&
+        (t.hostAddress === port.hostAddress || t.hostAddress === '0.0.0.0' || port.hostAddress === '0.0.0.0'),
+    );
+    if (clash) {
+      throw new InvalidArgument(
+        `${field}.hostPort`,
+        `${port.protocol} port ${port.hostPort} is already forwarded from ${clash.hostAddress}`,
+      );
+    }
+    taken.push(port);
   }
 }
 
