@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { HypervisorError } from '../src/errors/index.js';
+import { InvalidArgument } from '../src/errors/index.js';
 import { createBusyboxBundle } from '../src/image/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
 import { qemuPidsUsing, until } from './support/vm.js';
@@ -127,17 +127,20 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
     assert.ok(stats.containers.web && stats.containers.web.pids >= 1, JSON.stringify(stats.containers));
   });
 
-  it('refuses to start a second sandbox on a host port already forwarded, naming it, leaving no QEMU', async () => {
+  it('refuses to start a second sandbox on a host port already forwarded, naming it, recording nothing', async () => {
     await world.runtime.createSandbox('clash', {
       network: 'user',
       ports: [{ hostPort: published, guestPort: 80 }],
     });
+    const seq = world.store.lastSeq();
     await assert.rejects(world.runtime.startSandbox('clash'), (err: Error) => {
-      assert.ok(err instanceof HypervisorError, String(err));
+      assert.ok(err instanceof InvalidArgument, String(err));
+      assert.equal(err.field, 'config.ports.0.hostPort');
       assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${published}/tcp`));
       return true;
     });
-    assert.equal(world.runtime.getSandbox('clash').state, 'failed');
+    assert.equal(world.store.lastSeq(), seq, 'nothing recorded');
+    assert.equal(world.runtime.getSandbox('clash').state, 'created');
     assert.deepEqual(await qemuPidsUsing(join(dir, 'world', 'state', 'sandboxes', 'clash')), []);
   });
 
@@ -149,5 +152,8 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
       again.once('error', reject);
       again.listen(published, '127.0.0.1', () => again.close(() => resolve()));
     });
+    // The sandbox refused for that port starts now that it is free.
+    assert.equal((await world.runtime.startSandbox('clash')).state, 'running');
+    await world.runtime.deleteSandbox('clash', { force: true });
   });
 });
