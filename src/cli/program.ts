@@ -59,6 +59,9 @@ function renderSandboxStats(s: {
 interface SandboxRow {
   id: string;
   state: string;
+  config: { ports?: PortMappingArg[] };
+  vcpus?: number;
+  memoryMiB?: number;
   pid?: number;
   accel?: string;
   containers: string[];
@@ -74,14 +77,23 @@ interface ContainerRow {
   execs: string[];
 }
 
+/** Forwarded ports as docker prints them: 127.0.0.1:8080->80/tcp. */
+const portsText = (ports: SandboxRow['config']['ports']) =>
+  (ports ?? [])
+    .map((p) => `${p.hostAddress ?? '127.0.0.1'}:${p.hostPort}->${p.guestPort}/${p.protocol ?? 'tcp'}`)
+    .join(', ');
+
 const sandboxTable = (rows: SandboxRow[]) =>
   table(
-    ['ID', 'STATE', 'PID', 'ACCEL', 'CONTAINERS', 'CREATED'],
+    ['ID', 'STATE', 'PID', 'ACCEL', 'VCPUS', 'MEMORY', 'PORTS', 'CONTAINERS', 'CREATED'],
     rows.map((s) => [
       s.id,
       s.error ? `${s.state} (${s.error})` : s.state,
       s.pid,
       s.accel,
+      s.vcpus,
+      s.memoryMiB === undefined ? '' : `${s.memoryMiB} MiB`,
+      portsText(s.config.ports),
       s.containers.length,
       shortTime(s.createdAt),
     ]),
