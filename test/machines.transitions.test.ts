@@ -135,6 +135,19 @@ describe('sandbox machine', () => {
     assert.equal(r.effects.at(-1), 'releaseVm');
     assert.deepEqual(r.snapshot.context.error, error);
   });
+
+  it('starts again from failed and from lost (a new VM), clearing why it ended', () => {
+    const error = { step: 'connectAgent', kind: 'Timeout', message: 'connectAgent timed out' };
+    const failed = fold([...boot.slice(0, 3), { type: 'SandboxStartFailed', data: { error } }]).snapshot;
+    const lost = fold([...boot, { type: 'VmExited', data: { reason: 'panic' } }]).snapshot;
+    for (const ended of [failed, lost]) {
+      const r = step('sandbox', ended, { type: 'SandboxStartRequested', data: {} });
+      assert.deepEqual(r.snapshot.value, { starting: 'launching' });
+      assert.deepEqual(r.effects, ['launchVm']);
+      assert.equal(r.snapshot.context.error, undefined);
+      assert.equal(r.snapshot.context.lostReason, undefined);
+    }
+  });
 });
 
 describe('container machine', () => {

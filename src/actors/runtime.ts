@@ -425,6 +425,13 @@ export class ActorRuntime implements RuntimeHandle {
     return run;
   }
 
+  /** Resolves once no effect of `entity` is running (their failures are theirs to record). */
+  private async effectsSettled(entity: AnyEntity): Promise<void> {
+    const prefix = `${entity.stream} `;
+    const running = [...this.effectsByCause].filter(([key]) => key.startsWith(prefix)).map(([, run]) => run);
+    await Promise.allSettled(running);
+  }
+
   private async runEffect(
     entity: AnyEntity,
     name: string,
@@ -666,10 +673,11 @@ export class ActorRuntime implements RuntimeHandle {
     const s = this.sandbox(id);
     // A forwarded port this host cannot bind is refused before anything is recorded: the sandbox stays
     // startable once the port is free (after a recorded failure it could only be deleted).
+    const startable = can('sandbox', s.snapshot, { type: 'SandboxStartRequested', data: {} } as never);
     const network = vmNetworkOf(s.context.config);
-    if (network && can('sandbox', s.snapshot, { type: 'SandboxStartRequested', data: {} } as never)) {
-      await checkHostPortsFree(network, true);
-    }
+    if (network && startable) await checkHostPortsFree(network, true);
+    // A start after a failed one waits for that VM's release, which would otherwise race the new launch.
+    if (startable) await this.effectsSettled(s);
     await this.commandAndWait(
       s,
       'start',

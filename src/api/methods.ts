@@ -240,7 +240,7 @@ export const methods = [
   method({
     name: 'sandbox.start',
     summary: 'Boots the VM and connects to its agent; resolves once the sandbox runs.',
-    when: 'created (or stopped). starting → running, or failed with the error.',
+    when: 'created, stopped, failed or lost (a new VM; containers of the old one stay ended). starting → running, or failed with the error.',
     params: sandboxRef,
     result: 'SandboxView (state running, pid, accel)',
     handler: (p, { runtime }) => runtime.startSandbox(p.id),

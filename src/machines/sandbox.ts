@@ -227,13 +227,19 @@ export const sandboxMachine = setup({
     },
     failed: {
       on: {
+        // Start again in place: launchVm clears what the failed attempt left.
+        SandboxStartRequested: { target: 'starting' },
         SandboxDeleteRequested: { target: 'deleting' },
         VmExited: { actions: 'gone' },
         SandboxLost: { actions: 'gone' },
       },
     },
     lost: {
-      on: { SandboxDeleteRequested: { target: 'deleting' } },
+      on: {
+        // A VM that died can be booted again; its containers stay lost until deleted.
+        SandboxStartRequested: { target: 'starting' },
+        SandboxDeleteRequested: { target: 'deleting' },
+      },
     },
     deleting: {
       entry: 'destroyVm',
