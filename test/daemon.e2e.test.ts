@@ -1,10 +1,11 @@
 // End to end with the real daemon binary, real socket, real QEMU (TCG) VMs: lifecycle, bad input, kill -9 and recovery.
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { mountsUnder, unmountAllUnder } from '../src/actors/index.js';
 import { type ApiClient, connectApi, type RpcCallError } from '../src/api/index.js';
 import type { EventEnvelope } from '../src/events/index.js';
 import { rawClient } from './support/api-harness.js';
@@ -102,6 +103,8 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     }
     // Last resort: our own QEMUs (their command lines name our temp dir).
     for (const pid of await pidsMentioning(dir)) process.kill(pid, 'SIGKILL');
+    // Never remove through a bind a failed test left behind.
+    await unmountAllUnder(dir).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -319,6 +322,21 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     assert.equal(after, before, 'no bad request wrote an event');
   });
 
+  it('binds a host directory into a container (the bind will have to outlive a kill -9)', async () => {
+    const hostDir = join(dir, 'hostvol');
+    await mkdir(hostDir);
+    await writeFile(join(hostDir, 'keep.txt'), 'kept\n');
+    await call('container.create', {
+      sandboxId: 'c',
+      id: 'vol',
+      bundle,
+      process: { args: ['sleep', '600'] },
+      mounts: [{ source: hostDir, destination: '/hostvol' }],
+    });
+    await call('container.start', { sandboxId: 'c', id: 'vol' });
+    assert.equal((await mountsUnder(stateDir)).length, 1);
+  });
+
   it('recovers after kill -9: running sandboxes reattached to the same QEMU, exec output still there, verify clean', async () => {
     await killDaemon9();
     for (const [id, pid] of pidsBefore) assert.ok(alive(pid), `QEMU of ${id} outlived the daemon`);
@@ -371,6 +389,31 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     }
   });
 
+  it('serves the bound host directory after the restart, and unbinds it on delete leaving the host files', async () => {
+    await call('exec.start', {
+      sandboxId: 'c',
+      containerId: 'vol',
+      execId: 'look',
+      process: { args: ['cat', '/hostvol/keep.txt'] },
+    });
+    assert.equal(
+      (await call<{ exitCode: number }>('exec.wait', { sandboxId: 'c', containerId: 'vol', execId: 'look' }))
+        .exitCode,
+      0,
+    );
+    const out = await call<{ stdout: string }>('exec.output', {
+      sandboxId: 'c',
+      containerId: 'vol',
+      execId: 'look',
+      stream: 'stdout',
+      timeoutMs: 2000,
+    });
+    assert.equal(Buffer.from(out.stdout, 'base64').toString(), 'kept\n');
+    await call('container.delete', { sandboxId: 'c', id: 'vol', force: true });
+    assert.deepEqual(await mountsUnder(stateDir), []);
+    assert.equal(await readFile(join(dir, 'hostvol', 'keep.txt'), 'utf8'), 'kept\n');
+  });
+
   it('settles a sandbox.start interrupted by kill -9 and leaves no orphaned QEMU', async () => {
     await call('sandbox.create', { id: 'd' });
     const raw = await rawClient(socket);
@@ -411,6 +454,7 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     daemon!.kill('SIGTERM');
     assert.equal(await exited(daemon!), 0);
     assert.deepEqual(await pidsMentioning(dir), []);
+    assert.deepEqual(await mountsUnder(dir), [], 'no bind mount left');
     const left = await readdir(join(stateDir, 'sandboxes')).catch(() => []);
     assert.deepEqual(left, [], 'every sandbox dir removed');
     const offline = await sandboxctl(['--state-dir', stateDir, 'events', 'verify']);

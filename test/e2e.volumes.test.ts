@@ -1,11 +1,10 @@
 // Volumes end to end, for real: host directories and files bound into a container through the 9p share, and unbound again.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { mountsUnder } from '../src/actors/volumes.js';
+import { mountsUnder, unmountAllUnder } from '../src/actors/index.js';
 import { createBusyboxBundle } from '../src/image/index.js';
 import { execIn, openRealWorld, type RealWorld, worldPaths } from './fixtures/hypervisor-world.js';
 import { qemuPidsUsing } from './support/vm.js';
@@ -35,7 +34,7 @@ describe('volumes of a real sandbox', { timeout: 600_000 }, () => {
     await world?.close().catch(() => undefined);
     for (const pid of await qemuPidsUsing(dir)) process.kill(pid, 'SIGKILL');
     // Never remove through a bind that a failed test left behind.
-    for (const point of await mountsUnder(dir)) execFileSync('umount', ['-l', point]);
+    await unmountAllUnder(dir).catch(() => undefined);
     await rm(dir, { recursive: true, force: true });
   });
 

@@ -32,3 +32,4 @@ export {
   type TimeoutName,
 } from './runtime.js';
 export * from './types.js';
+export { mountsUnder, unmountAllUnder, type VolumeMount } from './volumes.js';
