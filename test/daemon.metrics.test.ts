@@ -1,7 +1,6 @@
 // Prometheus metrics of the daemon (over the FAKE world): HTTP /metrics and daemon.metrics, counts that follow what happened.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,17 +10,7 @@ import { type Daemon, parseListenAddress, startDaemon } from '../src/daemon/daem
 import { InvalidArgument } from '../src/errors/index.js';
 import { fakeImage } from './support/actors-harness.js';
 import { FakeAgent, FakeHypervisor, FakeWorld } from './support/fake-world.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from './support/vm.js';
 
 /** The value of one sample line (`name{labels} value`), or undefined when absent. */
 function sample(text: string, series: string): number | undefined {

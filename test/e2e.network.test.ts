@@ -9,21 +9,9 @@ import { after, before, describe, it } from 'node:test';
 import { InvalidArgument } from '../src/errors/index.js';
 import { createBusyboxBundle } from '../src/image/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
-import { qemuPidsUsing, until } from './support/vm.js';
+import { freePort, qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 180_000;
-
-/** A TCP port nobody listens on right now (the kernel's pick). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
   let dir: string;

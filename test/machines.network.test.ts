@@ -1,35 +1,15 @@
 // GuestNetworkUpdated in the sandbox machine: only a running VM takes it, the latest change per interface and route is kept, a new VM forgets them.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { can, initialSnapshot, type SandboxMachineEvent, step } from '../src/machines/index.js';
+import { can, type SandboxMachineEvent, step } from '../src/machines/index.js';
+import { bootEvents, foldSandbox, vmHandle as handle } from './support/sandbox-events.js';
 
-const handle = {
-  sandboxId: 'a',
-  pid: 10,
-  pidStartTime: 5,
-  accel: 'tcg',
-  stateDir: '/s/vm',
-  qmpSocket: '/s/vm/qmp.sock',
-  agentSocket: '/s/vm/agent.sock',
-  consoleLog: '/s/vm/console.log',
-} as const;
-
-const boot: SandboxMachineEvent[] = [
-  { type: 'SandboxCreated', data: { sandboxId: 'a', config: { network: 'user' } } },
-  { type: 'SandboxStartRequested', data: {} },
-  { type: 'VmLaunched', data: { handle } },
-  { type: 'AgentConnected', data: { agentVersion: '1' } },
-  { type: 'SandboxStarted', data: {} },
-];
+const boot = bootEvents({ network: 'user' });
 
 const changed = (data: Extract<SandboxMachineEvent, { type: 'GuestNetworkUpdated' }>['data']) =>
   ({ type: 'GuestNetworkUpdated', data }) as SandboxMachineEvent;
 
-function fold(events: SandboxMachineEvent[]) {
-  let s = initialSnapshot('sandbox');
-  for (const e of events) s = step('sandbox', s, e).snapshot;
-  return s;
-}
+const fold = (events: SandboxMachineEvent[]) => foldSandbox(events).snapshot;
 
 describe('sandbox machine: GuestNetworkUpdated', () => {
   it('keeps the latest change per interface and per route while running, naming no effect', () => {

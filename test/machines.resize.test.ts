@@ -5,48 +5,21 @@ import { initialTransition, transition } from 'xstate';
 import { eventRegistry } from '../src/events/index.js';
 import {
   can,
-  initialSnapshot,
   persistSnapshot,
   restoreSnapshot,
   type SandboxMachineEvent,
   sandboxMachine,
   step,
 } from '../src/machines/index.js';
+import { bootEvents, foldSandbox, vmHandle as handle } from './support/sandbox-events.js';
 
-const handle = {
-  sandboxId: 'a',
-  pid: 10,
-  pidStartTime: 5,
-  accel: 'tcg',
-  stateDir: '/s/vm',
-  qmpSocket: '/s/vm/qmp.sock',
-  agentSocket: '/s/vm/agent.sock',
-  consoleLog: '/s/vm/console.log',
-} as const;
-
-const boot: SandboxMachineEvent[] = [
-  { type: 'SandboxCreated', data: { sandboxId: 'a', config: { vcpus: 1, maxVcpus: 2 } } },
-  { type: 'SandboxStartRequested', data: {} },
-  { type: 'VmLaunched', data: { handle } },
-  { type: 'AgentConnected', data: { agentVersion: '1' } },
-  { type: 'SandboxStarted', data: {} },
-];
+const boot = bootEvents({ vcpus: 1, maxVcpus: 2 });
+const fold = foldSandbox;
 
 const resized = (vcpus: number, memoryMiB: number): SandboxMachineEvent => ({
   type: 'SandboxResized',
   data: { vcpus, memoryMiB },
 });
-
-function fold(events: SandboxMachineEvent[]) {
-  let s = initialSnapshot('sandbox');
-  const effects: string[] = [];
-  for (const e of events) {
-    const r = step('sandbox', s, e);
-    s = r.snapshot;
-    effects.push(...r.effects);
-  }
-  return { snapshot: s, effects };
-}
 
 describe('sandbox machine: SandboxResized', () => {
   it('is accepted while running, keeps the new totals in context and names no effect', () => {

@@ -13,41 +13,14 @@ import {
   replayEach,
   replayStream,
   restoreSnapshot,
-  type SandboxMachineEvent,
   sandboxMachine,
   stateOf,
   step,
 } from '../src/machines/index.js';
+import { bootEvents, foldSandbox, vmHandle as handle } from './support/sandbox-events.js';
 
-const handle = {
-  sandboxId: 'a',
-  pid: 10,
-  pidStartTime: 5,
-  accel: 'tcg',
-  stateDir: '/s/vm',
-  qmpSocket: '/s/vm/qmp.sock',
-  agentSocket: '/s/vm/agent.sock',
-  consoleLog: '/s/vm/console.log',
-} as const;
-
-const boot: SandboxMachineEvent[] = [
-  { type: 'SandboxCreated', data: { sandboxId: 'a', config: { vcpus: 1 } }, at: '2026-01-01T00:00:00Z' },
-  { type: 'SandboxStartRequested', data: {} },
-  { type: 'VmLaunched', data: { handle } },
-  { type: 'AgentConnected', data: { agentVersion: '1' } },
-  { type: 'SandboxStarted', data: {} },
-];
-
-function fold(events: SandboxMachineEvent[]) {
-  let s = initialSnapshot('sandbox');
-  const effects: string[] = [];
-  for (const e of events) {
-    const r = step('sandbox', s, e);
-    s = r.snapshot;
-    effects.push(...r.effects);
-  }
-  return { snapshot: s, effects };
-}
+const boot = bootEvents({ vcpus: 1 }, '2026-01-01T00:00:00Z');
+const fold = foldSandbox;
 
 let seq = 0;
 function envelopes(stream: string, events: { type: string; data: unknown }[]): EventEnvelope[] {

@@ -74,6 +74,20 @@ interface ExitStatus {
   oomKilled?: boolean;
 }
 
+/** The exec.start process for `cmd` from the CLI's --env / --cwd / --user / -t. */
+export function processOf(
+  cmd: readonly string[],
+  o: { env?: readonly string[]; cwd?: string; user?: string; tty?: boolean },
+) {
+  return {
+    args: cmd,
+    ...(o.env ? { env: o.env } : {}),
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+    ...(o.user ? { user: o.user } : {}),
+    ...(o.tty ? { terminal: true } : {}),
+  };
+}
+
 /**
  * Starts `cmd` in a running container and stays attached: output copied here, stdin copied there (-i),
  * window size followed (-t), SIGINT/SIGTERM/SIGHUP forwarded when not on a raw terminal. Resolves with the
@@ -91,11 +105,7 @@ export async function execRun(
   await client.call('exec.start', {
     ...ref,
     process: {
-      args: cmd,
-      ...(o.env ? { env: o.env } : {}),
-      ...(o.cwd ? { cwd: o.cwd } : {}),
-      ...(o.user ? { user: o.user } : {}),
-      ...(o.tty ? { terminal: true } : {}),
+      ...processOf(cmd, o),
       ...(onTerminal ? { consoleSize: { height: stdout.rows, width: stdout.columns } } : {}),
     },
   });

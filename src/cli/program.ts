@@ -5,7 +5,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { type ApiClient, connectApi, renderApiDocs } from '../api/index.js';
 import { InvalidArgument } from '../errors/index.js';
 import { createBusyboxBundle } from '../image/index.js';
-import { execRun, followOutput } from './attach.js';
+import { execRun, followOutput, processOf } from './attach.js';
 import { type GlobalOptions, registerEventCommands } from './events.js';
 import { exitCodeDocs } from './exit-codes.js';
 import { collectPort, collectVolume, networkConfig, type PortMappingArg, type VolumeArg } from './network.js';
@@ -495,13 +495,7 @@ export function buildProgram(): Command {
           sandboxId,
           containerId,
           execId,
-          process: {
-            args: cmd,
-            ...(o.env ? { env: o.env } : {}),
-            ...(o.cwd ? { cwd: o.cwd } : {}),
-            ...(o.user ? { user: o.user } : {}),
-            ...(o.tty ? { terminal: true } : {}),
-          },
+          process: processOf(cmd, o),
         }),
       ),
     );

@@ -1,5 +1,6 @@
-// Shared helpers for tests that boot real VMs: polling with a deadline, finding our QEMU processes.
+// Shared helpers for tests that boot real VMs: polling with a deadline, finding our QEMU processes, free ports.
 import { readdir, readFile, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { isProcessAlive } from '../../src/hypervisor/index.js';
 
 export async function exists(path: string): Promise<boolean> {
@@ -31,4 +32,16 @@ export async function qemuPidsUsing(dir: string): Promise<number[]> {
     }
   }
   return pids;
+}
+
+/** A TCP port nobody listens on right now on 127.0.0.1 (the kernel's pick). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
 }
