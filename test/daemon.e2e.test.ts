@@ -138,9 +138,10 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
       { timeoutMs: BOOT_MS, input: 'typed-line\n' },
     );
     assert.equal(r.code, 4, r.stderr);
-    // On a terminal lines end in \r\n, and the pty echoes what was typed before cat repeats it.
-    assert.match(r.stdout, /^24 80\r\n/);
-    assert.match(r.stdout, /typed-line\r\n(typed-line\r\n)?/);
+    // On a terminal lines end in \r\n. The pty echoes what was typed as soon as it arrives (before or after
+    // stty's line), and cat repeats it once it reads it.
+    assert.match(r.stdout, /(^|\n)24 80\r\n/);
+    assert.equal(r.stdout.replace('24 80\r\n', ''), 'typed-line\r\ntyped-line\r\n');
     const list = JSON.parse((await ctl('--json', 'sandbox', 'ls')).stdout) as View[];
     assert.ok(!list.some((s) => s.id === 'inter'));
   });
