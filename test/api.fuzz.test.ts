@@ -17,7 +17,7 @@ import {
 import { jsonRpcCodeOf } from '../src/errors/index.js';
 import { checkTransitions } from '../src/machines/index.js';
 import { type Harness, makeHarness } from './support/actors-harness.js';
-import { rawClient } from './support/api-harness.js';
+import { rawClient, writeMinimalBundle } from './support/api-harness.js';
 import {
   type FieldOverrides,
   garbageParams,
@@ -531,12 +531,7 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
     portHolder = createServer();
     await new Promise<void>((resolve) => portHolder.listen({ port: 0, host: '127.0.0.1' }, resolve));
     takenPort = (portHolder.address() as AddressInfo).port;
-    paths.bundle = join(h.dir, 'api-bundle');
-    await mkdir(join(paths.bundle, 'rootfs', 'bin'), { recursive: true });
-    await writeFile(
-      join(paths.bundle, 'config.json'),
-      JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { args: ['sh'] } }),
-    );
+    paths.bundle = await writeMinimalBundle(join(h.dir, 'api-bundle'));
     paths.noBundle = join(h.dir, 'no-such-bundle');
     paths.fileBundle = join(paths.bundle, 'config.json');
     paths.emptyBundle = join(h.dir, 'empty-bundle');

@@ -1,12 +1,11 @@
 // Cases the API fuzz test found (each failed once): bad input refused by name, typed errors for racing commands.
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { type AddressInfo, createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type ApiClient, type ApiServer, connectApi, createApiServer } from '../src/api/index.js';
 import { type Harness, makeHarness } from './support/actors-harness.js';
-import { rawClient, refused } from './support/api-harness.js';
+import { rawClient, refused, writeMinimalBundle } from './support/api-harness.js';
 
 describe('API regressions found by fuzzing', () => {
   let h: Harness;
@@ -23,12 +22,7 @@ describe('API regressions found by fuzzing', () => {
     socket = join(h.dir, 'api.sock');
     await server.listen(socket);
     c = await connectApi(socket);
-    const bundle = join(h.dir, 'b');
-    await mkdir(join(bundle, 'rootfs'), { recursive: true });
-    await writeFile(
-      join(bundle, 'config.json'),
-      JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { args: ['sh'] } }),
-    );
+    const bundle = await writeMinimalBundle(join(h.dir, 'b'));
     await c.call('sandbox.create', { id: 'sb' });
     await c.call('sandbox.start', { id: 'sb' });
     await c.call('container.create', { sandboxId: 'sb', id: 'c', bundle });

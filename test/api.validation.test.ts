@@ -4,7 +4,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type ApiClient, connectApi } from '../src/api/index.js';
-import { type Harness, refused, startHarness } from './support/api-harness.js';
+import { type Harness, refused, startHarness, writeMinimalBundle } from './support/api-harness.js';
 
 describe('api validation', () => {
   let h: Harness;
@@ -13,12 +13,7 @@ describe('api validation', () => {
   before(async () => {
     h = await startHarness();
     c = await connectApi(h.socketPath);
-    bundle = join(h.dir, 'bundle');
-    await mkdir(join(bundle, 'rootfs'), { recursive: true });
-    await writeFile(
-      join(bundle, 'config.json'),
-      JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { args: ['sh'] } }),
-    );
+    bundle = await writeMinimalBundle(join(h.dir, 'bundle'));
     await c.call('sandbox.create', { id: 'sb' });
     await c.call('sandbox.start', { id: 'sb' });
   });

@@ -1,7 +1,7 @@
 // Test harness: an API server over a FAKE runtime on a temp socket, and a raw line client for protocol tests.
 
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,4 +111,14 @@ export async function refused(p: Promise<unknown>): Promise<RpcCallError> {
     return err;
   }
   assert.fail('expected the call to be refused');
+}
+
+/** Writes the smallest bundle the API accepts at `dir` (config.json with root and args, an empty rootfs); returns `dir`. */
+export async function writeMinimalBundle(dir: string): Promise<string> {
+  await mkdir(join(dir, 'rootfs', 'bin'), { recursive: true });
+  await writeFile(
+    join(dir, 'config.json'),
+    JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { args: ['sh'] } }),
+  );
+  return dir;
 }
