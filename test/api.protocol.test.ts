@@ -1,7 +1,9 @@
 // The wire protocol: newline framing, parse errors, invalid requests, unknown methods, batches, size limit.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
-import { type Harness, rawClient, startHarness } from './support/api-harness.js';
+import { fileURLToPath } from 'node:url';
+import { type Harness, halfClose, rawClient, startHarness } from './support/api-harness.js';
 
 type Resp = {
   id?: unknown;
@@ -66,12 +68,69 @@ describe('api protocol', () => {
     c.close();
   });
 
-  it('answers an unknown method with -32601', async () => {
+  it('answers an unknown method with -32601 naming the method field', async () => {
     const c = await rawClient(h.socketPath);
     const r = (await c.request({ jsonrpc: '2.0', id: 'a', method: 'sandbox.explode', params: {} })) as Resp;
     assert.equal(r.id, 'a');
     assert.equal(r.error?.code, -32601);
+    assert.deepEqual(r.error?.data, { code: 'InvalidArgument', field: 'method' });
+    assert.match(r.error?.message ?? '', /sandbox\.explode/);
     c.close();
+  });
+
+  it('sends each protocol error with the data.code docs/api.md lists for it', async () => {
+    const doc = await readFile(fileURLToPath(new URL('../../docs/api.md', import.meta.url)), 'utf8');
+    const listed = new Map(
+      [...doc.matchAll(/^\| (-32[67]\d\d) \| ([^|]+) \|/gm)].map((m) => [Number(m[1]), m[2]!.trim()]),
+    );
+    assert.deepEqual(
+      [...listed.keys()].sort((a, b) => a - b),
+      [-32700, -32602, -32601, -32600],
+    );
+    const c = await rawClient(h.socketPath);
+    c.send('{not json\n');
+    const answers = [(await c.next()) as Resp];
+    for (const req of [
+      { jsonrpc: '1.0', id: 1, method: 'daemon.info' },
+      { jsonrpc: '2.0', id: 2, method: 'no.such' },
+      { jsonrpc: '2.0', id: 3, method: 'sandbox.status', params: { id: 7 } },
+    ]) {
+      answers.push((await c.request(req)) as Resp);
+    }
+    c.close();
+    for (const a of answers) {
+      assert.ok(a.error, JSON.stringify(a));
+      assert.equal(a.error.data?.code, listed.get(a.error.code), `code ${a.error.code}`);
+    }
+  });
+
+  it('answers a last request without its newline at EOF, then closes', async () => {
+    const lines = (await halfClose(
+      h.socketPath,
+      JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'sandbox.list' }),
+    )) as Resp[];
+    assert.deepEqual(lines, [{ jsonrpc: '2.0', id: 5, result: [] }]);
+  });
+
+  it('answers every request sent before a half-close, a slower one included, then closes', async () => {
+    const line = (id: number, method: string) =>
+      `${JSON.stringify({ jsonrpc: '2.0', id, method, params: { id: 'eof1' } })}\n`;
+    const lines = (await halfClose(
+      h.socketPath,
+      line(1, 'sandbox.create') + line(2, 'sandbox.start') + line(3, 'sandbox.status'),
+    )) as Resp[];
+    assert.deepEqual(lines.map((l) => l.id).sort(), [1, 2, 3], JSON.stringify(lines));
+    assert.ok(
+      lines.every((l) => l.result !== undefined),
+      JSON.stringify(lines),
+    );
+  });
+
+  it('answers a last line cut short by EOF with a parse error, then closes', async () => {
+    const lines = (await halfClose(h.socketPath, '{"jsonrpc":"2.0","id":1,"meth')) as Resp[];
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]?.error?.code, -32700);
+    assert.equal(lines[0]?.error?.data?.code, 'InvalidArgument');
   });
 
   it('answers a batch with an array in which each request gets its own outcome', async () => {

@@ -42,10 +42,25 @@ describe('api validation', () => {
     assert.equal(v.id, id);
   });
 
-  it('names a missing required field', async () => {
-    const e = await refused(c.call('sandbox.start', {}));
-    assert.equal(e.data.field, 'id');
-    assert.match(e.message, /id/);
+  it('says a missing required field "is required", naming it, whatever its type', async () => {
+    const cases: [string, unknown, string][] = [
+      ['sandbox.start', {}, 'id'],
+      ['sandbox.start', undefined, 'id'],
+      ['container.start', { sandboxId: 'sb' }, 'id'],
+      ['container.create', { sandboxId: 'sb', id: 'c9' }, 'bundle'],
+      ['exec.kill', { sandboxId: 'sb', containerId: 'c1', signal: 'TERM' }, 'execId'],
+      ['exec.start', { sandboxId: 'sb', containerId: 'c1', execId: 'e1' }, 'process'],
+      ['events.unsubscribe', {}, 'subscription'],
+      ['guest.copyFile', { sandboxId: 'sb', path: '/tmp/x' }, 'data'],
+    ];
+    for (const [method, params, field] of cases) {
+      const e = await refused(c.call(method, params));
+      assert.equal(e.data.field, field, method);
+      assert.equal(e.message, `invalid params: ${field}: is required`, method);
+    }
+    // A field that is there but wrong still says what is wrong with it.
+    const wrong = await refused(c.call('sandbox.start', { id: 7 }));
+    assert.equal(wrong.message, 'invalid params: id: must be a string');
   });
 
   it('names a field of the wrong type, nested ones by dotted path', async () => {

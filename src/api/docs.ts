@@ -1,6 +1,7 @@
 // Renders docs/api.md from the method table, so the documentation cannot drift from the schemas.
 import { z } from 'zod';
 import { jsonRpcCodeOf } from '../errors/index.js';
+import { PROTOCOL_ERRORS } from './errors.js';
 import { methods } from './methods.js';
 
 function paramsSchemaText(schema: z.ZodType): string {
@@ -26,7 +27,9 @@ export function renderApiDocs(): string {
   out.push('**one JSON value per line** (newline-delimited). Requests may be pipelined; responses come');
   out.push('as each finishes (match them by `id`). Batches (a JSON array of requests) are answered with');
   out.push('an array. `params` is always an object. A line over **1 MiB** is refused with -32600');
-  out.push('(the connection stays usable).');
+  out.push('(the connection stays usable). A client may half-close its side (EOF) after its last');
+  out.push('request, newline or not: the server answers every request it read, delivers the');
+  out.push("connection's subscriptions until they end, then closes its side.");
   out.push('');
   out.push('Ids of sandboxes, containers and execs match `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`; paths');
   out.push('must be absolute, normalised, without `.`/`..` segments.');
@@ -47,10 +50,7 @@ export function renderApiDocs(): string {
   out.push('');
   out.push('| code | data.code | meaning |');
   out.push('|---|---|---|');
-  out.push('| -32700 | InvalidArgument | parse error: the line is not JSON |');
-  out.push('| -32600 | InvalidArgument | invalid request (not a request object, empty batch, over 1 MiB) |');
-  out.push('| -32601 | — | method not found |');
-  out.push('| -32602 | InvalidArgument | invalid params; `data.field` names the parameter (dotted path) |');
+  for (const e of PROTOCOL_ERRORS) out.push(`| ${e.code} | ${e.dataCode} | ${e.meaning} |`);
   const meaning: Record<string, string> = {
     NotFound: 'no such sandbox / container / exec',
     AlreadyExists: 'the id is in use',

@@ -9,6 +9,34 @@ export const RPC_METHOD_NOT_FOUND = -32601;
 export const RPC_INVALID_PARAMS = -32602;
 export const RPC_INTERNAL_ERROR = -32603;
 
+/**
+ * The protocol errors the server answers with, as docs/api.md lists them (rendered from here, so the two
+ * cannot disagree): every one carries data.code InvalidArgument, like any refused input.
+ */
+export const PROTOCOL_ERRORS: readonly {
+  readonly code: number;
+  readonly dataCode: 'InvalidArgument';
+  readonly meaning: string;
+}[] = [
+  { code: RPC_PARSE_ERROR, dataCode: 'InvalidArgument', meaning: 'parse error: the line is not JSON' },
+  {
+    code: RPC_INVALID_REQUEST,
+    dataCode: 'InvalidArgument',
+    meaning:
+      'invalid request (not a request object, empty batch, over 1 MiB); `data.field` names what is wrong',
+  },
+  {
+    code: RPC_METHOD_NOT_FOUND,
+    dataCode: 'InvalidArgument',
+    meaning: 'method not found; `data.field` is `method`',
+  },
+  {
+    code: RPC_INVALID_PARAMS,
+    dataCode: 'InvalidArgument',
+    meaning: 'invalid params; `data.field` names the parameter (dotted path); a missing one `is required`',
+  },
+];
+
 export interface RpcErrorObject {
   readonly code: number;
   readonly message: string;
@@ -28,13 +56,31 @@ export function toRpcError(err: unknown): RpcErrorObject {
   return { code: jsonRpcCodeOf.Internal, message: `internal: ${message}`, data: { code: 'Internal' } };
 }
 
-/** Invalid params from a zod failure: names the first bad field (dotted path under params). */
-export function invalidParamsError(error: z.ZodError): RpcErrorObject {
+/** Whether `path` leads to a member `input` does not have (a missing field, not a wrong one). */
+function isAbsent(input: unknown, path: readonly PropertyKey[]): boolean {
+  let here = input;
+  for (const key of path) {
+    if (here === null || typeof here !== 'object' || !Object.hasOwn(here, key)) return true;
+    here = (here as Record<PropertyKey, unknown>)[key];
+  }
+  return here === undefined;
+}
+
+/** Kinds of zod issue a missing member raises (a type, a union of types, a literal). */
+const ABSENT_ISSUES = new Set(['invalid_type', 'invalid_union', 'invalid_value']);
+
+/**
+ * Invalid params from a zod failure over `input`: names the first bad field (dotted path under params);
+ * a required field that is absent reads "is required", whatever message its schema gives a wrong value.
+ */
+export function invalidParamsError(error: z.ZodError, input: unknown): RpcErrorObject {
   const issue = error.issues[0];
   const field = issue && issue.path.length > 0 ? issue.path.map(String).join('.') : 'params';
   let message = issue?.message ?? 'invalid params';
   if (issue?.code === 'unrecognized_keys') message = `unknown field(s) ${issue.keys.join(', ')}`;
-  if (issue?.code === 'invalid_type' && /received undefined/.test(message)) message = 'is required';
+  if (issue && issue.path.length > 0 && ABSENT_ISSUES.has(issue.code) && isAbsent(input, issue.path)) {
+    message = 'is required';
+  }
   return {
     code: RPC_INVALID_PARAMS,
     message: `invalid params: ${field}: ${message}`,

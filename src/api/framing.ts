@@ -53,6 +53,19 @@ export class LineDecoder {
     }
   }
 
+  /**
+   * The stream ended: a last line without its newline still counts (`printf '{…}' | socat …`), so it is
+   * handed to onLine like any other; the rest of an oversized line is dropped, as it already was refused.
+   */
+  end(): void {
+    const skipped = this.skipping;
+    const line = Buffer.concat(this.parts).toString('utf8');
+    this.parts = [];
+    this.size = 0;
+    this.skipping = false;
+    if (!skipped && line.trim() !== '') this.onLine(line);
+  }
+
   /** Bytes of an unfinished line (a client that hung up mid-message). */
   pending(): number {
     return this.size;

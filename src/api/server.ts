@@ -71,6 +71,8 @@ interface Connection {
   readonly subscriptions: Map<string, { spec: SubscriptionSpec; teardown?: () => void; ended: boolean }>;
   inFlight: number;
   nextSub: number;
+  /** The client half-closed: once nothing is in flight and no subscription is left, the server ends too. */
+  readEnded: boolean;
 }
 
 /**
@@ -173,13 +175,16 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
             new z.ZodError([
               { code: 'custom', path: poisoned, message: '__proto__ is not a usable key', input: undefined },
             ]),
+            params,
           ),
         );
       }
-      const parsed = spec.params.safeParse(params);
+      // params is always an object (docs/api.md): none at all reads as {}, so a missing id is "required".
+      const given = params ?? {};
+      const parsed = spec.params.safeParse(given);
       if (!parsed.success) {
         counted.error++;
-        throw asException(invalidParamsError(parsed.error));
+        throw asException(invalidParamsError(parsed.error, given));
       }
       const log = logger.isLevelEnabled('debug')
         ? logger.child({ method: spec.name, conn: ctx.connection.id, ...idsOf(parsed.data) })
@@ -220,7 +225,15 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     conn.subscriptions.delete(id);
     sub.ended = true;
     sub.teardown?.();
+    endIfDone(conn);
     return true;
+  }
+
+  /** A client that sent EOF gets every answer and notification it asked for, then the server's EOF. */
+  function endIfDone(conn: Connection): void {
+    if (conn.readEnded && conn.inFlight === 0 && conn.subscriptions.size === 0 && !conn.socket.destroyed) {
+      conn.socket.end();
+    }
   }
 
   function connectionContext(conn: Connection): ConnectionContext {
@@ -316,6 +329,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     // The library answers an unknown method bare; every other error of ours carries data.code.
     if (response?.error?.code === RPC_METHOD_NOT_FOUND && response.error.data === undefined) {
       response.error.data = { code: 'InvalidArgument', field: 'method' };
+      response.error.message = `method not found: ${request.method}`;
     }
     return response;
   }
@@ -361,6 +375,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
           conn,
           createJSONRPCErrorResponse(null, RPC_INVALID_REQUEST, 'invalid request: empty batch', {
             code: 'InvalidArgument',
+            field: 'request',
           }),
         );
         return;
@@ -379,10 +394,18 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     inFlight--;
     conn.inFlight--;
     if (conn.inFlight < maxInFlight && conn.socket.isPaused() && !conn.socket.destroyed) conn.socket.resume();
+    endIfDone(conn);
   }
 
   function onConnection(socket: Socket): void {
-    const conn: Connection = { id: nextConnId++, socket, subscriptions: new Map(), inFlight: 0, nextSub: 1 };
+    const conn: Connection = {
+      id: nextConnId++,
+      socket,
+      subscriptions: new Map(),
+      inFlight: 0,
+      nextSub: 1,
+      readEnded: false,
+    };
     connections.add(conn);
     const ctx: MethodContext = {
       runtime: options.runtime,
@@ -421,6 +444,11 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       },
     );
     socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    socket.on('end', () => {
+      conn.readEnded = true;
+      decoder.end();
+      endIfDone(conn);
+    });
     socket.on('error', (err) => logger.debug({ err, conn: conn.id }, 'connection error'));
     socket.on('close', () => {
       connections.delete(conn);
@@ -450,7 +478,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       await unlink(socketPath).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
-      const srv = createServer({ allowHalfOpen: false }, onConnection);
+      const srv = createServer({ allowHalfOpen: true }, onConnection);
       const oldMask = process.umask(0o177);
       try {
         await new Promise<void>((resolve, reject) => {

@@ -102,6 +102,40 @@ export function rawClient(socketPath: string): Promise<RawClient> {
   });
 }
 
+/**
+ * Connects, writes `text`, half-closes (as `printf … | socat` does at the end of its input) and returns
+ * every line the server sent before it closed its side; fails if the server does not close within timeoutMs.
+ */
+export function halfClose(socketPath: string, text: string, timeoutMs = 5000): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(socketPath);
+    let buf = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the server did not close within ${timeoutMs} ms; got ${JSON.stringify(buf)}`));
+    }, timeoutMs);
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      buf += chunk;
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(
+        buf
+          .split('\n')
+          .filter((l) => l !== '')
+          .map((l) => JSON.parse(l)),
+      );
+    });
+    socket.once('connect', () => socket.end(text));
+  });
+}
+
 /** Awaits `p` and returns the RpcCallError it must be refused with; fails the test if it succeeds. */
 export async function refused(p: Promise<unknown>): Promise<RpcCallError> {
   try {
