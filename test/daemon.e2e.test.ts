@@ -335,7 +335,8 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
       mounts: [{ source: hostDir, destination: '/hostvol' }],
     });
     await call('container.start', { sandboxId: 'c', id: 'vol' });
-    assert.equal((await mountsUnder(stateDir)).length, 1);
+    // Every container's rootfs is bound into its share as well; the volume is the one below .volumes/.
+    assert.equal((await mountsUnder(stateDir)).filter((m) => m.includes('/.volumes/')).length, 1);
   });
 
   it('recovers after kill -9: running sandboxes reattached to the same QEMU, exec output still there, verify clean', async () => {
@@ -411,7 +412,9 @@ describe('sandboxd end to end (real daemon, real VMs)', { timeout: 1_200_000 }, 
     });
     assert.equal(Buffer.from(out.stdout, 'base64').toString(), 'kept\n');
     await call('container.delete', { sandboxId: 'c', id: 'vol', force: true });
-    assert.deepEqual(await mountsUnder(stateDir), []);
+    const shared = join(stateDir, 'sandboxes', 'c', 'shared');
+    assert.deepEqual(await mountsUnder(join(shared, '.volumes', 'vol')), []);
+    assert.deepEqual(await mountsUnder(join(shared, 'vol')), [], 'the rootfs bind is gone too');
     assert.equal(await readFile(join(dir, 'hostvol', 'keep.txt'), 'utf8'), 'kept\n');
   });
 

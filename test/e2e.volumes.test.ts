@@ -54,7 +54,8 @@ describe('volumes of a real sandbox', { timeout: 600_000 }, () => {
       ],
     });
     await world.runtime.startContainer(sb, 'app');
-    assert.equal((await mountsUnder(sandboxDir)).length, 3, 'three binds below the share');
+    // The rootfs is bound into the share too (nothing is copied).
+    assert.equal((await mountsUnder(sandboxDir)).length, 4, 'three binds and the rootfs below the share');
 
     const read = await execIn(world, sb, 'app', 'read', ['cat', '/data/hello.txt', '/etc/app.conf']);
     assert.deepEqual(read.status, { exitCode: 0 });
@@ -85,7 +86,7 @@ describe('volumes of a real sandbox', { timeout: 600_000 }, () => {
       bundle: join(dir, 'box'),
       mounts: [{ source: host.out, destination: '/out' }],
     });
-    assert.equal((await mountsUnder(sandboxDir)).length, 1);
+    assert.equal((await mountsUnder(sandboxDir)).length, 2, 'one volume and the rootfs');
     await world.runtime.deleteSandbox(sb, { force: true });
     assert.deepEqual(await mountsUnder(dir), [], 'no mount left anywhere below the test dir');
     assert.equal(await readFile(join(host.out, 'result'), 'utf8'), 'from-guest\n', 'host files survive');

@@ -1,11 +1,18 @@
 // The effects the machines name, bound to the two ports; each returns the outcome events it observed.
 
 import { createSocket } from 'node:dgram';
-import { cp, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
+import {
+  type BundleSummary,
+  type GuestTranslation,
+  type HookState,
+  runHooks,
+  translateForGuest,
+  validateBundle,
+} from '../bundle/index.js';
 import { AgentError, AlreadyExists, HypervisorError, InvalidArgument, NotFound } from '../errors/index.js';
 import type { DomainEventType, EventEnvelope, NewEvent } from '../events/index.js';
 import {
@@ -16,15 +23,33 @@ import {
   type VmConfig,
   type VmNetwork,
 } from '../hypervisor/index.js';
+import { shareBundle, unshareBundle } from './bundle-share.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
 import type { SandboxConfig } from './types.js';
-import { bindVolumes, releaseVolumes, unmountAllUnder, volumeSpecMounts } from './volumes.js';
+import { unmountAllUnder } from './volumes.js';
 
-/** Appends `mounts` to the OCI config at `configPath` (the staged copy of the client's bundle). */
-async function addSpecMounts(configPath: string, mounts: readonly object[]): Promise<void> {
-  const spec = JSON.parse(await readFile(configPath, 'utf8')) as { mounts?: object[] };
-  spec.mounts = [...(Array.isArray(spec.mounts) ? spec.mounts : []), ...mounts];
-  await writeFile(configPath, JSON.stringify(spec));
+/** A bundle as the effects use it: checked, and translated for the guest. */
+interface ReadBundle {
+  readonly summary: BundleSummary;
+  readonly translation: GuestTranslation;
+}
+
+async function readBundle(path: string): Promise<ReadBundle> {
+  const summary = await validateBundle(path, 'bundle');
+  return { summary, translation: translateForGuest(summary.spec, summary.path) };
+}
+
+/** The state JSON a host hook reads: pid is the sandbox's QEMU, the host process that holds the container. */
+function hookState(entity: ContainerActor, bundle: ReadBundle, status: HookState['status']): HookState {
+  const pid = entity.sandbox.context.handle?.pid;
+  return {
+    ociVersion: bundle.summary.ociVersion,
+    id: entity.id,
+    status,
+    ...(pid === undefined ? {} : { pid }),
+    bundle: bundle.summary.path,
+    annotations: bundle.translation.annotations,
+  };
 }
 
 export interface SandboxDirs {
@@ -303,34 +328,37 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
     run: async ({ ctx, entity }) => {
       const c = entity.context;
       const sandboxId = entity.sandbox.id;
-      // The guest sees only its share: the bundle goes to <shared>/<containerId>/, named relative to it.
-      // Copied beside it first and renamed into place, so the guest never sees half a bundle (a crash
-      // mid-copy leaves only the staging dir, which the retry clears).
+      // The guest sees only its share: the bundle is put at <shared>/<containerId>/ by bind mounts (nothing is
+      // copied), with a config.json translated for the VM. Read again here, so a retry after a crash acts on
+      // what the bundle says now, as the first try did.
       const shared = ctx.dirs(sandboxId).shared;
-      const target = join(shared, entity.id);
-      const staging = join(shared, `.${entity.id}.partial`);
-      await rm(staging, { recursive: true, force: true });
-      await cp(c.bundle, staging, { recursive: true, verbatimSymlinks: true });
+      const bundle = await readBundle(c.bundle);
       try {
-        if (c.mounts && c.mounts.length > 0) {
-          await bindVolumes(shared, entity.id, c.mounts);
-          await addSpecMounts(
-            join(staging, 'config.json'),
-            volumeSpecMounts(target, shared, entity.id, c.mounts),
-          );
-        }
-        await rm(target, { recursive: true, force: true });
-        await rename(staging, target);
+        await shareBundle(shared, entity.id, bundle.translation, c.mounts ?? []);
         const { pid } = await ctx.agent.createContainer(sandboxId, {
           containerId: entity.id,
           bundle: entity.id,
           ...(c.process ? { process: c.process } : {}),
           ...(c.resources ? { resources: c.resources } : {}),
         });
+        // The guest's container waits at its createRuntime point (the start gate): the host's prestart and
+        // createRuntime hooks run now, as the runtime spec places them. One failing fails the create.
+        try {
+          const state = hookState(entity, bundle, 'created');
+          await runHooks('prestart', bundle.translation.hostHooks.prestart, state, ctx);
+          await runHooks('createRuntime', bundle.translation.hostHooks.createRuntime, state, ctx);
+        } catch (err) {
+          await quietly(
+            ctx.agent.removeContainer(sandboxId, entity.id, 10_000),
+            ctx.logger,
+            'remove after hook',
+          );
+          throw err;
+        }
         return [{ type: 'ContainerCreated', data: { pid } }];
       } catch (err) {
         // A failed create holds no host path: the container never ran, nothing needs them.
-        if (c.mounts) await quietly(releaseVolumes(shared, entity.id), ctx.logger, 'release volumes');
+        await quietly(unshareBundle(shared, entity.id), ctx.logger, 'unshare bundle');
         throw err;
       }
     },
@@ -339,6 +367,11 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
     failure: 'ContainerStartFailed',
     run: async ({ ctx, entity }) => {
       await ctx.agent.startContainer(entity.sandbox.id, entity.id);
+      const bundle = await readBundle(entity.context.bundle).catch(() => undefined);
+      if (bundle) {
+        const state = hookState(entity, bundle, 'running');
+        await runHooks('poststart', bundle.translation.hostHooks.poststart, state, ctx);
+      }
       return [{ type: 'ContainerStarted', data: {} }];
     },
   },
@@ -374,10 +407,13 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
           if (!(err instanceof NotFound)) throw err;
         }
       }
-      const shared = ctx.dirs(sandboxId).shared;
       // Unmounted first: a remove must never reach through a bind into the host's files.
-      await releaseVolumes(shared, entity.id);
-      await rm(join(shared, entity.id), { recursive: true, force: true });
+      await unshareBundle(ctx.dirs(sandboxId).shared, entity.id);
+      const bundle = await readBundle(entity.context.bundle).catch(() => undefined);
+      if (bundle) {
+        const state = hookState(entity, bundle, 'stopped');
+        await runHooks('poststop', bundle.translation.hostHooks.poststop, state, ctx);
+      }
       return [{ type: 'ContainerDeleted', data: {} }];
     },
   },

@@ -1,7 +1,6 @@
 // The actor runtime: commands checked against machines, persisted, then run; outcomes and happenings appended.
 
 import { randomBytes } from 'node:crypto';
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Logger, pino } from 'pino';
 import type { Observable } from 'rxjs';
@@ -16,12 +15,12 @@ import type {
   ProcessInfo,
   ProcessSpec,
 } from '../agent/index.js';
+import { translateForGuest, validateBundle } from '../bundle/index.js';
 import {
   AlreadyExists,
   asSandboxdError,
   ConcurrencyConflict,
   Internal,
-  InvalidArgument,
   InvalidState,
   NotFound,
   SandboxdError,
@@ -802,11 +801,9 @@ export class ActorRuntime implements RuntimeHandle {
     const s = this.sandbox(params.sandboxId);
     if (s.state !== 'running') throw new InvalidState('sandbox', s.id, s.state, 'container.create');
     if (s.containers.has(params.id)) throw new AlreadyExists('container', params.id, { sandboxId: s.id });
-    try {
-      await access(join(params.bundle, 'config.json'));
-    } catch {
-      throw new InvalidArgument('bundle', `${params.bundle} has no config.json`);
-    }
+    // A bundle the VM cannot run is refused before anything is recorded (the effect reads it again).
+    const bundle = await validateBundle(params.bundle, 'bundle');
+    translateForGuest(bundle.spec, bundle.path);
     const c = new ContainerActor(s, params.id, initialSnapshot('container'));
     s.containers.set(params.id, c);
     const data = {

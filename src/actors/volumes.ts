@@ -1,7 +1,7 @@
 // Host directories and files given to containers: bind-mounted into the sandbox share, unmounted before anything is removed.
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, readFile, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { join, relative, sep } from 'node:path';
+import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { HypervisorError, InvalidArgument } from '../errors/index.js';
 
@@ -40,7 +40,8 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   return [...new Set(inside)].sort((a, b) => b.length - a.length);
 }
 
-async function mountCommand(step: string, args: string[]): Promise<void> {
+/** Runs mount(8); a failure is a HypervisorError naming `step` with mount's own words. */
+export async function mountCommand(step: string, args: string[]): Promise<void> {
   try {
     await run('mount', args);
   } catch (err) {
@@ -118,20 +119,4 @@ export async function releaseVolumes(shared: string, containerId: string): Promi
     await rmdir(path).catch(() => unlink(path).catch(() => undefined));
   }
   await rmdir(dir).catch(() => undefined);
-}
-
-/** The OCI mounts that put each bound volume at its destination: sources relative to the bundle (OCI allows it). */
-export function volumeSpecMounts(
-  bundleDir: string,
-  shared: string,
-  containerId: string,
-  mounts: readonly VolumeMount[],
-): { destination: string; type: string; source: string; options: string[] }[] {
-  const from = relative(bundleDir, volumesDir(shared, containerId));
-  return mounts.map((volume, i) => ({
-    destination: volume.destination,
-    type: 'bind',
-    source: join(from, String(i)),
-    options: ['rbind', volume.readonly ? 'ro' : 'rw'],
-  }));
 }

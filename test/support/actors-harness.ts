@@ -3,7 +3,12 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { createRuntime, type RuntimeHandle, type RuntimeOptions } from '../../src/actors/index.js';
+import {
+  createRuntime,
+  type RuntimeHandle,
+  type RuntimeOptions,
+  unmountAllUnder,
+} from '../../src/actors/index.js';
 import type { EventEnvelope } from '../../src/events/index.js';
 import { createMemoryEventStore, type EventStore } from '../../src/store/index.js';
 import { FakeAgent, FakeHypervisor, FakeWorld } from './fake-world.js';
@@ -42,7 +47,7 @@ export async function makeHarness(
   await mkdir(join(bundle, 'rootfs', 'bin'), { recursive: true });
   await writeFile(
     join(bundle, 'config.json'),
-    JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'] } }),
+    JSON.stringify({ ociVersion: '1.0.2', root: { path: 'rootfs' }, process: { args: ['sh'] } }),
   );
   await writeFile(join(bundle, 'rootfs', 'bin', 'sh'), '#!fake\n');
   const world = new FakeWorld();
@@ -83,6 +88,8 @@ export async function makeHarness(
     },
     async cleanup() {
       await h.runtime?.shutdown().catch(() => undefined);
+      // Bundles are bind-mounted into the share: unmounted first, or the remove would reach through them.
+      await unmountAllUnder(dir);
       await rm(dir, { recursive: true, force: true });
     },
   };

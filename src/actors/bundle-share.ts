@@ -1,0 +1,87 @@
+// A container's bundle put into the sandbox share without copying: its rootfs bind-mounted, its translated
+// config.json written beside it, its host binds bound below the share; all of it undone before anything is removed.
+import { mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { bindSourcePlaceholder, type GuestTranslation, type OciMount } from '../bundle/index.js';
+import {
+  bindVolumes,
+  mountCommand,
+  mountsUnder,
+  releaseVolumes,
+  unmountAllUnder,
+  type VolumeMount,
+  volumesDir,
+} from './volumes.js';
+
+/** `<shared>/<containerId>`: what the guest reads as the container's bundle (config.json + rootfs). */
+export function sharedBundleDir(shared: string, containerId: string): string {
+  return join(shared, containerId);
+}
+
+async function writeFileSynced(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const file = await open(tmp, 'w', 0o644);
+  try {
+    await file.writeFile(text);
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  await rename(tmp, path);
+}
+
+/**
+ * Shares a translated bundle with the guest: binds the rootfs at `<bundle dir>/rootfs` (read-only on the host too
+ * when root.readonly), binds the spec's host binds and then the client's volumes below the share, and writes the
+ * guest's config.json with each bind's source named relative to the bundle dir. Idempotent (a retried create
+ * finds its binds in place). Throws InvalidArgument naming the field for a source that is gone.
+ */
+export async function shareBundle(
+  shared: string,
+  containerId: string,
+  translation: GuestTranslation,
+  volumes: readonly VolumeMount[],
+): Promise<void> {
+  const dir = sharedBundleDir(shared, containerId);
+  await mkdir(dir, { recursive: true });
+  const rootfs = join(dir, 'rootfs');
+  if (!(await mountsUnder(rootfs)).includes(rootfs)) {
+    await mkdir(rootfs, { recursive: true });
+    // Not recursive: what the bundle wants mounted inside its rootfs, it says in its mounts.
+    await mountCommand('bind rootfs', ['--bind', translation.rootfs, rootfs]);
+    if (translation.readonlyRootfs)
+      await mountCommand('bind rootfs read-only', ['-o', 'remount,bind,ro', rootfs]);
+  }
+  // The bundle's own binds first, then the client's volumes: their indexes below the share follow that order.
+  const binds = [...translation.binds, ...volumes];
+  if (binds.length > 0) await bindVolumes(shared, containerId, binds);
+  const from = relative(dir, volumesDir(shared, containerId));
+  const sourceOf = new Map(
+    translation.binds.map((_, i) => [bindSourcePlaceholder(i), join(from, String(i))]),
+  );
+  const mounts: OciMount[] = [
+    ...(translation.guestSpec.mounts ?? []).map((m) => {
+      const source = m.source === undefined ? undefined : sourceOf.get(m.source);
+      return source === undefined ? m : { ...m, source };
+    }),
+    ...volumes.map((volume, i) => ({
+      destination: volume.destination,
+      type: 'bind',
+      source: join(from, String(translation.binds.length + i)),
+      options: ['rbind', volume.readonly ? 'ro' : 'rw'],
+    })),
+  ];
+  await writeFileSynced(join(dir, 'config.json'), JSON.stringify({ ...translation.guestSpec, mounts }));
+}
+
+/**
+ * Undoes shareBundle: unmounts the rootfs and every bind (checking that nothing stays mounted), then removes
+ * the bundle dir. Never removes while anything below it is mounted, so a host rootfs can never be reached.
+ */
+export async function unshareBundle(shared: string, containerId: string): Promise<void> {
+  const dir = sharedBundleDir(shared, containerId);
+  await releaseVolumes(shared, containerId);
+  await unmountAllUnder(dir);
+  await rmdir(join(dir, 'rootfs')).catch(() => undefined);
+  await rm(dir, { recursive: true, force: true });
+}
