@@ -28,8 +28,8 @@ export function renderApiDocs(): string {
   out.push('as each finishes (match them by `id`). Batches (a JSON array of requests) are answered with');
   out.push('an array. `params` is always an object. A line over **1 MiB** is refused with -32600');
   out.push('(the connection stays usable). A client may half-close its side (EOF) after its last');
-  out.push('request, newline or not: the server answers every request it read, delivers the');
-  out.push("connection's subscriptions until they end, then closes its side.");
+  out.push('request, newline or not: the server answers every request it read, then closes its side.');
+  out.push("The connection's subscriptions end at its EOF.");
   out.push('');
   out.push('Ids of sandboxes, containers and execs match `^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`; paths');
   out.push('must be absolute, normalised, without `.`/`..` segments.');

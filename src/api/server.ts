@@ -71,7 +71,7 @@ interface Connection {
   readonly subscriptions: Map<string, { spec: SubscriptionSpec; teardown?: () => void; ended: boolean }>;
   inFlight: number;
   nextSub: number;
-  /** The client half-closed: once nothing is in flight and no subscription is left, the server ends too. */
+  /** The client half-closed (or hung up): the server ends too once nothing is in flight. */
   readEnded: boolean;
 }
 
@@ -225,15 +225,17 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
     conn.subscriptions.delete(id);
     sub.ended = true;
     sub.teardown?.();
-    endIfDone(conn);
     return true;
   }
 
-  /** A client that sent EOF gets every answer and notification it asked for, then the server's EOF. */
+  /**
+   * A client that sent EOF gets the answer to every request it sent, then the server's EOF. EOF reads the
+   * same for a half-close and a hang-up, so its subscriptions end there: a gone client's would linger.
+   */
   function endIfDone(conn: Connection): void {
-    if (conn.readEnded && conn.inFlight === 0 && conn.subscriptions.size === 0 && !conn.socket.destroyed) {
-      conn.socket.end();
-    }
+    if (!conn.readEnded || conn.socket.destroyed) return;
+    for (const id of [...conn.subscriptions.keys()]) endSubscription(conn, id);
+    if (conn.inFlight === 0) conn.socket.end();
   }
 
   function connectionContext(conn: Connection): ConnectionContext {
