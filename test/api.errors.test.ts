@@ -16,7 +16,7 @@ describe('api errors', () => {
   let h: Harness;
   let c: ApiClient;
   before(async () => {
-    h = await startHarness({ fake: { startDelayMs: 100 } });
+    h = await startHarness();
     c = await connectApi(h.socketPath);
   });
   after(async () => {
@@ -59,8 +59,8 @@ describe('api errors', () => {
   it('maps a wait that outlives timeoutMs to Timeout (-32005)', async () => {
     await c.call('sandbox.create', { id: 'tw' });
     await c.call('sandbox.start', { id: 'tw' });
-    // A process that never exits, created through the fake directly (no bundle on disk needed).
-    await h.runtime.createContainer({ sandboxId: 'tw', id: 'c', bundle: '/b', process: { args: ['sleep'] } });
+    // The fake world's processes run until the test ends them.
+    await c.call('container.create', { sandboxId: 'tw', id: 'c', bundle: h.apiBundle });
     await c.call('container.start', { sandboxId: 'tw', id: 'c' });
     const e = await refused(c.call('container.wait', { sandboxId: 'tw', id: 'c', timeoutMs: 50 }));
     assert.equal(e.rpcCode, -32005);

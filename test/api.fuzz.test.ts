@@ -6,18 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { z } from 'zod';
-import {
-  type ApiClient,
-  type ApiServer,
-  connectApi,
-  createApiServer,
-  methodTable,
-  RpcCallError,
-} from '../src/api/index.js';
+import { type ApiClient, connectApi, methodTable, RpcCallError } from '../src/api/index.js';
 import { jsonRpcCodeOf } from '../src/errors/index.js';
 import { checkTransitions } from '../src/machines/index.js';
-import { type Harness, makeHarness } from './support/actors-harness.js';
-import { rawClient, writeMinimalBundle } from './support/api-harness.js';
+import { type Harness, rawClient, startHarness } from './support/api-harness.js';
 import {
   type FieldOverrides,
   garbageParams,
@@ -258,7 +250,6 @@ type Outcome = { ok: true; result: unknown } | { ok: false; error: unknown };
 
 describe('api fuzz: every method, arbitrary params, over the actor runtime (fake world)', () => {
   let h: Harness;
-  let server: ApiServer;
   let socket: string;
   let client: ApiClient;
   let clientClosed = false;
@@ -518,20 +509,13 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
   };
 
   before(async () => {
-    h = await makeHarness();
-    server = createApiServer({
-      runtime: h.runtime,
-      events: h.store,
-      checkTransitions,
-      facts: { version: 'test', pid: process.pid, startedAt: new Date().toISOString() },
-    });
-    socket = join(h.dir, 'api.sock');
-    await server.listen(socket);
+    h = await startHarness({ server: { checkTransitions } });
+    socket = h.socketPath;
     await connect();
     portHolder = createServer();
     await new Promise<void>((resolve) => portHolder.listen({ port: 0, host: '127.0.0.1' }, resolve));
     takenPort = (portHolder.address() as AddressInfo).port;
-    paths.bundle = await writeMinimalBundle(join(h.dir, 'api-bundle'));
+    paths.bundle = h.apiBundle;
     paths.noBundle = join(h.dir, 'no-such-bundle');
     paths.fileBundle = join(paths.bundle, 'config.json');
     paths.emptyBundle = join(h.dir, 'empty-bundle');
@@ -546,8 +530,7 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
     for (const [method, counts] of stats)
       console.log(method.padEnd(24), JSON.stringify(Object.fromEntries(counts)));
     client.close();
-    await server.close({ graceMs: 1000 });
-    await h.cleanup();
+    await h.close();
     await new Promise((resolve) => portHolder.close(resolve));
   });
 

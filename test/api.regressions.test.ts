@@ -1,28 +1,17 @@
 // Cases the API fuzz test found (each failed once): bad input refused by name, typed errors for racing commands.
 import assert from 'node:assert/strict';
 import { type AddressInfo, createServer } from 'node:net';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { type ApiClient, type ApiServer, connectApi, createApiServer } from '../src/api/index.js';
-import { type Harness, makeHarness } from './support/actors-harness.js';
-import { rawClient, refused, writeMinimalBundle } from './support/api-harness.js';
+import { type ApiClient, connectApi } from '../src/api/index.js';
+import { type Harness, rawClient, refused, startHarness } from './support/api-harness.js';
 
 describe('API regressions found by fuzzing', () => {
   let h: Harness;
-  let server: ApiServer;
   let c: ApiClient;
-  let socket: string;
   before(async () => {
-    h = await makeHarness();
-    server = createApiServer({
-      runtime: h.runtime,
-      events: h.store,
-      facts: { version: 't', pid: 1, startedAt: '' },
-    });
-    socket = join(h.dir, 'api.sock');
-    await server.listen(socket);
-    c = await connectApi(socket);
-    const bundle = await writeMinimalBundle(join(h.dir, 'b'));
+    h = await startHarness();
+    c = await connectApi(h.socketPath);
+    const bundle = h.apiBundle;
     await c.call('sandbox.create', { id: 'sb' });
     await c.call('sandbox.start', { id: 'sb' });
     await c.call('container.create', { sandboxId: 'sb', id: 'c', bundle });
@@ -30,8 +19,7 @@ describe('API regressions found by fuzzing', () => {
   });
   after(async () => {
     c.close();
-    await server.close({ graceMs: 100 });
-    await h.cleanup();
+    await h.close();
   });
 
   const invalid = async (method: string, params: unknown, field: string) => {
@@ -96,7 +84,7 @@ describe('API regressions found by fuzzing', () => {
     );
   });
   it('8. a command overtaken by a forced delete gets a typed error, not Internal', async () => {
-    const bundle = join(h.dir, 'b');
+    const bundle = h.apiBundle;
     const pairs: [string, string, (id: string) => unknown, string, (id: string) => unknown][] = [
       ['running', 'sandbox.stop', (id) => ({ id }), 'sandbox.delete', (id) => ({ id, force: true })],
       ['running', 'sandbox.pause', (id) => ({ id }), 'sandbox.delete', (id) => ({ id, force: true })],
@@ -144,7 +132,7 @@ describe('API regressions found by fuzzing', () => {
   });
 
   it('9. an unknown method carries data.code like every other protocol error', async () => {
-    const raw = await rawClient(socket);
+    const raw = await rawClient(h.socketPath);
     const answer = (await raw.request({ jsonrpc: '2.0', id: 1, method: 'no.such' })) as {
       error: { code: number; data?: { code?: string } };
     };

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { type ApiClient, connectApi, type Notification } from '../src/api/index.js';
 import type { EventEnvelope } from '../src/events/index.js';
 import { type Harness, rawClient, startHarness } from './support/api-harness.js';
+import { until } from './support/vm.js';
 
 function collect(c: ApiClient, method: string, until: (ns: Notification[]) => boolean, ms = 5000) {
   return new Promise<Notification[]>((resolve, reject) => {
@@ -21,6 +22,8 @@ function collect(c: ApiClient, method: string, until: (ns: Notification[]) => bo
   });
 }
 
+const NOISE = 5000;
+
 describe('api subscriptions', () => {
   let h: Harness;
   before(async () => {
@@ -35,20 +38,38 @@ describe('api subscriptions', () => {
     await c.call('sandbox.create', { id: 's1' });
     await c.call('sandbox.create', { id: 's2' });
     // Listen first: notifications may arrive in the same read as the subscribe response.
-    const got = collect(c, 'events.event', (ns) => ns.length === 3);
+    const all: Notification[] = [];
+    const off = c.onNotification((n) => {
+      if (n.method === 'events.event') all.push(n);
+    });
+    /** Every notification before the marker: a delete of s1 after the rest, whose event must come last. */
+    const untilMarker = async () => {
+      await c.call('sandbox.delete', { id: 's1' });
+      const marker = async () =>
+        all.some((n) => (n.params.event as EventEnvelope).type === 'SandboxDeleted') ? true : undefined;
+      await until('the SandboxDeleted marker', 5000, marker);
+      off();
+      return all;
+    };
     const sub = (await c.call('events.subscribe', { fromSeq: 1, stream: 'sandbox-s1' })) as {
       subscription: string;
     };
     await c.call('sandbox.start', { id: 's1' });
     await c.call('sandbox.start', { id: 's2' });
     await c.call('sandbox.stop', { id: 's1' });
-    const ns = await got;
+    await h.runtime.idle();
+    const stored = (await h.events()).filter((e) => e.stream === 'sandbox-s1');
+    const ns = await untilMarker();
     const events = ns.map((n) => n.params.event as EventEnvelope);
+    assert.deepEqual(events.slice(0, stored.length), stored, 'stored then live, each once, in seq order');
+    assert.ok(
+      events.slice(stored.length).every((e) => e.type.startsWith('SandboxDelete')),
+      'nothing but the marker after them',
+    );
     assert.deepEqual(
-      events.map((e) => e.type),
+      ['SandboxCreated', 'SandboxStarted', 'SandboxStopped'].filter((t) => events.some((e) => e.type === t)),
       ['SandboxCreated', 'SandboxStarted', 'SandboxStopped'],
     );
-    assert.ok(events.every((e) => e.stream === 'sandbox-s1'));
     assert.ok(ns.every((n) => n.params.subscription === sub.subscription));
     for (let i = 1; i < events.length; i++) assert.ok(events[i]!.seq > events[i - 1]!.seq);
     c.close();
@@ -57,14 +78,21 @@ describe('api subscriptions', () => {
   it('stops notifications after events.unsubscribe', async () => {
     const c = await connectApi(h.socketPath);
     const { subscription } = (await c.call('events.subscribe', {})) as { subscription: string };
-    let after = 0;
-    c.onNotification(() => {
-      after++;
+    // A second subscription, made after the first, is told of every event after it: the barrier.
+    const { subscription: marker } = (await c.call('events.subscribe', {})) as { subscription: string };
+    const seen: string[] = [];
+    c.onNotification((n) => {
+      seen.push(
+        `${n.params.subscription === marker ? 'marker' : 'other'} ${(n.params.event as EventEnvelope).stream}`,
+      );
     });
     assert.deepEqual(await c.call('events.unsubscribe', { subscription }), { unsubscribed: true });
     await c.call('sandbox.create', { id: 'unsub' });
-    await new Promise((r) => setTimeout(r, 50));
-    assert.equal(after, 0);
+    await c.call('sandbox.create', { id: 'unsub-marker' });
+    await until('the marker event', 5000, async () =>
+      seen.includes('marker sandbox-unsub-marker') ? true : undefined,
+    );
+    assert.deepEqual(seen, ['marker sandbox-unsub', 'marker sandbox-unsub-marker']);
     assert.deepEqual(await c.call('events.unsubscribe', { subscription }), { unsubscribed: false });
     c.close();
   });
@@ -75,13 +103,11 @@ describe('api subscriptions', () => {
     await a.call('events.subscribe', {});
     await b.call('events.subscribe', {});
     a.close();
-    await new Promise((r) => setTimeout(r, 50));
+    // Only b is left once the server has seen a's close (other tests' clients are closed too).
+    await until('the server saw a close', 5000, async () => (h.server.connections === 1 ? true : undefined));
     const got = collect(b, 'events.event', (ns) => ns.length >= 1);
     await b.call('sandbox.create', { id: 'after-close' });
     assert.equal(((await got)[0]!.params.event as EventEnvelope).stream, 'sandbox-after-close');
-    // Only b is left once the server has seen a's close (other tests' clients are closed too).
-    for (let i = 0; i < 100 && h.server.connections > 1; i++) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(h.server.connections, 1);
     b.close();
   });
 
@@ -92,12 +118,14 @@ describe('api subscriptions', () => {
       result: { subscription: string };
     };
     slow.socket.pause();
-    const fastGot = collect(fast, '*', () => false, 100).catch(() => undefined);
-    await h.runtime.noise(20_000);
+    // 5,000 events of about 600 bytes: far more than the 64 KiB the server may queue for the connection.
+    const pad = { pad: 'x'.repeat(400) };
+    await Promise.all(
+      Array.from({ length: NOISE }, (_, i) => h.runtime.createSandbox(`noise${i}`, { labels: pad })),
+    );
     // The fast client is unaffected.
     const info = (await fast.call('daemon.info')) as { events: { lastSeq: number } };
-    assert.ok(info.events.lastSeq >= 20_000);
-    await fastGot;
+    assert.ok(info.events.lastSeq >= NOISE);
     slow.socket.resume();
     let notice: { method?: string; params?: Record<string, unknown> } | undefined;
     let delivered = 0;
@@ -109,7 +137,7 @@ describe('api subscriptions', () => {
       }
       delivered++;
     }
-    assert.ok(delivered < 20_000, `only part was delivered (${delivered})`);
+    assert.ok(delivered < NOISE, `only part was delivered (${delivered})`);
     assert.equal(notice.params?.subscription, sub.result.subscription);
     assert.equal(notice.params?.kind, 'events');
     assert.match(String(notice.params?.reason), /slow consumer/);
@@ -132,12 +160,7 @@ describe('api subscriptions', () => {
     const c = await connectApi(h.socketPath);
     await c.call('sandbox.create', { id: 'out' });
     await c.call('sandbox.start', { id: 'out' });
-    await h.runtime.createContainer({
-      sandboxId: 'out',
-      id: 'c',
-      bundle: '/b',
-      process: { args: ['exit', '3'] },
-    });
+    await c.call('container.create', { sandboxId: 'out', id: 'c', bundle: h.apiBundle });
     const got = collect(c, '*', (ns) => ns.filter((n) => n.method === 'exec.outputEnd').length === 2);
     const { subscription } = (await c.call('exec.output', {
       sandboxId: 'out',
@@ -153,9 +176,21 @@ describe('api subscriptions', () => {
         .filter((n) => n.method === 'exec.output' && n.params.stream === s)
         .map((n) => Buffer.from(String(n.params.data), 'base64').toString())
         .join('');
-    assert.equal(text('stdout'), 'exit 3\n');
-    assert.equal(text('stderr'), 'exiting with 3\n');
-    assert.deepEqual(await c.call('container.wait', { sandboxId: 'out', id: 'c' }), { exitCode: 3 });
+    // The fake world's agent prints one line to stdout and nothing to stderr.
+    assert.equal(text('stdout'), 'stdout of out/c/\n');
+    assert.equal(text('stderr'), '');
+    assert.deepEqual(
+      ns
+        .filter((n) => n.method === 'exec.outputEnd')
+        .map((n) => n.params.stream)
+        .sort(),
+      ['stderr', 'stdout'],
+    );
+    h.world.exitProcess('out', 'c', '', { exitCode: 3 });
+    assert.equal(
+      (await c.call<{ exitCode: number }>('container.wait', { sandboxId: 'out', id: 'c' })).exitCode,
+      3,
+    );
     const once = (await c.call('exec.output', {
       sandboxId: 'out',
       containerId: 'c',
@@ -165,7 +200,7 @@ describe('api subscriptions', () => {
       stdout: string;
       complete: boolean;
     };
-    assert.equal(Buffer.from(once.stdout, 'base64').toString(), 'exit 3\n');
+    assert.equal(Buffer.from(once.stdout, 'base64').toString(), 'stdout of out/c/\n');
     assert.equal(once.complete, true);
     c.close();
   });

@@ -2,27 +2,18 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { SandboxView } from '../src/actors/index.js';
-import { type ApiClient, type ApiServer, connectApi, createApiServer } from '../src/api/index.js';
+import { type ApiClient, connectApi } from '../src/api/index.js';
 import { streamOf } from '../src/events/index.js';
-import { type Harness, makeHarness } from './support/actors-harness.js';
-import { refused } from './support/api-harness.js';
+import { type Harness, refused, startHarness } from './support/api-harness.js';
 import { sizingOf } from './support/fake-world.js';
 
 describe('api: sandbox.update', () => {
   let h: Harness;
-  let server: ApiServer;
   let c: ApiClient;
 
   before(async () => {
-    h = await makeHarness();
-    server = createApiServer({
-      runtime: h.runtime,
-      events: h.store,
-      facts: { version: 'test', pid: process.pid, startedAt: new Date().toISOString() },
-    });
-    const socket = `${h.dir}/api.sock`;
-    await server.listen(socket);
-    c = await connectApi(socket);
+    h = await startHarness();
+    c = await connectApi(h.socketPath);
     await c.call('sandbox.create', {
       id: 'sb',
       config: { vcpus: 1, maxVcpus: 2, memoryMiB: 512, maxMemoryMiB: 1024 },
@@ -32,8 +23,7 @@ describe('api: sandbox.update', () => {
 
   after(async () => {
     c.close();
-    await server.close({ graceMs: 1000 });
-    await h.cleanup();
+    await h.close();
   });
 
   const resizedCount = async () => {

@@ -1,48 +1,84 @@
-// Test harness: an API server over a FAKE runtime on a temp socket, and a raw line client for protocol tests.
+// Test harness: the API server over the REAL actor runtime (fake world, memory store) on a temp socket,
+// plus raw line clients for protocol tests.
 
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { RuntimeOptions } from '../../src/actors/index.js';
 import { type ApiServer, type ApiServerOptions, createApiServer, RpcCallError } from '../../src/api/index.js';
-import { createFakeRuntime, type FakeRuntime, type FakeRuntimeOptions } from './fake-runtime.js';
+import { type Harness as ActorsHarness, makeHarness } from './actors-harness.js';
 
-export interface Harness {
-  readonly dir: string;
+export interface Harness extends ActorsHarness {
   readonly socketPath: string;
   readonly server: ApiServer;
-  readonly runtime: FakeRuntime;
+  /** A bundle container.create accepts (config.json with root and args, rootfs/). */
+  readonly apiBundle: string;
   close(): Promise<void>;
 }
 
 export async function startHarness(
-  options: { fake?: FakeRuntimeOptions; server?: Partial<ApiServerOptions> } = {},
+  options: { runtime?: Partial<RuntimeOptions>; server?: Partial<ApiServerOptions> } = {},
 ): Promise<Harness> {
-  const dir = await mkdtemp(join(tmpdir(), 'sandboxd-api-'));
-  const socketPath = join(dir, 'api.sock');
-  const runtime = createFakeRuntime(options.fake);
+  const actors = await makeHarness(options.runtime);
+  const socketPath = join(actors.dir, 'api.sock');
   const server = createApiServer({
-    runtime,
-    events: runtime.store,
+    runtime: actors.runtime,
+    events: actors.store,
+    accel: () => actors.hypervisor.accel(),
     facts: {
       version: 'test',
       pid: process.pid,
       startedAt: new Date().toISOString(),
-      stateDir: dir,
+      stateDir: actors.stateDir,
       socket: socketPath,
     },
     ...options.server,
   });
   await server.listen(socketPath);
-  return {
-    dir,
+  const apiBundle = await writeMinimalBundle(join(actors.dir, 'api-bundle'));
+  return Object.assign(actors, {
     socketPath,
     server,
-    runtime,
+    apiBundle,
     async close() {
       await server.close({ graceMs: 1000 });
-      await rm(dir, { recursive: true, force: true });
+      // Deleting unbinds the volumes the runtime bound on the host, so the temp dir can go.
+      for (const s of actors.runtime.listSandboxes()) {
+        await actors.runtime.deleteSandbox(s.id, { force: true }).catch(() => undefined);
+      }
+      await actors.cleanup();
+    },
+  });
+}
+
+/**
+ * Holds every call of `obj[name]` until `release()`: `reached` resolves at the first call. A barrier for
+ * "while this effect is in flight" that no machine load can reorder.
+ */
+export function gate<T extends object>(
+  obj: T,
+  name: keyof T & string,
+): { reached: Promise<void>; release(): void } {
+  const original = obj[name] as unknown as (...args: unknown[]) => unknown;
+  let reach!: () => void;
+  let open!: () => void;
+  const reached = new Promise<void>((r) => {
+    reach = r;
+  });
+  const opened = new Promise<void>((r) => {
+    open = r;
+  });
+  (obj as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+    reach();
+    await opened;
+    return original.apply(obj, args);
+  };
+  return {
+    reached,
+    release() {
+      (obj as Record<string, unknown>)[name] = original;
+      open();
     },
   };
 }
