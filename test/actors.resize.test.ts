@@ -5,6 +5,7 @@ import { streamOf } from '../src/events/index.js';
 import { checkTransitions } from '../src/machines/index.js';
 import { type Harness, makeHarness } from './support/actors-harness.js';
 import { sizingOf } from './support/fake-world.js';
+import { gate } from './support/gate.js';
 
 const config = { vcpus: 1, maxVcpus: 2, memoryMiB: 512, maxMemoryMiB: 1024 };
 
@@ -173,10 +174,14 @@ describe('sandbox.update (fake world)', () => {
   it('holds the sandbox turn: a pause asked during the hotplug waits for the resize', async () => {
     h = await makeHarness();
     await running(h);
-    h.world.delays.hotplug = 50;
+    // The DIMM hotplug is held until the pause was asked and had its chance to run.
+    const hotplug = gate(h.hypervisor, 'hotplugMemory');
     const update = h.runtime.updateSandbox('s', { vcpus: 2, memoryMiB: 640 });
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await hotplug.reached;
     const pause = h.runtime.pauseSandbox('s');
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(!(await sandboxTypes(h)).includes('SandboxPauseRequested'), 'the pause waits for its turn');
+    hotplug.release();
     await Promise.all([update, pause]);
     const types = await sandboxTypes(h);
     assert.deepEqual(types.slice(-3), ['SandboxResized', 'SandboxPauseRequested', 'SandboxPaused']);

@@ -31,8 +31,11 @@ describe('api protocol', () => {
   it('reassembles a request split across writes and handles two requests in one write', async () => {
     const c = await rawClient(h.socketPath);
     const line = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'sandbox.list' });
-    c.send(line.slice(0, 10));
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => c.socket.write(line.slice(0, 10), r));
+    // A round trip on another connection, begun once the first piece was sent, lets the server read it alone.
+    const other = await rawClient(h.socketPath);
+    await other.request({ jsonrpc: '2.0', id: 1, method: 'daemon.info' });
+    other.close();
     c.send(`${line.slice(10)}\n${JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'sandbox.list' })}\n`);
     const ids = [((await c.next()) as Resp).id, ((await c.next()) as Resp).id].sort();
     assert.deepEqual(ids, [1, 2]);

@@ -92,20 +92,28 @@ describe('reconciliation after a restart', () => {
     await killDaemon(h);
     const rt = await h.restart();
     assert.equal(rt.getSandbox('s').state, 'paused');
-    // A guest just resumed under TCG answers slowly: the list it gives describes the moment it was asked.
+    // A guest just resumed under TCG answers slowly (a simulated latency, not a wait of the test): the list
+    // it gives describes the moment it was asked.
     const agent = h.agent;
     const list = agent.listContainers.bind(agent);
-    agent.listContainers = async (sandboxId) => {
-      const infos = await list(sandboxId);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      return infos;
+    let listed = 0;
+    const lists: Promise<unknown>[] = [];
+    agent.listContainers = (sandboxId) => {
+      const answer = list(sandboxId).then(async (infos) => {
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        listed++;
+        return infos;
+      });
+      lists.push(answer);
+      return answer;
     };
     h.world.delays.createContainer = createDelayMs;
     assert.equal((await rt.resumeSandbox('s')).state, 'running');
-    assert.ok(agent.calls.includes('listContainers:s'), 'the containers were checked during the resume');
+    assert.ok(listed > 0, 'the containers were checked (and answered) before the resume returned');
     await rt.createContainer({ sandboxId: 's', id: 'after', bundle: h.bundle });
     assert.equal((await rt.startContainer('s', 'after')).state, 'running');
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // Barrier: every list asked so far has answered and whatever it set off has run.
+    await Promise.all(lists);
     await rt.idle();
     assert.equal(rt.getContainer('s', 'after').state, 'running');
     assert.equal(rt.getContainer('s', 'old').state, 'running');

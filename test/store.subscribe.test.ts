@@ -125,8 +125,13 @@ for (const [name, open] of candidates) {
         const subscription = store.subscribe().subscribe((event) => seen.push(event.seq));
         while (seen.length < 3) await new Promise((resolve) => setImmediate(resolve));
         subscription.unsubscribe();
+        // Barrier: a subscriber made after the first must see the new events; by then the first would have.
+        const marker: number[] = [];
+        const after = store.subscribe(4).subscribe((event) => marker.push(event.seq));
         await store.append('s', 3, batch(3, 2));
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        while (marker.length < 2) await new Promise((resolve) => setImmediate(resolve));
+        after.unsubscribe();
+        assert.deepEqual(marker, [4, 5]);
         assert.deepEqual(seen, [1, 2, 3]);
       } finally {
         await store.close();

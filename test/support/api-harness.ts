@@ -9,6 +9,8 @@ import type { RuntimeOptions } from '../../src/actors/index.js';
 import { type ApiServer, type ApiServerOptions, createApiServer, RpcCallError } from '../../src/api/index.js';
 import { type Harness as ActorsHarness, makeHarness } from './actors-harness.js';
 
+export { gate } from './gate.js';
+
 export interface Harness extends ActorsHarness {
   readonly socketPath: string;
   readonly server: ApiServer;
@@ -50,37 +52,6 @@ export async function startHarness(
       await actors.cleanup();
     },
   });
-}
-
-/**
- * Holds every call of `obj[name]` until `release()`: `reached` resolves at the first call. A barrier for
- * "while this effect is in flight" that no machine load can reorder.
- */
-export function gate<T extends object>(
-  obj: T,
-  name: keyof T & string,
-): { reached: Promise<void>; release(): void } {
-  const original = obj[name] as unknown as (...args: unknown[]) => unknown;
-  let reach!: () => void;
-  let open!: () => void;
-  const reached = new Promise<void>((r) => {
-    reach = r;
-  });
-  const opened = new Promise<void>((r) => {
-    open = r;
-  });
-  (obj as Record<string, unknown>)[name] = async (...args: unknown[]) => {
-    reach();
-    await opened;
-    return original.apply(obj, args);
-  };
-  return {
-    reached,
-    release() {
-      (obj as Record<string, unknown>)[name] = original;
-      open();
-    },
-  };
 }
 
 /** A raw connection: send lines, read parsed lines back. */
