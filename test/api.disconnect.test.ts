@@ -1,19 +1,19 @@
 // A client that hangs up mid-request, mid-line or with requests in flight harms neither the daemon nor others.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { SandboxView } from '../src/actors/index.js';
 import { connectApi } from '../src/api/index.js';
-import { gate, type Harness, rawClient, startHarness } from './support/api-harness.js';
+import { gate, type Harness, rawClient, withApi } from './support/api-harness.js';
 import { until } from './support/vm.js';
 
 describe('api disconnects', () => {
   let h: Harness;
-  before(async () => {
-    h = await startHarness();
-  });
-  after(async () => {
-    await h.close();
-  });
+  withApi(
+    (api) => {
+      h = api.h;
+    },
+    { client: false },
+  );
 
   it('finishes a command whose client disconnected mid-request, and serves other clients meanwhile', async () => {
     const quitter = await rawClient(h.socketPath);

@@ -1,7 +1,7 @@
 // Application errors: each SandboxdError kind reaches the client with its stable number and data.code.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type ApiClient, connectApi, type RpcCallError, toRpcError } from '../src/api/index.js';
+import { describe, it } from 'node:test';
+import { type ApiClient, type RpcCallError, toRpcError } from '../src/api/index.js';
 import {
   AgentError,
   ConcurrencyConflict,
@@ -10,18 +10,13 @@ import {
   jsonRpcCodeOf,
   Timeout,
 } from '../src/errors/index.js';
-import { type Harness, refused, startHarness } from './support/api-harness.js';
+import { type Harness, refused, withApi } from './support/api-harness.js';
 
 describe('api errors', () => {
   let h: Harness;
   let c: ApiClient;
-  before(async () => {
-    h = await startHarness();
-    c = await connectApi(h.socketPath);
-  });
-  after(async () => {
-    c.close();
-    await h.close();
+  withApi((api) => {
+    ({ h, c } = api);
   });
 
   it('maps NotFound to -32001 with data.code NotFound', async () => {

@@ -1,18 +1,19 @@
 // events.read pages through the log in seq order with stream, type and time filters; events.streams lists streams.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { type ApiClient, connectApi } from '../src/api/index.js';
+import { before, describe, it } from 'node:test';
+import type { ApiClient } from '../src/api/index.js';
 import type { EventEnvelope } from '../src/events/index.js';
-import { type Harness, startHarness } from './support/api-harness.js';
+import { type Harness, withApi } from './support/api-harness.js';
 
 type Page = { events: EventEnvelope[]; nextSeq: number; lastSeq: number };
 
 describe('api events.read', () => {
   let h: Harness;
   let c: ApiClient;
+  withApi((api) => {
+    ({ h, c } = api);
+  });
   before(async () => {
-    h = await startHarness();
-    c = await connectApi(h.socketPath);
     for (const id of ['r1', 'r2', 'r3']) {
       await c.call('sandbox.create', { id });
       await c.call('sandbox.start', { id });
@@ -24,10 +25,6 @@ describe('api events.read', () => {
   /** What the log holds, read from the store itself (the runtime decides which events a lifecycle takes). */
   const stored = async (stream?: string) =>
     (await h.events()).filter((e) => stream === undefined || e.stream === stream);
-  after(async () => {
-    c.close();
-    await h.close();
-  });
 
   it('reads every event in seq order, in pages that continue from nextSeq', async () => {
     const all: EventEnvelope[] = [];

@@ -1,9 +1,9 @@
 // The wire protocol: newline framing, parse errors, invalid requests, unknown methods, batches, size limit.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { gate, type Harness, halfClose, rawClient, startHarness } from './support/api-harness.js';
+import { gate, type Harness, halfClose, rawClient, withApi } from './support/api-harness.js';
 
 type Resp = {
   id?: unknown;
@@ -13,12 +13,12 @@ type Resp = {
 
 describe('api protocol', () => {
   let h: Harness;
-  before(async () => {
-    h = await startHarness();
-  });
-  after(async () => {
-    await h.close();
-  });
+  withApi(
+    (api) => {
+      h = api.h;
+    },
+    { client: false },
+  );
 
   it('answers a request on one line with its id', async () => {
     const c = await rawClient(h.socketPath);

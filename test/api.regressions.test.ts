@@ -1,25 +1,22 @@
 // Cases the API fuzz test found (each failed once): bad input refused by name, typed errors for racing commands.
 import assert from 'node:assert/strict';
 import { type AddressInfo, createServer } from 'node:net';
-import { after, before, describe, it } from 'node:test';
-import { type ApiClient, connectApi } from '../src/api/index.js';
-import { type Harness, rawClient, refused, startHarness } from './support/api-harness.js';
+import { before, describe, it } from 'node:test';
+import type { ApiClient } from '../src/api/index.js';
+import { type Harness, rawClient, refused, withApi } from './support/api-harness.js';
 
 describe('API regressions found by fuzzing', () => {
   let h: Harness;
   let c: ApiClient;
+  withApi((api) => {
+    ({ h, c } = api);
+  });
   before(async () => {
-    h = await startHarness();
-    c = await connectApi(h.socketPath);
     const bundle = h.apiBundle;
     await c.call('sandbox.create', { id: 'sb' });
     await c.call('sandbox.start', { id: 'sb' });
     await c.call('container.create', { sandboxId: 'sb', id: 'c', bundle });
     await c.call('container.start', { sandboxId: 'sb', id: 'c' });
-  });
-  after(async () => {
-    c.close();
-    await h.close();
   });
 
   const invalid = async (method: string, params: unknown, field: string) => {

@@ -1,9 +1,9 @@
 // Subscriptions: events.event notifications in order, unsubscribe, end with the connection, slow subscribers dropped.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { type ApiClient, connectApi, type Notification } from '../src/api/index.js';
 import type { EventEnvelope } from '../src/events/index.js';
-import { type Harness, rawClient, startHarness } from './support/api-harness.js';
+import { type Harness, rawClient, withApi } from './support/api-harness.js';
 import { until } from './support/vm.js';
 
 function collect(c: ApiClient, method: string, until: (ns: Notification[]) => boolean, ms = 5000) {
@@ -26,12 +26,12 @@ const NOISE = 5000;
 
 describe('api subscriptions', () => {
   let h: Harness;
-  before(async () => {
-    h = await startHarness({ server: { subscriberQueueBytes: 64 * 1024 } });
-  });
-  after(async () => {
-    await h.close();
-  });
+  withApi(
+    (api) => {
+      h = api.h;
+    },
+    { client: false, server: { subscriberQueueBytes: 64 * 1024 } },
+  );
 
   it('delivers stored then live events exactly once in seq order, filtered by stream', async () => {
     const c = await connectApi(h.socketPath);

@@ -1,29 +1,24 @@
 // sandbox.update through the JSON-RPC API onto the actor runtime (fake world): params checked, typed refusals naming the field, the view back.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { SandboxView } from '../src/actors/index.js';
-import { type ApiClient, connectApi } from '../src/api/index.js';
+import type { ApiClient } from '../src/api/index.js';
 import { streamOf } from '../src/events/index.js';
-import { type Harness, refused, startHarness } from './support/api-harness.js';
+import { type Harness, refused, withApi } from './support/api-harness.js';
 import { sizingOf } from './support/fake-world.js';
 
 describe('api: sandbox.update', () => {
   let h: Harness;
   let c: ApiClient;
-
+  withApi((api) => {
+    ({ h, c } = api);
+  });
   before(async () => {
-    h = await startHarness();
-    c = await connectApi(h.socketPath);
     await c.call('sandbox.create', {
       id: 'sb',
       config: { vcpus: 1, maxVcpus: 2, memoryMiB: 512, maxMemoryMiB: 1024 },
     });
     await c.call('sandbox.start', { id: 'sb' });
-  });
-
-  after(async () => {
-    c.close();
-    await h.close();
   });
 
   const resizedCount = async () => {

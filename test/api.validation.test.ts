@@ -2,24 +2,21 @@
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { type ApiClient, connectApi } from '../src/api/index.js';
-import { type Harness, refused, startHarness, writeMinimalBundle } from './support/api-harness.js';
+import { before, describe, it } from 'node:test';
+import type { ApiClient } from '../src/api/index.js';
+import { type Harness, refused, withApi, writeMinimalBundle } from './support/api-harness.js';
 
 describe('api validation', () => {
   let h: Harness;
   let c: ApiClient;
   let bundle: string;
+  withApi((api) => {
+    ({ h, c } = api);
+  });
   before(async () => {
-    h = await startHarness();
-    c = await connectApi(h.socketPath);
     bundle = await writeMinimalBundle(join(h.dir, 'bundle'));
     await c.call('sandbox.create', { id: 'sb' });
     await c.call('sandbox.start', { id: 'sb' });
-  });
-  after(async () => {
-    c.close();
-    await h.close();
   });
 
   it('refuses ids that do not match the id pattern, naming the field', async () => {

@@ -5,8 +5,16 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import type { RuntimeOptions } from '../../src/actors/index.js';
-import { type ApiServer, type ApiServerOptions, createApiServer, RpcCallError } from '../../src/api/index.js';
+import {
+  type ApiClient,
+  type ApiServer,
+  type ApiServerOptions,
+  connectApi,
+  createApiServer,
+  RpcCallError,
+} from '../../src/api/index.js';
 import { type Harness as ActorsHarness, makeHarness } from './actors-harness.js';
 
 export { gate } from './gate.js';
@@ -51,6 +59,29 @@ export async function startHarness(
       }
       await actors.cleanup();
     },
+  });
+}
+
+type HarnessOptions = Parameters<typeof startHarness>[0];
+
+/**
+ * A suite's harness and (unless `client: false`) a connected client, opened before its tests and closed
+ * after them; `bind` receives them once open.
+ */
+export function withApi(
+  bind: (api: { h: Harness; c: ApiClient }) => void,
+  options: HarnessOptions & { client?: boolean } = {},
+): void {
+  let h: Harness | undefined;
+  let c: ApiClient | undefined;
+  before(async () => {
+    h = await startHarness(options);
+    c = options.client === false ? undefined : await connectApi(h.socketPath);
+    bind({ h, c: c as ApiClient });
+  });
+  after(async () => {
+    c?.close();
+    await h?.close();
   });
 }
 
