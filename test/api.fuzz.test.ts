@@ -296,11 +296,17 @@ describe('api fuzz: every method, arbitrary params, over the actor runtime (fake
     return outcome.result;
   };
 
-  /** Waits until background work (exits after a kill, a start's follow-ups) stopped appending events. */
+  /**
+   * Waits until background work (exits after a kill, a start's follow-ups) stopped appending events: the
+   * runtime idle, then a turn of the event loop (the fake world ends processes on the next one), until a
+   * round appends nothing.
+   */
   const quiesce = async () => {
-    for (let i = 0; i < 50; i++) {
+    for (;;) {
       const seq = h.store.lastSeq();
-      await new Promise((r) => setTimeout(r, 2));
+      await h.runtime.idle();
+      await new Promise((r) => setImmediate(r));
+      await h.runtime.idle();
       if (h.store.lastSeq() === seq) return;
     }
   };
