@@ -3,7 +3,9 @@
 import { mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { bindSourcePlaceholder, type GuestTranslation, type OciMount } from '../bundle/index.js';
+import type { StateDirGuard } from './host-paths.js';
 import {
+  bindChecked,
   bindVolumes,
   mountCommand,
   mountsUnder,
@@ -41,20 +43,22 @@ export async function shareBundle(
   containerId: string,
   translation: GuestTranslation,
   volumes: readonly VolumeMount[],
+  guard: StateDirGuard,
 ): Promise<void> {
   const dir = sharedBundleDir(shared, containerId);
   await mkdir(dir, { recursive: true });
   const rootfs = join(dir, 'rootfs');
   if (!(await mountsUnder(rootfs)).includes(rootfs)) {
-    await mkdir(rootfs, { recursive: true });
     // Not recursive: what the bundle wants mounted inside its rootfs, it says in its mounts.
-    await mountCommand('bind rootfs', ['--bind', translation.rootfs, rootfs]);
+    await bindChecked(guard, translation.rootfs, 'bundle', rootfs, 'bind rootfs');
     if (translation.readonlyRootfs)
       await mountCommand('bind rootfs read-only', ['-o', 'remount,bind,ro', rootfs]);
   }
   // The bundle's own binds first, then the client's volumes: their indexes below the share follow that order.
   const binds = [...translation.binds, ...volumes];
-  if (binds.length > 0) await bindVolumes(shared, containerId, binds);
+  const own = translation.binds.length;
+  const fieldOf = (i: number) => (i < own ? 'bundle' : `mounts.${i - own}.source`);
+  if (binds.length > 0) await bindVolumes(shared, containerId, binds, guard, fieldOf);
   const from = relative(dir, volumesDir(shared, containerId));
   const sourceOf = new Map(
     translation.binds.map((_, i) => [bindSourcePlaceholder(i), join(from, String(i))]),

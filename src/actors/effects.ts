@@ -25,6 +25,7 @@ import {
 } from '../hypervisor/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
+import type { StateDirGuard } from './host-paths.js';
 import type { SandboxConfig } from './types.js';
 import { unmountAllUnder } from './volumes.js';
 
@@ -67,6 +68,8 @@ export interface EffectContext {
   readonly logger: Logger;
   readonly dirs: (sandboxId: string) => SandboxDirs;
   readonly image: () => Promise<GuestImagePaths>;
+  /** Keeps every host path bound into a sandbox clear of the state dir. */
+  readonly guard: StateDirGuard;
   /**
    * Runs inside resumeVm, after the agent answers and before the sandbox counts as running, so no
    * command can create or start a container while recovery is still comparing the old ones with the guest.
@@ -334,7 +337,7 @@ export const containerEffectDefinitions: Readonly<Record<string, EffectDefinitio
       const shared = ctx.dirs(sandboxId).shared;
       const bundle = await readBundle(c.bundle);
       try {
-        await shareBundle(shared, entity.id, bundle.translation, c.mounts ?? []);
+        await shareBundle(shared, entity.id, bundle.translation, c.mounts ?? [], ctx.guard);
         const { pid } = await ctx.agent.createContainer(sandboxId, {
           containerId: entity.id,
           bundle: entity.id,

@@ -31,6 +31,7 @@ export class Entity<K extends EntityKind> {
   /** The last effect failure, rethrown to the command that waits for the outcome. */
   lastError: SandboxdError | undefined;
   private tail: Promise<unknown> = Promise.resolve();
+  private admitted: Promise<unknown> = Promise.resolve();
   private waiters: Waiter[] | undefined;
   private inflight: Set<AbortController> | undefined;
 
@@ -73,6 +74,17 @@ export class Entity<K extends EntityKind> {
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.tail.then(fn, fn);
     this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Runs a command's checks and append after every command that arrived before it on this entity had its own
+   * (commands apply in arrival order, even while an earlier one awaits host checks or its create). Unlike
+   * `exclusive`, outcomes do not queue here, so a command may wait in it for effects of its entity.
+   */
+  admit<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.admitted.then(fn, fn);
+    this.admitted = run.catch(() => undefined);
     return run;
   }
 

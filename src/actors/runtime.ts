@@ -42,6 +42,7 @@ import {
   vmShapeOf,
 } from './effects.js';
 import { type AnyEntity, ContainerActor, type Entity, ExecActor, SandboxActor } from './entity.js';
+import { checkContainerSources, StateDirGuard } from './host-paths.js';
 import { withIntent } from './intent.js';
 import { reconcileAll, reconcileContainers } from './recovery.js';
 import { currentSize, growVm, planResize, type ResizeRequest, sameSize } from './resize.js';
@@ -174,6 +175,14 @@ const execEnded = new Set(['exited', 'failed']);
 /** States an effect is in flight in: not worth a snapshot, recovery settles them from the log. */
 const transitional = new Set(['starting', 'pausing', 'resuming', 'stopping', 'deleting', 'creating']);
 
+function notFoundOf(entity: AnyEntity): NotFound {
+  if (entity instanceof SandboxActor) return new NotFound('sandbox', entity.id);
+  if (entity instanceof ContainerActor)
+    return new NotFound('container', entity.id, { sandboxId: entity.sandbox.id });
+  const c = entity.container;
+  return new NotFound('exec', entity.id, { sandboxId: c.sandbox.id, containerId: c.id });
+}
+
 /** The failure data a …Failed event keeps. */
 export function failureOf(step: string, err: SandboxdError): FailureData {
   return { step: (err.details.step as string | undefined) ?? step, kind: err.kind, message: err.message };
@@ -212,7 +221,11 @@ export class ActorRuntime implements RuntimeHandle {
   /** Sandboxes found paused at recovery: their containers are reconciled once they run again. */
   readonly containersUnchecked = new Set<string>();
 
+  /** Host paths bound into sandboxes stay clear of the state dir (checked here, so every client gets it). */
+  readonly guard: StateDirGuard;
+
   constructor(readonly options: RuntimeOptions) {
+    this.guard = new StateDirGuard(options.stateDir);
     this.logger =
       options.logger ??
       pino({ name: 'sandboxd.actors', level: process.env.SANDBOXD_LOG_LEVEL ?? 'info' }, pino.destination(2));
@@ -228,6 +241,7 @@ export class ActorRuntime implements RuntimeHandle {
       logger: this.logger,
       dirs: (id) => this.dirs(id),
       image,
+      guard: this.guard,
       afterResume: (sandbox) => this.reconcileAfterResume(sandbox),
     };
   }
@@ -561,6 +575,36 @@ export class ActorRuntime implements RuntimeHandle {
     return e;
   }
 
+  /** The sandbox, also while its create is pending (commands then wait for its turn, see `inTurn`). */
+  private sandboxEntry(id: string): SandboxActor {
+    const s = this.sandboxes.get(id);
+    if (!s) throw new NotFound('sandbox', id);
+    return s;
+  }
+
+  private containerEntry(sandboxId: string, id: string): ContainerActor {
+    const c = this.sandbox(sandboxId).containers.get(id);
+    if (!c) throw new NotFound('container', id, { sandboxId });
+    return c;
+  }
+
+  private execEntry(sandboxId: string, containerId: string, id: string): ExecActor {
+    const e = this.containerEntry(sandboxId, containerId).execs.get(id);
+    if (!e) throw new NotFound('exec', id, { sandboxId, containerId });
+    return e;
+  }
+
+  /**
+   * Runs a command's checks and append in its arrival turn on `entity` (Entity.admit): after every earlier
+   * command on it, a pending create included. An entity whose create was refused or failed is NotFound.
+   */
+  private inTurn<T>(entity: AnyEntity, fn: () => Promise<T>): Promise<T> {
+    return entity.admit(async () => {
+      if (entity.state === 'absent') throw notFoundOf(entity);
+      return fn();
+    });
+  }
+
   private requireState(entity: AnyEntity, allowed: readonly string[], command: string): void {
     if (!allowed.includes(entity.state))
       throw new InvalidState(entity.kind, entity.id, entity.state, command);
@@ -627,9 +671,23 @@ export class ActorRuntime implements RuntimeHandle {
     event: { type: string; data: unknown },
     transitional: readonly string[],
     success: readonly string[],
+    checks?: () => Promise<void> | void,
   ): Promise<void> {
-    entity.lastError = undefined;
-    await this.record(entity, event, { command });
+    await this.inTurn(entity, async () => {
+      await checks?.();
+      entity.lastError = undefined;
+      await this.record(entity, event, { command });
+    });
+    await this.settledAs(entity, command, transitional, success);
+  }
+
+  /** Waits until the entity leaves `transitional`; throws its failure unless it reached a `success` state. */
+  private async settledAs(
+    entity: AnyEntity,
+    command: string,
+    transitional: readonly string[],
+    success: readonly string[],
+  ): Promise<void> {
     await entity.settled((s) => !transitional.includes(s));
     if (!success.includes(entity.state)) {
       // No failure of its own: another command (a forced delete, a stop) took the entity elsewhere first.
@@ -650,46 +708,51 @@ export class ActorRuntime implements RuntimeHandle {
   async createSandbox(id: string, config: SandboxConfig): Promise<SandboxView> {
     this.open('sandbox.create');
     if (this.sandboxes.has(id)) throw new AlreadyExists('sandbox', id);
+    // The id is taken now: commands for it that arrive meanwhile wait for this create's turn to end.
     const sandbox = new SandboxActor(id, initialSnapshot('sandbox'));
     this.sandboxes.set(id, sandbox);
-    try {
-      await this.record(
-        sandbox,
-        { type: 'SandboxCreated', data: { sandboxId: id, config } },
-        { command: 'create' },
-      );
-    } catch (err) {
-      this.sandboxes.delete(id);
-      // A deleted sandbox's stream stays in the log: its id cannot be used again.
-      if (err instanceof ConcurrencyConflict) throw new AlreadyExists('sandbox', id, { deleted: true });
-      throw err;
-    }
-    return this.sandboxView(sandbox);
+    return sandbox.admit(async () => {
+      try {
+        await this.record(
+          sandbox,
+          { type: 'SandboxCreated', data: { sandboxId: id, config } },
+          { command: 'create' },
+        );
+      } catch (err) {
+        this.sandboxes.delete(id);
+        // A deleted sandbox's stream stays in the log: its id cannot be used again.
+        if (err instanceof ConcurrencyConflict) throw new AlreadyExists('sandbox', id, { deleted: true });
+        throw err;
+      }
+      return this.sandboxView(sandbox);
+    });
   }
 
   async startSandbox(id: string): Promise<SandboxView> {
     this.open('sandbox.start');
-    const s = this.sandbox(id);
-    // A forwarded port this host cannot bind is refused before anything is recorded: the sandbox stays
-    // startable once the port is free (after a recorded failure it could only be deleted).
-    const startable = can('sandbox', s.snapshot, { type: 'SandboxStartRequested', data: {} } as never);
-    const network = vmNetworkOf(s.context.config);
-    if (network && startable) await checkHostPortsFree(network, true);
-    // A start after a failed one waits for that VM's release, which would otherwise race the new launch.
-    if (startable) await this.effectsSettled(s);
+    const s = this.sandboxEntry(id);
     await this.commandAndWait(
       s,
       'start',
       { type: 'SandboxStartRequested', data: {} },
       ['starting'],
       ['running'],
+      async () => {
+        // A forwarded port this host cannot bind is refused before anything is recorded: the sandbox stays
+        // startable once the port is free (after a recorded failure it could only be deleted).
+        const startable = can('sandbox', s.snapshot, { type: 'SandboxStartRequested', data: {} } as never);
+        const network = vmNetworkOf(s.context.config);
+        if (network && startable) await checkHostPortsFree(network, true);
+        // A start after a failed one waits for that VM's release, which would otherwise race the new launch.
+        if (startable) await this.effectsSettled(s);
+      },
     );
     return this.sandboxView(s);
   }
 
   async stopSandbox(id: string, options: { timeoutMs?: number } = {}): Promise<SandboxView> {
     this.open('sandbox.stop');
-    const s = this.sandbox(id);
+    const s = this.sandboxEntry(id);
     const data = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
     await this.commandAndWait(s, 'stop', { type: 'SandboxStopRequested', data }, ['stopping'], ['stopped']);
     return this.sandboxView(s);
@@ -697,7 +760,7 @@ export class ActorRuntime implements RuntimeHandle {
 
   async pauseSandbox(id: string): Promise<SandboxView> {
     this.open('sandbox.pause');
-    const s = this.sandbox(id);
+    const s = this.sandboxEntry(id);
     await this.commandAndWait(
       s,
       'pause',
@@ -710,7 +773,7 @@ export class ActorRuntime implements RuntimeHandle {
 
   async resumeSandbox(id: string): Promise<SandboxView> {
     this.open('sandbox.resume');
-    const s = this.sandbox(id);
+    const s = this.sandboxEntry(id);
     await this.commandAndWait(
       s,
       'resume',
@@ -723,15 +786,17 @@ export class ActorRuntime implements RuntimeHandle {
 
   async deleteSandbox(id: string, options: { force?: boolean } = {}): Promise<void> {
     this.open('sandbox.delete');
-    const s = this.sandbox(id);
+    const s = this.sandboxEntry(id);
     const force = options.force === true;
-    if (force) s.abortInflight();
     await this.commandAndWait(
       s,
       force ? 'delete --force' : 'delete',
       { type: 'SandboxDeleteRequested', data: { force } },
       ['deleting'],
       ['deleted'],
+      () => {
+        if (force) s.abortInflight();
+      },
     );
   }
 
@@ -742,22 +807,24 @@ export class ActorRuntime implements RuntimeHandle {
    */
   async updateSandbox(id: string, request: ResizeRequest): Promise<SandboxView> {
     this.open('sandbox.update');
-    const s = this.sandbox(id);
-    await s.exclusive(async () => {
-      const probe = { type: 'SandboxResized', data: { vcpus: 1, memoryMiB: 1 } } as never;
-      if (!can('sandbox', s.snapshot, probe)) throw new InvalidState('sandbox', id, s.state, 'update');
-      const shape = vmShapeOf(s.context.config);
-      const from = currentSize(shape, s.context.size);
-      const to = planResize(shape, from, request);
-      if (sameSize(from, to)) return;
-      const ports = { hypervisor: this.hypervisor, agent: this.agent, logger: this.logger };
-      const { reached, error } = await growVm(ports, id, from, to, this.timeouts.resizeVm);
-      // Whatever QEMU took is a fact, even when a later step failed: the log must say so.
-      if (!sameSize(from, reached)) {
-        await this.recordInTurn(s, { type: 'SandboxResized', data: reached }, { command: 'update' });
-      }
-      if (error) throw error;
-    });
+    const s = this.sandboxEntry(id);
+    await this.inTurn(s, () =>
+      s.exclusive(async () => {
+        const probe = { type: 'SandboxResized', data: { vcpus: 1, memoryMiB: 1 } } as never;
+        if (!can('sandbox', s.snapshot, probe)) throw new InvalidState('sandbox', id, s.state, 'update');
+        const shape = vmShapeOf(s.context.config);
+        const from = currentSize(shape, s.context.size);
+        const to = planResize(shape, from, request);
+        if (sameSize(from, to)) return;
+        const ports = { hypervisor: this.hypervisor, agent: this.agent, logger: this.logger };
+        const { reached, error } = await growVm(ports, id, from, to, this.timeouts.resizeVm);
+        // Whatever QEMU took is a fact, even when a later step failed: the log must say so.
+        if (!sameSize(from, reached)) {
+          await this.recordInTurn(s, { type: 'SandboxResized', data: reached }, { command: 'update' });
+        }
+        if (error) throw error;
+      }),
+    );
     return this.sandboxView(s);
   }
 
@@ -801,41 +868,40 @@ export class ActorRuntime implements RuntimeHandle {
     const s = this.sandbox(params.sandboxId);
     if (s.state !== 'running') throw new InvalidState('sandbox', s.id, s.state, 'container.create');
     if (s.containers.has(params.id)) throw new AlreadyExists('container', params.id, { sandboxId: s.id });
-    // A bundle the VM cannot run is refused before anything is recorded (the effect reads it again).
-    const bundle = await validateBundle(params.bundle, 'bundle');
-    translateForGuest(bundle.spec, bundle.path);
+    // The id is taken now; commands for it wait until this create completed or failed (its whole turn).
     const c = new ContainerActor(s, params.id, initialSnapshot('container'));
     s.containers.set(params.id, c);
-    const data = {
-      sandboxId: s.id,
-      containerId: params.id,
-      bundle: params.bundle,
-      ...(params.process ? { process: params.process } : {}),
-      ...(params.resources ? { resources: params.resources } : {}),
-      ...(params.mounts && params.mounts.length > 0 ? { mounts: params.mounts } : {}),
-    };
-    try {
-      await this.commandAndWait(
-        c,
-        'create',
-        { type: 'ContainerCreateRequested', data },
-        ['creating'],
-        ['created'],
-      );
-    } catch (err) {
-      if (c.state === 'absent') s.containers.delete(params.id);
-      if (err instanceof ConcurrencyConflict) {
-        throw new AlreadyExists('container', params.id, { sandboxId: s.id, deleted: true });
+    return c.admit(async () => {
+      try {
+        // A bundle the VM cannot run, or host paths that reach the state dir, are refused before anything
+        // is recorded (the effect reads the bundle again, and binds only what it checks once more).
+        const bundle = await validateBundle(params.bundle, 'bundle');
+        await checkContainerSources(this.guard, translateForGuest(bundle.spec, bundle.path), params.mounts);
+        const data = {
+          sandboxId: s.id,
+          containerId: params.id,
+          bundle: bundle.path,
+          ...(params.process ? { process: params.process } : {}),
+          ...(params.resources ? { resources: params.resources } : {}),
+          ...(params.mounts && params.mounts.length > 0 ? { mounts: params.mounts } : {}),
+        };
+        c.lastError = undefined;
+        await this.record(c, { type: 'ContainerCreateRequested', data }, { command: 'create' });
+        await this.settledAs(c, 'create', ['creating'], ['created']);
+      } catch (err) {
+        if (c.state === 'absent') s.containers.delete(params.id);
+        if (err instanceof ConcurrencyConflict) {
+          throw new AlreadyExists('container', params.id, { sandboxId: s.id, deleted: true });
+        }
+        throw err;
       }
-      throw err;
-    }
-    return this.containerView(c);
+      return this.containerView(c);
+    });
   }
 
   async startContainer(sandboxId: string, id: string): Promise<ContainerView> {
     this.open('container.start');
-    const c = this.container(sandboxId, id);
-    this.requireAgent(c.sandbox, 'container.start');
+    const c = this.containerEntry(sandboxId, id);
     await this.commandAndWait(
       c,
       'start',
@@ -843,29 +909,26 @@ export class ActorRuntime implements RuntimeHandle {
       ['starting'],
       // A short-lived init may have ended before the start's reply came back: that start succeeded.
       ['running', 'paused', 'stopped'],
+      () => this.requireAgent(c.sandbox, 'container.start'),
     );
     return this.containerView(c);
   }
 
   async killContainer(sandboxId: string, id: string, signal: string, all = false): Promise<void> {
     this.open('container.kill');
-    const c = this.container(sandboxId, id);
-    this.requireAgent(c.sandbox, 'container.kill');
-    this.requireState(
-      c,
-      ['created', 'starting', 'running', 'pausing', 'paused', 'resuming'],
-      `kill ${signal}`,
-    );
-    await this.call(this.agent.signalProcess(sandboxId, id, '', signal, all), 'signalProcess');
+    const c = this.containerEntry(sandboxId, id);
+    await this.inTurn(c, async () => {
+      this.requireAgent(c.sandbox, 'container.kill');
+      // Not a created container: its init waits at the start gate, where a signal changes nothing the log could
+      // say (and breaks the later start). Start it, or delete it.
+      this.requireState(c, ['starting', 'running', 'pausing', 'paused', 'resuming'], `kill ${signal}`);
+      await this.call(this.agent.signalProcess(sandboxId, id, '', signal, all), 'signalProcess');
+    });
   }
 
   async deleteContainer(sandboxId: string, id: string, options: { force?: boolean } = {}): Promise<void> {
     this.open('container.delete');
-    const c = this.container(sandboxId, id);
-    // A frozen guest cannot remove anything; removing only the host side would leave it running there.
-    if (['pausing', 'paused', 'resuming'].includes(c.sandbox.state)) {
-      throw new InvalidState('sandbox', sandboxId, c.sandbox.state, 'container.delete');
-    }
+    const c = this.containerEntry(sandboxId, id);
     const force = options.force === true;
     await this.commandAndWait(
       c,
@@ -873,33 +936,39 @@ export class ActorRuntime implements RuntimeHandle {
       { type: 'ContainerDeleteRequested', data: { force } },
       ['deleting'],
       ['deleted'],
+      () => {
+        // A frozen guest cannot remove anything; removing only the host side would leave it running there.
+        if (['pausing', 'paused', 'resuming'].includes(c.sandbox.state)) {
+          throw new InvalidState('sandbox', sandboxId, c.sandbox.state, 'container.delete');
+        }
+      },
     );
   }
 
   async pauseContainer(sandboxId: string, id: string): Promise<ContainerView> {
     this.open('container.pause');
-    const c = this.container(sandboxId, id);
-    this.requireAgent(c.sandbox, 'container.pause');
+    const c = this.containerEntry(sandboxId, id);
     await this.commandAndWait(
       c,
       'pause',
       { type: 'ContainerPauseRequested', data: {} },
       ['pausing'],
       ['paused'],
+      () => this.requireAgent(c.sandbox, 'container.pause'),
     );
     return this.containerView(c);
   }
 
   async resumeContainer(sandboxId: string, id: string): Promise<ContainerView> {
     this.open('container.resume');
-    const c = this.container(sandboxId, id);
-    this.requireAgent(c.sandbox, 'container.resume');
+    const c = this.containerEntry(sandboxId, id);
     await this.commandAndWait(
       c,
       'resume',
       { type: 'ContainerResumeRequested', data: {} },
       ['resuming'],
       ['running'],
+      () => this.requireAgent(c.sandbox, 'container.resume'),
     );
     return this.containerView(c);
   }
@@ -944,7 +1013,9 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async waitContainer(sandboxId: string, id: string): Promise<ExitStatus> {
-    const c = this.container(sandboxId, id);
+    const entry = this.containerEntry(sandboxId, id);
+    // A wait that arrived after a create (or start) begins once those had their turn.
+    const c = await entry.admit(async () => this.container(sandboxId, id));
     await c.settled((s) => containerEnded.has(s));
     const exit = c.context.exit;
     if (!exit) throw new InvalidState('container', id, c.state, 'wait (it never ran)');
@@ -960,31 +1031,36 @@ export class ActorRuntime implements RuntimeHandle {
     process: ProcessSpec,
   ): Promise<ExecView> {
     this.open('exec.start');
-    const c = this.container(sandboxId, containerId);
-    this.requireAgent(c.sandbox, 'exec.start');
-    this.requireState(c, ['running'], 'exec');
+    const c = this.containerEntry(sandboxId, containerId);
     if (c.execs.has(execId)) throw new AlreadyExists('exec', execId, { sandboxId, containerId });
+    // The id is taken now; commands for it wait until this start completed or failed (its whole turn).
     const e = new ExecActor(c, execId, initialSnapshot('exec'));
     c.execs.set(execId, e);
-    try {
-      await this.commandAndWait(
-        e,
-        'exec',
-        { type: 'ExecRequested', data: { sandboxId, containerId, execId, process } },
-        ['starting'],
-        ['running', 'exited'],
-      );
-    } catch (err) {
-      if (e.state === 'absent') c.execs.delete(execId);
-      if (err instanceof ConcurrencyConflict)
-        throw new AlreadyExists('exec', execId, { sandboxId, containerId });
-      throw err;
-    }
-    return this.execView(e);
+    return e.admit(async () => {
+      try {
+        // The container's own earlier commands go first, and a start of it among them ends first (without
+        // holding the container's turn meanwhile: a forced delete of it still goes ahead).
+        await this.inTurn(c, async () => undefined);
+        await c.settled((state) => state !== 'starting' && state !== 'resuming');
+        this.requireAgent(c.sandbox, 'exec.start');
+        this.requireState(c, ['running'], 'exec');
+        e.lastError = undefined;
+        const data = { sandboxId, containerId, execId, process };
+        await this.record(e, { type: 'ExecRequested', data }, { command: 'exec' });
+        await this.settledAs(e, 'exec', ['starting'], ['running', 'exited']);
+      } catch (err) {
+        if (e.state === 'absent') c.execs.delete(execId);
+        if (err instanceof ConcurrencyConflict)
+          throw new AlreadyExists('exec', execId, { sandboxId, containerId });
+        throw err;
+      }
+      return this.execView(e);
+    });
   }
 
   async waitExec(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus> {
-    const e = this.exec(sandboxId, containerId, execId);
+    const entry = this.execEntry(sandboxId, containerId, execId);
+    const e = await entry.admit(async () => this.exec(sandboxId, containerId, execId));
     await e.settled((s) => execEnded.has(s));
     const exit = e.context.exit;
     if (!exit) throw new InvalidState('exec', execId, e.state, 'wait (it never ran)');
@@ -993,10 +1069,15 @@ export class ActorRuntime implements RuntimeHandle {
 
   async killExec(sandboxId: string, containerId: string, execId: string, signal: string): Promise<void> {
     this.open('exec.kill');
-    const e = this.exec(sandboxId, containerId, execId);
-    this.requireAgent(e.container.sandbox, 'exec.kill');
-    this.requireState(e, ['running'], `kill ${signal}`);
-    await this.call(this.agent.signalProcess(sandboxId, containerId, execId, signal, false), 'signalProcess');
+    const e = this.execEntry(sandboxId, containerId, execId);
+    await this.inTurn(e, async () => {
+      this.requireAgent(e.container.sandbox, 'exec.kill');
+      this.requireState(e, ['running'], `kill ${signal}`);
+      await this.call(
+        this.agent.signalProcess(sandboxId, containerId, execId, signal, false),
+        'signalProcess',
+      );
+    });
   }
 
   async resizeExec(sandboxId: string, containerId: string, execId: string, rows: number, cols: number) {

@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile, rmdir, stat, unlink, writeFile } from 'node:f
 import { join, sep } from 'node:path';
 import { promisify } from 'node:util';
 import { HypervisorError, InvalidArgument } from '../errors/index.js';
+import type { StateDirGuard } from './host-paths.js';
 
 const run = promisify(execFile);
 
@@ -52,12 +53,16 @@ export async function mountCommand(step: string, args: string[]): Promise<void> 
 
 /**
  * Binds each volume's source at `<volumesDir>/<index>` (read-only when asked). Idempotent: a retried create
- * finds its binds in place. Throws InvalidArgument naming `mounts[i].source` when a source is gone.
+ * finds its binds in place. Each source is checked against the state dir and bound through an open handle
+ * (so a name swapped for a symlink after the check cannot win), and the bind is undone when what got mounted
+ * is not what was checked. Throws InvalidArgument naming `fieldOf(i)` for a source that is gone or overlaps.
  */
 export async function bindVolumes(
   shared: string,
   containerId: string,
   mounts: readonly VolumeMount[],
+  guard: StateDirGuard,
+  fieldOf: (index: number) => string,
 ): Promise<void> {
   const dir = volumesDir(shared, containerId);
   await mkdir(dir, { recursive: true });
@@ -65,20 +70,36 @@ export async function bindVolumes(
   for (const [i, volume] of mounts.entries()) {
     const target = join(dir, String(i));
     if (mounted.has(target)) continue;
-    let isDir: boolean;
-    try {
-      isDir = (await stat(volume.source)).isDirectory();
-    } catch (err) {
-      throw new InvalidArgument(
-        `mounts[${i}].source`,
-        `${volume.source}: ${(err as NodeJS.ErrnoException).code}`,
-      );
-    }
-    // A bind needs a mount point of the same kind: a directory for a directory, a file for a file.
-    if (isDir) await mkdir(target, { recursive: true });
-    else await writeFile(target, '', { flag: 'a' });
-    await mountCommand('bind volume', ['--bind', volume.source, target]);
+    await bindChecked(guard, volume.source, fieldOf(i), target, 'bind volume');
     if (volume.readonly) await mountCommand('bind volume read-only', ['-o', 'remount,bind,ro', target]);
+  }
+}
+
+/**
+ * Binds `source` at `target` (made to match: a directory or a file) through a checked handle; refuses, and
+ * unmounts again, when the mounted inode differs from the one checked.
+ */
+export async function bindChecked(
+  guard: StateDirGuard,
+  source: string,
+  field: string,
+  target: string,
+  step: string,
+): Promise<void> {
+  const checked = await guard.openChecked(source, field);
+  try {
+    // A bind needs a mount point of the same kind: a directory for a directory, a file for a file.
+    if (checked.isDirectory) await mkdir(target, { recursive: true });
+    else await writeFile(target, '', { flag: 'a' });
+    // -c: no canonicalising, or mount(8) would resolve the handle back into a name and look it up again.
+    await mountCommand(step, ['-c', '--bind', checked.path, target]);
+    const bound = await stat(target);
+    if (bound.dev !== checked.dev || bound.ino !== checked.ino) {
+      await run('umount', [target]).catch(() => run('umount', ['-l', target]));
+      throw new InvalidArgument(field, `${source} changed while it was being bound`);
+    }
+  } finally {
+    await checked.close();
   }
 }
 

@@ -1,13 +1,11 @@
 // The API's method table: name, params schema, result, when legal, handler. It is also the source of docs/api.md.
-import { stat } from 'node:fs/promises';
 import type { Observable, Subscription } from 'rxjs';
 import { z } from 'zod';
 import type { Runtime } from '../actors/index.js';
-import { InvalidArgument, Timeout } from '../errors/index.js';
+import { Timeout } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
 import type { EventStore, VerifyReport } from '../store/index.js';
-import { validateBundle } from './bundle.js';
 import { type ApiTraffic, renderMetrics } from './metrics.js';
 import {
   absolutePathSchema,
@@ -337,18 +335,17 @@ export const methods = [
       mounts: mountsSchema.optional(),
     }),
     result: 'ContainerView (state created, pid)',
-    handler: async (p, { runtime, facts }) => {
-      const bundle = await validateBundle(p.bundle, 'bundle');
-      if (p.mounts) await checkMountSources(p.mounts, facts.stateDir);
-      return runtime.createContainer({
+    // The runtime checks the bundle and the mount sources (the state dir is its own): called at once, so the
+    // create takes its id before a command that arrived after it on this connection runs.
+    handler: (p, { runtime }) =>
+      runtime.createContainer({
         sandboxId: p.sandboxId,
         id: p.id,
-        bundle: bundle.path,
+        bundle: p.bundle,
         ...(p.process ? { process: p.process } : {}),
         ...(p.resources ? { resources: p.resources } : {}),
         ...(p.mounts ? { mounts: p.mounts } : {}),
-      });
-    },
+      }),
   }),
   method({
     name: 'container.start',
@@ -361,7 +358,7 @@ export const methods = [
   method({
     name: 'container.kill',
     summary: 'Sends a signal to the init process (all: to every process of the container).',
-    when: 'running or paused.',
+    when: 'running or paused (a created container is refused with InvalidState: start or delete it).',
     params: z.strictObject({
       sandboxId: idSchema,
       id: idSchema,
@@ -824,26 +821,6 @@ export const methods = [
     handler: async (p, { runtime }) => ({ metrics: await runtime.metrics(p.sandboxId) }),
   }),
 ] as const satisfies readonly MethodSpec[];
-
-/** Mount sources must exist, and must not expose (or be inside) the daemon's own state. */
-async function checkMountSources(
-  mounts: readonly { source: string }[],
-  stateDir: string | undefined,
-): Promise<void> {
-  for (const [i, m] of mounts.entries()) {
-    const field = `mounts.${i}.source`;
-    try {
-      await stat(m.source);
-    } catch (err) {
-      throw new InvalidArgument(field, `${m.source} does not exist (${(err as NodeJS.ErrnoException).code})`);
-    }
-    const within = (inner: string, outer: string) =>
-      outer === '/' || inner === outer || inner.startsWith(`${outer}/`);
-    if (stateDir && (within(m.source, stateDir) || within(stateDir, m.source))) {
-      throw new InvalidArgument(field, `${m.source} overlaps the sandboxd state dir ${stateDir}`);
-    }
-  }
-}
 
 function safeContainers(runtime: Runtime, sandboxId: string) {
   try {
