@@ -34,9 +34,15 @@ export function renderApiDocs(): string {
   out.push('**Ordering.** Commands for one entity (a sandbox, a container, an exec) apply in the order');
   out.push('they arrive, whatever connection they come on: each is checked and recorded after every earlier');
   out.push('one for that entity was. A create takes its id when it arrives: a later command for that id');
-  out.push('(`sandbox.create` then `sandbox.delete`; `container.create` then `container.start`; `exec.start`');
-  out.push('then `exec.kill`) waits until the create completed or failed (then it gets NotFound), so a client');
-  out.push('may pipeline them without waiting. Other commands hold their turn until their event is recorded,');
+  out.push(
+    '(`sandbox.create` then `sandbox.delete`; `container.create` then `container.start`; `exec.start`',
+  );
+  out.push(
+    'then `exec.kill`) waits until the create completed or failed (then it gets NotFound), so a client',
+  );
+  out.push(
+    'may pipeline them without waiting. Other commands hold their turn until their event is recorded,',
+  );
   out.push('not until their effect ends (a `sandbox.delete --force` still overtakes a long start);');
   out.push('`container.wait` and `exec.wait` begin after the commands that arrived before them. Commands');
   out.push('for different entities run concurrently, and responses come in the order they finish.');
