@@ -25,6 +25,7 @@ import {
 } from '../hypervisor/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
+import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
 import type { StateDirGuard } from './host-paths.js';
 import type { SandboxConfig } from './types.js';
 import { unmountAllUnder } from './volumes.js';
@@ -287,11 +288,14 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
   },
   stopVm: {
     failure: 'SandboxStopFailed',
-    run: async ({ ctx, entity, cause }) => {
+    run: async ({ ctx, entity, cause, signal, timeoutMs: deadlineMs }) => {
       const timeoutMs = (cause.data as { timeoutMs?: number }).timeoutMs;
       // Let the guest end its containers cleanly, unless it is frozen (paused) and cannot answer.
       const status = await ctx.hypervisor.status(entity.id).catch(() => 'gone');
       if (entity.context.agentVersion !== undefined && status === 'running') {
+        // As docker stop: SIGTERM, the grace period (timeoutMs), SIGKILL; the exits are recorded as they come.
+        const graceMs = stopGraceMs(timeoutMs, deadlineMs);
+        await stopContainersGracefully(ctx, entity, graceMs, deadlineMs, signal);
         await quietly(
           bounded(ctx.agent.destroySandbox(entity.id), GUEST_GOODBYE_MS),
           ctx.logger,

@@ -459,7 +459,11 @@ export class ActorRuntime implements RuntimeHandle {
     }
     const controller = new AbortController();
     const untrack = entity.track(controller);
-    const timeoutMs = this.timeouts[name as TimeoutName] ?? this.timeouts.call;
+    // A cause that names its own timeoutMs (a stop's grace, then its powerdown) gets that much longer, twice.
+    const asked = (cause.data as { timeoutMs?: unknown } | undefined)?.timeoutMs;
+    const timeoutMs =
+      (this.timeouts[name as TimeoutName] ?? this.timeouts.call) +
+      (typeof asked === 'number' ? 2 * asked : 0);
     try {
       log.debug({ retry }, 'effect started');
       const run = () =>

@@ -245,7 +245,8 @@ export const methods = [
   }),
   method({
     name: 'sandbox.stop',
-    summary: 'Stops the VM gracefully (powerdown, then quit, then SIGKILL after timeoutMs).',
+    summary:
+      "Stops the sandbox as docker stop does: SIGTERM to each running container's init, up to timeoutMs (default 10 s) for them to end, SIGKILL to the rest (each exit recorded as ContainerExited), then the VM's powerdown (quit, then SIGKILL, after timeoutMs again).",
     when: 'running or paused. stopping → stopped.',
     params: z.strictObject({ id: idSchema, timeoutMs: timeoutMsSchema.optional() }),
     result: 'SandboxView (state stopped)',

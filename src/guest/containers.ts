@@ -118,6 +118,17 @@ class GuestProcess {
   spawnedAt = 0;
   createdAt = 0;
   startedAt = 0;
+  /** crun could not execute the program (missing: 127, not executable: 126): an exit, not an RPC failure. */
+  notRun = false;
+  #closed!: () => void;
+  /** Resolved once crun's pipes are closed: all it said is in stdout/stderr. */
+  readonly closed: Promise<void> = new Promise((resolve) => {
+    this.#closed = resolve;
+  });
+
+  markClosed(): void {
+    this.#closed();
+  }
 
   constructor(readonly execId: string) {
     this.exited = new Promise((resolve) => {
@@ -192,6 +203,16 @@ function exitStatusOf(code: number | null, signal: NodeJS.Signals | null): Guest
   const exitCode = code ?? 255;
   const killedBy = exitCode > 128 && exitCode <= 128 + 64 ? signalName(exitCode - 128) : '';
   return { exitCode, signal: killedBy, oomKilled: false };
+}
+
+/**
+ * The exit code a shell gives a program it could not run, from crun's own words: 127 for a command not found,
+ * 126 for one that is not executable (as docker and podman report them); undefined when the program ran.
+ */
+export function notRunExitCode(crunOutput: string): 126 | 127 | undefined {
+  if (/executable file `[^`]*` not found in \$PATH/.test(crunOutput)) return 127;
+  if (/open executable: /.test(crunOutput)) return 126;
+  return undefined;
 }
 
 function runCommand(file: string, args: readonly string[]): Promise<{ code: number; output: string }> {
@@ -415,7 +436,9 @@ export class ContainerManager {
     }
     this.#closeGate(container);
     container.init.announce();
-    if (container.init.exit) throw new InvalidState('container', id, 'stopped', 'start');
+    // A program crun could not execute still started, as far as the host can tell: its exit (126/127) follows.
+    if (container.init.exit && !container.init.notRun)
+      throw new InvalidState('container', id, 'stopped', 'start');
     container.status = 'running';
     this.#logger.info({ containerId: id }, 'container started');
   }
@@ -520,7 +543,7 @@ export class ContainerManager {
         break;
       }
       if (process.exit) {
-        if (process.exit.exitCode !== 0 && process.stdout.end === 0) {
+        if (process.exit.exitCode !== 0 && process.stdout.end === 0 && !process.notRun) {
           const output = process.stderr.readFrom(0).data.toString('utf8').trim();
           container.execs.delete(execId);
           throw new Internal('crun exec', output || `exited ${process.exit.exitCode}`, {
@@ -753,6 +776,7 @@ export class ContainerManager {
       process.settle({ exitCode: 255, signal: '', oomKilled: false });
     });
     child.on('close', () => {
+      process.markClosed();
       if (!terminal) process.stdout.finish();
       process.stderr.finish();
       if (terminal && terminal.exitCode === null && terminal.signalCode === null) {
@@ -768,6 +792,17 @@ export class ContainerManager {
 
   async #onExit(container: Container, process: GuestProcess, status: GuestExitStatus): Promise<void> {
     let final = status;
+    // crun fails (1 for run, its own code for exec) both for a program that failed and for one it could not
+    // execute: its message tells them apart.
+    if (status.exitCode !== 0 && status.signal === '') {
+      await Promise.race([process.closed, sleep(CONSOLE_DRAIN_MS)]);
+      const said = process.stderr.readFrom(Math.max(0, process.stderr.end - 4096)).data.toString('utf8');
+      const code = notRunExitCode(said);
+      if (code !== undefined) {
+        process.notRun = true;
+        final = { exitCode: code, signal: '', oomKilled: false };
+      }
+    }
     if (process.execId === '') {
       const kills = await this.#checkOom(container);
       if (kills > 0 && status.signal === 'SIGKILL') final = { ...status, oomKilled: true };
