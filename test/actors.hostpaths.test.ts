@@ -1,7 +1,7 @@
 // The runtime keeps every host path it binds into a sandbox clear of its state dir, whatever alias names it.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -107,6 +107,33 @@ describe('host paths given to a container', () => {
       JSON.stringify({ ociVersion: '1.0.2', root: { path: h.stateDir }, process: { args: ['sh'] } }),
     );
     await refusedAt('bundle', [], viaRoot);
+  });
+
+  it('refuses a hard link to a file of the state dir, and accepts a hard-linked file elsewhere', async () => {
+    const secret = join(h.stateDir, 'secret.log');
+    await writeFile(secret, 'log\n');
+    await link(secret, join(h.dir, 'linked.log'));
+    await assert.rejects(
+      h.runtime.createContainer({
+        sandboxId: sb,
+        id: 'hard',
+        bundle: h.bundle,
+        mounts: [{ source: join(h.dir, 'linked.log'), destination: '/log' }],
+      }),
+      (err: unknown) =>
+        err instanceof InvalidArgument &&
+        err.details.field === 'mounts.0.source' &&
+        /hard link/.test(err.message),
+    );
+    await writeFile(join(safe, 'twice.txt'), 'ok\n');
+    await link(join(safe, 'twice.txt'), join(h.dir, 'twice.txt'));
+    await h.runtime.createContainer({
+      sandboxId: sb,
+      id: 'hard-ok',
+      bundle: h.bundle,
+      mounts: [{ source: join(h.dir, 'twice.txt'), destination: '/twice' }],
+    });
+    await h.runtime.deleteContainer(sb, 'hard-ok');
   });
 
   it('binds what a symlink to a safe dir points at, and frees the id of a refused create', async () => {

@@ -1,7 +1,7 @@
 // Host paths given to containers (volumes, a bundle's binds, its rootfs) must stay clear of the daemon's state dir,
 // whatever alias names them: symlinks, `..`, or a bind mount of the state dir, of an ancestor or of a part of it.
-import { open, readFile, readlink, realpath, stat } from 'node:fs/promises';
-import { dirname, sep } from 'node:path';
+import { lstat, open, readdir, readFile, readlink, realpath, stat } from 'node:fs/promises';
+import { dirname, join, sep } from 'node:path';
 import type { GuestTranslation } from '../bundle/index.js';
 import { InvalidArgument } from '../errors/index.js';
 
@@ -71,6 +71,27 @@ function overlaps(a: Location, b: Location): boolean {
   return a.fs !== '' && a.fs === b.fs && (within(a.fsPath, b.fsPath) || within(b.fsPath, a.fsPath));
 }
 
+/** Whether a file below `dir` (its own filesystem only: mount points in `skip` are not entered) has (dev, ino). */
+async function holdsInode(
+  dir: string,
+  dev: number,
+  ino: number,
+  skip: ReadonlySet<string>,
+): Promise<boolean> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    const path = join(dir, entry.name);
+    if (skip.has(path)) continue;
+    if (entry.isDirectory()) {
+      if (await holdsInode(path, dev, ino, skip)) return true;
+      continue;
+    }
+    const s = await lstat(path).catch(() => undefined);
+    if (s && s.dev === dev && s.ino === ino) return true;
+  }
+  return false;
+}
+
 /** The guard for one state dir: checks paths by name at command time and by handle at bind time. */
 export class StateDirGuard {
   constructor(readonly stateDir: string) {}
@@ -99,9 +120,22 @@ export class StateDirGuard {
   private async refuseOverlap(real: string, source: string, field: string): Promise<void> {
     const mounts = await mountTable();
     const state = await this.stateLocation(mounts);
-    if (state && overlaps(await locate(real, mounts), state)) {
-      const alias = real === source ? '' : ` (really ${real})`;
+    if (!state) return;
+    const alias = real === source ? '' : ` (really ${real})`;
+    if (overlaps(await locate(real, mounts), state)) {
       throw new InvalidArgument(field, `${source}${alias} overlaps the sandboxd state dir ${this.stateDir}`);
+    }
+    // A hard link is a name no path rule can see: a file linked elsewhere from the state dir (its event log)
+    // has the same inode as one inside it.
+    const s = await stat(real);
+    if (!s.isDirectory() && s.nlink > 1 && s.dev === state.dev) {
+      const skip = new Set(mounts.map((m) => m.point));
+      if (await holdsInode(await realpath(this.stateDir), s.dev, s.ino, skip)) {
+        throw new InvalidArgument(
+          field,
+          `${source}${alias} is a hard link to a file of the sandboxd state dir ${this.stateDir}`,
+        );
+      }
     }
   }
 
