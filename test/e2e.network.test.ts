@@ -65,7 +65,10 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
     await world.runtime.createContainer({ sandboxId: sb, id: 'web', bundle: join(dir, 'web') });
     await world.runtime.startContainer(sb, 'web');
     const body = await until('the published port answers', 60_000, async () => {
-      const res = await fetch(`http://127.0.0.1:${published}/`).catch(() => undefined);
+      // QEMU's NAT accepts before the guest listens, and such a connection may never answer: a bounded try.
+      const res = await fetch(`http://127.0.0.1:${published}/`, { signal: AbortSignal.timeout(5000) }).catch(
+        () => undefined,
+      );
       return res?.ok ? res.text() : undefined;
     });
     assert.equal(body, 'hello-from-guest\n');
