@@ -1,7 +1,7 @@
 // One actor per sandbox, container and exec: its machine snapshot, its stream version and a serial queue.
 import type { AnyActorRef } from 'xstate';
 import type { SandboxdError } from '../errors/index.js';
-import { type EntityKind, streamOf } from '../events/index.js';
+import { type EntityKind, lifeOf, streamOf } from '../events/index.js';
 import {
   type ContextOf,
   type PersistedEntity,
@@ -132,8 +132,13 @@ export class SandboxActor extends Entity<'sandbox'> {
   /** The hypervisor and agent child actors while a VM exists (see supervision.ts). */
   ports: AnyActorRef | undefined;
 
-  constructor(id: string, snapshot: SnapshotOf<'sandbox'> | PersistedEntity) {
-    super('sandbox', id, streamOf.sandbox(id), snapshot);
+  /** Which life of the id (1 for the first; a delete frees the id for the next). */
+  constructor(
+    id: string,
+    snapshot: SnapshotOf<'sandbox'> | PersistedEntity,
+    readonly incarnation = 1,
+  ) {
+    super('sandbox', id, streamOf.sandbox(id, incarnation), snapshot);
   }
 }
 
@@ -144,8 +149,9 @@ export class ContainerActor extends Entity<'container'> {
     readonly sandbox: SandboxActor,
     id: string,
     snapshot: SnapshotOf<'container'> | PersistedEntity,
+    readonly incarnation = 1,
   ) {
-    super('container', id, streamOf.container(sandbox.id, id), snapshot);
+    super('container', id, streamOf.container(sandbox.id, id, [sandbox.incarnation, incarnation]), snapshot);
   }
 }
 
@@ -154,9 +160,43 @@ export class ExecActor extends Entity<'exec'> {
     readonly container: ContainerActor,
     id: string,
     snapshot: SnapshotOf<'exec'> | PersistedEntity,
+    readonly incarnation = 1,
   ) {
-    super('exec', id, streamOf.exec(container.sandbox.id, container.id, id), snapshot);
+    const lives = [container.sandbox.incarnation, container.incarnation, incarnation] as const;
+    super('exec', id, streamOf.exec(container.sandbox.id, container.id, id, lives), snapshot);
   }
 }
 
 export type AnyEntity = SandboxActor | ContainerActor | ExecActor;
+
+/**
+ * Where the lives of one id are counted: a reused id gets the next incarnation of its key (its parents' lives are
+ * part of the key, so a container id in a new life of its sandbox starts again at 1).
+ */
+export const lifeKey = {
+  sandbox: (sandboxId: string) => `sandbox/${sandboxId}`,
+  container: (sandboxId: string, sandboxIncarnation: number, containerId: string) =>
+    `container/${lifeOf(sandboxId, sandboxIncarnation)}/${containerId}`,
+  exec: (
+    sandboxId: string,
+    sandboxIncarnation: number,
+    containerId: string,
+    containerIncarnation: number,
+    execId: string,
+  ) => `exec/${lifeOf(sandboxId, sandboxIncarnation)}/${lifeOf(containerId, containerIncarnation)}/${execId}`,
+} as const;
+
+/** The lives each id has had so far (the highest incarnation per lifeKey), for picking the next one. */
+export class Lives {
+  private readonly last = new Map<string, number>();
+
+  /** Remembers that `key` has had life `incarnation` (loading, and every create). */
+  note(key: string, incarnation = 1): void {
+    if (incarnation > (this.last.get(key) ?? 0)) this.last.set(key, incarnation);
+  }
+
+  /** The incarnation a new create of `key` gets. */
+  next(key: string): number {
+    return (this.last.get(key) ?? 0) + 1;
+  }
+}

@@ -12,7 +12,7 @@ import {
   step,
 } from '../machines/index.js';
 import { vmShapeOf } from './effects.js';
-import { type AnyEntity, ContainerActor, ExecActor, SandboxActor } from './entity.js';
+import { type AnyEntity, ContainerActor, ExecActor, lifeKey, SandboxActor } from './entity.js';
 import { currentSize, sameSize } from './resize.js';
 import { type ActorRuntime, failureOf, type RecoveryReport, withDeadline } from './runtime.js';
 
@@ -25,24 +25,46 @@ export interface LoadResult {
 
 /** Creates the entity a stream's first event introduces, under its parent (undefined: parent gone). */
 function entityFor(rt: ActorRuntime, first: EventEnvelope): AnyEntity | undefined {
-  const d = first.data as { sandboxId?: string; containerId?: string; execId?: string };
+  const d = first.data as {
+    sandboxId?: string;
+    containerId?: string;
+    execId?: string;
+    incarnation?: number;
+    sandboxIncarnation?: number;
+    containerIncarnation?: number;
+  };
   switch (first.type) {
     case 'SandboxCreated': {
-      const s = new SandboxActor(d.sandboxId!, initialSnapshot('sandbox'));
+      rt.lives.note(lifeKey.sandbox(d.sandboxId!), d.incarnation);
+      const s = new SandboxActor(d.sandboxId!, initialSnapshot('sandbox'), d.incarnation);
       rt.sandboxes.set(s.id, s);
       return s;
     }
     case 'ContainerCreateRequested': {
+      rt.lives.note(
+        lifeKey.container(d.sandboxId!, d.sandboxIncarnation ?? 1, d.containerId!),
+        d.incarnation,
+      );
       const parent = rt.sandboxes.get(d.sandboxId!);
-      if (!parent) return undefined;
-      const c = new ContainerActor(parent, d.containerId!, initialSnapshot('container'));
+      // A container of an earlier life of its sandbox id belongs to nobody now.
+      if (!parent || parent.incarnation !== (d.sandboxIncarnation ?? 1)) return undefined;
+      const c = new ContainerActor(parent, d.containerId!, initialSnapshot('container'), d.incarnation);
       parent.containers.set(c.id, c);
       return c;
     }
-    case 'ExecRequested': {
+    case 'ExecRequested':
+    case 'ExecCreated': {
+      const sandboxLife = d.sandboxIncarnation ?? 1;
+      const containerLife = d.containerIncarnation ?? 1;
+      rt.lives.note(
+        lifeKey.exec(d.sandboxId!, sandboxLife, d.containerId!, containerLife, d.execId!),
+        d.incarnation,
+      );
       const parent = rt.sandboxes.get(d.sandboxId!)?.containers.get(d.containerId!);
-      if (!parent) return undefined;
-      const e = new ExecActor(parent, d.execId!, initialSnapshot('exec'));
+      if (!parent || parent.sandbox.incarnation !== sandboxLife || parent.incarnation !== containerLife) {
+        return undefined;
+      }
+      const e = new ExecActor(parent, d.execId!, initialSnapshot('exec'), d.incarnation);
       parent.execs.set(e.id, e);
       return e;
     }
@@ -130,7 +152,9 @@ async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
   const order: EntityKind[] = ['sandbox', 'container', 'exec'];
   for (const kind of order) {
     for (const f of folded) {
-      if (f.kind !== kind || f.state.value === 'deleted' || f.state.value === 'absent') continue;
+      if (f.kind !== kind || f.state.value === 'absent') continue;
+      noteLife(rt, f);
+      if (f.state.value === 'deleted') continue;
       const entity = attach(rt, f);
       if (!entity) continue;
       entity.version = f.version;
@@ -140,23 +164,49 @@ async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
   return { eventsReplayed: events, snapshotsUsed };
 }
 
+type AnyContext = ContextOf<'exec'> & ContextOf<'container'> & ContextOf<'sandbox'>;
+
+/** Counts the life a folded stream is (deleted ones included): the next create of its id gets the one after. */
+function noteLife(rt: ActorRuntime, f: Folded): void {
+  const ctx = f.state.context as AnyContext;
+  const key =
+    f.kind === 'sandbox'
+      ? lifeKey.sandbox(ctx.sandboxId)
+      : f.kind === 'container'
+        ? lifeKey.container(ctx.sandboxId, ctx.sandboxIncarnation ?? 1, ctx.containerId)
+        : lifeKey.exec(
+            ctx.sandboxId,
+            ctx.sandboxIncarnation ?? 1,
+            ctx.containerId,
+            ctx.containerIncarnation ?? 1,
+            ctx.execId,
+          );
+  rt.lives.note(key, ctx.incarnation);
+}
+
+/** Puts a loaded entity under its parent; one of an earlier life of its parent's id (or of a gone one) is dropped. */
 function attach(rt: ActorRuntime, f: Folded): AnyEntity | undefined {
-  const ctx = f.state.context as ContextOf<'exec'> & ContextOf<'container'> & ContextOf<'sandbox'>;
+  const ctx = f.state.context as AnyContext;
   if (f.kind === 'sandbox') {
-    const s = new SandboxActor(ctx.sandboxId, f.state as SnapshotOf<'sandbox'>);
+    const s = new SandboxActor(ctx.sandboxId, f.state as SnapshotOf<'sandbox'>, ctx.incarnation);
     rt.sandboxes.set(s.id, s);
     return s;
   }
   const sandbox = rt.sandboxes.get(ctx.sandboxId);
+  if (!sandbox || sandbox.incarnation !== (ctx.sandboxIncarnation ?? 1)) return undefined;
   if (f.kind === 'container') {
-    if (!sandbox) return undefined;
-    const c = new ContainerActor(sandbox, ctx.containerId, f.state as SnapshotOf<'container'>);
+    const c = new ContainerActor(
+      sandbox,
+      ctx.containerId,
+      f.state as SnapshotOf<'container'>,
+      ctx.incarnation,
+    );
     sandbox.containers.set(c.id, c);
     return c;
   }
-  const container = sandbox?.containers.get(ctx.containerId);
-  if (!container) return undefined;
-  const e = new ExecActor(container, ctx.execId, f.state as SnapshotOf<'exec'>);
+  const container = sandbox.containers.get(ctx.containerId);
+  if (!container || container.incarnation !== (ctx.containerIncarnation ?? 1)) return undefined;
+  const e = new ExecActor(container, ctx.execId, f.state as SnapshotOf<'exec'>, ctx.incarnation);
   container.execs.set(e.id, e);
   return e;
 }

@@ -41,7 +41,15 @@ import {
   vmNetworkOf,
   vmShapeOf,
 } from './effects.js';
-import { type AnyEntity, ContainerActor, type Entity, ExecActor, SandboxActor } from './entity.js';
+import {
+  type AnyEntity,
+  ContainerActor,
+  type Entity,
+  ExecActor,
+  Lives,
+  lifeKey,
+  SandboxActor,
+} from './entity.js';
 import { checkContainerSources, StateDirGuard } from './host-paths.js';
 import { withIntent } from './intent.js';
 import { reconcileAll, reconcileContainers } from './recovery.js';
@@ -184,6 +192,11 @@ function notFoundOf(entity: AnyEntity): NotFound {
 }
 
 /** The failure data a …Failed event keeps. */
+/** The incarnation as event data: only from the second life on, so first lives read as they always did. */
+function lifeData(incarnation: number): { incarnation?: number } {
+  return incarnation > 1 ? { incarnation } : {};
+}
+
 export function failureOf(step: string, err: SandboxdError): FailureData {
   return { step: (err.details.step as string | undefined) ?? step, kind: err.kind, message: err.message };
 }
@@ -218,6 +231,8 @@ export class ActorRuntime implements RuntimeHandle {
   /** Effects in flight by entity stream, effect name and cause id (see startEffect). */
   private readonly effectsByCause = new Map<string, Promise<void>>();
   private retired: AnyEntity[] = [];
+  /** The lives every id has had: a create after a delete takes the next (see lifeKey). */
+  readonly lives = new Lives();
   /** Sandboxes found paused at recovery: their containers are reconciled once they run again. */
   readonly containersUnchecked = new Set<string>();
 
@@ -327,6 +342,10 @@ export class ActorRuntime implements RuntimeHandle {
     entity.version = envelope.version;
     if (entity instanceof SandboxActor) this.afterSandbox(entity, before, live);
     else if (entity instanceof ContainerActor) this.afterContainer(entity, before, live);
+    else if (entity.state === 'deleted') {
+      entity.container.execs.delete(entity.id);
+      this.retire(entity);
+    }
     entity.notify();
     if (live) for (const name of effects) this.startEffect(entity, name, envelope, false);
   }
@@ -626,6 +645,7 @@ export class ActorRuntime implements RuntimeHandle {
     const size = currentSize(vmShapeOf(c.config), c.size);
     return {
       id: s.id,
+      incarnation: s.incarnation,
       state: s.state,
       config: c.config,
       vcpus: size.vcpus,
@@ -644,12 +664,17 @@ export class ActorRuntime implements RuntimeHandle {
     return {
       sandboxId: c.sandbox.id,
       id: c.id,
+      incarnation: c.incarnation,
       state: c.state,
       bundle: x.bundle,
       ...(x.pid === undefined ? {} : { pid: x.pid }),
       ...(x.exit ? { exit: x.exit } : {}),
       execs: [...c.execs.keys()],
       createdAt: x.createdAt,
+      ...(x.startedAt ? { startedAt: x.startedAt } : {}),
+      ...(x.exitedAt ? { exitedAt: x.exitedAt } : {}),
+      annotations: x.annotations ?? {},
+      terminal: x.terminal === true,
       version: c.version,
     };
   }
@@ -660,6 +685,7 @@ export class ActorRuntime implements RuntimeHandle {
       sandboxId: x.sandboxId,
       containerId: x.containerId,
       id: e.id,
+      incarnation: e.incarnation,
       state: e.state,
       process: x.process,
       ...(x.pid === undefined ? {} : { pid: x.pid }),
@@ -713,19 +739,22 @@ export class ActorRuntime implements RuntimeHandle {
     this.open('sandbox.create');
     if (this.sandboxes.has(id)) throw new AlreadyExists('sandbox', id);
     // The id is taken now: commands for it that arrive meanwhile wait for this create's turn to end.
-    const sandbox = new SandboxActor(id, initialSnapshot('sandbox'));
+    // A deleted sandbox's stream stays in the log; its id lives again in a stream of its own.
+    const key = lifeKey.sandbox(id);
+    const incarnation = this.lives.next(key);
+    const sandbox = new SandboxActor(id, initialSnapshot('sandbox'), incarnation);
     this.sandboxes.set(id, sandbox);
     return sandbox.admit(async () => {
       try {
         await this.record(
           sandbox,
-          { type: 'SandboxCreated', data: { sandboxId: id, config } },
+          { type: 'SandboxCreated', data: { sandboxId: id, config, ...lifeData(incarnation) } },
           { command: 'create' },
         );
+        this.lives.note(key, incarnation);
       } catch (err) {
         this.sandboxes.delete(id);
-        // A deleted sandbox's stream stays in the log: its id cannot be used again.
-        if (err instanceof ConcurrencyConflict) throw new AlreadyExists('sandbox', id, { deleted: true });
+        if (err instanceof ConcurrencyConflict) throw new AlreadyExists('sandbox', id);
         throw err;
       }
       return this.sandboxView(sandbox);
@@ -873,18 +902,27 @@ export class ActorRuntime implements RuntimeHandle {
     if (s.state !== 'running') throw new InvalidState('sandbox', s.id, s.state, 'container.create');
     if (s.containers.has(params.id)) throw new AlreadyExists('container', params.id, { sandboxId: s.id });
     // The id is taken now; commands for it wait until this create completed or failed (its whole turn).
-    const c = new ContainerActor(s, params.id, initialSnapshot('container'));
+    const key = lifeKey.container(s.id, s.incarnation, params.id);
+    const incarnation = this.lives.next(key);
+    const c = new ContainerActor(s, params.id, initialSnapshot('container'), incarnation);
     s.containers.set(params.id, c);
     return c.admit(async () => {
       try {
         // A bundle the VM cannot run, or host paths that reach the state dir, are refused before anything
         // is recorded (the effect reads the bundle again, and binds only what it checks once more).
         const bundle = await validateBundle(params.bundle, 'bundle');
-        await checkContainerSources(this.guard, translateForGuest(bundle.spec, bundle.path), params.mounts);
+        const translation = translateForGuest(bundle.spec, bundle.path);
+        await checkContainerSources(this.guard, translation, params.mounts);
+        const { annotations } = translation;
+        const terminal = params.process?.terminal ?? bundle.spec.process?.terminal === true;
         const data = {
           sandboxId: s.id,
           containerId: params.id,
+          ...lifeData(incarnation),
+          ...(s.incarnation > 1 ? { sandboxIncarnation: s.incarnation } : {}),
           bundle: bundle.path,
+          ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+          ...(terminal ? { terminal } : {}),
           ...(params.process ? { process: params.process } : {}),
           ...(params.resources ? { resources: params.resources } : {}),
           ...(params.mounts && params.mounts.length > 0 ? { mounts: params.mounts } : {}),
@@ -894,10 +932,11 @@ export class ActorRuntime implements RuntimeHandle {
         await this.settledAs(c, 'create', ['creating'], ['created']);
       } catch (err) {
         if (c.state === 'absent') s.containers.delete(params.id);
-        if (err instanceof ConcurrencyConflict) {
-          throw new AlreadyExists('container', params.id, { sandboxId: s.id, deleted: true });
-        }
+        if (err instanceof ConcurrencyConflict)
+          throw new AlreadyExists('container', params.id, { sandboxId: s.id });
         throw err;
+      } finally {
+        if (c.version > 0) this.lives.note(key, incarnation);
       }
       return this.containerView(c);
     });
@@ -1028,17 +1067,66 @@ export class ActorRuntime implements RuntimeHandle {
 
   // ---- Runtime: execs ----------------------------------------------------------------------------
 
+  /**
+   * Starts a process in a running container: a new exec with `process`, or (no process) the exec registered
+   * before by createExec. Resolves once it runs (or already exited).
+   */
   async startExec(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    process?: ProcessSpec,
+  ): Promise<ExecView> {
+    this.open('exec.start');
+    const c = this.containerEntry(sandboxId, containerId);
+    if (process === undefined) {
+      const registered = this.execEntry(sandboxId, containerId, execId);
+      await this.inTurn(c, async () => undefined);
+      this.requireAgent(c.sandbox, 'exec.start');
+      this.requireState(c, ['running'], 'exec');
+      await this.commandAndWait(
+        registered,
+        'start',
+        { type: 'ExecStartRequested', data: {} },
+        ['starting'],
+        ['running', 'exited'],
+      );
+      return this.execView(registered);
+    }
+    return this.newExec(c, execId, 'ExecRequested', process);
+  }
+
+  /** Registers an exec in a running container without starting it (containerd's Exec before its Start). */
+  async createExec(
     sandboxId: string,
     containerId: string,
     execId: string,
     process: ProcessSpec,
   ): Promise<ExecView> {
-    this.open('exec.start');
-    const c = this.containerEntry(sandboxId, containerId);
+    this.open('exec.create');
+    return this.newExec(this.containerEntry(sandboxId, containerId), execId, 'ExecCreated', process);
+  }
+
+  /** Removes an exec's record once it is no longer running (exited, failed, or never started): its id is free again. */
+  async deleteExec(sandboxId: string, containerId: string, execId: string): Promise<void> {
+    this.open('exec.delete');
+    const e = this.execEntry(sandboxId, containerId, execId);
+    await e.admit(() => this.record(e, { type: 'ExecDeleted', data: {} }, { command: 'delete' }));
+  }
+
+  private newExec(
+    c: ContainerActor,
+    execId: string,
+    type: 'ExecRequested' | 'ExecCreated',
+    process: ProcessSpec,
+  ): Promise<ExecView> {
+    const sandboxId = c.sandbox.id;
+    const containerId = c.id;
     if (c.execs.has(execId)) throw new AlreadyExists('exec', execId, { sandboxId, containerId });
+    const key = lifeKey.exec(sandboxId, c.sandbox.incarnation, containerId, c.incarnation, execId);
+    const incarnation = this.lives.next(key);
     // The id is taken now; commands for it wait until this start completed or failed (its whole turn).
-    const e = new ExecActor(c, execId, initialSnapshot('exec'));
+    const e = new ExecActor(c, execId, initialSnapshot('exec'), incarnation);
     c.execs.set(execId, e);
     return e.admit(async () => {
       try {
@@ -1046,17 +1134,27 @@ export class ActorRuntime implements RuntimeHandle {
         // holding the container's turn meanwhile: a forced delete of it still goes ahead).
         await this.inTurn(c, async () => undefined);
         await c.settled((state) => state !== 'starting' && state !== 'resuming');
-        this.requireAgent(c.sandbox, 'exec.start');
+        if (type === 'ExecRequested') this.requireAgent(c.sandbox, 'exec.start');
         this.requireState(c, ['running'], 'exec');
         e.lastError = undefined;
-        const data = { sandboxId, containerId, execId, process };
-        await this.record(e, { type: 'ExecRequested', data }, { command: 'exec' });
-        await this.settledAs(e, 'exec', ['starting'], ['running', 'exited']);
+        const data = {
+          sandboxId,
+          containerId,
+          execId,
+          ...lifeData(incarnation),
+          ...(c.sandbox.incarnation > 1 ? { sandboxIncarnation: c.sandbox.incarnation } : {}),
+          ...(c.incarnation > 1 ? { containerIncarnation: c.incarnation } : {}),
+          process,
+        };
+        await this.record(e, { type, data }, { command: type === 'ExecCreated' ? 'exec create' : 'exec' });
+        if (type === 'ExecRequested') await this.settledAs(e, 'exec', ['starting'], ['running', 'exited']);
       } catch (err) {
         if (e.state === 'absent') c.execs.delete(execId);
         if (err instanceof ConcurrencyConflict)
           throw new AlreadyExists('exec', execId, { sandboxId, containerId });
         throw err;
+      } finally {
+        if (e.version > 0) this.lives.note(key, incarnation);
       }
       return this.execView(e);
     });

@@ -43,6 +43,8 @@ export interface PortMapping {
 
 export interface SandboxView {
   readonly id: string;
+  /** Which life of the id (1, then 2 after a delete and a create again, …). */
+  readonly incarnation: number;
   /** Machine state: created | starting | running | paused | stopping | stopped | deleted | failed | lost. */
   readonly state: string;
   readonly config: SandboxConfig;
@@ -79,6 +81,14 @@ export interface ContainerView {
   readonly exit?: ExitStatus;
   readonly execs: readonly string[];
   readonly createdAt: string;
+  /** When the init started and ended. */
+  readonly startedAt?: string;
+  readonly exitedAt?: string;
+  /** The bundle's annotations (config.json), and whether the init runs on a terminal. */
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly terminal: boolean;
+  /** Which life of the id in this life of its sandbox. */
+  readonly incarnation: number;
   readonly version: number;
 }
 
@@ -86,8 +96,9 @@ export interface ExecView {
   readonly sandboxId: string;
   readonly containerId: string;
   readonly id: string;
-  /** created | running | exited. */
+  /** created (registered, not started) | starting | running | exited | failed. */
   readonly state: string;
+  readonly incarnation: number;
   readonly process: ProcessSpec;
   readonly pid?: number;
   readonly exit?: ExitStatus;
@@ -148,7 +159,12 @@ export interface Runtime {
   /** Resolves with the exit status once the container's init process ended. */
   waitContainer(sandboxId: string, id: string): Promise<ExitStatus>;
 
-  startExec(sandboxId: string, containerId: string, execId: string, process: ProcessSpec): Promise<ExecView>;
+  /** A new exec with `process`, or without one the exec createExec registered; resolves once it runs. */
+  startExec(sandboxId: string, containerId: string, execId: string, process?: ProcessSpec): Promise<ExecView>;
+  /** Registers an exec without starting it (state created). */
+  createExec(sandboxId: string, containerId: string, execId: string, process: ProcessSpec): Promise<ExecView>;
+  /** Forgets an exec that is not running (ExecDeleted): its id may be used again. */
+  deleteExec(sandboxId: string, containerId: string, execId: string): Promise<void>;
   waitExec(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus>;
   killExec(sandboxId: string, containerId: string, execId: string, signal: string): Promise<void>;
   resizeExec(

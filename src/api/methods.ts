@@ -377,14 +377,21 @@ export const methods = [
     summary: 'Removes a container (force: kills it first).',
     when: 'created or stopped (any state with force).',
     params: z.strictObject({ sandboxId: idSchema, id: idSchema, force: z.boolean().optional() }),
-    result: '{ id, deleted: true }',
+    result: '{ id, deleted: true, exit?: ExitStatus, exitedAt? } (how and when its init ended)',
     handler: async (p, { runtime }) => {
+      const before = runtime.getContainer(p.sandboxId, p.id);
       await runtime.deleteContainer(
         p.sandboxId,
         p.id,
         p.force === undefined ? undefined : { force: p.force },
       );
-      return { id: p.id, deleted: true };
+      // How the init ended, as containerd's Delete reports it (none for a container that never ran or was killed by a forced delete).
+      return {
+        id: p.id,
+        deleted: true,
+        ...(before.exit ? { exit: before.exit } : {}),
+        ...(before.exitedAt ? { exitedAt: before.exitedAt } : {}),
+      };
     },
   }),
   method({
@@ -457,16 +464,44 @@ export const methods = [
   // Execs
   method({
     name: 'exec.start',
-    summary: 'Runs an extra process in a running container.',
-    when: 'container running; execId unused in the container.',
+    summary:
+      'Runs an extra process in a running container: a new exec with process, or (no process) the one exec.create registered.',
+    when: 'container running; with process: execId unused in the container; without: the exec is created (registered).',
+    params: z.strictObject({
+      sandboxId: idSchema,
+      containerId: idSchema,
+      execId: idSchema,
+      process: processSchema.optional(),
+    }),
+    result: 'ExecView (state running, pid)',
+    handler: (p, { runtime }) => runtime.startExec(p.sandboxId, p.containerId, p.execId, p.process),
+  }),
+  method({
+    name: 'exec.create',
+    summary:
+      "Registers an extra process without starting it (containerd's Exec before its Start); exec.start starts it.",
+    when: 'container running; execId unused in the container (a deleted exec id may be used again).',
     params: z.strictObject({
       sandboxId: idSchema,
       containerId: idSchema,
       execId: idSchema,
       process: processSchema,
     }),
-    result: 'ExecView (state running, pid)',
-    handler: (p, { runtime }) => runtime.startExec(p.sandboxId, p.containerId, p.execId, p.process),
+    result: 'ExecView (state created)',
+    handler: (p, { runtime }) => runtime.createExec(p.sandboxId, p.containerId, p.execId, p.process),
+  }),
+  method({
+    name: 'exec.delete',
+    summary:
+      'Forgets an exec that is not running (exited, failed, or never started); its id may be used again.',
+    when: 'exec created, exited or failed.',
+    params: z.strictObject({ sandboxId: idSchema, containerId: idSchema, execId: idSchema }),
+    result: '{ id, deleted: true, exit?: ExitStatus }',
+    handler: async (p, { runtime }) => {
+      const { exit } = runtime.getExec(p.sandboxId, p.containerId, p.execId);
+      await runtime.deleteExec(p.sandboxId, p.containerId, p.execId);
+      return { id: p.execId, deleted: true, ...(exit ? { exit } : {}) };
+    },
   }),
   method({
     name: 'exec.state',

@@ -7,6 +7,8 @@ import { InvalidArgument } from '../errors/index.js';
 import { EventRegistry, type EventTypeDefinition, type Upcaster } from './registry.js';
 
 const entityId = z.string().min(1).max(64);
+/** Which life of a reused id (see lifeOf): absent = the first. */
+const incarnation = z.number().int().min(2).optional();
 
 const exitFields = {
   exitCode: z.number().int(),
@@ -76,7 +78,7 @@ const exited = z.object({ ...exitFields, oomKilled: z.boolean() });
 
 /** Data schemas of the sandbox stream (`sandbox-<id>`). */
 const sandboxSchemas = {
-  SandboxCreated: z.object({ sandboxId: entityId, config: sandboxConfig }),
+  SandboxCreated: z.object({ sandboxId: entityId, config: sandboxConfig, incarnation }),
   SandboxStartRequested: empty,
   VmLaunched: z.object({ handle: vmHandle }),
   AgentConnected: z.object({ agentVersion: z.string() }),
@@ -141,8 +143,13 @@ const containerSchemas = {
   ContainerCreateRequested: z.object({
     sandboxId: entityId,
     containerId: entityId,
+    incarnation,
+    sandboxIncarnation: incarnation,
     /** Host path of the OCI bundle as given by the client. */
     bundle: z.string(),
+    /** The bundle's annotations and whether its process runs on a terminal (for views and outside tools). */
+    annotations: z.record(z.string(), z.string()).optional(),
+    terminal: z.boolean().optional(),
     process: processSpec.optional(),
     resources: resources.optional(),
     /** Host paths bound into the container (through the sandbox share). */
@@ -175,19 +182,29 @@ const containerSchemas = {
   ContainerDeleteFailed: failed,
 } as const;
 
+const execRequest = z.object({
+  sandboxId: entityId,
+  containerId: entityId,
+  execId: entityId,
+  incarnation,
+  sandboxIncarnation: incarnation,
+  containerIncarnation: incarnation,
+  process: processSpec,
+});
+
 /** Data schemas of the exec stream (`exec-<sandboxId>-<containerId>-<execId>`). */
 const execSchemas = {
-  ExecRequested: z.object({
-    sandboxId: entityId,
-    containerId: entityId,
-    execId: entityId,
-    process: processSpec,
-  }),
+  ExecRequested: execRequest,
+  /** Registered, not started (containerd's Exec before its Start): ExecStartRequested starts it. */
+  ExecCreated: execRequest,
+  ExecStartRequested: empty,
   ExecStarted: z.object({ pid: z.number().int().nonnegative() }),
   ExecStartFailed: failed,
   ProcessExited: z.object({ ...exitFields, oomKilled: z.boolean().optional() }),
   ProcessExitedWhileDaemonDown: z.object({ ...exitFields, oomKilled: z.boolean().optional() }),
   ProcessLost: z.object({ reason: z.string() }),
+  /** Its record removed by a client (exec.delete): the id may be used again. */
+  ExecDeleted: empty,
 } as const;
 
 type DataOf<M extends Record<string, z.ZodType>> = { [K in keyof M]: z.infer<M[K]> };

@@ -27,9 +27,22 @@ export interface NewEvent<T extends string = string, D = unknown> {
 }
 
 /** Stream names: `sandbox-<id>`, `container-<sandboxId>-<id>`, `exec-<sandboxId>-<containerId>-<execId>`. */
+/**
+ * An id with its life: a reused id (created again after its delete) is a new incarnation with its own stream,
+ * `<id>~<n>` from the second life on; the first life keeps the plain id (logs older than reuse read the same).
+ * `~` is outside the id alphabet, so a life never collides with another id.
+ */
+export const lifeOf = (id: string, incarnation = 1): string =>
+  incarnation > 1 ? `${id}~${incarnation}` : id;
+
 export const streamOf = {
-  sandbox: (sandboxId: string) => `sandbox-${sandboxId}`,
-  container: (sandboxId: string, containerId: string) => `container-${sandboxId}-${containerId}`,
-  exec: (sandboxId: string, containerId: string, execId: string) =>
-    `exec-${sandboxId}-${containerId}-${execId}`,
+  sandbox: (sandboxId: string, incarnation = 1) => `sandbox-${lifeOf(sandboxId, incarnation)}`,
+  container: (sandboxId: string, containerId: string, lives: readonly [number, number] = [1, 1]) =>
+    `container-${lifeOf(sandboxId, lives[0])}-${lifeOf(containerId, lives[1])}`,
+  exec: (
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    lives: readonly [number, number, number] = [1, 1, 1],
+  ) => `exec-${lifeOf(sandboxId, lives[0])}-${lifeOf(containerId, lives[1])}-${lifeOf(execId, lives[2])}`,
 } as const;

@@ -494,7 +494,10 @@ export class ContainerManager {
     const container = this.#get(containerId);
     if (!ID_PATTERN.test(execId))
       throw new InvalidArgument('execId', 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
-    if (container.execs.has(execId)) throw new AlreadyExists('process', `${containerId}/${execId}`);
+    // An exited exec's id may be taken again: the host deleted its record (exec.delete) before asking.
+    const earlier = container.execs.get(execId);
+    if (earlier && !earlier.exit) throw new AlreadyExists('process', `${containerId}/${execId}`);
+    if (earlier) container.execs.delete(execId);
     if (container.status !== 'running')
       throw new InvalidState('container', containerId, container.status, 'exec');
     if (!spec || spec.args.length === 0) throw new InvalidArgument('process.args', 'must not be empty');

@@ -14,11 +14,20 @@ export interface ContainerExit {
 export interface ContainerContext {
   readonly sandboxId: string;
   readonly containerId: string;
+  /** The lives of the sandbox and container ids (absent: the first; see lifeOf). */
+  readonly sandboxIncarnation?: number;
+  readonly incarnation?: number;
   readonly bundle: string;
   readonly process?: Request['process'];
   readonly resources?: Request['resources'];
   readonly mounts?: Request['mounts'];
   readonly createdAt: string;
+  /** When its init started and ended (ISO-8601 from the events). */
+  readonly startedAt?: string;
+  readonly exitedAt?: string;
+  /** The bundle's annotations and whether its process has a terminal, as the create saw them. */
+  readonly annotations?: Request['annotations'];
+  readonly terminal?: boolean;
   /** Pid of the init process in the guest, once created. */
   readonly pid?: number;
   readonly exit?: ContainerExit;
@@ -68,11 +77,17 @@ export const containerMachine = setup({
       if (event.type !== 'ContainerExited' && event.type !== 'ContainerExitedWhileDown') return {};
       const { exitCode, signal, oomKilled } = event.data;
       const exit: ContainerExit = { exitCode, oomKilled: oomKilled || context.oomKilled };
-      return { exit: signal === undefined ? exit : { ...exit, signal }, oomKilled: exit.oomKilled };
+      return {
+        exit: signal === undefined ? exit : { ...exit, signal },
+        oomKilled: exit.oomKilled,
+        ...(event.at ? { exitedAt: event.at } : {}),
+      };
     }),
-    lost: assign(({ context }) => ({
+    lost: assign(({ context, event }) => ({
       exit: { exitCode: LOST_EXIT_CODE, signal: 'SIGKILL', oomKilled: context.oomKilled },
+      ...(event.at ? { exitedAt: event.at } : {}),
     })),
+    started: assign(({ event }) => (event.at ? { startedAt: event.at } : {})),
     oom: assign(({ context }) => ({
       oomKilled: true,
       ...(context.exit ? { exit: { ...context.exit, oomKilled: true } } : {}),
@@ -96,7 +111,11 @@ export const containerMachine = setup({
           actions: assign(({ event }) => ({
             sandboxId: event.data.sandboxId,
             containerId: event.data.containerId,
+            ...(event.data.sandboxIncarnation ? { sandboxIncarnation: event.data.sandboxIncarnation } : {}),
+            ...(event.data.incarnation ? { incarnation: event.data.incarnation } : {}),
             bundle: event.data.bundle,
+            ...(event.data.annotations ? { annotations: event.data.annotations } : {}),
+            ...(event.data.terminal ? { terminal: true } : {}),
             process: event.data.process,
             resources: event.data.resources,
             ...(event.data.mounts ? { mounts: event.data.mounts } : {}),
@@ -125,7 +144,7 @@ export const containerMachine = setup({
     starting: {
       entry: 'startContainer',
       on: {
-        ContainerStarted: { target: 'running' },
+        ContainerStarted: { target: 'running', actions: 'started' },
         ContainerStartFailed: { target: 'failed', actions: 'remember' },
         ContainerOomKilled: { actions: 'oom' },
         ...ended,

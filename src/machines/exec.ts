@@ -1,4 +1,5 @@
-// The exec lifecycle machine: a process started in a running container, until it exits.
+// The exec lifecycle machine: a process started in a running container (at once, or registered first), until it
+// exits and, once a client deletes its record, deleted.
 import { assign, setup } from 'xstate';
 import type { ExecEvent, ExecEventData } from '../events/index.js';
 import type { Fed, LastFailure } from './common.js';
@@ -14,6 +15,10 @@ export interface ExecContext {
   readonly sandboxId: string;
   readonly containerId: string;
   readonly execId: string;
+  /** The lives of the sandbox, container and exec ids (absent: the first; see lifeOf). */
+  readonly sandboxIncarnation?: number;
+  readonly containerIncarnation?: number;
+  readonly incarnation?: number;
   readonly process: ExecEventData['ExecRequested']['process'];
   readonly pid?: number;
   readonly exit?: ExecExit;
@@ -45,6 +50,19 @@ export const execMachine = setup({
       };
     }),
     lost: assign({ exit: { exitCode: LOST_EXIT_CODE, signal: 'SIGKILL' } }),
+    requested: assign(({ event }) => {
+      if (event.type !== 'ExecRequested' && event.type !== 'ExecCreated') return {};
+      const d = event.data;
+      return {
+        sandboxId: d.sandboxId,
+        containerId: d.containerId,
+        execId: d.execId,
+        ...(d.sandboxIncarnation ? { sandboxIncarnation: d.sandboxIncarnation } : {}),
+        ...(d.containerIncarnation ? { containerIncarnation: d.containerIncarnation } : {}),
+        ...(d.incarnation ? { incarnation: d.incarnation } : {}),
+        process: d.process,
+      };
+    }),
   },
 }).createMachine({
   id: 'exec',
@@ -53,15 +71,16 @@ export const execMachine = setup({
   states: {
     absent: {
       on: {
-        ExecRequested: {
-          target: 'starting',
-          actions: assign(({ event }) => ({
-            sandboxId: event.data.sandboxId,
-            containerId: event.data.containerId,
-            execId: event.data.execId,
-            process: event.data.process,
-          })),
-        },
+        ExecRequested: { target: 'starting', actions: 'requested' },
+        ExecCreated: { target: 'created', actions: 'requested' },
+      },
+    },
+    /** Registered, waiting for its start (or its delete); the container's end takes it along. */
+    created: {
+      on: {
+        ExecStartRequested: { target: 'starting' },
+        ProcessLost: { target: 'exited', actions: 'lost' },
+        ExecDeleted: { target: 'deleted' },
       },
     },
     /** The exit may be reported before the start's reply: both orders end in `exited`. */
@@ -77,7 +96,8 @@ export const execMachine = setup({
       },
     },
     running: { on: { ...ended } },
-    exited: { type: 'final' },
-    failed: { type: 'final' },
+    exited: { on: { ExecDeleted: { target: 'deleted' } } },
+    failed: { on: { ExecDeleted: { target: 'deleted' } } },
+    deleted: { type: 'final' },
   },
 });

@@ -7,6 +7,8 @@ type VmHandleData = SandboxEventData['VmLaunched']['handle'];
 
 export interface SandboxContext {
   readonly sandboxId: string;
+  /** Which life of the id this is (absent: the first; see lifeOf). */
+  readonly incarnation?: number;
   readonly config: SandboxEventData['SandboxCreated']['config'];
   readonly createdAt: string;
   /** The running VM, from VmLaunched / SandboxReattached; cleared once the VM is known gone. */
@@ -116,6 +118,7 @@ export const sandboxMachine = setup({
           target: 'created',
           actions: assign(({ event }) => ({
             sandboxId: event.data.sandboxId,
+            ...(event.data.incarnation ? { incarnation: event.data.incarnation } : {}),
             config: event.data.config,
             createdAt: event.at ?? '',
           })),

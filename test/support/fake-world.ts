@@ -572,7 +572,8 @@ export class FakeAgent implements Agent {
     const vm = await this.enter('execProcess', sandboxId);
     const c = this.container(vm, 'execProcess', request.containerId);
     return this.act('execProcess', sandboxId, `${request.containerId}/${request.execId}`, () => {
-      if (c.processes.has(request.execId)) {
+      // An exited exec's id may be taken again (the host deleted its record); a running one never.
+      if (c.processes.get(request.execId)?.running) {
         this.world.violations.push(
           `execProcess twice: ${sandboxId}/${request.containerId}/${request.execId}`,
         );
