@@ -44,7 +44,7 @@ describe('api validation', () => {
       ['container.start', { sandboxId: 'sb' }, 'id'],
       ['container.create', { sandboxId: 'sb', id: 'c9' }, 'bundle'],
       ['exec.kill', { sandboxId: 'sb', containerId: 'c1', signal: 'TERM' }, 'execId'],
-      ['exec.start', { sandboxId: 'sb', containerId: 'c1', execId: 'e1' }, 'process'],
+      ['exec.create', { sandboxId: 'sb', containerId: 'c1', execId: 'e1' }, 'process'],
       ['events.unsubscribe', {}, 'subscription'],
       ['guest.copyFile', { sandboxId: 'sb', path: '/tmp/x' }, 'data'],
     ];

@@ -671,8 +671,6 @@ export class ActorRuntime implements RuntimeHandle {
       ...(x.exit ? { exit: x.exit } : {}),
       execs: [...c.execs.keys()],
       createdAt: x.createdAt,
-      ...(x.startedAt ? { startedAt: x.startedAt } : {}),
-      ...(x.exitedAt ? { exitedAt: x.exitedAt } : {}),
       annotations: x.annotations ?? {},
       terminal: x.terminal === true,
       version: c.version,

@@ -81,9 +81,6 @@ export interface ContainerView {
   readonly exit?: ExitStatus;
   readonly execs: readonly string[];
   readonly createdAt: string;
-  /** When the init started and ended. */
-  readonly startedAt?: string;
-  readonly exitedAt?: string;
   /** The bundle's annotations (config.json), and whether the init runs on a terminal. */
   readonly annotations: Readonly<Record<string, string>>;
   readonly terminal: boolean;

@@ -377,7 +377,7 @@ export const methods = [
     summary: 'Removes a container (force: kills it first).',
     when: 'created or stopped (any state with force).',
     params: z.strictObject({ sandboxId: idSchema, id: idSchema, force: z.boolean().optional() }),
-    result: '{ id, deleted: true, exit?: ExitStatus, exitedAt? } (how and when its init ended)',
+    result: '{ id, deleted: true, exit?: ExitStatus } (how its init ended)',
     handler: async (p, { runtime }) => {
       const before = runtime.getContainer(p.sandboxId, p.id);
       await runtime.deleteContainer(
@@ -390,7 +390,6 @@ export const methods = [
         id: p.id,
         deleted: true,
         ...(before.exit ? { exit: before.exit } : {}),
-        ...(before.exitedAt ? { exitedAt: before.exitedAt } : {}),
       };
     },
   }),

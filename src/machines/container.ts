@@ -22,9 +22,6 @@ export interface ContainerContext {
   readonly resources?: Request['resources'];
   readonly mounts?: Request['mounts'];
   readonly createdAt: string;
-  /** When its init started and ended (ISO-8601 from the events). */
-  readonly startedAt?: string;
-  readonly exitedAt?: string;
   /** The bundle's annotations and whether its process has a terminal, as the create saw them. */
   readonly annotations?: Request['annotations'];
   readonly terminal?: boolean;
@@ -77,17 +74,11 @@ export const containerMachine = setup({
       if (event.type !== 'ContainerExited' && event.type !== 'ContainerExitedWhileDown') return {};
       const { exitCode, signal, oomKilled } = event.data;
       const exit: ContainerExit = { exitCode, oomKilled: oomKilled || context.oomKilled };
-      return {
-        exit: signal === undefined ? exit : { ...exit, signal },
-        oomKilled: exit.oomKilled,
-        ...(event.at ? { exitedAt: event.at } : {}),
-      };
+      return { exit: signal === undefined ? exit : { ...exit, signal }, oomKilled: exit.oomKilled };
     }),
-    lost: assign(({ context, event }) => ({
+    lost: assign(({ context }) => ({
       exit: { exitCode: LOST_EXIT_CODE, signal: 'SIGKILL', oomKilled: context.oomKilled },
-      ...(event.at ? { exitedAt: event.at } : {}),
     })),
-    started: assign(({ event }) => (event.at ? { startedAt: event.at } : {})),
     oom: assign(({ context }) => ({
       oomKilled: true,
       ...(context.exit ? { exit: { ...context.exit, oomKilled: true } } : {}),
@@ -144,7 +135,7 @@ export const containerMachine = setup({
     starting: {
       entry: 'startContainer',
       on: {
-        ContainerStarted: { target: 'running', actions: 'started' },
+        ContainerStarted: { target: 'running' },
         ContainerStartFailed: { target: 'failed', actions: 'remember' },
         ContainerOomKilled: { actions: 'oom' },
         ...ended,

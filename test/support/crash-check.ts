@@ -190,8 +190,12 @@ export async function checkRecovered(
   assert.deepEqual(world.violations, [], 'no effect ran twice in the world');
   assert.deepEqual(world.duplicateEffects(), [], 'no intent had its effect carried out twice');
 
-  const sandboxStreams = new Set(events.filter((ev) => ev.type === 'SandboxCreated').map((ev) => ev.stream));
-  for (const stream of sandboxStreams) {
+  // The latest life of each sandbox id is the one the runtime shows (an id may be created again after its delete).
+  const latestLife = new Map<string, string>();
+  for (const ev of events) {
+    if (ev.type === 'SandboxCreated') latestLife.set((ev.data as { sandboxId: string }).sandboxId, ev.stream);
+  }
+  for (const stream of latestLife.values()) {
     const replayed = replayStream(stream, await readStream(store, stream));
     const id = (replayed.context as { sandboxId: string }).sandboxId;
     if (replayed.state === 'deleted') {
