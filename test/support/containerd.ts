@@ -1,0 +1,146 @@
+// A real containerd (Debian's 1.6) for tests: its own root, state, sockets and config in a temp dir,
+// stopped by pid afterwards; plus ctr against it.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Containerd {
+  readonly dir: string;
+  /** The gRPC socket (ctr --address). */
+  readonly address: string;
+  /** The ttrpc socket shims publish events to (TTRPC_ADDRESS). */
+  readonly ttrpcAddress: string;
+  readonly pid: number;
+  output(): string;
+  /** Runs ctr against this containerd to its end. */
+  ctr(
+    args: readonly string[],
+    options?: { timeoutMs?: number; input?: string; env?: NodeJS.ProcessEnv },
+  ): Promise<CtrResult>;
+  /** Starts a long-running ctr (e.g. `events`) and collects its stdout. */
+  ctrSpawn(args: readonly string[]): { child: ChildProcess; stdout: () => string };
+  stop(): Promise<void>;
+}
+
+export interface CtrResult {
+  readonly code: number;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+export async function startContainerd(
+  options: { config?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Containerd> {
+  const dir = await mkdtemp(join(tmpdir(), 'ctrd-'));
+  const address = join(dir, 'containerd.sock');
+  const config = join(dir, 'config.toml');
+  await writeFile(
+    config,
+    [
+      'version = 2',
+      `root = "${join(dir, 'root')}"`,
+      `state = "${join(dir, 'state')}"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = "${address}"`,
+      '[debug]',
+      '  level = "info"',
+      options.config ?? '',
+    ].join('\n'),
+  );
+  const child = spawn('containerd', ['--config', config], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
+  let out = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    out += d;
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const ctr: Containerd['ctr'] = (args, o = {}) =>
+    new Promise((resolve, reject) => {
+      const c = spawn('ctr', ['--address', address, ...args], {
+        stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+        env: { ...process.env, ...o.env },
+      });
+      if (o.input !== undefined) c.stdin?.end(o.input);
+      let stdout = '';
+      let stderr = '';
+      c.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+      });
+      c.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        stderr += d;
+      });
+      const timer = setTimeout(() => {
+        c.kill('SIGKILL');
+        reject(new Error(`ctr ${args.join(' ')} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
+      }, o.timeoutMs ?? 120_000);
+      c.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code: code ?? -1, signal, stdout, stderr });
+      });
+    });
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(t);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  // Ready once the gRPC socket answers.
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`containerd exited ${child.exitCode}:\n${out}`);
+    if (existsSync(address)) {
+      const v = await ctr(['version'], { timeoutMs: 10_000 }).catch(() => undefined);
+      if (v?.code === 0) break;
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`containerd not ready in 30 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    dir,
+    address,
+    ttrpcAddress: `${address}.ttrpc`,
+    pid: child.pid as number,
+    output: () => out,
+    ctr,
+    ctrSpawn(args) {
+      const c = spawn('ctr', ['--address', address, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      c.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        stdout += d;
+      });
+      c.stderr?.resume(); // ctr's warnings are not part of what the tests read
+      return { child: c, stdout: () => stdout };
+    },
+    stop,
+  };
+}
+
+/** Polls `check` every 50 ms until it returns a value (not undefined) or `timeoutMs` passes. */
+export async function until<T>(
+  what: string,
+  check: () => T | undefined | Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
