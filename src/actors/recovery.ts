@@ -2,6 +2,7 @@
 import type { ContainerInfo, ExitStatus } from '../agent/index.js';
 import { asSandboxdError, Internal } from '../errors/index.js';
 import { type EntityKind, type EventEnvelope, entityOfEventType } from '../events/index.js';
+import { correlation } from '../explain/index.js';
 import {
   type ContextOf,
   fed,
@@ -253,7 +254,7 @@ function exitData(exit: ExitStatus | undefined) {
 
 async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tally): Promise<void> {
   const record = async (entity: AnyEntity, type: string, data: unknown) => {
-    const appended = await rt.record(entity, { type, data });
+    const appended = await rt.record(entity, { type, data, correlationId: correlation.recovery });
     if (appended) t.appended += 1;
     return appended;
   };
@@ -493,7 +494,7 @@ async function reconcileContainer(
 export async function reconcileContainers(rt: ActorRuntime, sandbox: SandboxActor, t?: Tally): Promise<void> {
   const tally = t ?? { reattached: [], lost: [], settled: [], appended: 0, errors: [] };
   const record: Record_ = async (entity, type, data) => {
-    const appended = await rt.record(entity, { type, data });
+    const appended = await rt.record(entity, { type, data, correlationId: correlation.recovery });
     if (appended) tally.appended += 1;
     return appended;
   };
@@ -526,7 +527,11 @@ export async function reconcileAll(rt: ActorRuntime): Promise<RecoveryReport> {
         rt.logger.error({ sandboxId: sandbox.id, err: error }, 'reconciliation failed');
         // Last resort for a wedged VM: declare it lost and kill it, so one hung sandbox delays nobody.
         const lost = await rt
-          .record(sandbox, { type: 'SandboxLost', data: { reason: failureOf('reconcile', error).message } })
+          .record(sandbox, {
+            type: 'SandboxLost',
+            data: { reason: failureOf('reconcile', error).message },
+            correlationId: correlation.recovery,
+          })
           .catch(() => undefined);
         if (lost) {
           t.lost.push(sandbox.id);

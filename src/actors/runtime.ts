@@ -27,6 +27,7 @@ import {
   Timeout,
 } from '../errors/index.js';
 import type { EntityKind, EventEnvelope, FailureData, NewEvent } from '../events/index.js';
+import { correlation } from '../explain/index.js';
 import type { Accel, GuestImagePaths, Hypervisor, VmUsage } from '../hypervisor/index.js';
 import { can, fed, initialSnapshot, persistSnapshot, step } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
@@ -56,6 +57,7 @@ import { reconcileAll, reconcileContainers } from './recovery.js';
 import { currentSize, growVm, planResize, type ResizeRequest, sameSize } from './resize.js';
 import { type Happening, startPorts } from './supervision.js';
 import type {
+  Caller,
   ContainerView,
   CreateContainerParams,
   ExecView,
@@ -183,6 +185,15 @@ const execEnded = new Set(['exited', 'failed']);
 /** States an effect is in flight in: not worth a snapshot, recovery settles them from the log. */
 const transitional = new Set(['starting', 'pausing', 'resuming', 'stopping', 'deleting', 'creating']);
 
+/** An event to record; `correlationId` says who asked (see src/explain correlation: api, recovery, supervision). */
+type Asked = { type: string; data: unknown; correlationId?: string };
+
+const supervised = {
+  hypervisor: correlation.supervision('hypervisor'),
+  agent: correlation.supervision('agent'),
+  cascade: correlation.supervision('cascade'),
+} as const;
+
 function notFoundOf(entity: AnyEntity): NotFound {
   if (entity instanceof SandboxActor) return new NotFound('sandbox', entity.id);
   if (entity instanceof ContainerActor)
@@ -289,7 +300,7 @@ export class ActorRuntime implements RuntimeHandle {
    */
   record(
     entity: AnyEntity,
-    event: { type: string; data: unknown },
+    event: Asked,
     opts: { command?: string; causationId?: string } = {},
   ): Promise<EventEnvelope | undefined> {
     return entity.exclusive(() => this.recordInTurn(entity, event, opts));
@@ -298,7 +309,7 @@ export class ActorRuntime implements RuntimeHandle {
   /** `record`'s body, for work that already holds the entity's turn (see updateSandbox). */
   private async recordInTurn(
     entity: AnyEntity,
-    event: { type: string; data: unknown },
+    event: Asked,
     opts: { command?: string; causationId?: string },
   ): Promise<EventEnvelope | undefined> {
     const candidate = { type: event.type, data: event.data } as never;
@@ -314,6 +325,7 @@ export class ActorRuntime implements RuntimeHandle {
       type: event.type,
       data: event.data,
       ...(opts.causationId ? { causationId: opts.causationId } : {}),
+      ...(event.correlationId ? { correlationId: event.correlationId } : {}),
     };
     const result = await this.store.append(entity.stream, entity.version, [newEvent]);
     const envelope = result.events[0]!;
@@ -379,7 +391,9 @@ export class ActorRuntime implements RuntimeHandle {
       const reason = `sandbox ${state}`;
       for (const c of sandbox.containers.values()) {
         if (!containerEnded.has(c.state))
-          this.fireAndLog(this.record(c, { type: 'ContainerLost', data: { reason } }));
+          this.fireAndLog(
+            this.record(c, { type: 'ContainerLost', data: { reason }, correlationId: supervised.cascade }),
+          );
         for (const e of c.execs.values()) this.loseExec(e, reason);
       }
     }
@@ -401,7 +415,9 @@ export class ActorRuntime implements RuntimeHandle {
 
   private loseExec(exec: ExecActor, reason: string): void {
     if (!execEnded.has(exec.state))
-      this.fireAndLog(this.record(exec, { type: 'ProcessLost', data: { reason } }));
+      this.fireAndLog(
+        this.record(exec, { type: 'ProcessLost', data: { reason }, correlationId: supervised.cascade }),
+      );
   }
 
   private fireAndLog(work: Promise<unknown>): void {
@@ -495,7 +511,8 @@ export class ActorRuntime implements RuntimeHandle {
       const outcome = this.traceIntents
         ? await withIntent({ eventId: cause.id, effect: name, retry }, run)
         : await run();
-      for (const e of outcome) await this.record(entity, e, { causationId: cause.id });
+      const by = retry ? { correlationId: correlation.recovery } : {};
+      for (const e of outcome) await this.record(entity, { ...e, ...by }, { causationId: cause.id });
     } catch (err) {
       const error = asSandboxdError(err, name);
       log.warn({ err: error }, 'effect failed');
@@ -504,7 +521,11 @@ export class ActorRuntime implements RuntimeHandle {
         try {
           await this.record(
             entity,
-            { type: def.failure, data: { error: failureOf(name, error) } },
+            {
+              type: def.failure,
+              data: { error: failureOf(name, error) },
+              ...(retry ? { correlationId: correlation.recovery } : {}),
+            },
             { causationId: cause.id },
           );
         } catch (appendErr) {
@@ -539,7 +560,13 @@ export class ActorRuntime implements RuntimeHandle {
     if (this.closing) return;
     if (h.source === 'hypervisor') {
       if (h.event.type === 'exited') {
-        this.fireAndLog(this.record(sandbox, { type: 'VmExited', data: { reason: h.event.reason } }));
+        this.fireAndLog(
+          this.record(sandbox, {
+            type: 'VmExited',
+            data: { reason: h.event.reason },
+            correlationId: supervised.hypervisor,
+          }),
+        );
       } else {
         this.logger.info({ sandboxId: sandbox.id, vmEvent: h.event.type }, 'VM event');
       }
@@ -555,29 +582,50 @@ export class ActorRuntime implements RuntimeHandle {
       return;
     }
     if (e.type === 'oom') {
-      this.fireAndLog(this.record(container, { type: 'ContainerOomKilled', data: {} }));
+      this.fireAndLog(
+        this.record(container, { type: 'ContainerOomKilled', data: {}, correlationId: supervised.agent }),
+      );
       return;
     }
     const { exitCode, signal, oomKilled } = e.status;
     const exit = { exitCode, ...(signal === undefined ? {} : { signal }) };
     if (e.execId === '') {
       this.fireAndLog(
-        this.record(container, { type: 'ContainerExited', data: { ...exit, oomKilled: oomKilled === true } }),
+        this.record(container, {
+          type: 'ContainerExited',
+          data: { ...exit, oomKilled: oomKilled === true },
+          correlationId: supervised.agent,
+        }),
       );
       return;
     }
     const exec = container.execs.get(e.execId);
     if (exec) {
       const data = oomKilled === undefined ? exit : { ...exit, oomKilled };
-      this.fireAndLog(this.record(exec, { type: 'ProcessExited', data }));
+      this.fireAndLog(this.record(exec, { type: 'ProcessExited', data, correlationId: supervised.agent }));
     }
   }
 
   // ---- lookups and views ----------------------------------------------------------------------------
 
-  private open(command: string): void {
+  /** Refuses commands while closing or read-only; returns who asks (the correlationId of the command's event). */
+  private open(command: string): string {
     if (this.closing) throw new InvalidState('runtime', 'sandboxd', 'shutting down', command);
     if (!this.effectsOn) throw new InvalidState('runtime', 'sandboxd', 'read-only (effects off)', command);
+    return correlation.api(command, this.caller?.connection);
+  }
+
+  /** Who calls now: set by `asking` for the synchronous part of an API handler (commands read it at entry). */
+  private caller: Caller | undefined;
+
+  asking<T>(caller: Caller, fn: () => T): T {
+    const outer = this.caller;
+    this.caller = caller;
+    try {
+      return fn();
+    } finally {
+      this.caller = outer;
+    }
   }
 
   sandbox(id: string): SandboxActor {
@@ -696,7 +744,7 @@ export class ActorRuntime implements RuntimeHandle {
   private async commandAndWait(
     entity: AnyEntity,
     command: string,
-    event: { type: string; data: unknown },
+    event: Asked,
     transitional: readonly string[],
     success: readonly string[],
     checks?: () => Promise<void> | void,
@@ -734,7 +782,7 @@ export class ActorRuntime implements RuntimeHandle {
   // ---- Runtime: sandboxes ------------------------------------------------------------------------
 
   async createSandbox(id: string, config: SandboxConfig): Promise<SandboxView> {
-    this.open('sandbox.create');
+    const by = this.open('sandbox.create');
     if (this.sandboxes.has(id)) throw new AlreadyExists('sandbox', id);
     // The id is taken now: commands for it that arrive meanwhile wait for this create's turn to end.
     // A deleted sandbox's stream stays in the log; its id lives again in a stream of its own.
@@ -746,7 +794,11 @@ export class ActorRuntime implements RuntimeHandle {
       try {
         await this.record(
           sandbox,
-          { type: 'SandboxCreated', data: { sandboxId: id, config, ...lifeData(incarnation) } },
+          {
+            type: 'SandboxCreated',
+            data: { sandboxId: id, config, ...lifeData(incarnation) },
+            correlationId: by,
+          },
           { command: 'create' },
         );
         this.lives.note(key, incarnation);
@@ -760,12 +812,12 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async startSandbox(id: string): Promise<SandboxView> {
-    this.open('sandbox.start');
+    const by = this.open('sandbox.start');
     const s = this.sandboxEntry(id);
     await this.commandAndWait(
       s,
       'start',
-      { type: 'SandboxStartRequested', data: {} },
+      { type: 'SandboxStartRequested', data: {}, correlationId: by },
       ['starting'],
       ['running'],
       async () => {
@@ -782,20 +834,26 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async stopSandbox(id: string, options: { timeoutMs?: number } = {}): Promise<SandboxView> {
-    this.open('sandbox.stop');
+    const by = this.open('sandbox.stop');
     const s = this.sandboxEntry(id);
     const data = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
-    await this.commandAndWait(s, 'stop', { type: 'SandboxStopRequested', data }, ['stopping'], ['stopped']);
+    await this.commandAndWait(
+      s,
+      'stop',
+      { type: 'SandboxStopRequested', data, correlationId: by },
+      ['stopping'],
+      ['stopped'],
+    );
     return this.sandboxView(s);
   }
 
   async pauseSandbox(id: string): Promise<SandboxView> {
-    this.open('sandbox.pause');
+    const by = this.open('sandbox.pause');
     const s = this.sandboxEntry(id);
     await this.commandAndWait(
       s,
       'pause',
-      { type: 'SandboxPauseRequested', data: {} },
+      { type: 'SandboxPauseRequested', data: {}, correlationId: by },
       ['pausing'],
       ['paused'],
     );
@@ -803,12 +861,12 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async resumeSandbox(id: string): Promise<SandboxView> {
-    this.open('sandbox.resume');
+    const by = this.open('sandbox.resume');
     const s = this.sandboxEntry(id);
     await this.commandAndWait(
       s,
       'resume',
-      { type: 'SandboxResumeRequested', data: {} },
+      { type: 'SandboxResumeRequested', data: {}, correlationId: by },
       ['resuming'],
       ['running'],
     );
@@ -816,13 +874,13 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async deleteSandbox(id: string, options: { force?: boolean } = {}): Promise<void> {
-    this.open('sandbox.delete');
+    const by = this.open('sandbox.delete');
     const s = this.sandboxEntry(id);
     const force = options.force === true;
     await this.commandAndWait(
       s,
       force ? 'delete --force' : 'delete',
-      { type: 'SandboxDeleteRequested', data: { force } },
+      { type: 'SandboxDeleteRequested', data: { force }, correlationId: by },
       ['deleting'],
       ['deleted'],
       () => {
@@ -837,7 +895,7 @@ export class ActorRuntime implements RuntimeHandle {
    * updates never race for the same DIMM slot.
    */
   async updateSandbox(id: string, request: ResizeRequest): Promise<SandboxView> {
-    this.open('sandbox.update');
+    const by = this.open('sandbox.update');
     const s = this.sandboxEntry(id);
     await this.inTurn(s, () =>
       s.exclusive(async () => {
@@ -851,7 +909,11 @@ export class ActorRuntime implements RuntimeHandle {
         const { reached, error } = await growVm(ports, id, from, to, this.timeouts.resizeVm);
         // Whatever QEMU took is a fact, even when a later step failed: the log must say so.
         if (!sameSize(from, reached)) {
-          await this.recordInTurn(s, { type: 'SandboxResized', data: reached }, { command: 'update' });
+          await this.recordInTurn(
+            s,
+            { type: 'SandboxResized', data: reached, correlationId: by },
+            { command: 'update' },
+          );
         }
         if (error) throw error;
       }),
@@ -895,7 +957,7 @@ export class ActorRuntime implements RuntimeHandle {
   // ---- Runtime: containers -----------------------------------------------------------------------
 
   async createContainer(params: CreateContainerParams): Promise<ContainerView> {
-    this.open('container.create');
+    const by = this.open('container.create');
     const s = this.sandbox(params.sandboxId);
     if (s.state !== 'running') throw new InvalidState('sandbox', s.id, s.state, 'container.create');
     if (s.containers.has(params.id)) throw new AlreadyExists('container', params.id, { sandboxId: s.id });
@@ -926,7 +988,11 @@ export class ActorRuntime implements RuntimeHandle {
           ...(params.mounts && params.mounts.length > 0 ? { mounts: params.mounts } : {}),
         };
         c.lastError = undefined;
-        await this.record(c, { type: 'ContainerCreateRequested', data }, { command: 'create' });
+        await this.record(
+          c,
+          { type: 'ContainerCreateRequested', data, correlationId: by },
+          { command: 'create' },
+        );
         await this.settledAs(c, 'create', ['creating'], ['created']);
       } catch (err) {
         if (c.state === 'absent') s.containers.delete(params.id);
@@ -941,12 +1007,12 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async startContainer(sandboxId: string, id: string): Promise<ContainerView> {
-    this.open('container.start');
+    const by = this.open('container.start');
     const c = this.containerEntry(sandboxId, id);
     await this.commandAndWait(
       c,
       'start',
-      { type: 'ContainerStartRequested', data: {} },
+      { type: 'ContainerStartRequested', data: {}, correlationId: by },
       ['starting'],
       // A short-lived init may have ended before the start's reply came back: that start succeeded.
       ['running', 'paused', 'stopped'],
@@ -968,13 +1034,13 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async deleteContainer(sandboxId: string, id: string, options: { force?: boolean } = {}): Promise<void> {
-    this.open('container.delete');
+    const by = this.open('container.delete');
     const c = this.containerEntry(sandboxId, id);
     const force = options.force === true;
     await this.commandAndWait(
       c,
       force ? 'delete --force' : 'delete',
-      { type: 'ContainerDeleteRequested', data: { force } },
+      { type: 'ContainerDeleteRequested', data: { force }, correlationId: by },
       ['deleting'],
       ['deleted'],
       () => {
@@ -987,12 +1053,12 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async pauseContainer(sandboxId: string, id: string): Promise<ContainerView> {
-    this.open('container.pause');
+    const by = this.open('container.pause');
     const c = this.containerEntry(sandboxId, id);
     await this.commandAndWait(
       c,
       'pause',
-      { type: 'ContainerPauseRequested', data: {} },
+      { type: 'ContainerPauseRequested', data: {}, correlationId: by },
       ['pausing'],
       ['paused'],
       () => this.requireAgent(c.sandbox, 'container.pause'),
@@ -1001,12 +1067,12 @@ export class ActorRuntime implements RuntimeHandle {
   }
 
   async resumeContainer(sandboxId: string, id: string): Promise<ContainerView> {
-    this.open('container.resume');
+    const by = this.open('container.resume');
     const c = this.containerEntry(sandboxId, id);
     await this.commandAndWait(
       c,
       'resume',
-      { type: 'ContainerResumeRequested', data: {} },
+      { type: 'ContainerResumeRequested', data: {}, correlationId: by },
       ['resuming'],
       ['running'],
       () => this.requireAgent(c.sandbox, 'container.resume'),
@@ -1035,10 +1101,10 @@ export class ActorRuntime implements RuntimeHandle {
     id: string,
     resources: ContainerResources,
   ): Promise<ContainerView> {
-    this.open('container.update');
+    const by = this.open('container.update');
     const c = this.container(sandboxId, id);
     this.requireAgent(c.sandbox, 'container.update');
-    const event = { type: 'ContainerUpdated', data: { resources } };
+    const event = { type: 'ContainerUpdated', data: { resources }, correlationId: by };
     if (!can('container', c.snapshot, event as never)) {
       throw new InvalidState('container', id, c.state, 'update');
     }
@@ -1075,7 +1141,7 @@ export class ActorRuntime implements RuntimeHandle {
     execId: string,
     process?: ProcessSpec,
   ): Promise<ExecView> {
-    this.open('exec.start');
+    const by = this.open('exec.start');
     const c = this.containerEntry(sandboxId, containerId);
     if (process === undefined) {
       const registered = this.execEntry(sandboxId, containerId, execId);
@@ -1085,13 +1151,13 @@ export class ActorRuntime implements RuntimeHandle {
       await this.commandAndWait(
         registered,
         'start',
-        { type: 'ExecStartRequested', data: {} },
+        { type: 'ExecStartRequested', data: {}, correlationId: by },
         ['starting'],
         ['running', 'exited'],
       );
       return this.execView(registered);
     }
-    return this.newExec(c, execId, 'ExecRequested', process);
+    return this.newExec(c, execId, 'ExecRequested', process, by);
   }
 
   /** Registers an exec in a running container without starting it (containerd's Exec before its Start). */
@@ -1101,15 +1167,17 @@ export class ActorRuntime implements RuntimeHandle {
     execId: string,
     process: ProcessSpec,
   ): Promise<ExecView> {
-    this.open('exec.create');
-    return this.newExec(this.containerEntry(sandboxId, containerId), execId, 'ExecCreated', process);
+    const by = this.open('exec.create');
+    return this.newExec(this.containerEntry(sandboxId, containerId), execId, 'ExecCreated', process, by);
   }
 
   /** Removes an exec's record once it is no longer running (exited, failed, or never started): its id is free again. */
   async deleteExec(sandboxId: string, containerId: string, execId: string): Promise<void> {
-    this.open('exec.delete');
+    const by = this.open('exec.delete');
     const e = this.execEntry(sandboxId, containerId, execId);
-    await e.admit(() => this.record(e, { type: 'ExecDeleted', data: {} }, { command: 'delete' }));
+    await e.admit(() =>
+      this.record(e, { type: 'ExecDeleted', data: {}, correlationId: by }, { command: 'delete' }),
+    );
   }
 
   private newExec(
@@ -1117,6 +1185,7 @@ export class ActorRuntime implements RuntimeHandle {
     execId: string,
     type: 'ExecRequested' | 'ExecCreated',
     process: ProcessSpec,
+    by: string,
   ): Promise<ExecView> {
     const sandboxId = c.sandbox.id;
     const containerId = c.id;
@@ -1144,7 +1213,11 @@ export class ActorRuntime implements RuntimeHandle {
           ...(c.incarnation > 1 ? { containerIncarnation: c.incarnation } : {}),
           process,
         };
-        await this.record(e, { type, data }, { command: type === 'ExecCreated' ? 'exec create' : 'exec' });
+        await this.record(
+          e,
+          { type, data, correlationId: by },
+          { command: type === 'ExecCreated' ? 'exec create' : 'exec' },
+        );
         if (type === 'ExecRequested') await this.settledAs(e, 'exec', ['starting'], ['running', 'exited']);
       } catch (err) {
         if (e.state === 'absent') c.execs.delete(execId);

@@ -118,8 +118,18 @@ export interface CreateContainerParams {
  * (InvalidState otherwise, nothing written), persisted, then run. Throws NotFound, AlreadyExists,
  * InvalidState, Conflict, Timeout, HypervisorError, AgentError.
  */
+/** Who calls the runtime: the API connection a request came on (recorded with the command's event). */
+export interface Caller {
+  readonly connection: number;
+}
+
 export interface Runtime {
   readonly accel: Accel | undefined;
+  /**
+   * Runs `fn` (an API handler) with `caller` as who asks: commands it starts synchronously record the caller
+   * and their method in their event's correlationId (`api:<method>:<connection>`), for `events explain`.
+   */
+  asking?<T>(caller: Caller, fn: () => T): T;
   createSandbox(id: string, config: SandboxConfig): Promise<SandboxView>;
   /** Resolves when the VM runs and the agent answered (state running), or rejects (state failed). */
   startSandbox(id: string): Promise<SandboxView>;

@@ -95,7 +95,12 @@ export interface MethodSpec<P extends z.ZodType = z.ZodType> {
 }
 
 function method<P extends z.ZodType>(spec: MethodSpec<P>): MethodSpec<P> {
-  return spec;
+  // The runtime records which connection asked with the events a command appends (events explain).
+  const handler: MethodSpec<P>['handler'] = (params, ctx) =>
+    ctx.runtime.asking
+      ? ctx.runtime.asking({ connection: ctx.connection.id }, () => spec.handler(params, ctx))
+      : spec.handler(params, ctx);
+  return { ...spec, handler };
 }
 
 const sandboxRef = z.strictObject({ id: idSchema });
