@@ -1,6 +1,7 @@
 // Attaching to a process from the CLI: following its output, and `sandboxctl exec run` (docker exec -it).
 import { customAlphabet } from 'nanoid';
 import type { ApiClient, Notification } from '../api/index.js';
+import { catchInterrupts, signalExitCode } from './interrupts.js';
 
 export interface ProcessRef {
   readonly sandboxId: string;
@@ -88,10 +89,14 @@ export function processOf(
   };
 }
 
+/** How long a process may take to end after a signal we forwarded, before it is SIGKILLed. */
+const signalGraceMs = 3000;
+
 /**
  * Starts `cmd` in a running container and stays attached: output copied here, stdin copied there (-i),
- * window size followed (-t), SIGINT/SIGTERM/SIGHUP forwarded when not on a raw terminal. Resolves with the
- * process's exit code.
+ * window size followed (-t). SIGINT/SIGTERM/SIGHUP are forwarded to the process; one that does not end it
+ * within a grace (or a second signal) is followed by SIGKILL, so a signal always ends the command. Resolves
+ * with the process's exit code (128+signal when we had to kill it, as docker exits).
  */
 export async function execRun(
   client: ApiClient,
@@ -100,47 +105,62 @@ export async function execRun(
   o: ExecRunOptions,
 ): Promise<number> {
   const ref: ProcessRef = { ...target, execId: o.execId ?? `exec-${shortId()}` };
-  const stdout = process.stdout;
-  const onTerminal = o.tty === true && stdout.isTTY === true;
-  await client.call('exec.start', {
-    ...ref,
-    process: {
-      ...processOf(cmd, o),
-      ...(onTerminal ? { consoleSize: { height: stdout.rows, width: stdout.columns } } : {}),
-    },
-  });
-  const output = await followOutput(client, ref);
-
-  const stopResizing = onTerminal ? followWindowSize(client, ref) : undefined;
-
-  let interrupts = 0;
-  const forward = (signal: NodeJS.Signals) => () => {
-    // A second Ctrl-C means "now": like docker, give up on a process that ignores the first.
-    const sent = signal === 'SIGINT' && ++interrupts > 1 ? 'SIGKILL' : signal;
-    void client.call('exec.kill', { ...ref, signal: sent }).catch(() => undefined);
+  const size = o.tty === true ? terminalSize() : undefined;
+  const interrupts = catchInterrupts();
+  let started = false;
+  let killed = false;
+  const kill = (signal: string) => client.call('exec.kill', { ...ref, signal }).catch(() => undefined);
+  const escalate = () => {
+    killed = true;
+    void kill('SIGKILL');
   };
-  const forwarded = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
-  for (const [signal, handler] of forwarded) process.on(signal, handler);
-
-  const stdin = o.interactive ? copyStdin(client, ref, o.tty === true) : undefined;
+  interrupts.onSignal((signal, count) => {
+    if (!started) return;
+    if (count > 1 || signal === 'SIGHUP') return escalate();
+    void kill(signal);
+    setTimeout(escalate, signalGraceMs).unref();
+  });
+  let output: OutputFollower | undefined;
+  let stopResizing: (() => void) | undefined;
+  let stdin: { stop(): void } | undefined;
   try {
+    // Awaited even if a signal comes meanwhile: a process that started must be ended, not left behind.
+    await client.call('exec.start', {
+      ...ref,
+      process: { ...processOf(cmd, o), ...(size ? { consoleSize: size } : {}) },
+    });
+    started = true;
+    if (interrupts.received) escalate();
+    output = await followOutput(client, ref);
+    stopResizing = size ? followWindowSize(client, ref) : undefined;
+    stdin = o.interactive ? copyStdin(client, ref, o.tty === true) : undefined;
     const status = await client.call<ExitStatus>('exec.wait', ref);
     await Promise.race([output.ended, new Promise((r) => setTimeout(r, outputGraceMs).unref())]);
     if (status.oomKilled) process.stderr.write('sandboxctl: the process was OOM-killed\n');
     if (o.json) process.stdout.write(`${JSON.stringify({ ...ref, ...status })}\n`);
-    return status.exitCode;
+    return killed && interrupts.received ? signalExitCode(interrupts.received) : status.exitCode;
   } finally {
-    output.stop();
+    output?.stop();
     stdin?.stop();
     stopResizing?.();
-    for (const [signal, handler] of forwarded) process.off(signal, handler);
+    interrupts.dispose();
   }
+}
+
+/**
+ * Our terminal's size for a process's console, or nothing when it reports 0×0 (script(1), some CI and ssh
+ * ptys): the runtime spec refuses a zero size, and the guest's default then applies.
+ */
+export function terminalSize(): { height: number; width: number } | undefined {
+  const { rows, columns, isTTY } = process.stdout;
+  return isTTY && rows > 0 && columns > 0 ? { height: rows, width: columns } : undefined;
 }
 
 /** Resizes the process's terminal whenever ours changes size (SIGWINCH); returns the detach function. */
 export function followWindowSize(client: ApiClient, ref: ProcessRef): () => void {
   const stdout = process.stdout;
   const resize = () => {
+    if (!(stdout.rows > 0 && stdout.columns > 0)) return;
     void client
       .call('exec.resize', { ...ref, rows: stdout.rows, cols: stdout.columns })
       .catch(() => undefined);

@@ -6,7 +6,8 @@ export async function withBootProgress<T>(text: string, fn: () => Promise<T>, en
   const started = Date.now();
   const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
   if (!enabled) return fn();
-  if (!process.stderr.isTTY) {
+  // A terminal that reports 0 columns (script(1), some CI ptys) makes ora erase lines without end: plain line.
+  if (!process.stderr.isTTY || !(process.stderr.columns > 0)) {
     process.stderr.write(`${text}…\n`);
     const out = await fn();
     process.stderr.write(`${text}: done in ${elapsed()}\n`);

@@ -3,8 +3,9 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { customAlphabet } from 'nanoid';
 import { type ApiClient, validateBundle } from '../api/index.js';
-import { copyStdin, followOutput, followWindowSize } from './attach.js';
+import { copyStdin, followOutput, followWindowSize, terminalSize } from './attach.js';
 import { EXIT } from './exit-codes.js';
+import { catchInterrupts, Interrupted, signalExitCode } from './interrupts.js';
 import { networkConfig, type PortMappingArg, type VolumeArg } from './network.js';
 import { withBootProgress } from './progress.js';
 
@@ -47,9 +48,17 @@ async function bundleProcess(bundle: string): Promise<{ args?: string[]; env?: s
   }
 }
 
+/** How long a container may take to end after a signal we forwarded, before it is SIGKILLed. */
+const signalGraceMs = 3000;
+
 /**
  * Runs `cmd` (or the bundle's own process) in a new sandbox; resolves with the exit code to use.
  * Output goes to this process's stdout/stderr as it arrives. With `rm`, the sandbox is deleted after.
+ *
+ * SIGINT, SIGTERM and SIGHUP are caught for the whole run. Before the container runs (the boot included)
+ * they cancel the run: with `rm` the sandbox is deleted (force: a boot in flight is aborted), without it the
+ * sandbox stays and we say how to remove it; the exit code is 128+signal, as docker's. Once the container
+ * runs, the signal goes to it; one that does not end it within a grace (or a second signal) gets SIGKILL.
  */
 export async function runContainer(
   client: ApiClient,
@@ -60,23 +69,46 @@ export async function runContainer(
   const bundle = resolve(bundleArg);
   const sandboxId = o.name ?? `run-${shortId()}`;
   const containerId = 'main';
+  // Progress and notes: silenced by -q. Failures: never (a run that fails says why, -q or not).
   const note = (line: string) => {
     if (!o.quiet) process.stderr.write(`${line}\n`);
   };
+  const fail = (line: string) => process.stderr.write(`${line}\n`);
+  const interrupts = catchInterrupts();
   let created = false;
+  let running = false;
+  let killed = false;
+  const kill = (signal: string) =>
+    client.call('container.kill', { sandboxId, id: containerId, signal }).catch(() => undefined);
+  interrupts.onSignal((signal, count) => {
+    if (!running) return;
+    if (count > 1 || signal === 'SIGHUP') {
+      killed = true;
+      void kill('SIGKILL');
+      return;
+    }
+    void kill(signal);
+    setTimeout(() => {
+      killed = true;
+      void kill('SIGKILL');
+    }, signalGraceMs).unref();
+  });
+  const removal = `sandboxctl sandbox delete --force ${sandboxId}`;
   const cleanup = async () => {
-    if (!o.rm || !created) return;
-    await client.call('sandbox.delete', { id: sandboxId, force: true }).catch((err: Error) => {
-      note(`run: could not delete sandbox ${sandboxId}: ${err.message}`);
-    });
-    note(`run: sandbox ${sandboxId} deleted`);
+    if (!created) return;
+    if (!o.rm) {
+      if (interrupts.received) note(`run: sandbox ${sandboxId} kept; \`${removal}\` removes it`);
+      return;
+    }
+    try {
+      await client.call('sandbox.delete', { id: sandboxId, force: true });
+      note(`run: sandbox ${sandboxId} deleted`);
+    } catch (err) {
+      fail(
+        `run: could not delete sandbox ${sandboxId}: ${(err as Error).message}; \`${removal}\` removes it`,
+      );
+    }
   };
-  const interrupted = () => {
-    void client
-      .call('container.kill', { sandboxId, id: containerId, signal: 'SIGKILL' })
-      .catch(() => undefined);
-  };
-  process.once('SIGINT', interrupted);
   let stdin: { stop(): void } | undefined;
   try {
     // Refuse a bad bundle before paying for a VM boot (the daemon checks it again).
@@ -86,41 +118,45 @@ export async function runContainer(
       ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
       ...networkConfig(o),
     };
+    // The create is awaited even when a signal comes meanwhile: whether the sandbox exists decides the cleanup.
     await client.call('sandbox.create', { id: sandboxId, config });
     created = true;
-    await withBootProgress(
-      `booting sandbox ${sandboxId}`,
-      () => client.call('sandbox.start', { id: sandboxId }),
-      !o.quiet,
+    await interrupts.race(
+      withBootProgress(
+        `booting sandbox ${sandboxId}`,
+        () => client.call('sandbox.start', { id: sandboxId }),
+        !o.quiet,
+      ),
     );
     // A command, or a terminal, means a process override: the bundle's own args, env and cwd fill it in.
-    const onTerminal = o.tty === true && process.stdout.isTTY === true;
+    const size = o.tty === true ? terminalSize() : undefined;
     const processSpec =
       cmd.length > 0 || o.tty
         ? {
             ...(await bundleProcess(bundle)),
             ...(cmd.length > 0 ? { args: cmd } : {}),
             ...(o.tty ? { terminal: true } : {}),
-            ...(onTerminal
-              ? { consoleSize: { height: process.stdout.rows, width: process.stdout.columns } }
-              : {}),
+            ...(size ? { consoleSize: size } : {}),
           }
         : undefined;
-    await client.call('container.create', {
-      sandboxId,
-      id: containerId,
-      bundle,
-      ...(processSpec ? { process: processSpec } : {}),
-      ...(o.volume ? { mounts: o.volume } : {}),
-    });
+    await interrupts.race(
+      client.call('container.create', {
+        sandboxId,
+        id: containerId,
+        bundle,
+        ...(processSpec ? { process: processSpec } : {}),
+        ...(o.volume ? { mounts: o.volume } : {}),
+      }),
+    );
 
-    const output = await followOutput(client, { sandboxId, containerId, execId: '' });
+    const output = await interrupts.race(followOutput(client, { sandboxId, containerId, execId: '' }));
 
-    await client.call('container.start', { sandboxId, id: containerId });
+    await interrupts.race(client.call('container.start', { sandboxId, id: containerId }));
+    running = true;
     stdin = o.interactive
       ? copyStdin(client, { sandboxId, containerId, execId: '' }, o.tty === true)
       : undefined;
-    if (onTerminal) followWindowSize(client, { sandboxId, containerId, execId: '' });
+    if (size) followWindowSize(client, { sandboxId, containerId, execId: '' });
     const status = (await client.call('container.wait', { sandboxId, id: containerId })) as ExitStatus;
     // Output may trail the exit a little; don't wait forever for it.
     await Promise.race([output.ended, new Promise((r) => setTimeout(r, 5000).unref())]);
@@ -130,13 +166,15 @@ export async function runContainer(
     if (o.rm) await client.call('sandbox.stop', { id: sandboxId }).catch(() => undefined);
     await cleanup();
     if (o.json) process.stdout.write(`${JSON.stringify({ sandboxId, containerId, ...status })}\n`);
-    return status.exitCode;
+    // Our SIGKILL is not the container's doing: report the signal that made us send it.
+    return killed && interrupts.received ? signalExitCode(interrupts.received) : status.exitCode;
   } catch (err) {
-    note(`run: ${(err as Error).message}`);
+    if (err instanceof Interrupted) note(`run: ${err.message}; cancelling`);
+    else fail(`run: ${(err as Error).message}`);
     await cleanup();
-    return EXIT.RUN_FAILED;
+    return interrupts.received ? signalExitCode(interrupts.received) : EXIT.RUN_FAILED;
   } finally {
     stdin?.stop();
-    process.off('SIGINT', interrupted);
+    interrupts.dispose();
   }
 }
