@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import type { ApiClient } from '../src/api/index.js';
+import { HypervisorError } from '../src/errors/index.js';
 import { gate, type Harness, startHarness, withApi } from './support/api-harness.js';
 
 const CLI = join(import.meta.dirname, '..', 'src', 'cli', 'main.js');
@@ -168,6 +169,21 @@ describe('sandboxctl run: signals', () => {
     });
     h.world.exitProcess('tty0', 'main', '', { exitCode: 0 });
     assert.equal(await run.exited, 0, run.stderr());
+  });
+
+  it('sandbox create --start whose start fails says the sandbox was created and is left (item 12)', async () => {
+    h.world.failures.launch = new HypervisorError('launch', 'port 8080 is taken', { sandboxId: 'cs1' });
+    try {
+      const run = sandboxctl(h.socketPath, ['sandbox', 'create', 'cs1', '--start']);
+      assert.equal(await run.exited, 8, run.stderr());
+      assert.match(
+        run.stderr(),
+        /sandbox cs1 was created but did not start \(now \w+\): `sandboxctl sandbox start cs1` retries, `sandboxctl sandbox delete cs1` removes it/,
+      );
+    } finally {
+      delete h.world.failures.launch;
+    }
+    await c.call('sandbox.delete', { id: 'cs1', force: true });
   });
 
   it('run -q still says why a run failed', async () => {

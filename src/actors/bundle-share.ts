@@ -1,8 +1,9 @@
 // A container's bundle put into the sandbox share without copying: its rootfs bind-mounted, its translated
 // config.json written beside it, its host binds bound below the share; all of it undone before anything is removed.
-import { mkdir, open, rename, rm, rmdir } from 'node:fs/promises';
+import { mkdir, rm, rmdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { bindSourcePlaceholder, type GuestTranslation, type OciMount } from '../bundle/index.js';
+import { writeFileDurably } from '../store/index.js';
 import type { StateDirGuard } from './host-paths.js';
 import {
   bindChecked,
@@ -18,18 +19,6 @@ import {
 /** `<shared>/<containerId>`: what the guest reads as the container's bundle (config.json + rootfs). */
 export function sharedBundleDir(shared: string, containerId: string): string {
   return join(shared, containerId);
-}
-
-async function writeFileSynced(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp`;
-  const file = await open(tmp, 'w', 0o644);
-  try {
-    await file.writeFile(text);
-    await file.sync();
-  } finally {
-    await file.close();
-  }
-  await rename(tmp, path);
 }
 
 /**
@@ -75,7 +64,7 @@ export async function shareBundle(
       options: ['rbind', volume.readonly ? 'ro' : 'rw'],
     })),
   ];
-  await writeFileSynced(join(dir, 'config.json'), JSON.stringify({ ...translation.guestSpec, mounts }));
+  await writeFileDurably(join(dir, 'config.json'), JSON.stringify({ ...translation.guestSpec, mounts }));
 }
 
 /**

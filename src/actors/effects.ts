@@ -311,6 +311,14 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
     failure: 'SandboxDeleteFailed',
     run: async ({ ctx, entity }) => {
       const dirs = ctx.dirs(entity.id);
+      // A container effect still in flight (a create binding its rootfs) would mount below the share after
+      // the unmounts below: abort them and let them end first (bounded: a wedged one delays, never blocks).
+      const children = [...entity.containers.values()];
+      for (const c of children) c.abortInflight();
+      await Promise.race([
+        Promise.all(children.map((c) => c.quiesced())),
+        new Promise((r) => setTimeout(r, childQuiesceMs).unref()),
+      ]);
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, dirs.vm);
       // Volumes of containers still there are bound below the share: unmount them, or remove nothing.
@@ -328,6 +336,9 @@ export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<
 function agentReachable(sandbox: SandboxActor): boolean {
   return sandbox.state === 'running' || sandbox.state === 'resuming';
 }
+
+/** How long a sandbox's delete waits for its containers' effects in flight to end. */
+const childQuiesceMs = 10_000;
 
 export const containerEffectDefinitions: Readonly<Record<string, EffectDefinition<ContainerActor>>> = {
   createContainer: {

@@ -34,6 +34,7 @@ export class Entity<K extends EntityKind> {
   private admitted: Promise<unknown> = Promise.resolve();
   private waiters: Waiter[] | undefined;
   private inflight: Set<AbortController> | undefined;
+  private ending: Set<Promise<void>> | undefined;
 
   constructor(
     readonly kind: K,
@@ -111,11 +112,26 @@ export class Entity<K extends EntityKind> {
     this.waiters = still.length ? still : undefined;
   }
 
-  /** Tracks an effect in flight so that a delete can abort it. */
+  /** Tracks an effect in flight so that a delete can abort it (and wait for it: `quiesced`). */
   track(controller: AbortController): () => void {
     this.inflight ??= new Set();
     this.inflight.add(controller);
-    return () => this.inflight?.delete(controller);
+    let done: () => void = () => undefined;
+    const ended = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    this.ending ??= new Set();
+    this.ending.add(ended);
+    return () => {
+      this.inflight?.delete(controller);
+      this.ending?.delete(ended);
+      done();
+    };
+  }
+
+  /** Resolves once every effect in flight now has ended. */
+  async quiesced(): Promise<void> {
+    await Promise.all([...(this.ending ?? [])]);
   }
 
   abortInflight(except?: AbortController): void {

@@ -7,6 +7,7 @@ export {
   DaemonUnreachable,
   type Notification,
 } from './client.js';
+export { DAEMON_RECORD, type DaemonRecord, forgetDaemon, liveDaemonOf, recordDaemon } from './discovery.js';
 export { renderApiDocs } from './docs.js';
 export {
   RPC_INTERNAL_ERROR,

@@ -1,11 +1,17 @@
 // `sandboxctl events …`: list, show, replay (time travel), verify, tail, export and stats, online or offline.
 import { createWriteStream, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import pino from 'pino';
-import { type ApiClient, connectApi, readEventPage } from '../api/index.js';
+import { type ApiClient, connectApi, liveDaemonOf, readEventPage } from '../api/index.js';
 import { InvalidArgument, SandboxdError } from '../errors/index.js';
-import { type EventEnvelope, entityOfEventType } from '../events/index.js';
+import {
+  containerEventTypes,
+  type EventEnvelope,
+  entityOfEventType,
+  execEventTypes,
+  sandboxEventTypes,
+} from '../events/index.js';
 import { can, checkTransitions, fed, initialSnapshot, stateOf, step } from '../machines/index.js';
 import { type EventStore, openLevelEventStore, type VerifyReport } from '../store/index.js';
 import { EXIT } from './exit-codes.js';
@@ -90,6 +96,9 @@ function offlineSource(store: EventStore): EventSource {
  */
 async function openSource(g: GlobalOptions): Promise<EventSource> {
   if (g.stateDir) {
+    // A daemon serving that dir recorded its socket there: ask it, without opening (or touching) its store.
+    const holder = await liveDaemonOf(g.stateDir);
+    if (holder) return onlineSource(await connectApi(holder.socket));
     const dir = join(g.stateDir, 'events');
     // Opening a missing dir would create an empty log: refuse instead.
     if (!existsSync(dir)) throw new SandboxdError('NotFound', 'NOT_FOUND', `no event log at ${dir}`, { dir });
@@ -99,7 +108,7 @@ async function openSource(g: GlobalOptions): Promise<EventSource> {
     } catch (err) {
       if (!(err instanceof SandboxdError && err.kind === 'StateDirInUse')) throw err;
       process.stderr.write(
-        `events: ${g.stateDir} is held by a running sandboxd; reading through ${g.socket}\n`,
+        `events: ${g.stateDir} is held by a running sandboxd; reading through ${g.socket} (pass --socket if it serves another)\n`,
       );
     }
   }
@@ -229,7 +238,14 @@ export function registerEventCommands(program: Command, globals: () => GlobalOpt
       'the event log: ls, show, replay, verify, tail, export, stats (online, or offline with --state-dir)',
     );
 
-  const collectType = (v: string, prev: string[] = []) => [...prev, v];
+  // A misspelt type would match nothing and look like an empty log: refuse it, naming the known ones.
+  const collectType = (v: string, prev: string[] = []) => {
+    if (entityOfEventType(v) === undefined) {
+      const known = [...sandboxEventTypes, ...containerEventTypes, ...execEventTypes].join(', ');
+      throw new InvalidArgumentError(`unknown event type; known types: ${known}`);
+    }
+    return [...prev, v];
+  };
 
   events
     .command('ls')

@@ -245,11 +245,23 @@ export function buildProgram(): Command {
         const c = await api();
         let view = await c.call('sandbox.create', { id, config });
         if (o.start) {
-          view = await withBootProgress(
-            `booting sandbox ${id}`,
-            () => c.call('sandbox.start', { id }),
-            !globals().json,
-          );
+          try {
+            view = await withBootProgress(
+              `booting sandbox ${id}`,
+              () => c.call('sandbox.start', { id }),
+              !globals().json,
+            );
+          } catch (err) {
+            // The create stands: say what is left, and how to retry or remove it.
+            const state = await c.call<{ state: string }>('sandbox.status', { id }).then(
+              (v) => v.state,
+              () => 'unknown',
+            );
+            process.stderr.write(
+              `sandboxctl: sandbox ${id} was created but did not start (now ${state}): \`sandboxctl sandbox start ${id}\` retries, \`sandboxctl sandbox delete ${id}\` removes it\n`,
+            );
+            throw err;
+          }
         }
         show(globals(), view);
       },

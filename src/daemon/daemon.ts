@@ -11,7 +11,10 @@ import * as agentModule from '../agent/index.js';
 import {
   type ApiServer,
   createApiServer,
+  forgetDaemon,
+  liveDaemonOf,
   type MetricsSources,
+  recordDaemon,
   renderMetrics,
   socketIsLive,
 } from '../api/index.js';
@@ -160,6 +163,25 @@ function memoImage(logger: Logger, cacheDir?: string): () => Promise<GuestImageP
 export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const logger = options.logger ?? pino({ name: 'sandboxd' }, pino.destination(2));
   const { stateDir, socketPath } = options;
+  // Refused before anything is created or opened: a second daemon leaves no dir, no empty log, and does not
+  // make LevelDB rotate the live daemon's LOG (it renames LOG before it takes the lock).
+  if (await socketIsLive(socketPath)) {
+    throw new SandboxdError(
+      'StateDirInUse',
+      'UNAVAILABLE',
+      `socket ${socketPath} is served by a running sandboxd; stop it or choose another --socket`,
+      { socket: socketPath },
+    );
+  }
+  const holder = await liveDaemonOf(stateDir);
+  if (holder) {
+    throw new SandboxdError(
+      'StateDirInUse',
+      'UNAVAILABLE',
+      `state dir ${stateDir} is in use by sandboxd pid ${holder.pid} (socket ${holder.socket}); stop it or choose another --state-dir`,
+      { dir: stateDir, pid: holder.pid, socket: holder.socket },
+    );
+  }
   await mkdir(stateDir, { recursive: true, mode: 0o700 });
   await chmod(stateDir, 0o700);
 
@@ -178,14 +200,6 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     }
   };
   try {
-    if (await socketIsLive(socketPath)) {
-      throw new SandboxdError(
-        'StateDirInUse',
-        'UNAVAILABLE',
-        `socket ${socketPath} is served by a running sandboxd; stop it or choose another --socket`,
-        { socket: socketPath },
-      );
-    }
     let hypervisor = options.parts?.hypervisor;
     if (!hypervisor) {
       const qemu = createQemuHypervisor({ logger: logger.child({ component: 'hypervisor' }) });
@@ -237,6 +251,13 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       accel: () => hypervisor.accel(),
     });
     await api.listen(socketPath);
+    // After listening: whoever reads the record finds a live socket.
+    await recordDaemon(stateDir, {
+      pid: facts.pid,
+      socket: socketPath,
+      startedAt: facts.startedAt,
+      version: facts.version,
+    });
     if (options.metricsAddress !== undefined) {
       const server = api;
       const sources: MetricsSources = {
@@ -276,6 +297,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           // After the runtime: its effects may still have used them. The VMs keep running.
           await closeOwned();
           await store.close();
+          await forgetDaemon(stateDir).catch(() => undefined);
           await unlink(socketPath).catch(() => undefined);
           logger.info('stopped');
         })();

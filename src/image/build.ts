@@ -6,7 +6,6 @@ import {
   copyFile,
   link,
   mkdir,
-  open,
   readdir,
   readFile,
   rename,
@@ -21,6 +20,7 @@ import { gzipSync } from 'node:zlib';
 import pino, { type Logger } from 'pino';
 import { Internal } from '../errors/index.js';
 import type { GuestImagePaths } from '../hypervisor/index.js';
+import { fsyncPath, writeFileSynced } from '../store/index.js';
 import { AGENT_ENTRY, AGENT_PROTO, bundleAgent } from './agent.js';
 import {
   CONSOLE_HELPER_SOURCE,
@@ -199,35 +199,6 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
-async function writeFileSynced(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {
-  const handle = await open(path, 'w', mode);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await chmod(path, mode);
-}
-
-async function fsyncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function fsyncDir(path: string): Promise<void> {
-  const handle = await open(path, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
 function tmpName(prefix: string): string {
   return `.tmp-${prefix}-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
@@ -240,7 +211,7 @@ async function ensureBlob(cacheDir: string, source: string, sha256: string): Pro
   await mkdir(blobs, { recursive: true });
   const tmp = join(blobs, tmpName('blob'));
   await copyFile(source, tmp);
-  await fsyncFile(tmp);
+  await fsyncPath(tmp);
   await chmod(tmp, 0o755);
   await rename(tmp, blob);
   return blob;
@@ -372,10 +343,11 @@ async function buildImage(
     const initrd = gzipSync(writeCpio(initrdEntries(inputs, busybox, modules)), { level: 9 });
     await writeFileSynced(join(tmp, 'initrd.gz'), initrd);
     await copyFile(inputs.kernel.vmlinuz, join(tmp, 'vmlinuz'));
-    await fsyncFile(join(tmp, 'vmlinuz'));
+    await fsyncPath(join(tmp, 'vmlinuz'));
     await writeFileSynced(join(tmp, 'image.json'), manifestText);
-    for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib', 'opt/sandboxd', '']) await fsyncDir(join(root, dir));
-    await fsyncDir(tmp);
+    for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib', 'opt/sandboxd', ''])
+      await fsyncPath(join(root, dir));
+    await fsyncPath(tmp);
 
     try {
       await rename(tmp, join(cacheDir, version));
@@ -385,7 +357,7 @@ async function buildImage(
       if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
       logger.debug({ version }, 'image: version built concurrently elsewhere');
     }
-    await fsyncDir(cacheDir);
+    await fsyncPath(cacheDir);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
@@ -395,7 +367,7 @@ async function writeState(cacheDir: string, state: BuildState): Promise<void> {
   const tmp = join(cacheDir, tmpName('state'));
   await writeFileSynced(tmp, `${JSON.stringify(state)}\n`);
   await rename(tmp, join(cacheDir, STATE_FILE));
-  await fsyncDir(cacheDir);
+  await fsyncPath(cacheDir);
 }
 
 /** True when the temp dir's builder process (its pid is in the name) no longer exists: a crashed build. */

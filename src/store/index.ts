@@ -1,5 +1,6 @@
 // Door of src/store.
 
+export { fsyncPath, writeFileDurably, writeFileSynced } from './durable-file.js';
 export {
   LevelEventStore,
   type LevelEventStoreOptions,
