@@ -56,6 +56,25 @@ describe('ids reused after delete', () => {
     ]);
   });
 
+  it('gives the container view its start and exit times, and the delete returns how and when it ended', async () => {
+    await h.runtime.createSandbox('t1', {});
+    await h.runtime.startSandbox('t1');
+    const created = await h.runtime.createContainer({ sandboxId: 't1', id: 'c', bundle: h.bundle });
+    assert.equal(created.startedAt, undefined);
+    const started = await h.runtime.startContainer('t1', 'c');
+    h.world.exitProcess('t1', 'c', '', { exitCode: 3 });
+    await h.runtime.waitContainer('t1', 'c');
+    const ended = h.runtime.getContainer('t1', 'c');
+    const log = (await h.events()).filter((e) => e.stream === 'container-t1-c');
+    assert.equal(started.startedAt, log.find((e) => e.type === 'ContainerStarted')?.at);
+    assert.equal(ended.exitedAt, log.find((e) => e.type === 'ContainerExited')?.at);
+    assert.ok(Date.parse(ended.exitedAt!) >= Date.parse(ended.startedAt!));
+    const last = await h.runtime.deleteContainer('t1', 'c');
+    assert.equal(last.exit?.exitCode, 3);
+    assert.equal(last.exitedAt, ended.exitedAt);
+    await h.runtime.deleteSandbox('t1', { force: true });
+  });
+
   it('registers an exec, starts it later, deletes it, and uses its id again', async () => {
     await h.runtime.startContainer('s2', 'c');
     const created = await h.runtime.createExec('s2', 'c', 'e', { args: ['true'] });

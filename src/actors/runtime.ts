@@ -719,6 +719,8 @@ export class ActorRuntime implements RuntimeHandle {
       ...(x.exit ? { exit: x.exit } : {}),
       execs: [...c.execs.keys()],
       createdAt: x.createdAt,
+      ...(x.startedAt ? { startedAt: x.startedAt } : {}),
+      ...(x.exitedAt ? { exitedAt: x.exitedAt } : {}),
       annotations: x.annotations ?? {},
       terminal: x.terminal === true,
       version: c.version,
@@ -1033,7 +1035,12 @@ export class ActorRuntime implements RuntimeHandle {
     });
   }
 
-  async deleteContainer(sandboxId: string, id: string, options: { force?: boolean } = {}): Promise<void> {
+  /** Resolves with the container's last view: how and when its init ended, if it did before the delete. */
+  async deleteContainer(
+    sandboxId: string,
+    id: string,
+    options: { force?: boolean } = {},
+  ): Promise<ContainerView> {
     const by = this.open('container.delete');
     const c = this.containerEntry(sandboxId, id);
     const force = options.force === true;
@@ -1050,6 +1057,7 @@ export class ActorRuntime implements RuntimeHandle {
         }
       },
     );
+    return this.containerView(c);
   }
 
   async pauseContainer(sandboxId: string, id: string): Promise<ContainerView> {

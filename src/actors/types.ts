@@ -81,6 +81,9 @@ export interface ContainerView {
   readonly exit?: ExitStatus;
   readonly execs: readonly string[];
   readonly createdAt: string;
+  /** When the init started and ended (absent until then). */
+  readonly startedAt?: string;
+  readonly exitedAt?: string;
   /** The bundle's annotations (config.json), and whether the init runs on a terminal. */
   readonly annotations: Readonly<Record<string, string>>;
   readonly terminal: boolean;
@@ -155,7 +158,7 @@ export interface Runtime {
   createContainer(params: CreateContainerParams): Promise<ContainerView>;
   startContainer(sandboxId: string, id: string): Promise<ContainerView>;
   killContainer(sandboxId: string, id: string, signal: string, all?: boolean): Promise<void>;
-  deleteContainer(sandboxId: string, id: string, options?: { force?: boolean }): Promise<void>;
+  deleteContainer(sandboxId: string, id: string, options?: { force?: boolean }): Promise<ContainerView>;
   pauseContainer(sandboxId: string, id: string): Promise<ContainerView>;
   resumeContainer(sandboxId: string, id: string): Promise<ContainerView>;
   getContainer(sandboxId: string, id: string): ContainerView;

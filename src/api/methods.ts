@@ -382,19 +382,20 @@ export const methods = [
     summary: 'Removes a container (force: kills it first).',
     when: 'created or stopped (any state with force).',
     params: z.strictObject({ sandboxId: idSchema, id: idSchema, force: z.boolean().optional() }),
-    result: '{ id, deleted: true, exit?: ExitStatus } (how its init ended)',
+    result: '{ id, deleted: true, exit?: ExitStatus, exitedAt? } (how and when its init ended)',
     handler: async (p, { runtime }) => {
-      const before = runtime.getContainer(p.sandboxId, p.id);
-      await runtime.deleteContainer(
+      // How the init ended and when, as containerd's Delete reports it (none for a container that never ran,
+      // nor for one a forced delete ended: that kill is not recorded as an exit).
+      const after = await runtime.deleteContainer(
         p.sandboxId,
         p.id,
         p.force === undefined ? undefined : { force: p.force },
       );
-      // How the init ended, as containerd's Delete reports it (none for a container that never ran or was killed by a forced delete).
       return {
         id: p.id,
         deleted: true,
-        ...(before.exit ? { exit: before.exit } : {}),
+        ...(after.exit ? { exit: after.exit } : {}),
+        ...(after.exitedAt ? { exitedAt: after.exitedAt } : {}),
       };
     },
   }),

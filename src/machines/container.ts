@@ -28,6 +28,9 @@ export interface ContainerContext {
   /** Pid of the init process in the guest, once created. */
   readonly pid?: number;
   readonly exit?: ContainerExit;
+  /** When the init started and when it ended (the times of those events), once known. */
+  readonly startedAt?: string;
+  readonly exitedAt?: string;
   /** An OOM kill was seen in this container (it may arrive before or after the exit). */
   readonly oomKilled: boolean;
   readonly error?: LastFailure;
@@ -74,11 +77,17 @@ export const containerMachine = setup({
       if (event.type !== 'ContainerExited' && event.type !== 'ContainerExitedWhileDown') return {};
       const { exitCode, signal, oomKilled } = event.data;
       const exit: ContainerExit = { exitCode, oomKilled: oomKilled || context.oomKilled };
-      return { exit: signal === undefined ? exit : { ...exit, signal }, oomKilled: exit.oomKilled };
+      return {
+        exit: signal === undefined ? exit : { ...exit, signal },
+        oomKilled: exit.oomKilled,
+        ...(event.at ? { exitedAt: event.at } : {}),
+      };
     }),
-    lost: assign(({ context }) => ({
+    lost: assign(({ context, event }) => ({
       exit: { exitCode: LOST_EXIT_CODE, signal: 'SIGKILL', oomKilled: context.oomKilled },
+      ...(event.at ? { exitedAt: event.at } : {}),
     })),
+    started: assign(({ event }) => (event.at ? { startedAt: event.at } : {})),
     oom: assign(({ context }) => ({
       oomKilled: true,
       ...(context.exit ? { exit: { ...context.exit, oomKilled: true } } : {}),
@@ -135,7 +144,7 @@ export const containerMachine = setup({
     starting: {
       entry: 'startContainer',
       on: {
-        ContainerStarted: { target: 'running' },
+        ContainerStarted: { target: 'running', actions: 'started' },
         ContainerStartFailed: { target: 'failed', actions: 'remember' },
         ContainerOomKilled: { actions: 'oom' },
         ...ended,
