@@ -23,6 +23,7 @@ import {
   type VmConfig,
   type VmNetwork,
 } from '../hypervisor/index.js';
+import type { ContainerEffect, ExecEffect, SandboxEffect } from '../machines/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
@@ -208,7 +209,8 @@ function handleOf(sandbox: SandboxActor, step: string) {
   return handle;
 }
 
-export const sandboxEffectDefinitions: Readonly<Record<string, EffectDefinition<SandboxActor>>> = {
+// Keyed by the machine's effect names: one the machine names but nobody binds does not compile.
+export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefinition<SandboxActor>>> = {
   launchVm: {
     failure: 'SandboxStartFailed',
     run: async ({ ctx, entity, signal, cause }) => {
@@ -340,104 +342,107 @@ function agentReachable(sandbox: SandboxActor): boolean {
 /** How long a sandbox's delete waits for its containers' effects in flight to end. */
 const childQuiesceMs = 10_000;
 
-export const containerEffectDefinitions: Readonly<Record<string, EffectDefinition<ContainerActor>>> = {
-  createContainer: {
-    failure: 'ContainerCreateFailed',
-    run: async ({ ctx, entity }) => {
-      const c = entity.context;
-      const sandboxId = entity.sandbox.id;
-      // The guest sees only its share: the bundle is put at <shared>/<containerId>/ by bind mounts (nothing is
-      // copied), with a config.json translated for the VM. Read again here, so a retry after a crash acts on
-      // what the bundle says now, as the first try did.
-      const shared = ctx.dirs(sandboxId).shared;
-      const bundle = await readBundle(c.bundle);
-      try {
-        await shareBundle(shared, entity.id, bundle.translation, c.mounts ?? [], ctx.guard);
-        const { pid } = await ctx.agent.createContainer(sandboxId, {
-          containerId: entity.id,
-          bundle: entity.id,
-          ...(c.process ? { process: c.process } : {}),
-          ...(c.resources ? { resources: c.resources } : {}),
-        });
-        // The guest's container waits at its createRuntime point (the start gate): the host's prestart and
-        // createRuntime hooks run now, as the runtime spec places them. One failing fails the create.
+// Keyed by the machine's effect names: one the machine names but nobody binds does not compile.
+export const containerEffectDefinitions: Readonly<Record<ContainerEffect, EffectDefinition<ContainerActor>>> =
+  {
+    createContainer: {
+      failure: 'ContainerCreateFailed',
+      run: async ({ ctx, entity }) => {
+        const c = entity.context;
+        const sandboxId = entity.sandbox.id;
+        // The guest sees only its share: the bundle is put at <shared>/<containerId>/ by bind mounts (nothing is
+        // copied), with a config.json translated for the VM. Read again here, so a retry after a crash acts on
+        // what the bundle says now, as the first try did.
+        const shared = ctx.dirs(sandboxId).shared;
+        const bundle = await readBundle(c.bundle);
         try {
-          const state = hookState(entity, bundle, 'created');
-          await runHooks('prestart', bundle.translation.hostHooks.prestart, state, ctx);
-          await runHooks('createRuntime', bundle.translation.hostHooks.createRuntime, state, ctx);
+          await shareBundle(shared, entity.id, bundle.translation, c.mounts ?? [], ctx.guard);
+          const { pid } = await ctx.agent.createContainer(sandboxId, {
+            containerId: entity.id,
+            bundle: entity.id,
+            ...(c.process ? { process: c.process } : {}),
+            ...(c.resources ? { resources: c.resources } : {}),
+          });
+          // The guest's container waits at its createRuntime point (the start gate): the host's prestart and
+          // createRuntime hooks run now, as the runtime spec places them. One failing fails the create.
+          try {
+            const state = hookState(entity, bundle, 'created');
+            await runHooks('prestart', bundle.translation.hostHooks.prestart, state, ctx);
+            await runHooks('createRuntime', bundle.translation.hostHooks.createRuntime, state, ctx);
+          } catch (err) {
+            await quietly(
+              ctx.agent.removeContainer(sandboxId, entity.id, 10_000),
+              ctx.logger,
+              'remove after hook',
+            );
+            throw err;
+          }
+          return [{ type: 'ContainerCreated', data: { pid } }];
         } catch (err) {
-          await quietly(
-            ctx.agent.removeContainer(sandboxId, entity.id, 10_000),
-            ctx.logger,
-            'remove after hook',
-          );
+          // A failed create holds no host path: the container never ran, nothing needs them.
+          await quietly(unshareBundle(shared, entity.id), ctx.logger, 'unshare bundle');
           throw err;
         }
-        return [{ type: 'ContainerCreated', data: { pid } }];
-      } catch (err) {
-        // A failed create holds no host path: the container never ran, nothing needs them.
-        await quietly(unshareBundle(shared, entity.id), ctx.logger, 'unshare bundle');
-        throw err;
-      }
+      },
     },
-  },
-  startContainer: {
-    failure: 'ContainerStartFailed',
-    run: async ({ ctx, entity }) => {
-      await ctx.agent.startContainer(entity.sandbox.id, entity.id);
-      const bundle = await readBundle(entity.context.bundle).catch(() => undefined);
-      if (bundle) {
-        const state = hookState(entity, bundle, 'running');
-        await runHooks('poststart', bundle.translation.hostHooks.poststart, state, ctx);
-      }
-      return [{ type: 'ContainerStarted', data: {} }];
-    },
-  },
-  pauseContainer: {
-    failure: 'ContainerPauseFailed',
-    run: async ({ ctx, entity }) => {
-      await ctx.agent.pauseContainer(entity.sandbox.id, entity.id);
-      return [{ type: 'ContainerPaused', data: {} }];
-    },
-  },
-  resumeContainer: {
-    failure: 'ContainerResumeFailed',
-    run: async ({ ctx, entity }) => {
-      await ctx.agent.resumeContainer(entity.sandbox.id, entity.id);
-      return [{ type: 'ContainerResumed', data: {} }];
-    },
-  },
-  removeContainer: {
-    failure: 'ContainerDeleteFailed',
-    run: async ({ ctx, entity, cause, timeoutMs }) => {
-      const sandboxId = entity.sandbox.id;
-      if (agentReachable(entity.sandbox)) {
-        if ((cause.data as { force?: boolean }).force) {
-          await quietly(
-            ctx.agent.signalProcess(sandboxId, entity.id, '', 'SIGKILL', true),
-            ctx.logger,
-            'kill before delete',
-          );
+    startContainer: {
+      failure: 'ContainerStartFailed',
+      run: async ({ ctx, entity }) => {
+        await ctx.agent.startContainer(entity.sandbox.id, entity.id);
+        const bundle = await readBundle(entity.context.bundle).catch(() => undefined);
+        if (bundle) {
+          const state = hookState(entity, bundle, 'running');
+          await runHooks('poststart', bundle.translation.hostHooks.poststart, state, ctx);
         }
-        try {
-          await ctx.agent.removeContainer(sandboxId, entity.id, timeoutMs);
-        } catch (err) {
-          if (!(err instanceof NotFound)) throw err;
-        }
-      }
-      // Unmounted first: a remove must never reach through a bind into the host's files.
-      await unshareBundle(ctx.dirs(sandboxId).shared, entity.id);
-      const bundle = await readBundle(entity.context.bundle).catch(() => undefined);
-      if (bundle) {
-        const state = hookState(entity, bundle, 'stopped');
-        await runHooks('poststop', bundle.translation.hostHooks.poststop, state, ctx);
-      }
-      return [{ type: 'ContainerDeleted', data: {} }];
+        return [{ type: 'ContainerStarted', data: {} }];
+      },
     },
-  },
-};
+    pauseContainer: {
+      failure: 'ContainerPauseFailed',
+      run: async ({ ctx, entity }) => {
+        await ctx.agent.pauseContainer(entity.sandbox.id, entity.id);
+        return [{ type: 'ContainerPaused', data: {} }];
+      },
+    },
+    resumeContainer: {
+      failure: 'ContainerResumeFailed',
+      run: async ({ ctx, entity }) => {
+        await ctx.agent.resumeContainer(entity.sandbox.id, entity.id);
+        return [{ type: 'ContainerResumed', data: {} }];
+      },
+    },
+    removeContainer: {
+      failure: 'ContainerDeleteFailed',
+      run: async ({ ctx, entity, cause, timeoutMs }) => {
+        const sandboxId = entity.sandbox.id;
+        if (agentReachable(entity.sandbox)) {
+          if ((cause.data as { force?: boolean }).force) {
+            await quietly(
+              ctx.agent.signalProcess(sandboxId, entity.id, '', 'SIGKILL', true),
+              ctx.logger,
+              'kill before delete',
+            );
+          }
+          try {
+            await ctx.agent.removeContainer(sandboxId, entity.id, timeoutMs);
+          } catch (err) {
+            if (!(err instanceof NotFound)) throw err;
+          }
+        }
+        // Unmounted first: a remove must never reach through a bind into the host's files.
+        await unshareBundle(ctx.dirs(sandboxId).shared, entity.id);
+        const bundle = await readBundle(entity.context.bundle).catch(() => undefined);
+        if (bundle) {
+          const state = hookState(entity, bundle, 'stopped');
+          await runHooks('poststop', bundle.translation.hostHooks.poststop, state, ctx);
+        }
+        return [{ type: 'ContainerDeleted', data: {} }];
+      },
+    },
+  };
 
-export const execEffectDefinitions: Readonly<Record<string, EffectDefinition<ExecActor>>> = {
+// Keyed by the machine's effect names: one the machine names but nobody binds does not compile.
+export const execEffectDefinitions: Readonly<Record<ExecEffect, EffectDefinition<ExecActor>>> = {
   startProcess: {
     failure: 'ExecStartFailed',
     run: async ({ ctx, entity }) => {
