@@ -25,6 +25,7 @@ import {
 } from '../hypervisor/index.js';
 import type { ContainerEffect, ExecEffect, SandboxEffect } from '../machines/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
+import { withDeadline } from './deadline.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
 import type { StateDirGuard } from './host-paths.js';
@@ -186,15 +187,6 @@ export function vmShapeOf(config: {
 /** How long a stop waits for the guest to end its containers before QEMU is asked to power down. */
 const GUEST_GOODBYE_MS = 5_000;
 
-/** Resolves with `work`, or rejects once `ms` passed (the work itself is left to finish or fail). */
-function bounded<T>(work: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expiry = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
-  });
-  return Promise.race([work, expiry]).finally(() => clearTimeout(timer));
-}
-
 const quietly = async (what: Promise<unknown>, logger: Logger, step: string) => {
   try {
     await what;
@@ -299,7 +291,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
         const graceMs = stopGraceMs(timeoutMs, deadlineMs);
         await stopContainersGracefully(ctx, entity, graceMs, deadlineMs, signal);
         await quietly(
-          bounded(ctx.agent.destroySandbox(entity.id), GUEST_GOODBYE_MS),
+          withDeadline(ctx.agent.destroySandbox(entity.id), GUEST_GOODBYE_MS, 'agent destroySandbox'),
           ctx.logger,
           'agent destroySandbox',
         );

@@ -22,7 +22,9 @@
 //   snapshotEvery? number             snapshot an entity every N events, when at rest (default 16; 0 = off)
 // It loads (effects off) and reconciles before resolving; `recovery` is the report.
 // `shutdown()` waits for queued work, stops watchers, disconnects agents, saves snapshots, leaves VMs running.
+
 export { createRuntime } from './create.js';
+export { type DeadlineOptions, withDeadline } from './deadline.js';
 export { currentIntent, type Intent } from './intent.js';
 export {
   defaultTimeouts,

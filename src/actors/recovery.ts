@@ -12,10 +12,11 @@ import {
   type SnapshotOf,
   step,
 } from '../machines/index.js';
+import { withDeadline } from './deadline.js';
 import { vmShapeOf } from './effects.js';
 import { type AnyEntity, ContainerActor, ExecActor, lifeKey, SandboxActor } from './entity.js';
 import { currentSize, sameSize } from './resize.js';
-import { type ActorRuntime, failureOf, type RecoveryReport, withDeadline } from './runtime.js';
+import { type ActorRuntime, failureOf, type RecoveryReport } from './runtime.js';
 
 export interface LoadResult {
   readonly eventsReplayed: number;

@@ -24,13 +24,13 @@ import {
   InvalidState,
   NotFound,
   SandboxdError,
-  Timeout,
 } from '../errors/index.js';
 import type { EntityKind, EventEnvelope, FailureData, NewEvent } from '../events/index.js';
 import { correlation } from '../explain/index.js';
 import type { Accel, GuestImagePaths, Hypervisor, VmUsage } from '../hypervisor/index.js';
 import { can, fed, initialSnapshot, persistSnapshot, step } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
+import { withDeadline } from './deadline.js';
 import {
   checkHostPortsFree,
   containerEffectDefinitions,
@@ -210,22 +210,6 @@ function lifeData(incarnation: number): { incarnation?: number } {
 
 export function failureOf(step: string, err: SandboxdError): FailureData {
   return { step: (err.details.step as string | undefined) ?? step, kind: err.kind, message: err.message };
-}
-
-export function withDeadline<T>(
-  work: Promise<T>,
-  ms: number,
-  step: string,
-  onExpiry?: () => void,
-): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const expiry = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onExpiry?.();
-      reject(new Timeout(step, ms));
-    }, ms);
-  });
-  return Promise.race([work, expiry]).finally(() => clearTimeout(timer));
 }
 
 export class ActorRuntime implements RuntimeHandle {
@@ -506,7 +490,7 @@ export class ActorRuntime implements RuntimeHandle {
           def.run({ ctx: this.effectCtx, entity, cause, signal: controller.signal, timeoutMs }),
           timeoutMs,
           name,
-          () => controller.abort(),
+          { controller },
         );
       const outcome = this.traceIntents
         ? await withIntent({ eventId: cause.id, effect: name, retry }, run)

@@ -1,8 +1,7 @@
 // The API's method table: name, params schema, result, when legal, handler. It is also the source of docs/api.md.
 import type { Observable, Subscription } from 'rxjs';
 import { z } from 'zod';
-import type { Runtime } from '../actors/index.js';
-import { Timeout } from '../errors/index.js';
+import { type Runtime, withDeadline } from '../actors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
 import type { EventStore, VerifyReport } from '../store/index.js';
@@ -120,19 +119,6 @@ const sandboxUpdateParams = z
     error: 'give vcpus, memoryMiB or both',
     path: ['vcpus'],
   });
-
-async function withTimeout<T>(promise: Promise<T>, ms: number | undefined, step: string): Promise<T> {
-  if (ms === undefined) return promise;
-  let timer: NodeJS.Timeout | undefined;
-  const expiry = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Timeout(step, ms)), ms);
-  });
-  try {
-    return await Promise.race([promise, expiry]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 const eventFilter = {
   stream: z.string().min(1).max(256).optional(),
@@ -459,7 +445,7 @@ export const methods = [
     params: z.strictObject({ sandboxId: idSchema, id: idSchema, timeoutMs: timeoutMsSchema.optional() }),
     result: 'ExitStatus { exitCode, signal?, oomKilled? }',
     handler: (p, { runtime }) =>
-      withTimeout(
+      withDeadline(
         runtime.waitContainer(p.sandboxId, p.id),
         p.timeoutMs,
         `container.wait ${p.sandboxId}/${p.id}`,
@@ -526,7 +512,7 @@ export const methods = [
     }),
     result: 'ExitStatus',
     handler: (p, { runtime }) =>
-      withTimeout(
+      withDeadline(
         runtime.waitExec(p.sandboxId, p.containerId, p.execId),
         p.timeoutMs,
         `exec.wait ${p.sandboxId}/${p.containerId}/${p.execId}`,
