@@ -26,7 +26,7 @@ import {
   SandboxdError,
 } from '../errors/index.js';
 import type { EntityKind, EventEnvelope, FailureData, NewEvent } from '../events/index.js';
-import { correlation } from '../explain/index.js';
+import { correlation, deadlinesFrom, statePath, TransitionWatch } from '../explain/index.js';
 import type { Accel, GuestImagePaths, Hypervisor, VmUsage } from '../hypervisor/index.js';
 import { can, fed, initialSnapshot, persistSnapshot, step } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
@@ -185,6 +185,9 @@ const execEnded = new Set(['exited', 'failed']);
 /** States an effect is in flight in: not worth a snapshot, recovery settles them from the log. */
 const transitional = new Set(['starting', 'pausing', 'resuming', 'stopping', 'deleting', 'creating']);
 
+/** How often the runtime looks for intents past their deadline (a warning and a metric each). */
+const stuckCheckMs = 5000;
+
 /** An event to record; `correlationId` says who asked (see src/explain correlation: api, recovery, supervision). */
 type Asked = { type: string; data: unknown; correlationId?: string };
 
@@ -233,6 +236,9 @@ export class ActorRuntime implements RuntimeHandle {
 
   /** Host paths bound into sandboxes stay clear of the state dir (checked here, so every client gets it). */
   readonly guard: StateDirGuard;
+  /** Operations in flight and transition durations, fed by every event applied (events stuck, metrics). */
+  readonly transitions: TransitionWatch;
+  private readonly stuckTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly options: RuntimeOptions) {
     this.guard = new StateDirGuard(options.stateDir);
@@ -241,6 +247,11 @@ export class ActorRuntime implements RuntimeHandle {
       pino({ name: 'sandboxd.actors', level: process.env.SANDBOXD_LOG_LEVEL ?? 'info' }, pino.destination(2));
     this.timeouts = { ...defaultTimeouts, ...options.timeouts };
     this.effectsOn = options.effects !== false;
+    this.transitions = new TransitionWatch({ deadline: deadlinesFrom(this.timeouts) });
+    if (this.effectsOn) {
+      this.stuckTimer = setInterval(() => this.checkStuck(), stuckCheckMs);
+      this.stuckTimer.unref();
+    }
     const image =
       options.image ??
       (() => Promise.reject(new Internal('launchVm', 'no guest image configured (createRuntime: image)')));
@@ -333,9 +344,12 @@ export class ActorRuntime implements RuntimeHandle {
   /** Folds one stored event into the entity; in live mode also supervises, cascades and starts effects. */
   apply(entity: AnyEntity, envelope: EventEnvelope, live: boolean): void {
     const before = entity.state;
+    const from = statePath(entity.value);
     const { snapshot, effects } = step(entity.kind, entity.snapshot as never, fed(envelope) as never);
     entity.snapshot = snapshot as never;
     entity.version = envelope.version;
+    const to = statePath(snapshot.value);
+    this.transitions.feed(entity.stream, entity.kind, { event: envelope, from, to, effects }, live);
     if (entity instanceof SandboxActor) this.afterSandbox(entity, before, live);
     else if (entity instanceof ContainerActor) this.afterContainer(entity, before, live);
     else if (entity.state === 'deleted') {
@@ -1412,6 +1426,7 @@ export class ActorRuntime implements RuntimeHandle {
   async shutdown(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    clearInterval(this.stuckTimer);
     const queues = [...this.entities()].map((e) => e.drained());
     await withDeadline(
       Promise.allSettled([...queues, ...this.pendingEffects]),
@@ -1428,6 +1443,24 @@ export class ActorRuntime implements RuntimeHandle {
 
   reconcile(): Promise<RecoveryReport> {
     return reconcileAll(this);
+  }
+
+  /** Warns once for each intent that went past its deadline without an outcome (counted in the metrics). */
+  checkStuck(now = Date.now()): void {
+    for (const s of this.transitions.newlyStuck(now)) {
+      this.logger.warn(
+        {
+          stream: s.stream,
+          intent: s.intent,
+          seq: s.seq,
+          step: s.step,
+          effect: s.effect,
+          waitedMs: s.waitedMs,
+          deadlineMs: s.deadlineMs,
+        },
+        'intent stuck: no outcome past its deadline',
+      );
+    }
   }
 }
 

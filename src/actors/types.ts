@@ -11,6 +11,7 @@ import type {
   ProcessSpec,
 } from '../agent/index.js';
 import type { EventEnvelope } from '../events/index.js';
+import type { TransitionWatch } from '../explain/index.js';
 import type { Accel, VmUsage } from '../hypervisor/index.js';
 import type { VolumeMount } from './volumes.js';
 
@@ -133,6 +134,8 @@ export interface Runtime {
    * and their method in their event's correlationId (`api:<method>:<connection>`), for `events explain`.
    */
   asking?<T>(caller: Caller, fn: () => T): T;
+  /** Operations in flight and transition durations (events.stuck, metrics); absent in runtimes without one. */
+  readonly transitions?: TransitionWatch;
   createSandbox(id: string, config: SandboxConfig): Promise<SandboxView>;
   /** Resolves when the VM runs and the agent answered (state running), or rejects (state failed). */
   startSandbox(id: string): Promise<SandboxView>;

@@ -702,6 +702,15 @@ export const methods = [
     handler: (p, { events }) => events.listStreams(p?.prefix),
   }),
   method({
+    name: 'events.stuck',
+    summary:
+      'Intents without an outcome past their deadline (the effect timeouts), or waiting longer than olderThanMs in their step: what `sandboxctl events stuck` lists.',
+    params: z.strictObject({ olderThanMs: z.number().int().min(0).max(86_400_000).optional() }).optional(),
+    result:
+      'StuckIntent[] { stream, kind, intent, seq, at, by, step, effect?, since, waitedMs, totalMs, deadlineMs }',
+    handler: (p, { runtime }) => runtime.transitions?.stuck(Date.now(), p?.olderThanMs) ?? [],
+  }),
+  method({
     name: 'events.verify',
     summary:
       'Walks the whole log: store integrity (checksums, gaps, indexes) and every event a transition the machines allow.',

@@ -1,5 +1,7 @@
-// Prometheus text exposition of the daemon: entities by state, the event log's writer, API traffic, what VMs cost.
+// Prometheus text exposition of the daemon: entities by state, transition durations and stuck intents, the event
+// log's writer, API traffic, what VMs cost.
 import type { Runtime } from '../actors/index.js';
+import type { HistogramSeries } from '../explain/index.js';
 import type { Accel } from '../hypervisor/index.js';
 import type { StoreStats } from '../store/index.js';
 
@@ -48,6 +50,21 @@ class Exposition {
     for (const [labels, value] of samples) this.lines.push(`${name}${labelText(labels)} ${value}`);
   }
 
+  /** A histogram: `_bucket` per bound (cumulative, then +Inf), `_sum` and `_count` per series. */
+  histogram(name: string, help: string, bounds: readonly number[], series: readonly HistogramSeries[]): void {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`);
+    for (const s of series) {
+      s.buckets.forEach((count, i) => {
+        const le = i < bounds.length ? String(bounds[i]) : '+Inf';
+        this.lines.push(`${name}_bucket${labelText({ ...s.labels, le })} ${count}`);
+      });
+      this.lines.push(
+        `${name}_sum${labelText(s.labels)} ${s.sum}`,
+        `${name}_count${labelText(s.labels)} ${s.count}`,
+      );
+    }
+  }
+
   text(): string {
     return `${this.lines.join('\n')}\n`;
   }
@@ -91,6 +108,28 @@ export async function renderMetrics(sources: MetricsSources): Promise<string> {
     'Containers by state.',
     countBy(containers, (c) => c.state),
   );
+
+  const watch = runtime.transitions;
+  if (watch) {
+    out.histogram(
+      'sandboxd_transition_duration_seconds',
+      'How long each transition took, from the intent to its outcome (events explain pairs them the same way).',
+      watch.durations.bounds,
+      watch.durations.snapshot(),
+    );
+    out.metric('sandboxd_intents_in_flight', 'gauge', 'Intents waiting for their outcome.', [
+      [{}, watch.inFlight],
+    ]);
+    out.metric('sandboxd_intents_stuck', 'gauge', 'Intents without an outcome past their deadline now.', [
+      [{}, watch.stuck(Date.now()).length],
+    ]);
+    out.metric(
+      'sandboxd_intents_stuck_total',
+      'counter',
+      'Intents that went past their deadline (each once).',
+      [[{}, watch.stuckTotal]],
+    );
+  }
 
   out.metric('sandboxd_event_log_last_seq', 'gauge', 'Global position of the last durable event.', [
     [{}, events.lastSeq()],

@@ -2,7 +2,14 @@
 import { type EntityKind, type EventEnvelope, entityOfEventType } from '../events/index.js';
 import { can, fed, initialSnapshot, step } from '../machines/index.js';
 import { Histograms } from './histogram.js';
-import { type Operation, OperationTracker, statePath, type TrackedEvent } from './operations.js';
+import {
+  type Operation,
+  OperationTracker,
+  statePath,
+  type TrackedEvent,
+  topOf,
+  transitionalStates,
+} from './operations.js';
 
 /** An intent without an outcome, past its deadline (or older than asked). */
 export interface StuckIntent {
@@ -57,13 +64,18 @@ export class TransitionWatch {
 
   constructor(private readonly options: WatchOptions) {}
 
-  /** One event of `stream` with the state paths around it; returns the operation it ended, if any. */
-  feed(stream: string, kind: EntityKind, t: TrackedEvent): Operation | undefined {
+  /**
+   * One event of `stream` with the state paths around it; returns the operation it ended, if any.
+   * `observe` false (replay at startup): track what is open, but count no duration (it was counted then).
+   */
+  feed(stream: string, kind: EntityKind, t: TrackedEvent, observe = true): Operation | undefined {
     let entry = this.open.get(stream);
+    // Most events neither end nor begin an operation: keep them cheap (this runs for every append and replay).
+    if (!entry && !transitionalStates.has(topOf(t.to))) return undefined;
     const fresh = !entry;
     entry ??= { kind, tracker: new OperationTracker(false), intentData: undefined };
     const closed = entry.tracker.feed(t);
-    if (closed?.to !== undefined && closed.totalMs !== undefined) {
+    if (observe && closed?.to !== undefined && closed.totalMs !== undefined) {
       this.durations.observe({ entity: kind, from: closed.from, to: closed.to }, closed.totalMs / 1000);
     }
     const now = entry.tracker.current;
