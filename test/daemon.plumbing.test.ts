@@ -43,7 +43,7 @@ describe('daemon plumbing (fake world)', () => {
   it('refuses a second daemon on the same state dir with a clear error', async () => {
     const r = await runToEnd(FIXTURE, [stateDir, join(dir, 'other.sock')]);
     assert.notEqual(r.code, 0);
-    assert.match(r.output, /state dir .* is in use by sandboxd pid \d+ \(socket .*\)/);
+    assert.match(r.output, /state dir .* is in use by another sandboxd \(pid \d+, socket .*\)/);
   });
 
   it('refuses a second daemon on a live socket even with another state dir', async () => {

@@ -178,7 +178,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     throw new SandboxdError(
       'StateDirInUse',
       'UNAVAILABLE',
-      `state dir ${stateDir} is in use by sandboxd pid ${holder.pid} (socket ${holder.socket}); stop it or choose another --state-dir`,
+      `state dir ${stateDir} is in use by another sandboxd (pid ${holder.pid}, socket ${holder.socket}); stop it or choose another --state-dir`,
       { dir: stateDir, pid: holder.pid, socket: holder.socket },
     );
   }
