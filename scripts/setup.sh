@@ -27,5 +27,16 @@ fi
 
 npm run build --silent
 
+# sandboxd-runc's keeper (src/oci/keeper.c): static, rebuilt when its source is newer; the CLI on PATH.
+keeper=dist/bin/sandboxd-runc-keeper
+if [ ! -x "$keeper" ] || [ src/oci/keeper.c -nt "$keeper" ]; then
+  echo "setup: compile $keeper"
+  npm run build:keeper --silent
+fi
+chmod +x dist/src/oci/main.js
+if [ -w /usr/local/bin ] && [ "$(readlink /usr/local/bin/sandboxd-runc 2>/dev/null)" != "$PWD/dist/src/oci/main.js" ]; then
+  ln -sfn "$PWD/dist/src/oci/main.js" /usr/local/bin/sandboxd-runc
+fi
+
 # The guest image (kernel, initrd, guest root with node + agent + crun): content-hashed, rebuilt only on change.
 node dist/src/image/main.js build

@@ -1,0 +1,12 @@
+// What every command gets: the daemon connection, --root, the socket path and the logger.
+import type { Logger } from 'pino';
+import type { ApiClient } from '../api/index.js';
+
+export interface Ctx {
+  readonly client: ApiClient;
+  readonly root: string;
+  readonly socket: string;
+  readonly log: Logger;
+  /** --systemd-cgroup was given (accepted; the VM's cgroups are the guest's either way). */
+  readonly systemdCgroup: boolean;
+}

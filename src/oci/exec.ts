@@ -1,0 +1,102 @@
+// `exec`: an extra process in a running container, with a keeper of its own (its pid is the one --pid-file
+// gets, its exit status the process's). The exec is registered (exec.create), its keeper follows it, then it
+// starts; the keeper forgets it in the daemon once it ended (runc's callers never delete execs).
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { customAlphabet } from 'nanoid';
+import type { Ctx } from './context.js';
+import { badArgument, RuncError } from './errors.js';
+import { keeperExit, spawnKeeper } from './keeper.js';
+import { mustLocate } from './lifecycle.js';
+import { writeDurably } from './records.js';
+import { statusOf } from './state.js';
+
+const shortId = customAlphabet('0123456789abcdefghijklmnopqrstuvwxyz', 12);
+
+export interface ExecOptions {
+  readonly process?: string;
+  readonly tty?: boolean;
+  readonly consoleSocket?: string;
+  readonly detach?: boolean;
+  readonly pidFile?: string;
+  readonly cwd?: string;
+  readonly env?: string[];
+  readonly user?: string;
+  readonly cap?: string[];
+}
+
+interface OciProcess {
+  args?: string[];
+  env?: string[];
+  cwd?: string;
+  terminal?: boolean;
+  user?: { uid?: number; gid?: number };
+  consoleSize?: { height: number; width: number };
+}
+
+/** The exec.create process from --process FILE (an OCI `process`) or the arguments and flags. */
+export async function execProcess(args: readonly string[], o: ExecOptions): Promise<Record<string, unknown>> {
+  let p: OciProcess = {};
+  if (o.process) {
+    const text = o.process === '-' ? await readStdin() : await readFile(resolve(o.process), 'utf8');
+    try {
+      p = JSON.parse(text) as OciProcess;
+    } catch (err) {
+      throw badArgument('--process', `not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  const argv = args.length > 0 ? [...args] : p.args;
+  if (!argv || argv.length === 0) throw badArgument('args', 'exec needs a command (or --process with args)');
+  const user = o.user ?? (p.user?.uid !== undefined ? `${p.user.uid}:${p.user.gid ?? 0}` : undefined);
+  const env = [...(p.env ?? []), ...(o.env ?? [])];
+  const terminal = o.tty ?? p.terminal ?? false;
+  return {
+    args: argv,
+    ...(env.length > 0 ? { env } : {}),
+    ...((o.cwd ?? p.cwd) ? { cwd: o.cwd ?? p.cwd } : {}),
+    ...(user ? { user } : {}),
+    ...(terminal ? { terminal: true } : {}),
+    ...(terminal && p.consoleSize ? { consoleSize: p.consoleSize } : {}),
+  };
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function execIn(ctx: Ctx, id: string, args: readonly string[], o: ExecOptions): Promise<number> {
+  const found = await mustLocate(ctx, id);
+  const status = statusOf(found.view?.state);
+  if (status !== 'running') throw new RuncError('InvalidState', `cannot exec in a ${status} container`);
+  const process = await execProcess(args, o);
+  const ref = { sandboxId: found.sandboxId, containerId: id, execId: `exec-${shortId()}` };
+  await ctx.client.call('exec.create', { ...ref, process });
+  let keeper: Awaited<ReturnType<typeof spawnKeeper>> | undefined;
+  try {
+    keeper = await spawnKeeper({
+      socket: ctx.socket,
+      sandboxId: ref.sandboxId,
+      containerId: id,
+      execId: ref.execId,
+      deleteExec: true,
+      ...(o.consoleSocket ? { consoleSocket: resolve(o.consoleSocket) } : {}),
+      detached: o.detach === true,
+    });
+    await ctx.client.call('exec.start', ref);
+  } catch (err) {
+    keeper?.kill('SIGKILL');
+    await ctx.client.call('exec.delete', ref).catch(() => undefined);
+    throw err;
+  }
+  if (o.pidFile) await writeDurably(resolve(o.pidFile), String(keeper.pid), 0o644);
+  ctx.log.info({ ...ref, keeperPid: keeper.pid }, 'exec started');
+  if (o.detach) {
+    keeper.unref();
+    return 0;
+  }
+  const ignore = () => undefined;
+  for (const s of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const) globalThis.process.on(s, ignore);
+  return keeperExit(keeper);
+}
