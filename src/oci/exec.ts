@@ -1,6 +1,5 @@
 // `exec`: an extra process in a running container, with a keeper of its own (its pid is the one --pid-file
-// gets, its exit status the process's). The exec is registered (exec.create), its keeper follows it, then it
-// starts; the keeper forgets it in the daemon once it ended (runc's callers never delete execs).
+// gets, its exit status the process's). The exec is registered (exec.create) and started, then its keeper follows it; the keeper forgets it in the daemon once it ended (runc's callers never delete execs).
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { customAlphabet } from 'nanoid';
@@ -72,9 +71,12 @@ export async function execIn(ctx: Ctx, id: string, args: readonly string[], o: E
   if (status !== 'running') throw new RuncError('InvalidState', `cannot exec in a ${status} container`);
   const process = await execProcess(args, o);
   const ref = { sandboxId: found.sandboxId, containerId: id, execId: `exec-${shortId()}` };
+  // Started before its keeper follows it: the guest keeps a process's output from its first byte, but knows
+  // an exec only once it started (a follow of a registered exec ends at once).
   await ctx.client.call('exec.create', { ...ref, process });
   let keeper: Awaited<ReturnType<typeof spawnKeeper>> | undefined;
   try {
+    await ctx.client.call('exec.start', ref);
     keeper = await spawnKeeper({
       socket: ctx.socket,
       sandboxId: ref.sandboxId,
@@ -84,9 +86,9 @@ export async function execIn(ctx: Ctx, id: string, args: readonly string[], o: E
       ...(o.consoleSocket ? { consoleSocket: resolve(o.consoleSocket) } : {}),
       detached: o.detach === true,
     });
-    await ctx.client.call('exec.start', ref);
   } catch (err) {
-    keeper?.kill('SIGKILL');
+    await ctx.client.call('exec.kill', { ...ref, signal: 'SIGKILL' }).catch(() => undefined);
+    await ctx.client.call('exec.wait', { ...ref, timeoutMs: 10_000 }).catch(() => undefined);
     await ctx.client.call('exec.delete', ref).catch(() => undefined);
     throw err;
   }
