@@ -1,0 +1,153 @@
+// What to run in a namespace to wire a sandbox in (or out), from what is there now: pure and idempotent by
+// construction (a step whose result exists is not planned again), so a retried start or a recovery never
+// duplicates a tap or a filter.
+import { createHash } from 'node:crypto';
+import { InvalidArgument } from '../errors/index.js';
+import type { NetnsCommand, NetnsLink, NetnsState, NetnsWiring, WiredLink } from './types.js';
+
+/** Priority of our redirect filters: distinct from the kernel's automatic ones (49152 and down). */
+export const FILTER_PREF = 20617;
+
+/** The field bad namespace input is reported under (the API's sandbox config). */
+export const NETNS_FIELD = 'config.network.path';
+
+/** Every tap of ours: `sbx` + 8 hex digits of the sandbox id's hash + `t` + index (IFNAMSIZ is 15 usable). */
+const OUR_TAP = /^sbx[0-9a-f]{8}t\d{1,3}$/;
+
+function tapPrefix(sandboxId: string): string {
+  return `sbx${createHash('sha256').update(sandboxId).digest('hex').slice(0, 8)}t`;
+}
+
+/** The tap of a sandbox's `index`th link: derived from its id alone, so recovery finds it again. */
+export function tapName(sandboxId: string, index: number): string {
+  return `${tapPrefix(sandboxId)}${index}`;
+}
+
+/** Whether `name` is one of this sandbox's taps. */
+export function isTapOf(sandboxId: string, name: string): boolean {
+  return OUR_TAP.test(name) && name.startsWith(tapPrefix(sandboxId));
+}
+
+/** Links a VM NIC is made for: Ethernet links CNI made (veths and the like), not loopback, not taps. */
+export function workloadLinks(state: NetnsState): NetnsLink[] {
+  return state.links
+    .filter((l) => l.linkType === 'ether' && l.kind !== 'tun' && !OUR_TAP.test(l.name))
+    .sort((a, b) => a.ifindex - b.ifindex);
+}
+
+function redirect(from: string, to: string): NetnsCommand {
+  return {
+    step: 'tc filter add',
+    argv: [
+      'tc',
+      'filter',
+      'add',
+      'dev',
+      from,
+      'parent',
+      'ffff:',
+      'pref',
+      String(FILTER_PREF),
+      'protocol',
+      'all',
+      'u32',
+      'match',
+      'u8',
+      '0',
+      '0',
+      'action',
+      'mirred',
+      'egress',
+      'redirect',
+      'dev',
+      to,
+    ],
+  };
+}
+
+/** The redirect on `from`'s ingress: 'ours' when it goes to `to`, 'none', or the device it goes to instead. */
+function redirectOf(state: NetnsState, from: string, to: string): 'ours' | 'none' | string {
+  const filter = state.ingress[from]?.find((f) => f.pref === FILTER_PREF);
+  if (!filter) return 'none';
+  return filter.redirectTo === to ? 'ours' : (filter.redirectTo ?? 'another filter');
+}
+
+/**
+ * The wiring of `sandboxId` into the namespace at `path` and the commands that make what is missing of it.
+ * Throws InvalidArgument(config.network.path) when the namespace has no link to wire, or a link is already
+ * redirected elsewhere (another sandbox's wiring): nothing is run then.
+ */
+export function planAttach(
+  state: NetnsState,
+  sandboxId: string,
+  path: string,
+): { wiring: NetnsWiring; commands: NetnsCommand[] } {
+  const veths = workloadLinks(state);
+  if (veths.length === 0)
+    throw new InvalidArgument(NETNS_FIELD, `${path} has no Ethernet interface to attach`);
+  const links: WiredLink[] = veths.map((v, i) => ({
+    veth: v.name,
+    tap: tapName(sandboxId, i),
+    mac: v.mac,
+    mtu: v.mtu,
+    addresses: v.addresses,
+  }));
+  const names = new Set(state.links.map((l) => l.name));
+  const commands: NetnsCommand[] = [];
+  for (const link of links) {
+    for (const [from, to] of [
+      [link.veth, link.tap],
+      [link.tap, link.veth],
+    ] as const) {
+      const current = redirectOf(state, from, to);
+      if (current !== 'none' && current !== 'ours')
+        throw new InvalidArgument(NETNS_FIELD, `${from} in ${path} is already redirected to ${current}`);
+    }
+    if (!names.has(link.tap))
+      commands.push({ step: 'ip tuntap add', argv: ['ip', 'tuntap', 'add', 'dev', link.tap, 'mode', 'tap'] });
+    // Always: cheap, and a tap found after a crash may have been left down.
+    commands.push({
+      step: 'ip link set',
+      argv: ['ip', 'link', 'set', 'dev', link.tap, 'mtu', String(link.mtu), 'up'],
+    });
+    for (const [from, to] of [
+      [link.veth, link.tap],
+      [link.tap, link.veth],
+    ] as const) {
+      // A tap made just now has no qdisc yet, whatever the state said of an older one of that name.
+      const fresh = !names.has(from);
+      if (fresh || !state.ingress[from])
+        commands.push({ step: 'tc qdisc add', argv: ['tc', 'qdisc', 'add', 'dev', from, 'ingress'] });
+      if (fresh || redirectOf(state, from, to) === 'none') commands.push(redirect(from, to));
+    }
+  }
+  return { wiring: { path, links, routes: state.routes }, commands };
+}
+
+/**
+ * The commands that take every trace of `sandboxId` out of the namespace: our redirect filters on other
+ * links (with their ingress qdisc when no other filter lives there) and our taps (their own qdiscs and filters
+ * go with them). Empty when nothing of ours is left.
+ */
+export function planDetach(state: NetnsState, sandboxId: string): NetnsCommand[] {
+  const taps = state.links.filter((l) => isTapOf(sandboxId, l.name)).map((l) => l.name);
+  const commands: NetnsCommand[] = [];
+  for (const link of state.links) {
+    if (taps.includes(link.name)) continue;
+    const filters = state.ingress[link.name] ?? [];
+    const ours = filters.filter(
+      (f) => f.pref === FILTER_PREF && f.redirectTo && isTapOf(sandboxId, f.redirectTo),
+    );
+    if (ours.length === 0) continue;
+    if (ours.length === filters.length) {
+      commands.push({ step: 'tc qdisc del', argv: ['tc', 'qdisc', 'del', 'dev', link.name, 'ingress'] });
+    } else {
+      commands.push({
+        step: 'tc filter del',
+        argv: ['tc', 'filter', 'del', 'dev', link.name, 'parent', 'ffff:', 'pref', String(FILTER_PREF)],
+      });
+    }
+  }
+  for (const tap of taps) commands.push({ step: 'ip link del', argv: ['ip', 'link', 'del', 'dev', tap] });
+  return commands;
+}
