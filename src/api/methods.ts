@@ -211,7 +211,7 @@ export const methods = [
   method({
     name: 'daemon.metrics',
     summary:
-      'Prometheus text: sandboxes and containers by state, the event log writer (appends, fsyncs), API requests by method, each VM’s host CPU and memory. Also served over HTTP with sandboxd --metrics-address.',
+      'Prometheus text: sandboxes and containers by state, transition durations (histogram) and stuck intents, the event log writer (appends, fsyncs), API requests by method, each VM’s host CPU and memory. Also served over HTTP with sandboxd --metrics-address.',
     params: z.strictObject({}).optional(),
     result: '{ metrics: string }',
     handler: async (_p, ctx) => ({ metrics: await renderMetrics(ctx) }),
