@@ -21,9 +21,10 @@ import {
   type PortForward,
   USER_NETWORK,
   type VmConfig,
-  type VmNetwork,
+  type VmUserNetwork,
 } from '../hypervisor/index.js';
 import type { ContainerEffect, ExecEffect, SandboxEffect } from '../machines/index.js';
+import { attachNetns, detachNetns, type NetnsWiring } from '../network/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
 import { withDeadline } from './deadline.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
@@ -107,7 +108,7 @@ export interface VmShape {
 }
 
 /** The VM network for `config`, defaults filled in; undefined (no NIC) unless network is 'user'. */
-export function vmNetworkOf(config: Pick<SandboxConfig, 'network' | 'ports'>): VmNetwork | undefined {
+export function vmNetworkOf(config: Pick<SandboxConfig, 'network' | 'ports'>): VmUserNetwork | undefined {
   if (config.network !== 'user') return undefined;
   return {
     mode: 'user',
@@ -145,7 +146,7 @@ function bindProblem(port: PortForward): Promise<string | undefined> {
  * up host forwarding rule". `asArgument`: as InvalidArgument naming config.ports[i].hostPort (a check before
  * anything is recorded); otherwise as the launch's HypervisorError (the port was taken since).
  */
-export async function checkHostPortsFree(network: VmNetwork, asArgument = false): Promise<void> {
+export async function checkHostPortsFree(network: VmUserNetwork, asArgument = false): Promise<void> {
   for (const [i, port] of network.ports.entries()) {
     const problem = await bindProblem(port);
     if (problem === undefined) continue;
@@ -165,6 +166,47 @@ async function configureUserNetwork(agent: Agent, sandboxId: string): Promise<vo
   await agent.updateRoutes(sandboxId, [
     { dest: 'default', gateway: USER_NETWORK.gateway, device: USER_NETWORK.interface },
   ]);
+}
+
+/** The network namespace a sandbox's VM is plugged into, if its config names one. */
+export function netnsOf(config: Pick<SandboxConfig, 'network'>): string | undefined {
+  return typeof config.network === 'object' ? config.network.path : undefined;
+}
+
+/**
+ * Gives each guest NIC its veth's addresses and MTU, and the guest the namespace's routes. The guest names its
+ * NICs itself: each is found by the MAC QEMU gave it (the veth's). Idempotent: a retried start redoes it.
+ */
+async function configureNetnsNetwork(agent: Agent, sandboxId: string, wiring: NetnsWiring): Promise<void> {
+  const guest = await agent.listInterfaces(sandboxId);
+  const names = new Map<string, string>();
+  for (const link of wiring.links) {
+    const nic = guest.find((i) => i.mac?.toLowerCase() === link.mac.toLowerCase());
+    if (!nic) throw new AgentError('updateInterface', `no guest NIC has the MAC ${link.mac} of ${link.veth}`);
+    names.set(link.veth, nic.name);
+    await agent.updateInterface(sandboxId, {
+      name: nic.name,
+      addresses: link.addresses,
+      mtu: link.mtu,
+      up: true,
+    });
+  }
+  // Routes through a device the VM has no NIC for cannot be given to the guest.
+  const routes = wiring.routes
+    .filter((r) => r.device === undefined || names.has(r.device))
+    .map((r) => ({
+      dest: r.dest,
+      ...(r.gateway ? { gateway: r.gateway } : {}),
+      ...(r.device ? { device: names.get(r.device) as string } : {}),
+      ...(r.source ? { source: r.source } : {}),
+    }));
+  if (routes.length > 0) await agent.updateRoutes(sandboxId, routes);
+}
+
+/** Takes the sandbox's taps and filters out of its namespace (no-op without one, or when it is gone). */
+async function unwire(ctx: EffectContext, sandbox: SandboxActor): Promise<void> {
+  const path = netnsOf(sandbox.context.config);
+  if (path) await detachNetns(path, sandbox.id, ctx.logger);
 }
 
 /** What launchVm gives QEMU for `config`: its sizes, defaults filled in, limits never below the boot size. */
@@ -213,6 +255,9 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       const network = vmNetworkOf(entity.context.config);
       if (network) await checkHostPortsFree(network);
       const image = await ctx.image();
+      const netns = netnsOf(entity.context.config);
+      // Taps before QEMU: it opens them by name inside the namespace. What a retry finds there is kept.
+      const wiring = netns ? await attachNetns(netns, entity.id, ctx.logger) : undefined;
       const vm: VmConfig = {
         sandboxId: entity.id,
         stateDir: dirs.vm,
@@ -220,9 +265,26 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
         image,
         ...vmShapeOf(entity.context.config),
         ...(network ? { network } : {}),
+        ...(wiring
+          ? {
+              network: {
+                mode: 'netns',
+                path: wiring.path,
+                nics: wiring.links.map((l) => ({ tap: l.tap, mac: l.mac })),
+              },
+            }
+          : {}),
       };
-      const handle = await ctx.hypervisor.launch(vm, signal);
-      return [{ type: 'VmLaunched', data: { handle } }];
+      try {
+        const handle = await ctx.hypervisor.launch(vm, signal);
+        return [
+          ...(wiring ? [{ type: 'SandboxNetworkAttached' as const, data: { wiring } }] : []),
+          { type: 'VmLaunched', data: { handle } },
+        ];
+      } catch (err) {
+        await quietly(unwire(ctx, entity), ctx.logger, 'netns detach');
+        throw err;
+      }
     },
   },
   connectAgent: {
@@ -252,6 +314,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
         if (!(err instanceof AlreadyExists)) throw err;
       }
       if (network) await configureUserNetwork(ctx.agent, entity.id);
+      if (entity.context.netns) await configureNetnsNetwork(ctx.agent, entity.id, entity.context.netns);
       return [{ type: 'SandboxStarted', data: {} }];
     },
   },
@@ -259,6 +322,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
     run: async ({ ctx, entity }) => {
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, ctx.dirs(entity.id).vm);
+      await quietly(unwire(ctx, entity), ctx.logger, 'netns detach');
       return [];
     },
   },
@@ -298,6 +362,8 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       }
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.stop(entity.id, timeoutMs === undefined ? {} : { timeoutMs });
+      // A stopped sandbox holds nothing in its namespace; a start wires it again.
+      await quietly(unwire(ctx, entity), ctx.logger, 'netns detach');
       return [{ type: 'SandboxStopped', data: {} }];
     },
   },
@@ -315,6 +381,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       ]);
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, dirs.vm);
+      await unwire(ctx, entity);
       // Volumes of containers still there are bound below the share: unmount them, or remove nothing.
       await unmountAllUnder(dirs.root);
       await rm(dirs.root, { recursive: true, force: true });

@@ -29,6 +29,7 @@ import type { EntityKind, EventEnvelope, FailureData, NewEvent } from '../events
 import { correlation, deadlinesFrom, statePath, TransitionWatch } from '../explain/index.js';
 import type { Accel, GuestImagePaths, Hypervisor, VmUsage } from '../hypervisor/index.js';
 import { can, fed, initialSnapshot, persistSnapshot, step } from '../machines/index.js';
+import { checkNetnsPath } from '../network/index.js';
 import type { EventStore } from '../store/index.js';
 import { withDeadline } from './deadline.js';
 import {
@@ -783,6 +784,8 @@ export class ActorRuntime implements RuntimeHandle {
 
   async createSandbox(id: string, config: SandboxConfig): Promise<SandboxView> {
     const by = this.open('sandbox.create');
+    // A namespace that is missing or not one is refused before anything is recorded (src/network).
+    if (typeof config.network === 'object') await checkNetnsPath(config.network.path);
     if (this.sandboxes.has(id)) throw new AlreadyExists('sandbox', id);
     // The id is taken now: commands for it that arrive meanwhile wait for this create's turn to end.
     // A deleted sandbox's stream stays in the log; its id lives again in a stream of its own.

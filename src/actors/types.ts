@@ -25,9 +25,10 @@ export interface SandboxConfig {
   readonly labels?: Readonly<Record<string, string>>;
   /**
    * 'user': a NIC behind QEMU's own NAT (outbound traffic, plus `ports` inbound); 'none' (the default): loopback
-   * only. Off by default because a user network also reaches the host's loopback services.
+   * only. Off by default because a user network also reaches the host's loopback services. `{ mode: 'netns', path }`:
+   * the VM is plugged into that network namespace (CNI's veths, through taps and tc redirects).
    */
-  readonly network?: 'none' | 'user';
+  readonly network?: 'none' | 'user' | { readonly mode: 'netns'; readonly path: string };
   /** Host ports forwarded into the guest (network 'user' only). */
   readonly ports?: readonly PortMapping[];
 }

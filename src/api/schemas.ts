@@ -137,8 +137,19 @@ export const sandboxConfigSchema = z
         z.string().max(4096),
       )
       .optional(),
-    /** 'user': outbound NAT by QEMU plus forwarded `ports`; 'none' (default): loopback only. */
-    network: z.enum(['none', 'user']).optional(),
+    /**
+     * 'user': outbound NAT by QEMU plus forwarded `ports`; 'none' (default): loopback only; `{ mode: 'netns', path }`:
+     * the network namespace CNI wired (its veths, addresses and routes) becomes the VM's.
+     */
+    network: z
+      .union([
+        z.enum(['none', 'user']),
+        z.strictObject({
+          mode: z.literal('netns'),
+          path: z.string().regex(/^\/[^\0]{0,4095}$/, { error: 'must be an absolute path' }),
+        }),
+      ])
+      .optional(),
     ports: z.array(portMappingSchema).max(64).optional(),
   })
   .superRefine((config, ctx) => {

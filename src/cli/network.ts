@@ -24,9 +24,19 @@ export const collectPort = (v: string, prev: PortMappingArg[] = []): PortMapping
   ];
 };
 
-/** The network part of a sandbox config from --network and -p (ports imply the user network). */
-export function networkConfig(o: { network?: string; publish?: PortMappingArg[] }) {
-  const network = o.network ?? (o.publish ? 'user' : undefined);
+/** `--netns PATH`'s help, shared by `sandbox create` and `run`. */
+export const NETNS_HELP =
+  'plug the VM into this network namespace (/run/netns/NAME, /proc/PID/ns/net): CNI-style';
+
+/**
+ * The network part of a sandbox config from --network, --netns and -p (ports imply the user network). The
+ * daemon checks the namespace; --netns with --network or -p is for it to refuse, naming the field.
+ */
+export function networkConfig(o: { network?: string; netns?: string; publish?: PortMappingArg[] }) {
+  const network =
+    o.netns !== undefined
+      ? { mode: 'netns' as const, path: resolve(o.netns) }
+      : (o.network ?? (o.publish ? 'user' : undefined));
   return {
     ...(network !== undefined ? { network } : {}),
     ...(o.publish ? { ports: o.publish } : {}),

@@ -8,7 +8,14 @@ import { createBusyboxBundle } from '../image/index.js';
 import { execRun, followOutput, processOf } from './attach.js';
 import { type GlobalOptions, registerEventCommands } from './events.js';
 import { exitCodeDocs } from './exit-codes.js';
-import { collectPort, collectVolume, networkConfig, type PortMappingArg, type VolumeArg } from './network.js';
+import {
+  collectPort,
+  collectVolume,
+  NETNS_HELP,
+  networkConfig,
+  type PortMappingArg,
+  type VolumeArg,
+} from './network.js';
 import { printJson, shortTime, show, table } from './output.js';
 import { withBootProgress } from './progress.js';
 import { runContainer } from './run.js';
@@ -201,6 +208,7 @@ export function buildProgram(): Command {
       '--network <mode>',
       "'user': outbound NAT by QEMU, reachable through -p; 'none' (default): loopback only",
     )
+    .option('--netns <path>', NETNS_HELP)
     .option(
       '-p, --publish <[ip:]host:guest[/proto]>',
       'forward a host port (127.0.0.1 by default; repeatable)',
@@ -219,6 +227,7 @@ export function buildProgram(): Command {
           dns?: string[];
           label?: string[];
           network?: string;
+          netns?: string;
           publish?: PortMappingArg[];
           start?: boolean;
         },
@@ -755,6 +764,7 @@ export function buildProgram(): Command {
     .option('--vcpus <n>', 'vCPUs', int('vcpus'))
     .option('--memory <MiB>', 'memory', int('memory'))
     .option('--network <mode>', "'user' (outbound NAT, -p) or 'none' (default)")
+    .option('--netns <path>', NETNS_HELP)
     .option('-p, --publish <[ip:]host:guest[/proto]>', 'forward a host port (repeatable)', collectPort)
     .option(
       '-v, --volume <src:dst[:ro]>',
@@ -774,6 +784,7 @@ export function buildProgram(): Command {
           vcpus?: number;
           memory?: number;
           network?: string;
+          netns?: string;
           publish?: PortMappingArg[];
           volume?: VolumeArg[];
           quiet?: boolean;

@@ -15,6 +15,7 @@ export interface RunOptions {
   readonly vcpus?: number;
   readonly memory?: number;
   readonly network?: string;
+  readonly netns?: string;
   readonly publish?: PortMappingArg[];
   readonly volume?: VolumeArg[];
   readonly json: boolean;

@@ -31,7 +31,10 @@ const sandboxConfig = z.object({
   hostname: z.string().optional(),
   dns: z.array(z.string()).optional(),
   labels: z.record(z.string(), z.string()).optional(),
-  network: z.enum(['none', 'user']).optional(),
+  // Widened (netns added): every older record is still valid, so no schema bump.
+  network: z
+    .union([z.enum(['none', 'user']), z.object({ mode: z.literal('netns'), path: z.string() })])
+    .optional(),
   ports: z
     .array(
       z.object({
@@ -114,6 +117,33 @@ const sandboxSchemas = {
    * A client changed the running guest's network (guest.updateInterface / guest.updateRoutes): what it asked,
    * for the audit trail. It lasts as long as this VM (a VM launched again starts from the config).
    */
+  /**
+   * launchVm wired the VM into its network namespace (before QEMU starts in it): each veth and the tap made
+   * for it (with the veth's MAC, MTU and addresses, which the guest's NIC takes), and the namespace's routes.
+   */
+  SandboxNetworkAttached: z.object({
+    wiring: z.object({
+      path: z.string(),
+      links: z.array(
+        z.object({
+          veth: z.string(),
+          tap: z.string(),
+          mac: z.string(),
+          mtu: z.number().int(),
+          addresses: z.array(z.string()),
+        }),
+      ),
+      routes: z.array(
+        z.object({
+          dest: z.string(),
+          gateway: z.string().optional(),
+          device: z.string().optional(),
+          source: z.string().optional(),
+          family: z.union([z.literal(4), z.literal(6)]),
+        }),
+      ),
+    }),
+  }),
   GuestNetworkUpdated: z.object({
     interface: z
       .object({

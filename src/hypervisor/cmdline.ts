@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { InvalidArgument } from '../errors/index.js';
 import { accelArgs } from './accel.js';
-import type { Accel, PortForward, VmConfig, VmNetwork } from './types.js';
+import type { Accel, PortForward, VmConfig, VmNetnsNetwork, VmNetwork, VmUserNetwork } from './types.js';
 
 /** 9p mount tag of the read-only guest root (the image's rootDir). Part of the guest contract (src/image). */
 export const GUEST_ROOT_TAG = 'sbxroot';
@@ -86,7 +86,19 @@ export const USER_NETWORK = {
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
 function validateNetwork(network: VmNetwork): void {
+  if (network.mode === 'netns') {
+    if (network.nics.length === 0) throw new InvalidArgument('network.nics', 'needs at least one NIC');
+    for (const [i, nic] of network.nics.entries()) {
+      if (!IFNAME.test(nic.tap))
+        throw new InvalidArgument(`network.nics[${i}].tap`, 'must be an interface name');
+      if (!MAC.test(nic.mac)) throw new InvalidArgument(`network.nics[${i}].mac`, 'must be a MAC address');
+    }
+    return;
+  }
   const taken: PortForward[] = [];
   for (const [i, port] of network.ports.entries()) {
     const field = `network.ports[${i}]`;
@@ -115,9 +127,24 @@ function validateNetwork(network: VmNetwork): void {
   }
 }
 
-/** `-netdev user` with the forwarded ports, and its virtio NIC; nothing without a network. */
+/** Per tap a `-netdev tap` QEMU opens by name (it runs in the tap's namespace) and a virtio NIC with the veth's MAC. */
+function tapArgs(network: VmNetnsNetwork): string[] {
+  return network.nics.flatMap((nic, i) => [
+    '-netdev',
+    `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no`,
+    '-device',
+    `virtio-net-pci,netdev=net${i},mac=${nic.mac}`,
+  ]);
+}
+
+/** `-netdev user` with the forwarded ports, and its virtio NIC; taps for a netns; nothing without a network. */
 function networkArgs(network: VmNetwork | undefined): string[] {
   if (!network) return [];
+  if (network.mode === 'netns') return tapArgs(network);
+  return userArgs(network);
+}
+
+function userArgs(network: VmUserNetwork): string[] {
   const forwards = network.ports.map(
     (p) => `hostfwd=${p.protocol}:${p.hostAddress}:${p.hostPort}-:${p.guestPort}`,
   );

@@ -146,7 +146,12 @@ export class QemuHypervisor implements Hypervisor {
     let qmp: QmpClient | undefined;
     try {
       throwIfAborted(signal, 'qemu start');
-      await this.#spawnDaemonized(args, paths, signal);
+      await this.#spawnDaemonized(
+        args,
+        paths,
+        signal,
+        config.network?.mode === 'netns' ? config.network.path : undefined,
+      );
       pid = await readPidFile(paths.pidFile);
       const procStat = await readProcStat(pid);
       if (!procStat) throw new HypervisorError('qemu start', 'QEMU exited right after starting', { pid });
@@ -200,11 +205,22 @@ export class QemuHypervisor implements Hypervisor {
     }
   }
 
-  /** Runs QEMU with -daemonize: the first process exits once the VM is set up, with errors on stderr. */
-  #spawnDaemonized(args: string[], paths: VmPaths, signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Runs QEMU with -daemonize: the first process exits once the VM is set up, with errors on stderr. With
+   * `netns`, QEMU is started inside that network namespace (nsenter execs it), so it opens the taps there.
+   */
+  #spawnDaemonized(
+    args: string[],
+    paths: VmPaths,
+    signal: AbortSignal | undefined,
+    netns: string | undefined,
+  ): Promise<void> {
+    const [bin, argv] = netns
+      ? ['nsenter', [`--net=${netns}`, this.#qemuBinary, ...args]]
+      : [this.#qemuBinary, args];
     return new Promise((resolve, reject) => {
       // detached: its own session from the start, so no signal aimed at our group reaches it.
-      const child = spawn(this.#qemuBinary, args, {
+      const child = spawn(bin, argv, {
         cwd: paths.stateDir,
         detached: true,
         stdio: ['ignore', 'ignore', 'pipe'],

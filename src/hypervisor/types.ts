@@ -42,10 +42,28 @@ export interface PortForward {
  * User-mode networking (QEMU's slirp): the guest gets a NIC behind a NAT of QEMU's own, reaches what the host
  * reaches, and is reached only through forwarded ports. No bridge, tap or firewall rule on the host.
  */
-export interface VmNetwork {
+export interface VmUserNetwork {
   readonly mode: 'user';
   readonly ports: readonly PortForward[];
 }
+
+/** A NIC on a tap that exists in the VM's network namespace (made by src/network), with the veth's MAC. */
+export interface TapNic {
+  readonly tap: string;
+  readonly mac: string;
+}
+
+/**
+ * The VM started inside the network namespace at `path` (the daemon stays in its own), one virtio NIC per tap;
+ * the taps are joined to the namespace's veths by tc redirects, outside QEMU.
+ */
+export interface VmNetnsNetwork {
+  readonly mode: 'netns';
+  readonly path: string;
+  readonly nics: readonly TapNic[];
+}
+
+export type VmNetwork = VmUserNetwork | VmNetnsNetwork;
 
 /** Everything needed to find a running VM again after a daemon restart. Persisted in events. */
 export interface VmHandle {

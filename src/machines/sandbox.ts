@@ -21,6 +21,8 @@ export interface SandboxContext {
   readonly size?: SandboxEventData['SandboxResized'];
   /** What clients changed in this VM's network (GuestNetworkUpdated): the latest per interface and per route. */
   readonly guestNetwork?: GuestNetworkChanges;
+  /** How this VM is plugged into its network namespace (SandboxNetworkAttached), for the guest's setup. */
+  readonly netns?: SandboxEventData['SandboxNetworkAttached']['wiring'];
 }
 
 type GuestNetworkData = SandboxEventData['GuestNetworkUpdated'];
@@ -144,6 +146,7 @@ export const sandboxMachine = setup({
         launching: {
           entry: 'launchVm',
           on: {
+            SandboxNetworkAttached: { actions: assign(({ event }) => ({ netns: event.data.wiring })) },
             VmLaunched: {
               target: 'connecting',
               // A new VM boots at the config's size and network: changes to the previous one no longer hold.
