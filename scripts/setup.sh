@@ -40,3 +40,11 @@ fi
 
 # The guest image (kernel, initrd, guest root with node + agent + crun): content-hashed, rebuilt only on change.
 node dist/src/image/main.js build
+
+# containerd finds a shim on its PATH by the runtime's name (io.containerd.sandboxd.v1 → containerd-shim-sandboxd-v1).
+shim_entry="$(pwd)/dist/src/shim/main.js"
+chmod +x "$shim_entry"
+if [ "$(readlink /usr/local/bin/containerd-shim-sandboxd-v1 2>/dev/null)" != "$shim_entry" ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO ln -sfn "$shim_entry" /usr/local/bin/containerd-shim-sandboxd-v1
+fi

@@ -24,6 +24,8 @@ export interface TaskEvent {
   readonly value: Record<string, unknown>;
   /** When it happened (ms since the epoch); now if absent. */
   readonly at?: number;
+  /** Sent only once this settles (a TaskExit waits for its process's output to reach the fifos). */
+  readonly ready?: Promise<unknown>;
 }
 
 /** The ForwardRequest bytes for one event. */
@@ -85,6 +87,7 @@ export class EventPublisher {
     while (this.queue.length > 0 && !this.closed) {
       const event = this.queue[0] as TaskEvent;
       try {
+        if (event.ready) await event.ready;
         if (!this.client) {
           const c = await TtrpcClient.connect(this.address.replace(/^unix:\/\//, ''));
           c.onClose(() => {

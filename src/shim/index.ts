@@ -1,0 +1,7 @@
+// Door of src/shim: containerd's runtime v2 shim for sandboxd (Task service over ttrpc, events, stdio).
+export { parseArgs, type ShimArgs } from './args.js';
+export { toStatus } from './errdefs.js';
+export { containerIdFor, podSandboxIdFor, sandboxIdFor, shimSocketPath } from './naming.js';
+export { decode, encode, messageType, packAny, protos, TASK_SERVICE, unpackAny } from './protos.js';
+export { EventPublisher, forward, forwardRequest, type TaskEvent, TOPICS } from './publish.js';
+export { SHIM_SERVICE, serve } from './server.js';

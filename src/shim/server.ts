@@ -1,0 +1,120 @@
+// The long-lived shim server: one process per containerd (all its namespaces and pods), serving the Task
+// service on a path socket, a client of sandboxd's API, publishing task events to containerd.
+import { mkdir, unlink } from 'node:fs/promises';
+import { connect } from 'node:net';
+import type { Logger } from 'pino';
+import { type ApiClient, connectApi } from '../api/index.js';
+import { TtrpcServer } from '../ttrpc/index.js';
+import { toStatus } from './errdefs.js';
+import { EventBridge } from './events.js';
+import { SOCKET_DIR } from './naming.js';
+import { EventPublisher } from './publish.js';
+import { initHandlers, type ShimContext, TASK_SERVICE } from './service.js';
+import { processHandlers } from './service-exec.js';
+import { TaskTable } from './tasks.js';
+
+/** Our own service beside Task: `start` reserves a place so a server about to go idle stays up. */
+export const SHIM_SERVICE = 'sandboxd.shim.v1.Shim';
+/** How long a server with no task waits before it exits (a start may be on its way). */
+const IDLE_GRACE_MS = 2000;
+
+export const DEFAULT_SANDBOXD_SOCKET = '/run/sandboxd/sandboxd.sock';
+
+export interface ServeOptions {
+  readonly socketPath: string;
+  readonly ttrpcAddress: string;
+  readonly sandboxdSocket: string;
+  readonly log: Logger;
+}
+
+function isLive(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/** Serves until no task remains; resolves when the server has closed. */
+export async function serve(o: ServeOptions): Promise<void> {
+  const log = o.log;
+  const tasks = new TaskTable();
+  const publisher = new EventPublisher(o.ttrpcAddress, (err, event) =>
+    log.warn({ err: (err as Error).message, type: event.type }, 'event not taken by containerd: retrying'),
+  );
+  const bridge = new EventBridge(tasks, publisher, log);
+  let current: Promise<ApiClient> | undefined;
+  const api = (): Promise<ApiClient> => {
+    if (current) return current;
+    const p = connectApi(o.sandboxdSocket).then(async (c) => {
+      c.onClose(() => {
+        if (current === p) current = undefined;
+        log.warn('sandboxd connection closed');
+      });
+      await bridge.attach(c);
+      return c;
+    });
+    current = p;
+    p.catch(() => {
+      if (current === p) current = undefined;
+    });
+    return p;
+  };
+
+  let exitTimer: NodeJS.Timeout | undefined;
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>((r) => {
+    done = r;
+  });
+  const server = new TtrpcServer({
+    toStatus,
+    onCallError: (c, err) => log.info({ method: c.method, err: (err as Error).message }, 'call failed'),
+  });
+  const shim: ShimContext = {
+    api,
+    tasks,
+    log,
+    requestExit() {
+      if (exitTimer) clearTimeout(exitTimer);
+      exitTimer = setTimeout(async () => {
+        if (!tasks.idle) return;
+        log.info('no task left: exiting');
+        await server.close({ timeoutMs: 5000 });
+        await publisher.close();
+        await unlink(o.socketPath).catch(() => undefined);
+        (await current?.catch(() => undefined))?.close();
+        done();
+      }, IDLE_GRACE_MS);
+    },
+  };
+  server.register(TASK_SERVICE, { ...initHandlers(shim), ...processHandlers(shim) });
+  server.register(SHIM_SERVICE, {
+    Reserve: () => {
+      // A start that never comes back with a Create must not keep the server alive forever.
+      tasks.reserve(60_000, () => {
+        if (tasks.idle) shim.requestExit();
+      });
+      return new Uint8Array();
+    },
+  });
+
+  await mkdir(SOCKET_DIR, { recursive: true, mode: 0o711 });
+  try {
+    await server.listen(o.socketPath, 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    if (await isLive(o.socketPath)) {
+      log.info('another shim server already serves this containerd');
+      return;
+    }
+    await unlink(o.socketPath);
+    await server.listen(o.socketPath, 0o600);
+  }
+  log.info({ socket: o.socketPath, pid: process.pid }, 'shim serving');
+  api().catch((err: Error) => log.warn({ err: err.message }, 'sandboxd not reachable yet'));
+  shim.requestExit(); // exits after the grace unless a start reserves
+  await finished;
+}

@@ -1,0 +1,205 @@
+// The Task service, the calls that act on a given process (init or exec): Exec, Kill, ResizePty, CloseIO,
+// Wait, Delete, and Update of the task's resources.
+import { constants } from 'node:os';
+import type { Handler } from '../ttrpc/index.js';
+import { Code, TtrpcError } from '../ttrpc/index.js';
+import { invalid, notFound } from './errdefs.js';
+import { unmountRootfs } from './rootfs.js';
+import { procOf, type ShimContext, taskOf, ts, unary } from './service.js';
+import { Stdio } from './stdio.js';
+import { exitStatusOf, type Proc } from './tasks.js';
+
+const signals = constants.signals as unknown as Record<string, number>;
+
+interface OciProcess {
+  args?: string[];
+  env?: string[];
+  cwd?: string;
+  terminal?: boolean;
+  user?: { uid?: number; gid?: number };
+  consoleSize?: { height: number; width: number };
+}
+
+/** The sandboxd process of an OCI runtime-spec Process (the Any containerd sends is its JSON). */
+function processOf(spec: OciProcess, terminal: boolean): Record<string, unknown> {
+  if (!spec.args || spec.args.length === 0) throw invalid('spec.args: is required');
+  return {
+    args: spec.args,
+    ...(spec.env ? { env: spec.env } : {}),
+    ...(spec.cwd ? { cwd: spec.cwd } : {}),
+    ...(terminal ? { terminal: true } : {}),
+    ...(spec.user && spec.user.uid !== undefined ? { user: `${spec.user.uid}:${spec.user.gid ?? 0}` } : {}),
+    ...(spec.consoleSize?.height && spec.consoleSize.width ? { consoleSize: spec.consoleSize } : {}),
+  };
+}
+
+/** LinuxResources members sandboxd applies; anything else set is refused by name. */
+function resourcesOf(r: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  const bad: string[] = [];
+  const nonEmpty = (v: unknown) =>
+    v !== undefined && v !== null && v !== 0 && v !== '' && !(Array.isArray(v) && v.length === 0);
+  for (const [section, value] of Object.entries(r)) {
+    if (!nonEmpty(value)) continue;
+    const fields = (typeof value === 'object' ? value : {}) as Record<string, unknown>;
+    for (const [name, v] of Object.entries(fields)) {
+      if (!nonEmpty(v)) continue;
+      const path = `${section}.${name}`;
+      if (path === 'memory.limit') out.memoryLimitBytes = Number(v);
+      else if (path === 'cpu.quota') out.cpuQuota = Number(v);
+      else if (path === 'cpu.period') out.cpuPeriod = Number(v);
+      else if (path === 'pids.limit') out.pidsLimit = Number(v);
+      else bad.push(`resources.${path}`);
+    }
+    if (typeof value !== 'object' || Array.isArray(value)) bad.push(`resources.${section}`);
+  }
+  if (bad.length > 0) throw invalid(`${bad.join(', ')}: cannot be applied to a sandboxd container`);
+  return out;
+}
+
+export function processHandlers(shim: ShimContext): Record<string, Handler> {
+  const api = () => shim.api();
+  const refOf = (p: Proc) => ({
+    sandboxId: p.task.sandboxId,
+    containerId: p.task.containerId,
+    execId: p.execId,
+  });
+  return {
+    Exec: unary<{
+      id: string;
+      execId: string;
+      terminal: boolean;
+      stdin: string;
+      stdout: string;
+      stderr: string;
+      spec?: { type_url: string; value: Buffer };
+    }>('Exec', async (req, ctx) => {
+      const t = taskOf(shim, ctx, req.id);
+      if (!req.execId) throw invalid('exec_id: is required');
+      if (t.execs.has(req.execId))
+        throw new TtrpcError(Code.AlreadyExists, `exec ${req.execId}: already exists`);
+      let spec: OciProcess;
+      try {
+        spec = JSON.parse(req.spec?.value.toString('utf8') ?? '{}') as OciProcess;
+      } catch (err) {
+        throw invalid(`spec: not an OCI process: ${(err as Error).message}`);
+      }
+      const paths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
+      const p: Proc = { task: t, execId: req.execId, paths, pid: 0 };
+      t.execs.set(req.execId, p);
+      const client = await api();
+      try {
+        await client.call('exec.create', { ...refOf(p), process: processOf(spec, req.terminal) });
+        p.io = await Stdio.attach(client, refOf(p), paths, shim.log.child({ task: t.id, execId: p.execId }));
+      } catch (err) {
+        t.execs.delete(req.execId);
+        p.io?.close();
+        await client.call('exec.delete', refOf(p)).catch(() => undefined);
+        throw err;
+      }
+      return {};
+    }),
+    Kill: unary<{ id: string; execId: string; signal: number; all: boolean }>('Kill', async (req, ctx) => {
+      const p = procOf(shim, ctx, req.id, req.execId);
+      const client = await api();
+      try {
+        if (p.execId) await client.call('exec.kill', { ...refOf(p), signal: req.signal || 15 });
+        else
+          await client.call('container.kill', {
+            sandboxId: p.task.sandboxId,
+            id: p.task.containerId,
+            signal: req.signal || 15,
+            ...(req.all ? { all: true } : {}),
+          });
+      } catch (err) {
+        // containerd reads "process already finished" as NotFound (errdefs), not as a failure.
+        if ((err as { kind?: string }).kind === 'InvalidState' && p.exit)
+          throw notFound(`process ${p.execId || p.task.id} already finished`);
+        throw err;
+      }
+      return {};
+    }),
+    ResizePty: unary<{ id: string; execId: string; width: number; height: number }>(
+      'ResizePty',
+      async (req, ctx) => {
+        const p = procOf(shim, ctx, req.id, req.execId);
+        await (await api()).call('exec.resize', { ...refOf(p), rows: req.height, cols: req.width });
+        return {};
+      },
+    ),
+    CloseIO: unary<{ id: string; execId: string; stdin: boolean }>('CloseIO', async (req, ctx) => {
+      const p = procOf(shim, ctx, req.id, req.execId);
+      if (req.stdin) {
+        if (p.io) await p.io.closeStdin();
+        else await (await api()).call('exec.closeStdin', refOf(p));
+      }
+      return {};
+    }),
+    Update: unary<{ id: string; resources?: { type_url: string; value: Buffer } }>(
+      'Update',
+      async (req, ctx) => {
+        const t = taskOf(shim, ctx, req.id);
+        let r: Record<string, unknown>;
+        try {
+          r = JSON.parse(req.resources?.value.toString('utf8') || '{}') as Record<string, unknown>;
+        } catch (err) {
+          throw invalid(`resources: not OCI LinuxResources: ${(err as Error).message}`);
+        }
+        await (await api()).call('container.update', {
+          sandboxId: t.sandboxId,
+          id: t.containerId,
+          resources: resourcesOf(r),
+        });
+        return {};
+      },
+    ),
+    Wait: unary<{ id: string; execId: string }>('Wait', async (req, ctx) => {
+      const p = procOf(shim, ctx, req.id, req.execId);
+      const client = await api();
+      const exit = p.execId
+        ? await client.call<{ exitCode: number; signal?: string }>('exec.wait', refOf(p))
+        : await client.call<{ exitCode: number; signal?: string }>('container.wait', {
+            sandboxId: p.task.sandboxId,
+            id: p.task.containerId,
+          });
+      // The answer means "all of it was written": output first, as containerd's clients expect.
+      if (p.io) await p.io.drained;
+      const status = p.exit?.status ?? exitStatusOf(exit, signals);
+      const at = p.exit?.at ?? Date.now();
+      p.exit ??= { status, at };
+      return { exitStatus: status, exitedAt: ts(at) };
+    }),
+    Delete: unary<{ id: string; execId: string }>('Delete', async (req, ctx) => {
+      const p = procOf(shim, ctx, req.id, req.execId);
+      const t = p.task;
+      const client = await api();
+      if (p.execId) {
+        const r = await client.call<{ exit?: { exitCode: number; signal?: string } }>(
+          'exec.delete',
+          refOf(p),
+        );
+        p.io?.close();
+        t.execs.delete(p.execId);
+        const status = p.exit?.status ?? (r.exit ? exitStatusOf(r.exit, signals) : 0);
+        return { pid: p.pid, exitStatus: status, exitedAt: ts(p.exit?.at ?? Date.now()) };
+      }
+      const r = await client.call<{ exit?: { exitCode: number; signal?: string } }>('container.delete', {
+        sandboxId: t.sandboxId,
+        id: t.containerId,
+      });
+      t.deleted = true;
+      for (const e of t.execs.values()) e.io?.close();
+      t.init.io?.close();
+      const status = p.exit?.status ?? (r.exit ? exitStatusOf(r.exit, signals) : 0);
+      p.exit ??= { status, at: Date.now() };
+      if (t.ownsSandbox && shim.tasks.siblings(t).length === 0) {
+        await client.call('sandbox.delete', { id: t.sandboxId, force: true }).catch((err: Error) => {
+          shim.log.warn({ sandboxId: t.sandboxId, err: err.message }, 'sandbox delete failed');
+        });
+      }
+      if (t.rootfsMounted) await unmountRootfs(t.bundle);
+      shim.log.info({ namespace: t.namespace, task: t.id, exitStatus: status }, 'task deleted');
+      return { pid: p.pid, exitStatus: status, exitedAt: ts(p.exit.at) };
+    }),
+  };
+}
