@@ -24,12 +24,13 @@ import {
   type VmUserNetwork,
 } from '../hypervisor/index.js';
 import type { ContainerEffect, ExecEffect, SandboxEffect } from '../machines/index.js';
-import { attachNetns, detachNetns, type NetnsWiring } from '../network/index.js';
+import { attachNetns } from '../network/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
 import { withDeadline } from './deadline.js';
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
 import type { StateDirGuard } from './host-paths.js';
+import { configureNetnsNetwork, netnsOf, unwire } from './netns-network.js';
 import type { SandboxConfig } from './types.js';
 import { unmountAllUnder } from './volumes.js';
 
@@ -168,47 +169,6 @@ async function configureUserNetwork(agent: Agent, sandboxId: string): Promise<vo
   ]);
 }
 
-/** The network namespace a sandbox's VM is plugged into, if its config names one. */
-export function netnsOf(config: Pick<SandboxConfig, 'network'>): string | undefined {
-  return typeof config.network === 'object' ? config.network.path : undefined;
-}
-
-/**
- * Gives each guest NIC its veth's addresses and MTU, and the guest the namespace's routes. The guest names its
- * NICs itself: each is found by the MAC QEMU gave it (the veth's). Idempotent: a retried start redoes it.
- */
-async function configureNetnsNetwork(agent: Agent, sandboxId: string, wiring: NetnsWiring): Promise<void> {
-  const guest = await agent.listInterfaces(sandboxId);
-  const names = new Map<string, string>();
-  for (const link of wiring.links) {
-    const nic = guest.find((i) => i.mac?.toLowerCase() === link.mac.toLowerCase());
-    if (!nic) throw new AgentError('updateInterface', `no guest NIC has the MAC ${link.mac} of ${link.veth}`);
-    names.set(link.veth, nic.name);
-    await agent.updateInterface(sandboxId, {
-      name: nic.name,
-      addresses: link.addresses,
-      mtu: link.mtu,
-      up: true,
-    });
-  }
-  // Routes through a device the VM has no NIC for cannot be given to the guest.
-  const routes = wiring.routes
-    .filter((r) => r.device === undefined || names.has(r.device))
-    .map((r) => ({
-      dest: r.dest,
-      ...(r.gateway ? { gateway: r.gateway } : {}),
-      ...(r.device ? { device: names.get(r.device) as string } : {}),
-      ...(r.source ? { source: r.source } : {}),
-    }));
-  if (routes.length > 0) await agent.updateRoutes(sandboxId, routes);
-}
-
-/** Takes the sandbox's taps and filters out of its namespace (no-op without one, or when it is gone). */
-async function unwire(ctx: EffectContext, sandbox: SandboxActor): Promise<void> {
-  const path = netnsOf(sandbox.context.config);
-  if (path) await detachNetns(path, sandbox.id, ctx.logger);
-}
-
 /** What launchVm gives QEMU for `config`: its sizes, defaults filled in, limits never below the boot size. */
 export function vmShapeOf(config: {
   readonly vcpus?: number;
@@ -282,7 +242,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
           { type: 'VmLaunched', data: { handle } },
         ];
       } catch (err) {
-        await quietly(unwire(ctx, entity), ctx.logger, 'netns detach');
+        await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
         throw err;
       }
     },
@@ -322,7 +282,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
     run: async ({ ctx, entity }) => {
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, ctx.dirs(entity.id).vm);
-      await quietly(unwire(ctx, entity), ctx.logger, 'netns detach');
+      await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
       return [];
     },
   },
@@ -363,7 +323,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.stop(entity.id, timeoutMs === undefined ? {} : { timeoutMs });
       // A stopped sandbox holds nothing in its namespace; a start wires it again.
-      await quietly(unwire(ctx, entity), ctx.logger, 'netns detach');
+      await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
       return [{ type: 'SandboxStopped', data: {} }];
     },
   },
@@ -381,7 +341,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       ]);
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, dirs.vm);
-      await unwire(ctx, entity);
+      await unwire(ctx.logger, entity);
       // Volumes of containers still there are bound below the share: unmount them, or remove nothing.
       await unmountAllUnder(dirs.root);
       await rm(dirs.root, { recursive: true, force: true });

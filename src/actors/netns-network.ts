@@ -1,0 +1,52 @@
+// The guest and host sides of a sandbox on a network namespace, as the sandbox effects use them.
+import type { Logger } from 'pino';
+import type { Agent } from '../agent/index.js';
+import { AgentError } from '../errors/index.js';
+import { detachNetns, type NetnsWiring } from '../network/index.js';
+import type { SandboxActor } from './entity.js';
+import type { SandboxConfig } from './types.js';
+
+/** The network namespace a sandbox's VM is plugged into, if its config names one. */
+export function netnsOf(config: Pick<SandboxConfig, 'network'>): string | undefined {
+  return typeof config.network === 'object' ? config.network.path : undefined;
+}
+
+/**
+ * Gives each guest NIC its veth's addresses and MTU, and the guest the namespace's routes. The guest names its
+ * NICs itself: each is found by the MAC QEMU gave it (the veth's). Idempotent: a retried start redoes it.
+ */
+export async function configureNetnsNetwork(
+  agent: Agent,
+  sandboxId: string,
+  wiring: NetnsWiring,
+): Promise<void> {
+  const guest = await agent.listInterfaces(sandboxId);
+  const names = new Map<string, string>();
+  for (const link of wiring.links) {
+    const nic = guest.find((i) => i.mac?.toLowerCase() === link.mac.toLowerCase());
+    if (!nic) throw new AgentError('updateInterface', `no guest NIC has the MAC ${link.mac} of ${link.veth}`);
+    names.set(link.veth, nic.name);
+    await agent.updateInterface(sandboxId, {
+      name: nic.name,
+      addresses: link.addresses,
+      mtu: link.mtu,
+      up: true,
+    });
+  }
+  // Routes through a device the VM has no NIC for cannot be given to the guest.
+  const routes = wiring.routes
+    .filter((r) => r.device === undefined || names.has(r.device))
+    .map((r) => ({
+      dest: r.dest,
+      ...(r.gateway ? { gateway: r.gateway } : {}),
+      ...(r.device ? { device: names.get(r.device) as string } : {}),
+      ...(r.source ? { source: r.source } : {}),
+    }));
+  if (routes.length > 0) await agent.updateRoutes(sandboxId, routes);
+}
+
+/** Takes the sandbox's taps and filters out of its namespace (no-op without one, or when it is gone). */
+export async function unwire(logger: Logger, sandbox: SandboxActor): Promise<void> {
+  const path = netnsOf(sandbox.context.config);
+  if (path) await detachNetns(path, sandbox.id, logger);
+}
