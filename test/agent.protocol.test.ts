@@ -218,7 +218,7 @@ describe('agent protocol over an emulated serial port', { timeout: 60_000 }, () 
 
 describe('output buffer', () => {
   it('keeps the newest bytes within its capacity and counts what it dropped', () => {
-    const buffer = new OutputBuffer(10);
+    const buffer = new OutputBuffer(10, 0);
     buffer.append(Buffer.from('0123456789'));
     buffer.append(Buffer.from('abcd'));
     assert.equal(buffer.dropped, 4);
@@ -246,6 +246,22 @@ describe('output buffer', () => {
     buffer.detach(reader);
     buffer.append(Buffer.from('efgh'));
     assert.equal(buffer.dropped, 8, 'without readers the oldest bytes are dropped');
+  });
+
+  it('holds every byte for its first reader (pausing the source), then drops as usual once it came', () => {
+    const buffer = new OutputBuffer(10);
+    let paused = false;
+    buffer.setSource({ pause: () => (paused = true), resume: () => (paused = false) });
+    buffer.append(Buffer.from('0123456789'));
+    buffer.append(Buffer.from('abcd'));
+    assert.equal(buffer.dropped, 0, 'nothing dropped before the first reader');
+    assert.equal(paused, true);
+    const reader = buffer.attach(0);
+    assert.equal(buffer.read(reader).data.toString(), '0123456789abcd');
+    assert.equal(paused, false);
+    buffer.detach(reader);
+    buffer.append(Buffer.from('0123456789ab'));
+    assert.equal(buffer.dropped, 16, 'with no reader after the first, the oldest bytes go');
   });
 
   it('wakes a waiting reader on new bytes and on finish', async () => {

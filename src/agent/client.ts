@@ -8,7 +8,7 @@ import {
   type ServiceError,
 } from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
-import { Observable, Subject } from 'rxjs';
+import { map, Observable, Subject } from 'rxjs';
 import {
   AgentError,
   AlreadyExists,
@@ -22,6 +22,7 @@ import { AgentRelay } from './relay.js';
 import type {
   Agent,
   AgentEvent,
+  AgentOutputChunk,
   ContainerInfo,
   ContainerResources,
   ContainerStats,
@@ -407,11 +408,22 @@ export class GrpcAgent implements Agent {
   }
 
   readStdout(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array> {
-    return this.#output(sandboxId, 'ReadStdout', containerId, execId);
+    return this.#output(sandboxId, 'ReadStdout', containerId, execId, 0).pipe(map((chunk) => chunk.data));
   }
 
   readStderr(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array> {
-    return this.#output(sandboxId, 'ReadStderr', containerId, execId);
+    return this.#output(sandboxId, 'ReadStderr', containerId, execId, 0).pipe(map((chunk) => chunk.data));
+  }
+
+  readOutput(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    stream: 'stdout' | 'stderr',
+    offset: number,
+  ): Observable<AgentOutputChunk> {
+    const rpc = stream === 'stdout' ? 'ReadStdout' : 'ReadStderr';
+    return this.#output(sandboxId, rpc, containerId, execId, offset);
   }
 
   async ttyWinResize(sandboxId: string, containerId: string, execId: string, rows: number, cols: number) {
@@ -612,15 +624,19 @@ export class GrpcAgent implements Agent {
     );
   }
 
-  /** Output from what the agent still buffers; resumes at the next offset across dropped connections. */
+  /**
+   * Output from `from` (or the oldest byte the agent still buffers); resumes at the next offset across dropped
+   * connections. A chunk's offset past the previous end means the agent dropped the bytes in between.
+   */
   #output(
     sandboxId: string,
     rpc: 'ReadStdout' | 'ReadStderr',
     containerId: string,
     execId: string,
-  ): Observable<Uint8Array> {
-    return new Observable<Uint8Array>((subscriber) => {
-      let offset = 0;
+    from: number,
+  ): Observable<AgentOutputChunk> {
+    return new Observable<AgentOutputChunk>((subscriber) => {
+      let offset = from;
       let call: ClientReadableStream<OutputChunk> | undefined;
       let stopped = false;
       let failures = 0;
@@ -637,9 +653,11 @@ export class GrpcAgent implements Agent {
           failures = 0;
           const end = chunk.offset + chunk.data.length;
           if (end <= offset) return;
-          const fresh = chunk.data.subarray(Math.max(0, offset - chunk.offset));
+          const skip = Math.max(0, offset - chunk.offset);
+          const fresh = chunk.data.subarray(skip);
+          const at = chunk.offset + skip;
           offset = end;
-          subscriber.next(new Uint8Array(fresh.buffer, fresh.byteOffset, fresh.length));
+          subscriber.next({ offset: at, data: new Uint8Array(fresh.buffer, fresh.byteOffset, fresh.length) });
         });
         call.on('error', (err: ServiceError) => {
           errored = true;

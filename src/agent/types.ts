@@ -1,6 +1,12 @@
 // The Agent port: one method per guest agent RPC, addressed by sandbox id. Implemented by the gRPC client.
 import type { Observable } from 'rxjs';
 
+/** Bytes of one output stream at an absolute offset. */
+export interface AgentOutputChunk {
+  readonly offset: number;
+  readonly data: Uint8Array;
+}
+
 export interface ProcessSpec {
   readonly args: readonly string[];
   readonly env?: readonly string[];
@@ -149,6 +155,18 @@ export interface Agent {
   /** Output stream from the start of what the agent still buffers; completes at process exit. */
   readStdout(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array>;
   readStderr(sandboxId: string, containerId: string, execId: string): Observable<Uint8Array>;
+  /**
+   * One stream from byte `offset` (absolute since the process started; 0 = the oldest still buffered), each chunk
+   * with its offset: one starting past the previous end means the agent dropped the bytes between. Completes once
+   * the process exited and everything was read. Optional: without it the daemon keeps no host logs.
+   */
+  readOutput?(
+    sandboxId: string,
+    containerId: string,
+    execId: string,
+    stream: 'stdout' | 'stderr',
+    offset: number,
+  ): Observable<AgentOutputChunk>;
   ttyWinResize(
     sandboxId: string,
     containerId: string,

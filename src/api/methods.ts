@@ -4,8 +4,10 @@ import { z } from 'zod';
 import { type Runtime, withDeadline } from '../actors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
+import type { OutputKeeper } from '../logs/index.js';
 import type { EventStore, VerifyReport } from '../store/index.js';
 import { type ApiTraffic, renderMetrics } from './metrics.js';
+import { followOutput, readOutput } from './output.js';
 import {
   absolutePathSchema,
   base64Schema,
@@ -80,6 +82,8 @@ export interface MethodContext {
   readonly checkTransitions?: (events: readonly EventEnvelope[]) => readonly TransitionProblem[];
   /** The server's traffic counters, for daemon.metrics. */
   readonly traffic?: () => ApiTraffic;
+  /** The host logs of every process's output (absent: output is read from the guest's buffer). */
+  readonly logs?: OutputKeeper;
 }
 
 export interface MethodSpec<P extends z.ZodType = z.ZodType> {
@@ -552,20 +556,30 @@ export const methods = [
   method({
     name: 'exec.output',
     summary:
-      "Output of a process (execId '' = the container's init). Without follow: what arrives until the stream ends or timeoutMs (default 1000) passes. With follow: a subscription; `exec.output` notifications { subscription, stream, data (base64) } then one `exec.outputEnd` { subscription, stream, error? } per stream.",
+      "Output of a process (execId '' = the container's init), from its host log (CRI format, kept until the container or exec is deleted; see README \"Logs\"). Without follow: what the log holds (waiting up to timeoutMs, default 1000, for a running process to end); `complete` says whether the process's output is all there, `next` is the log offset to go on from. since (RFC3339) and tail (last N lines) filter; timestamps gives `records` [{ time, stream, data (base64), partial?, marker? }] instead of one blob per stream; a marker record says how many bytes the guest dropped while nobody read. With follow: a subscription from `offset` (default the start; a previous `next` to resume); `exec.output` notifications { subscription, stream, data (base64), time, next } then one `exec.outputEnd` { subscription, stream, error? } per stream once the log ends.",
     params: z.strictObject({
       ...execRef,
       stream: z.enum(['stdout', 'stderr', 'both']).optional(),
       follow: z.boolean().optional(),
       timeoutMs: timeoutMsSchema.optional(),
+      since: isoTimeSchema.optional(),
+      tail: z.number().int().min(0).optional(),
+      offset: z.number().int().min(0).optional(),
+      timestamps: z.boolean().optional(),
     }),
-    result: 'without follow: { stdout?: base64, stderr?: base64, complete }; with follow: { subscription }',
-    handler: async (p, { runtime, connection }) => {
+    result:
+      'without follow: { stdout?: base64, stderr?: base64 (or records with timestamps), complete, next, skipped? }; with follow: { subscription }',
+    handler: async (p, { runtime, connection, logs }) => {
       const which = p.stream ?? 'both';
       const streams: ('stdout' | 'stderr')[] = which === 'both' ? ['stdout', 'stderr'] : [which];
       // Asking for a process that does not exist fails now, not in the feed.
       if (p.execId === '') runtime.getContainer(p.sandboxId, p.containerId);
       else runtime.getExec(p.sandboxId, p.containerId, p.execId);
+      if (logs) {
+        const params = { ...p, streams, timeoutMs: p.timeoutMs ?? 1000 };
+        if (!p.follow) return readOutput(logs, params);
+        return { subscription: connection.subscribe(followOutput(logs, params)) };
+      }
       if (!p.follow) {
         const parts = await Promise.all(
           streams.map((s) =>

@@ -15,6 +15,7 @@ import type { Runtime } from '../actors/index.js';
 import { SandboxdError } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
+import type { OutputKeeper } from '../logs/index.js';
 import {
   invalidParamsError,
   RPC_INVALID_REQUEST,
@@ -43,6 +44,8 @@ export interface ApiServerOptions {
   readonly logger?: pino.Logger;
   /** The machines' log/machine agreement check, for events.verify. */
   readonly checkTransitions?: (events: readonly EventEnvelope[]) => readonly TransitionProblem[];
+  /** Host logs of process output, for exec.output (absent: read from the guest). */
+  readonly logs?: OutputKeeper;
   /** Largest accepted request line (default 1 MiB). */
   readonly maxMessageBytes?: number;
   /** Bytes a connection may have queued before its subscriptions are dropped (default 4 MiB). */
@@ -417,6 +420,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       traffic,
       ...(options.checkTransitions ? { checkTransitions: options.checkTransitions } : {}),
       ...(options.accel ? { accel: options.accel } : {}),
+      ...(options.logs ? { logs: options.logs } : {}),
     };
     const decoder = new LineDecoder(
       maxBytes,

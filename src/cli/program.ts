@@ -5,9 +5,10 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { type ApiClient, connectApi, renderApiDocs } from '../api/index.js';
 import { InvalidArgument } from '../errors/index.js';
 import { createBusyboxBundle } from '../image/index.js';
-import { execRun, followOutput, processOf } from './attach.js';
+import { execRun, processOf } from './attach.js';
 import { type GlobalOptions, registerEventCommands } from './events.js';
 import { exitCodeDocs } from './exit-codes.js';
+import { type LogsOptions, printLogs, withLogFlags } from './logs.js';
 import {
   collectPort,
   collectVolume,
@@ -486,13 +487,13 @@ export function buildProgram(): Command {
         }),
       ),
     );
-  container
-    .command('logs <sandbox> <id>')
-    .description("the init process's output (-f: follow until it ends)")
-    .option('-f, --follow', 'follow')
-    .action(async (sandboxId: string, id: string, o: { follow?: boolean }) => {
-      await printOutput(await api(), { sandboxId, containerId: id, execId: '' }, Boolean(o.follow));
-    });
+  withLogFlags(
+    container
+      .command('logs <sandbox> <id>')
+      .description("the init process's output, from its host log (kept until the container is deleted)"),
+  ).action(async (sandboxId: string, id: string, o: LogsOptions) => {
+    await printLogs(api, globals().socket, { sandboxId, containerId: id, execId: '' }, o, globals().json);
+  });
 
   // Execs
   const exec = program.command('exec').description('extra processes in a running container');
@@ -601,17 +602,14 @@ export function buildProgram(): Command {
         }),
       ),
     );
-  exec
-    .command('output <sandbox> <container> <exec>')
-    .description("a process's output (exec '-' = the container's init; -f: follow)")
-    .option('-f, --follow', 'follow until it ends')
-    .action(async (sandboxId: string, containerId: string, execId: string, o: { follow?: boolean }) => {
-      await printOutput(
-        await api(),
-        { sandboxId, containerId, execId: execId === '-' ? '' : execId },
-        Boolean(o.follow),
-      );
-    });
+  withLogFlags(
+    exec
+      .command('output <sandbox> <container> <exec>')
+      .description("a process's output, from its host log (exec '-' = the container's init)"),
+  ).action(async (sandboxId: string, containerId: string, execId: string, o: LogsOptions) => {
+    const ref = { sandboxId, containerId, execId: execId === '-' ? '' : execId };
+    await printLogs(api, globals().socket, ref, o, globals().json);
+  });
   exec
     .command('write <sandbox> <container> <exec> [text]')
     .description("write text (or this command's stdin) to a process's stdin (exec '-' = init)")
@@ -818,20 +816,6 @@ async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks);
-}
-
-async function printOutput(
-  client: ApiClient,
-  ref: { sandboxId: string; containerId: string; execId: string },
-  follow: boolean,
-): Promise<void> {
-  if (!follow) {
-    const r = (await client.call('exec.output', ref)) as { stdout: string; stderr: string };
-    process.stdout.write(Buffer.from(r.stdout, 'base64'));
-    process.stderr.write(Buffer.from(r.stderr, 'base64'));
-    return;
-  }
-  await (await followOutput(client, ref)).ended;
 }
 
 /** Shows an error the way scripts and people both can use: one line on stderr, JSON with --json. */

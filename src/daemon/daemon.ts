@@ -21,6 +21,7 @@ import {
 import { Internal, InvalidArgument, SandboxdError } from '../errors/index.js';
 import { createQemuHypervisor, type GuestImagePaths, type Hypervisor } from '../hypervisor/index.js';
 import { ensureGuestImage } from '../image/index.js';
+import { type LogLimits, OutputKeeper } from '../logs/index.js';
 import { checkTransitions } from '../machines/index.js';
 import { type EventStore, openLevelEventStore } from '../store/index.js';
 
@@ -35,6 +36,8 @@ export interface DaemonOptions {
   readonly imageCacheDir?: string;
   /** `host:port` (or a bare port, on 127.0.0.1) to serve Prometheus metrics at /metrics over HTTP; off when absent. */
   readonly metricsAddress?: string;
+  /** Size per host log file and files kept per process (default DEFAULT_LOG_LIMITS: 10 MiB × 5). */
+  readonly logLimits?: LogLimits;
   /**
    * Called once if the event log becomes unusable (a failed fsync is never retried): the binary exits
    * and the next start replays the log. Default: log only.
@@ -191,6 +194,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   let runtime: RuntimeHandle | undefined;
   let api: ApiServer | undefined;
   let metrics: HttpServer | undefined;
+  let logs: OutputKeeper | undefined;
   // Only the parts built here are closed; injected ones belong to whoever passed them.
   const owned: Closeable[] = [];
   /** Detaches from the VMs and agents (they keep running), one failure not stopping the others. */
@@ -235,6 +239,20 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       'recovered: replayed the log and reconciled with the world',
     );
 
+    // Every process's output on the host, read as produced: the guest never has to drop while the daemon runs.
+    const readOutput = agent.readOutput?.bind(agent);
+    if (readOutput) {
+      logs = new OutputKeeper({
+        runtime,
+        agent: Object.assign(Object.create(agent) as Agent, { readOutput }),
+        events: store,
+        stateDir,
+        ...(options.logLimits ? { limits: options.logLimits } : {}),
+        logger: logger.child({ component: 'logs' }),
+      });
+      await logs.start();
+    }
+
     const facts = {
       version: daemonVersion(),
       pid: process.pid,
@@ -249,6 +267,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       logger: logger.child({ component: 'api' }),
       checkTransitions,
       accel: () => hypervisor.accel(),
+      ...(logs ? { logs } : {}),
     });
     await api.listen(socketPath);
     // After listening: whoever reads the record finds a live socket.
@@ -282,6 +301,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     let closing: Promise<void> | undefined;
     const rt = runtime;
     const server = api;
+    const keeper = logs;
     return {
       stateDir,
       socketPath,
@@ -293,6 +313,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           watch.unsubscribe();
           await closeHttp(metrics);
           await server.close({ graceMs: 60_000 });
+          await keeper?.close();
           await rt.shutdown();
           // After the runtime: its effects may still have used them. The VMs keep running.
           await closeOwned();
@@ -307,6 +328,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   } catch (err) {
     await closeHttp(metrics);
     await api?.close({ graceMs: 0 }).catch(() => undefined);
+    await logs?.close().catch(() => undefined);
     await runtime?.shutdown().catch(() => undefined);
     await closeOwned();
     await store.close().catch(() => undefined);

@@ -3,6 +3,7 @@
 import { Command, Option } from 'commander';
 import pino from 'pino';
 import { SandboxdError } from '../errors/index.js';
+import { logLimitsFrom } from '../logs/index.js';
 import { DEFAULT_SOCKET, DEFAULT_STATE_DIR, daemonVersion, startDaemon } from './daemon.js';
 
 const program = new Command('sandboxd')
@@ -29,9 +30,28 @@ const program = new Command('sandboxd')
       'SANDBOXD_METRICS_ADDRESS',
     ),
   )
+  .addOption(
+    new Option(
+      '--log-max-size <size>',
+      'host log of each process: bytes per file (k, m, g; default 10m)',
+    ).env('SANDBOXD_LOG_MAX_SIZE'),
+  )
+  .addOption(
+    new Option(
+      '--log-max-files <n>',
+      'host log of each process: files kept, the current one included (default 5)',
+    ).env('SANDBOXD_LOG_MAX_FILES'),
+  )
   .parse(process.argv);
 
-const opts = program.opts<{ stateDir: string; socket: string; logLevel: string; metricsAddress?: string }>();
+const opts = program.opts<{
+  stateDir: string;
+  socket: string;
+  logLevel: string;
+  metricsAddress?: string;
+  logMaxSize?: string;
+  logMaxFiles?: string;
+}>();
 const logger = pino({ name: 'sandboxd', level: opts.logLevel }, pino.destination({ fd: 2, sync: true }));
 
 let stopping = false;
@@ -40,6 +60,7 @@ try {
     stateDir: opts.stateDir,
     socketPath: opts.socket,
     ...(opts.metricsAddress ? { metricsAddress: opts.metricsAddress } : {}),
+    logLimits: logLimitsFrom(opts.logMaxSize, opts.logMaxFiles),
     logger,
     // Fail-stop: nothing is retried after a failed log write; VMs keep running and the restart replays.
     onFatal: () => process.exit(1),

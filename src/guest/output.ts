@@ -1,8 +1,12 @@
 // A process's stdout or stderr as a bounded buffer with absolute offsets: with a reader attached the process is slowed
 // down (its pipe paused) instead of losing bytes; with none, the oldest bytes go first and are counted as dropped.
+// Until the first reader attaches (the daemon does so right after it started the process) the buffer holds its bytes
+// as if one were attached at 0, for at most `holdMs` after the first byte: a fast writer loses nothing to that race.
 
 /** Default bytes kept per stream while nobody (or a slow host) reads. */
 export const DEFAULT_OUTPUT_CAPACITY = 1024 * 1024;
+/** How long output waits for its first reader before the buffer drops as usual. */
+export const DEFAULT_FIRST_READER_HOLD_MS = 10_000;
 
 /** What feeds the buffer (the child's pipe): paused while attached readers lag a full buffer behind. */
 export interface OutputSource {
@@ -29,9 +33,18 @@ export class OutputBuffer {
   #readers = new Set<OutputReader>();
   #source: OutputSource | undefined;
   #paused = false;
+  readonly #holdMs: number;
+  /** Stands for the first reader until it comes (or holdMs after the first byte). */
+  #hold: OutputReader | undefined;
+  #holdTimer: NodeJS.Timeout | undefined;
 
-  constructor(capacity = DEFAULT_OUTPUT_CAPACITY) {
+  constructor(capacity = DEFAULT_OUTPUT_CAPACITY, holdMs = DEFAULT_FIRST_READER_HOLD_MS) {
     this.#capacity = capacity;
+    this.#holdMs = holdMs;
+    if (holdMs > 0) {
+      this.#hold = { offset: 0 };
+      this.#readers.add(this.#hold);
+    }
   }
 
   /** Offset of the oldest byte still held (= bytes dropped so far). */
@@ -56,6 +69,10 @@ export class OutputBuffer {
 
   append(data: Buffer): void {
     if (this.#finished || data.length === 0) return;
+    if (this.#hold && !this.#holdTimer) {
+      this.#holdTimer = setTimeout(() => this.#release(), this.#holdMs);
+      this.#holdTimer.unref?.();
+    }
     this.#chunks.push(data);
     this.#end += data.length;
     this.#enforceCapacity();
@@ -71,7 +88,17 @@ export class OutputBuffer {
   attach(offset: number): OutputReader {
     const reader = { offset: Math.max(offset, this.#start) };
     this.#readers.add(reader);
+    this.#release();
     return reader;
+  }
+
+  /** The first reader came (or waited for too long): drop as usual from now on. */
+  #release(): void {
+    if (!this.#hold) return;
+    this.#readers.delete(this.#hold);
+    this.#hold = undefined;
+    clearTimeout(this.#holdTimer);
+    this.#enforceCapacity();
   }
 
   detach(reader: OutputReader): void {

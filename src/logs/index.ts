@@ -5,6 +5,13 @@
 // through the agent for as long as the daemon runs, appends it, resumes after a restart where the log ends, and removes
 // a log once its container or exec is deleted.
 export * from './cri.js';
+export {
+  OutputKeeper,
+  type OutputKeeperOptions,
+  type OutputLoss,
+  type ProcessRef,
+} from './keeper.js';
+export { logLimitsFrom, parseSize } from './limits.js';
 export { type ReadOptions, type ReadResult, readLog } from './reader.js';
 export {
   DEFAULT_LOG_LIMITS,

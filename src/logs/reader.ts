@@ -101,7 +101,8 @@ export function select(
     out = out.filter((r) => wanted.has(r.stream));
   }
   if (options.since !== undefined) {
-    const since = parseTimeNs(options.since);
+    const ms = Date.parse(options.since);
+    const since = parseTimeNs(options.since) ?? (Number.isNaN(ms) ? undefined : BigInt(ms) * 1_000_000n);
     if (since !== undefined) out = out.filter((r) => (parseTimeNs(r.time) ?? 0n) >= since);
   }
   if (options.tail !== undefined) out = lastLines(out, options.tail);
