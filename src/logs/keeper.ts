@@ -64,6 +64,7 @@ export class OutputKeeper {
   #syncing: Promise<void> | undefined;
   #again = false;
   #closed = false;
+  #tick: NodeJS.Timeout | undefined;
 
   constructor(options: OutputKeeperOptions) {
     this.#o = options;
@@ -72,16 +73,24 @@ export class OutputKeeper {
 
   /** Attaches to every started process and follows the event log for new ones. Resolves after the first pass. */
   async start(): Promise<void> {
+    // An event is appended before the runtime folds it into its views: look again a moment later, and once a second
+    // anyway (cheap: the views are in memory), so a state seen one step early is caught up at once.
     this.#feed = this.#o.events.subscribe(this.#o.events.lastSeq() + 1).subscribe({
-      next: () => this.#kick(),
+      next: () => {
+        void this.#kick();
+        setTimeout(() => void this.#kick(), 30).unref();
+      },
       error: () => undefined, // the daemon handles a failed log
     });
+    this.#tick = setInterval(() => void this.#kick(), 1000);
+    this.#tick.unref();
     await this.#kick();
   }
 
   async close(): Promise<void> {
     this.#closed = true;
     this.#feed?.unsubscribe();
+    clearInterval(this.#tick);
     await this.#syncing?.catch(() => undefined);
     await Promise.all([...this.#procs.values()].map((p) => this.#detach(p)));
     this.#procs.clear();
