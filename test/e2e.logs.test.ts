@@ -122,7 +122,7 @@ describe('host logs on a real daemon and VM', { timeout: 1_500_000 }, () => {
     assert.ok(expected.stdout.length >= 10 * 1024 * 1024 - 100_000);
     await runContainer('big', awkWriter(lines));
     await until('big exited', BOOT_MS, async () =>
-      (await call<{ state: string }>('container.get', { sandboxId: sb, id: 'big' })).state === 'stopped'
+      (await call<{ state: string }>('container.state', { sandboxId: sb, id: 'big' })).state === 'stopped'
         ? true
         : undefined,
     );
@@ -185,7 +185,7 @@ describe('host logs on a real daemon and VM', { timeout: 1_500_000 }, () => {
     await new Promise((r) => setTimeout(r, 5000));
     await startDaemon('--log-max-size', '1m', '--log-max-files', '3');
     await until('steady exited', BOOT_MS, async () =>
-      (await call<{ state: string }>('container.get', { sandboxId: sb, id: 'steady' })).state === 'stopped'
+      (await call<{ state: string }>('container.state', { sandboxId: sb, id: 'steady' })).state === 'stopped'
         ? true
         : undefined,
     );
@@ -246,7 +246,7 @@ describe('host logs on a real daemon and VM', { timeout: 1_500_000 }, () => {
     assert.ok(pid, 'the QEMU of the sandbox');
     process.kill(pid, 'SIGKILL');
     await until('container lost', 120_000, async () => {
-      const c = await call<{ state: string }>('container.get', { sandboxId: sb, id: 'doomed' });
+      const c = await call<{ state: string }>('container.state', { sandboxId: sb, id: 'doomed' });
       return c.state === 'stopped' || c.state === 'lost' || c.state === 'failed' ? c.state : undefined;
     });
     const r = await output('doomed', { timeoutMs: 1000 });
