@@ -142,7 +142,15 @@ describe('host logs on a real daemon and VM', { timeout: 1_500_000 }, () => {
     // The CLI reads the same log: --tail and the JSON form.
     const tail = await ctl('container', 'logs', '--tail', '2', sb, 'big');
     assert.equal(tail.code, 0, tail.stderr);
-    assert.equal(tail.stdout, expected.stdout.split('\n').slice(-3).join('\n'));
+    // The last two lines of the log, whichever stream each is on (as docker logs --tail).
+    const last = records!.slice(-2);
+    const of = (stream: string) =>
+      Buffer.concat(
+        last.filter((x) => x.stream === stream).map((x) => Buffer.from(x.data, 'base64')),
+      ).toString();
+    assert.equal(tail.stdout, of('stdout'));
+    assert.equal(tail.stderr, of('stderr'));
+    assert.equal(last.length, 2);
     const json = await ctl('--json', 'container', 'logs', '--tail', '1', sb, 'big');
     const parsed = JSON.parse(json.stdout) as {
       complete: boolean;
@@ -253,7 +261,7 @@ describe('host logs on a real daemon and VM', { timeout: 1_500_000 }, () => {
     assert.equal(r.complete, true, 'the log says nothing more will come');
     const text = Buffer.from(r.stdout, 'base64').toString();
     const got = text.split('\n').filter((l) => l.length > 0);
-    assert.ok(got.length > 10_000, `${got.length} lines`);
+    assert.ok(got.length > 1000, `${got.length} lines`);
     // Every line from the first on, in order; at most the last one cut where the VM died.
     const whole = text.endsWith('\n') ? got : got.slice(0, -1);
     for (const [i, l] of whole.entries()) assert.equal(l, `tick ${i}`);
