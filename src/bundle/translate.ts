@@ -260,6 +260,18 @@ export function translateForGuest(
     const namespaces = namespacesOf(linux.namespaces, `${field}.linux.namespaces`, notes);
     linux = without({ ...linux }, DROPPED_LINUX, `${field}.linux`, notes);
     if (namespaces) linux = { ...linux, namespaces };
+    // net.* sysctls need a network namespace of the container's own, and it shares the VM's: crun would refuse.
+    const sysctl = (linux as { sysctl?: Record<string, string> }).sysctl;
+    if (sysctl && typeof sysctl === 'object') {
+      const kept = Object.fromEntries(Object.entries(sysctl).filter(([k]) => !k.startsWith('net.')));
+      for (const k of Object.keys(sysctl).filter((k) => k.startsWith('net.'))) {
+        notes.push({
+          field: `${field}.linux.sysctl.${k}`,
+          message: 'needs a network namespace of its own: ignored',
+        });
+      }
+      linux = { ...linux, sysctl: kept } as typeof linux;
+    }
     // The guest places every container in its own cgroup tree; a host path means nothing there.
     if (linux.cgroupsPath !== undefined) {
       const { cgroupsPath: _, ...rest } = linux;

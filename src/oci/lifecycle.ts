@@ -12,6 +12,9 @@ import { readRecord, removeRecord, writeDurably, writeRecord } from './records.j
 import { parseSignal } from './signals.js';
 import { alive, SPEC_VERSION, statusOf } from './state.js';
 
+/** The label of a sandbox sandboxd-runc made for one container (or pod): its id. */
+export const OWNER_LABEL = 'io.sandboxd.oci/container';
+
 export function checkId(id: string): void {
   if (!ID_PATTERN.test(id)) throw new RuncError('InvalidArgument', `invalid id format: ${id}`);
 }
@@ -44,7 +47,7 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
     if (!joins) {
       await ctx.client.call('sandbox.create', {
         id: sandboxId,
-        config: { labels: { 'io.sandboxd.oci/container': id } },
+        config: { labels: { [OWNER_LABEL]: id } },
       });
       undo.push(() => ctx.client.call('sandbox.delete', { id: sandboxId, force: true }));
       log.debug('booting the sandbox');
@@ -136,7 +139,15 @@ export async function remove(ctx: Ctx, id: string, force: boolean): Promise<void
       if (!isNotFound(err)) throw err;
     });
   }
-  if (record?.ownsSandbox) {
+  // Ours when our record says so, or (a record under another --root: podman 4.3 calls delete without its
+  // runtime flags) when the sandbox carries the label create gave it.
+  const sandbox = await ctx.client
+    .call<{ containers: string[]; config: { labels?: Record<string, string> } }>('sandbox.status', {
+      id: sandboxId,
+    })
+    .catch(() => undefined);
+  const owned = record?.ownsSandbox ?? sandbox?.config.labels?.[OWNER_LABEL] === id;
+  if (owned && sandbox) {
     const left = await ctx.client
       .call<{ containers: string[] }>('sandbox.status', { id: sandboxId })
       .catch(() => undefined);

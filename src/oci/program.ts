@@ -62,7 +62,11 @@ export function buildProgram(): Program {
   const program = new Command('sandboxd-runc')
     .description('An OCI runtime (runc 1.1 command line) whose containers run in sandboxd VMs')
     .enablePositionalOptions()
-    .option('--root <dir>', 'directory of the container records', DEFAULT_ROOT)
+    .option(
+      '--root <dir>',
+      'directory of the container records (default $SANDBOXD_RUNC_ROOT or /run/sandboxd-runc)',
+      process.env.SANDBOXD_RUNC_ROOT ?? DEFAULT_ROOT,
+    )
     .option('--log <file>', 'log file (default: none; --debug logs to stderr)')
     .addOption(new Option('--log-format <format>', 'log format').choices(['text', 'json']).default('text'))
     .option('--debug', 'log debug records')
