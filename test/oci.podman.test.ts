@@ -37,8 +37,8 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
 
   const podman = async (...args: string[]): Promise<Result> => {
     try {
-      // podman 4.3 runs `delete` without its runtime flags: the environment names the socket and --root too,
-      // and it gives the runtime only containers.conf's conmon_env_vars.
+      // podman 4.3 runs `delete` without its runtime flags or environment: sandboxd-runc finds the container
+      // through the pointer create left under its default root.
       const env = { ...process.env, CONTAINERS_CONF: join(world.dir, 'containers.conf') };
       const r = await exec('podman', [...podmanArgs, ...args], { timeout: VM_MS, env });
       return { code: 0, stdout: r.stdout, stderr: r.stderr };

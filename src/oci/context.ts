@@ -5,6 +5,8 @@ import type { ApiClient } from '../api/index.js';
 export interface Ctx {
   readonly client: ApiClient;
   readonly root: string;
+  /** The default --root, where pointers to containers of other roots live. */
+  readonly defaultRoot: string;
   readonly socket: string;
   readonly log: Logger;
   /** --systemd-cgroup was given (accepted; the VM's cgroups are the guest's either way). */

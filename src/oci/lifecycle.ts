@@ -8,7 +8,14 @@ import type { Ctx } from './context.js';
 import { badArgument, exists, isNotFound, notExist, RuncError } from './errors.js';
 import { keeperExit, spawnKeeper } from './keeper.js';
 import { type Located, locate, placement } from './locate.js';
-import { readRecord, removeRecord, writeDurably, writeRecord } from './records.js';
+import {
+  readRecord,
+  removePointer,
+  removeRecord,
+  writeDurably,
+  writePointer,
+  writeRecord,
+} from './records.js';
 import { parseSignal } from './signals.js';
 import { alive, SPEC_VERSION, statusOf } from './state.js';
 
@@ -64,6 +71,10 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
     };
     await writeRecord(ctx.root, record);
     undo.push(() => removeRecord(ctx.root, id));
+    if (ctx.root !== ctx.defaultRoot) {
+      await writePointer(ctx.defaultRoot, id, { root: ctx.root, socket: ctx.socket });
+      undo.push(() => removePointer(ctx.defaultRoot, id));
+    }
     await ctx.client.call('container.create', { sandboxId, id, bundle: summary.path });
     undo.push(() => ctx.client.call('container.delete', { sandboxId, id, force: true }));
     const keeper = await spawnKeeper({
@@ -126,6 +137,7 @@ export async function remove(ctx: Ctx, id: string, force: boolean): Promise<void
   const found = await locate(ctx.client, ctx.root, id);
   if (!found) {
     await removeRecord(ctx.root, id);
+    await removePointer(ctx.defaultRoot, id);
     if (force) return;
     throw notExist();
   }
@@ -160,6 +172,7 @@ export async function remove(ctx: Ctx, id: string, force: boolean): Promise<void
   // The keeper ends by itself once the daemon reports the exit; one that lingers is not waited for.
   if (record?.keeperPid && alive(record.keeperPid)) await waitGone(record.keeperPid, 5000);
   await removeRecord(ctx.root, id);
+  await removePointer(ctx.defaultRoot, id);
   ctx.log.info({ containerId: id, sandboxId }, 'deleted');
 }
 

@@ -6,12 +6,13 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import type { Logger } from 'pino';
-import { connectApi } from '../api/index.js';
+import { connectApi, ID_PATTERN } from '../api/index.js';
 import type { Ctx } from './context.js';
 import { execIn } from './exec.js';
 import { create, kill, pause, remove, resume, run, start } from './lifecycle.js';
 import { openLogger } from './logger.js';
 import { features, list, listTable, ps, state, statsEvent, update } from './query.js';
+import { readPointer } from './records.js';
 import { SPEC_VERSION } from './state.js';
 
 export const DEFAULT_ROOT = '/run/sandboxd-runc';
@@ -91,12 +92,28 @@ export function buildProgram(): Program {
     async (...args: A) => {
       const flags = program.opts() as GlobalFlags;
       logger = openLogger(flags);
-      const socket = socketOf(flags);
-      const root = resolve(flags.root);
+      // No socket named and the default root: a pointer left by create may name both (see records.ts).
+      const named = flags.sandboxdSocket ?? process.env.SANDBOXD_SOCKET;
+      const pointer =
+        !named &&
+        resolve(flags.root) === DEFAULT_ROOT &&
+        typeof args[0] === 'string' &&
+        ID_PATTERN.test(args[0])
+          ? await readPointer(DEFAULT_ROOT, args[0])
+          : undefined;
+      const socket = pointer?.socket ?? socketOf(flags);
+      const root = pointer?.root ?? resolve(flags.root);
       await mkdir(root, { recursive: true, mode: 0o700 });
       const client = await connectApi(socket);
       try {
-        const ctx: Ctx = { client, root, socket, log: logger, systemdCgroup: flags.systemdCgroup === true };
+        const ctx: Ctx = {
+          client,
+          root,
+          defaultRoot: DEFAULT_ROOT,
+          socket,
+          log: logger,
+          systemdCgroup: flags.systemdCgroup === true,
+        };
         const code = await fn(ctx, ...args);
         if (typeof code === 'number') process.exitCode = code;
       } finally {

@@ -62,3 +62,31 @@ export async function recordedIds(root: string): Promise<string[]> {
   for (const n of names) if (await readRecord(root, n)) ids.push(n);
   return ids.sort();
 }
+
+/**
+ * Where a container created with a non-default --root or socket lives, kept under the default root: podman 4.3
+ * runs `delete` with neither its runtime flags nor its environment, so the id alone must lead there.
+ */
+export interface Pointer {
+  readonly root: string;
+  readonly socket: string;
+}
+
+const pointerPath = (defaultRoot: string, id: string) => join(defaultRoot, '.index', id);
+
+export async function writePointer(defaultRoot: string, id: string, p: Pointer): Promise<void> {
+  await mkdir(join(defaultRoot, '.index'), { recursive: true, mode: 0o700 });
+  await writeDurably(pointerPath(defaultRoot, id), `${JSON.stringify(p)}\n`);
+}
+
+export async function readPointer(defaultRoot: string, id: string): Promise<Pointer | undefined> {
+  try {
+    return JSON.parse(await readFile(pointerPath(defaultRoot, id), 'utf8')) as Pointer;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function removePointer(defaultRoot: string, id: string): Promise<void> {
+  await rm(pointerPath(defaultRoot, id), { force: true });
+}
