@@ -3,7 +3,7 @@
 // `sandboxd-runc create`, waits on the keeper's pid (as a subreaper) and reads its exit status.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
@@ -53,6 +53,8 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
   };
 
   before(async () => {
+    // conmon execs the runtime itself: tsc writes main.js without the execute bit setup gives it.
+    await chmod(RUNC_CLI, 0o755);
     world = await openOciWorld('sbx-podman-');
     podmanArgs = [
       ...['--root', join(world.dir, 'podman-root'), '--runroot', join(world.dir, 'podman-run')],
