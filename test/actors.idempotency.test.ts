@@ -27,7 +27,7 @@ describe('effects run once per cause', () => {
     const container = sandbox.containers.get('c')!;
     const request = (await h.events()).find((e) => e.type === 'ContainerCreateRequested')!;
     // What recovery (or anything else) would do if it took the intent for an unsettled one.
-    const again = rt.startEffect(container, 'createContainer', request, true);
+    const again = rt.effects.start(container, 'createContainer', request, true);
     assert.equal((await creating).state, 'created');
     await again;
     await rt.idle();
@@ -60,7 +60,7 @@ describe('effects run once per cause', () => {
     const sandbox = rt.sandboxes.get('s')!;
     const request = (await h.events()).find((e) => e.type === 'SandboxStartRequested')!;
     // initGuest is safe to repeat (the guest answers AlreadyExists); a finished run must not be joined.
-    await rt.startEffect(sandbox, 'initGuest', request, true);
+    await rt.effects.start(sandbox, 'initGuest', request, true);
     await rt.idle();
     assert.equal(h.agent.calls.filter((c) => c === 'createSandbox:s').length, 2);
   });

@@ -1,6 +1,7 @@
 // createRuntime: load every entity (effects off), reconcile with the world, then serve commands.
 import { loadEntities, reconcileAll } from './recovery.js';
-import { ActorRuntime, type RecoveryReport, type RuntimeHandle, type RuntimeOptions } from './runtime.js';
+import { ActorRuntime } from './runtime.js';
+import type { RecoveryReport, RuntimeHandle, RuntimeOptions } from './runtime-options.js';
 
 function counts(rt: ActorRuntime): Pick<RecoveryReport, 'sandboxes' | 'containers' | 'execs'> {
   let containers = 0;

@@ -32,6 +32,6 @@ export {
   type RuntimeHandle,
   type RuntimeOptions,
   type TimeoutName,
-} from './runtime.js';
+} from './runtime-options.js';
 export * from './types.js';
 export { mountsUnder, unmountAllUnder, type VolumeMount } from './volumes.js';

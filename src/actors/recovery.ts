@@ -13,10 +13,12 @@ import {
   step,
 } from '../machines/index.js';
 import { withDeadline } from './deadline.js';
+import { failureOf } from './effect-runner.js';
 import { vmShapeOf } from './effects.js';
 import { type AnyEntity, ContainerActor, ExecActor, lifeKey, SandboxActor } from './entity.js';
+import type { Kernel } from './kernel.js';
 import { currentSize, sameSize } from './resize.js';
-import { type ActorRuntime, failureOf, type RecoveryReport } from './runtime.js';
+import type { RecoveryReport } from './runtime-options.js';
 
 export interface LoadResult {
   readonly eventsReplayed: number;
@@ -26,7 +28,7 @@ export interface LoadResult {
 // ---- loading: a fold, nothing runs ------------------------------------------------------------------
 
 /** Creates the entity a stream's first event introduces, under its parent (undefined: parent gone). */
-function entityFor(rt: ActorRuntime, first: EventEnvelope): AnyEntity | undefined {
+function entityFor(rt: Kernel, first: EventEnvelope): AnyEntity | undefined {
   const d = first.data as {
     sandboxId?: string;
     containerId?: string;
@@ -80,7 +82,7 @@ function entityFor(rt: ActorRuntime, first: EventEnvelope): AnyEntity | undefine
 }
 
 /** One pass over the whole log in seq order: parents always come before their children. */
-async function foldWholeLog(rt: ActorRuntime): Promise<LoadResult> {
+async function foldWholeLog(rt: Kernel): Promise<LoadResult> {
   const byStream = new Map<string, AnyEntity | null>();
   let events = 0;
   for await (const envelope of rt.store.readAll()) {
@@ -113,7 +115,7 @@ const kindOfStream = (stream: string): EntityKind | undefined =>
         : undefined;
 
 /** Per stream: its snapshot (if any) then the events after it. Streams load in parallel, in chunks. */
-async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
+async function foldFromSnapshots(rt: Kernel): Promise<LoadResult> {
   const streams = await rt.store.listStreams();
   const folded: Folded[] = [];
   let events = 0;
@@ -169,7 +171,7 @@ async function foldFromSnapshots(rt: ActorRuntime): Promise<LoadResult> {
 type AnyContext = ContextOf<'exec'> & ContextOf<'container'> & ContextOf<'sandbox'>;
 
 /** Counts the life a folded stream is (deleted ones included): the next create of its id gets the one after. */
-function noteLife(rt: ActorRuntime, f: Folded): void {
+function noteLife(rt: Kernel, f: Folded): void {
   const ctx = f.state.context as AnyContext;
   const key =
     f.kind === 'sandbox'
@@ -187,7 +189,7 @@ function noteLife(rt: ActorRuntime, f: Folded): void {
 }
 
 /** Puts a loaded entity under its parent; one of an earlier life of its parent's id (or of a gone one) is dropped. */
-function attach(rt: ActorRuntime, f: Folded): AnyEntity | undefined {
+function attach(rt: Kernel, f: Folded): AnyEntity | undefined {
   const ctx = f.state.context as AnyContext;
   if (f.kind === 'sandbox') {
     const s = new SandboxActor(ctx.sandboxId, f.state as SnapshotOf<'sandbox'>, ctx.incarnation);
@@ -214,7 +216,7 @@ function attach(rt: ActorRuntime, f: Folded): AnyEntity | undefined {
 }
 
 /** Rebuilds the runtime's entities from the store; runs no effect and appends nothing. */
-export function loadEntities(rt: ActorRuntime, useSnapshots: boolean): Promise<LoadResult> {
+export function loadEntities(rt: Kernel, useSnapshots: boolean): Promise<LoadResult> {
   return useSnapshots ? foldFromSnapshots(rt) : foldWholeLog(rt);
 }
 
@@ -229,11 +231,7 @@ interface Tally {
 }
 
 /** The event that asked for the effect an intermediate state waits on (its id keys the retry). */
-async function lastIntent(
-  rt: ActorRuntime,
-  entity: AnyEntity,
-  types: readonly string[],
-): Promise<EventEnvelope> {
+async function lastIntent(rt: Kernel, entity: AnyEntity, types: readonly string[]): Promise<EventEnvelope> {
   let found: EventEnvelope | undefined;
   for await (const e of rt.store.readStream(entity.stream)) if (types.includes(e.type)) found = e;
   if (!found) throw new Internal('reconcile', `${entity.stream}: no ${types.join('/')} event`);
@@ -253,7 +251,7 @@ function exitData(exit: ExitStatus | undefined) {
   };
 }
 
-async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tally): Promise<void> {
+async function reconcileSandbox(rt: Kernel, sandbox: SandboxActor, t: Tally): Promise<void> {
   const record = async (entity: AnyEntity, type: string, data: unknown) => {
     const appended = await rt.record(entity, { type, data, correlationId: correlation.recovery });
     if (appended) t.appended += 1;
@@ -264,7 +262,7 @@ async function reconcileSandbox(rt: ActorRuntime, sandbox: SandboxActor, t: Tall
   const retry = async (entity: AnyEntity, effect: string, intents: readonly string[], from: string) => {
     const cause = await lastIntent(rt, entity, intents);
     settle(entity, from, 'retried');
-    void rt.startEffect(entity, effect, cause, true);
+    void rt.effects.start(entity, effect, cause, true);
   };
   const { hypervisor, agent } = rt;
   const handle = sandbox.context.handle;
@@ -377,7 +375,7 @@ const ONLINE_AGAIN_AFTER_MS = [1_000, 3_000] as const;
  * the guest online it: once now, and again a little later without holding up recovery (onlining is
  * idempotent; failures are only logged).
  */
-async function reconcileSize(rt: ActorRuntime, sandbox: SandboxActor, record: Record_): Promise<void> {
+async function reconcileSize(rt: Kernel, sandbox: SandboxActor, record: Record_): Promise<void> {
   const { hypervisor, agent } = rt;
   if (!hypervisor.size) return;
   const real = await hypervisor.size(sandbox.id);
@@ -407,7 +405,7 @@ type Retry = (entity: AnyEntity, effect: string, intents: readonly string[], fro
 type Settle = (entity: AnyEntity, from: string, how: 'completed' | 'retried' | 'failed') => void;
 
 async function reconcileContainer(
-  rt: ActorRuntime,
+  rt: Kernel,
   c: ContainerActor,
   info: ContainerInfo | undefined,
   record: Record_,
@@ -492,7 +490,7 @@ async function reconcileContainer(
 }
 
 /** Compares each container and exec of a running sandbox with what its agent reports. */
-export async function reconcileContainers(rt: ActorRuntime, sandbox: SandboxActor, t?: Tally): Promise<void> {
+export async function reconcileContainers(rt: Kernel, sandbox: SandboxActor, t?: Tally): Promise<void> {
   const tally = t ?? { reattached: [], lost: [], settled: [], appended: 0, errors: [] };
   const record: Record_ = async (entity, type, data) => {
     const appended = await rt.record(entity, { type, data, correlationId: correlation.recovery });
@@ -503,7 +501,7 @@ export async function reconcileContainers(rt: ActorRuntime, sandbox: SandboxActo
   const retry: Retry = async (entity, effect, intents, from) => {
     const cause = await lastIntent(rt, entity, intents);
     settle(entity, from, 'retried');
-    void rt.startEffect(entity, effect, cause, true);
+    void rt.effects.start(entity, effect, cause, true);
   };
   const infos = new Map((await rt.agent.listContainers(sandbox.id)).map((i) => [i.containerId, i]));
   for (const c of [...sandbox.containers.values()]) {
@@ -512,7 +510,7 @@ export async function reconcileContainers(rt: ActorRuntime, sandbox: SandboxActo
 }
 
 /** Reconciles every sandbox, `reconcileConcurrency` at a time, each under its own deadline. */
-export async function reconcileAll(rt: ActorRuntime): Promise<RecoveryReport> {
+export async function reconcileAll(rt: Kernel): Promise<RecoveryReport> {
   const started = performance.now();
   const t: Tally = { reattached: [], lost: [], settled: [], appended: 0, errors: [] };
   const queue = [...rt.sandboxes.values()];

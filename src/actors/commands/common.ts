@@ -1,0 +1,78 @@
+// What every command shares: its arrival turn, the state checks, and the wait for its outcome.
+import { InvalidState, NotFound, SandboxdError } from '../../errors/index.js';
+import type { Asked } from '../effect-runner.js';
+import { type AnyEntity, ContainerActor, SandboxActor } from '../entity.js';
+import type { Kernel } from '../kernel.js';
+
+function notFoundOf(entity: AnyEntity): NotFound {
+  if (entity instanceof SandboxActor) return new NotFound('sandbox', entity.id);
+  if (entity instanceof ContainerActor)
+    return new NotFound('container', entity.id, { sandboxId: entity.sandbox.id });
+  const c = entity.container;
+  return new NotFound('exec', entity.id, { sandboxId: c.sandbox.id, containerId: c.id });
+}
+
+/** The incarnation as event data: only from the second life on, so first lives read as they always did. */
+export function lifeData(incarnation: number): { incarnation?: number } {
+  return incarnation > 1 ? { incarnation } : {};
+}
+
+/**
+ * Runs a command's checks and append in its arrival turn on `entity` (Entity.admit): after every earlier
+ * command on it, a pending create included. An entity whose create was refused or failed is NotFound.
+ */
+export function inTurn<T>(entity: AnyEntity, fn: () => Promise<T>): Promise<T> {
+  return entity.admit(async () => {
+    if (entity.state === 'absent') throw notFoundOf(entity);
+    return fn();
+  });
+}
+
+export function requireState(entity: AnyEntity, allowed: readonly string[], command: string): void {
+  if (!allowed.includes(entity.state)) throw new InvalidState(entity.kind, entity.id, entity.state, command);
+}
+
+/** The sandbox's agent answers commands only while it runs. */
+export function requireAgent(sandbox: SandboxActor, command: string): void {
+  if (sandbox.state !== 'running') throw new InvalidState('sandbox', sandbox.id, sandbox.state, command);
+}
+
+/** Appends a command's event, then waits until the entity leaves the transitional state it entered. */
+export async function commandAndWait(
+  k: Kernel,
+  entity: AnyEntity,
+  command: string,
+  event: Asked,
+  transitional: readonly string[],
+  success: readonly string[],
+  checks?: () => Promise<void> | void,
+): Promise<void> {
+  await inTurn(entity, async () => {
+    await checks?.();
+    entity.lastError = undefined;
+    await k.record(entity, event, { command });
+  });
+  await settledAs(entity, command, transitional, success);
+}
+
+/** Waits until the entity leaves `transitional`; throws its failure unless it reached a `success` state. */
+export async function settledAs(
+  entity: AnyEntity,
+  command: string,
+  transitional: readonly string[],
+  success: readonly string[],
+): Promise<void> {
+  await entity.settled((s) => !transitional.includes(s));
+  if (!success.includes(entity.state)) {
+    // No failure of its own: another command (a forced delete, a stop) took the entity elsewhere first.
+    throw (
+      entity.lastError ??
+      new SandboxdError(
+        'Conflict',
+        'CONFLICT',
+        `${command} of ${entity.kind} ${JSON.stringify(entity.id)} did not complete: another command left it ${entity.state}`,
+        { entity: entity.kind, id: entity.id, state: entity.state, command },
+      )
+    );
+  }
+}

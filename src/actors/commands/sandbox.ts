@@ -1,0 +1,176 @@
+// Commands on sandboxes: create, start, stop, pause, resume, delete, update (resize), stats.
+
+import type { ContainerStats } from '../../agent/index.js';
+import { AlreadyExists, ConcurrencyConflict, InvalidState } from '../../errors/index.js';
+import type { VmUsage } from '../../hypervisor/index.js';
+import { can, initialSnapshot } from '../../machines/index.js';
+import { checkNetnsPath } from '../../network/index.js';
+import { checkHostPortsFree, vmNetworkOf, vmShapeOf } from '../effects.js';
+import { lifeKey, SandboxActor } from '../entity.js';
+import type { Kernel } from '../kernel.js';
+import { currentSize, growVm, planResize, type ResizeRequest, sameSize } from '../resize.js';
+import type { SandboxConfig, SandboxStats, SandboxView } from '../types.js';
+import { sandboxView } from '../views.js';
+import { commandAndWait, inTurn, lifeData, requireAgent } from './common.js';
+
+export async function createSandbox(k: Kernel, id: string, config: SandboxConfig): Promise<SandboxView> {
+  const by = k.open('sandbox.create');
+  // A namespace that is missing or not one is refused before anything is recorded (src/network).
+  if (typeof config.network === 'object') await checkNetnsPath(config.network.path);
+  if (k.sandboxes.has(id)) throw new AlreadyExists('sandbox', id);
+  // The id is taken now: commands for it that arrive meanwhile wait for this create's turn to end.
+  // A deleted sandbox's stream stays in the log; its id lives again in a stream of its own.
+  const key = lifeKey.sandbox(id);
+  const incarnation = k.lives.next(key);
+  const sandbox = new SandboxActor(id, initialSnapshot('sandbox'), incarnation);
+  k.sandboxes.set(id, sandbox);
+  return sandbox.admit(async () => {
+    try {
+      await k.record(
+        sandbox,
+        {
+          type: 'SandboxCreated',
+          data: { sandboxId: id, config, ...lifeData(incarnation) },
+          correlationId: by,
+        },
+        { command: 'create' },
+      );
+      k.lives.note(key, incarnation);
+    } catch (err) {
+      k.sandboxes.delete(id);
+      if (err instanceof ConcurrencyConflict) throw new AlreadyExists('sandbox', id);
+      throw err;
+    }
+    return sandboxView(sandbox);
+  });
+}
+
+export async function startSandbox(k: Kernel, id: string): Promise<SandboxView> {
+  const by = k.open('sandbox.start');
+  const s = k.sandboxEntry(id);
+  await commandAndWait(
+    k,
+    s,
+    'start',
+    { type: 'SandboxStartRequested', data: {}, correlationId: by },
+    ['starting'],
+    ['running'],
+    async () => {
+      // A forwarded port this host cannot bind is refused before anything is recorded: the sandbox stays
+      // startable once the port is free (after a recorded failure it could only be deleted).
+      const startable = can('sandbox', s.snapshot, { type: 'SandboxStartRequested', data: {} } as never);
+      const network = vmNetworkOf(s.context.config);
+      if (network && startable) await checkHostPortsFree(network, true);
+      // A start after a failed one waits for that VM's release, which would otherwise race the new launch.
+      if (startable) await k.effects.settled(s);
+    },
+  );
+  return sandboxView(s);
+}
+
+/** stop, pause and resume: one event asked, one transitional state, one state it ends in. */
+const simple = {
+  stop: { event: 'SandboxStopRequested', via: 'stopping', to: 'stopped' },
+  pause: { event: 'SandboxPauseRequested', via: 'pausing', to: 'paused' },
+  resume: { event: 'SandboxResumeRequested', via: 'resuming', to: 'running' },
+} as const;
+
+export function stopSandbox(
+  k: Kernel,
+  id: string,
+  options: { timeoutMs?: number } = {},
+): Promise<SandboxView> {
+  const data = options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs };
+  return simpleSandboxCommand(k, id, 'stop', data);
+}
+
+export function pauseSandbox(k: Kernel, id: string): Promise<SandboxView> {
+  return simpleSandboxCommand(k, id, 'pause', {});
+}
+
+export function resumeSandbox(k: Kernel, id: string): Promise<SandboxView> {
+  return simpleSandboxCommand(k, id, 'resume', {});
+}
+
+async function simpleSandboxCommand(
+  k: Kernel,
+  id: string,
+  command: keyof typeof simple,
+  data: object,
+): Promise<SandboxView> {
+  const by = k.open(`sandbox.${command}`);
+  const s = k.sandboxEntry(id);
+  const { event, via, to } = simple[command];
+  await commandAndWait(k, s, command, { type: event, data, correlationId: by }, [via], [to]);
+  return sandboxView(s);
+}
+
+export async function deleteSandbox(k: Kernel, id: string, options: { force?: boolean } = {}): Promise<void> {
+  const by = k.open('sandbox.delete');
+  const s = k.sandboxEntry(id);
+  const force = options.force === true;
+  await commandAndWait(
+    k,
+    s,
+    force ? 'delete --force' : 'delete',
+    { type: 'SandboxDeleteRequested', data: { force }, correlationId: by },
+    ['deleting'],
+    ['deleted'],
+    () => {
+      if (force) s.abortInflight();
+    },
+  );
+}
+
+/**
+ * Grows the running VM (see Runtime.updateSandbox). The whole of it, checks, hotplug, onlining and
+ * the append, holds the sandbox's turn: no pause, stop or outcome of its slips in between, and two
+ * updates never race for the same DIMM slot.
+ */
+export async function updateSandbox(k: Kernel, id: string, request: ResizeRequest): Promise<SandboxView> {
+  const by = k.open('sandbox.update');
+  const s = k.sandboxEntry(id);
+  await inTurn(s, () =>
+    s.exclusive(async () => {
+      const probe = { type: 'SandboxResized', data: { vcpus: 1, memoryMiB: 1 } } as never;
+      if (!can('sandbox', s.snapshot, probe)) throw new InvalidState('sandbox', id, s.state, 'update');
+      const shape = vmShapeOf(s.context.config);
+      const from = currentSize(shape, s.context.size);
+      const to = planResize(shape, from, request);
+      if (sameSize(from, to)) return;
+      const ports = { hypervisor: k.hypervisor, agent: k.agent, logger: k.logger };
+      const { reached, error } = await growVm(ports, id, from, to, k.timeouts.resizeVm);
+      // Whatever QEMU took is a fact, even when a later step failed: the log must say so.
+      if (!sameSize(from, reached)) {
+        await k.recordInTurn(
+          s,
+          { type: 'SandboxResized', data: reached, correlationId: by },
+          { command: 'update' },
+        );
+      }
+      if (error) throw error;
+    }),
+  );
+  return sandboxView(s);
+}
+
+export async function vmUsage(k: Kernel, id: string): Promise<VmUsage | undefined> {
+  const s = k.sandbox(id);
+  if (!s.context.handle || !k.hypervisor.usage) return undefined;
+  return k.call(k.hypervisor.usage(id), 'vm usage');
+}
+
+export async function sandboxStats(k: Kernel, id: string): Promise<SandboxStats> {
+  const s = k.sandbox(id);
+  requireAgent(s, 'stats');
+  const containers: Record<string, ContainerStats> = {};
+  const [vm] = await Promise.all([
+    k.hypervisor.usage ? k.call(k.hypervisor.usage(id), 'vm usage') : undefined,
+    ...[...s.containers.values()]
+      .filter((c) => c.state === 'running' || c.state === 'paused')
+      .map(async (c) => {
+        containers[c.id] = await k.call(k.agent.statsContainer(id, c.id), 'statsContainer');
+      }),
+  ]);
+  return { sandbox: sandboxView(s), ...(vm ? { vm } : {}), containers };
+}
