@@ -1,5 +1,6 @@
 // createRuntime: load every entity (effects off), reconcile with the world, then serve commands.
-import { loadEntities, reconcileAll } from './recovery.js';
+import { loadEntities } from './load.js';
+import { reconcileAll } from './recovery.js';
 import { ActorRuntime } from './runtime.js';
 import type { RecoveryReport, RuntimeHandle, RuntimeOptions } from './runtime-options.js';
 

@@ -4,17 +4,13 @@ import type { Logger } from 'pino';
 import { asSandboxdError, type SandboxdError } from '../errors/index.js';
 import type { EventEnvelope, FailureData } from '../events/index.js';
 import { correlation } from '../explain/index.js';
+import { containerEffectDefinitions, execEffectDefinitions } from './container-effects.js';
 import { withDeadline } from './deadline.js';
-import {
-  containerEffectDefinitions,
-  type EffectContext,
-  type EffectDefinition,
-  execEffectDefinitions,
-  sandboxEffectDefinitions,
-} from './effects.js';
+import type { EffectContext, EffectDefinition } from './effects.js';
 import { type AnyEntity, ContainerActor, SandboxActor } from './entity.js';
 import { withIntent } from './intent.js';
 import type { TimeoutName } from './runtime-options.js';
+import { sandboxEffectDefinitions } from './sandbox-effects.js';
 
 /** An event to record; `correlationId` says who asked (see src/explain correlation: api, recovery, supervision). */
 export type Asked = { type: string; data: unknown; correlationId?: string };

@@ -1,14 +1,17 @@
 // Door of src/actors: the actor runtime the API drives, and its contract.
 //
 // Shape: one Entity actor per sandbox / container / exec (entity.ts) holds its machine snapshot and a
-// serial queue. A command is checked with the machine (`can`), appended, then folded with the same
-// pure `step()` replay uses; the effects that step names run as bound implementations (effects.ts)
-// whose outcomes are appended with causationId = the asking event's id (also the idempotency key,
-// visible to ports as currentIntent()). While a VM exists, each sandbox runs two xstate child actors,
-// `hypervisor` and `agent` (supervision.ts, named logic in setup({ actors })), that turn VM exits,
-// process exits and OOMs into events. Recovery (recovery.ts): load with effects off, then reconcile.
+// serial queue. A command (commands/) checks its rules and asks the kernel (kernel.ts) to record its event:
+// checked with the machine (`can`), appended, then folded with the same pure `step()` replay uses; the
+// effects that step names run (effect-runner.ts, with a deadline that aborts them) as the bound
+// implementations of sandbox-effects.ts and container-effects.ts, whose outcomes are appended with
+// causationId = the asking event's id (also the idempotency key, visible to ports as currentIntent()).
+// While a VM exists, each sandbox runs two xstate child actors, `hypervisor` and `agent` (supervision.ts,
+// named logic in setup({ actors })), that turn VM exits, process exits and OOMs into events. Recovery:
+// load with effects off (load.ts), then reconcile with the world (recovery.ts). runtime.ts puts it all
+// behind the Runtime contract (types.ts).
 //
-// createRuntime(options) → Promise<RuntimeHandle>; options (stable; see RuntimeOptions in runtime.ts):
+// createRuntime(options) → Promise<RuntimeHandle>; options (stable; see RuntimeOptions in runtime-options.ts):
 //   store       EventStore            the log (memory or LevelDB); the runtime never closes it
 //   hypervisor  Hypervisor            QEMU (or a fake in unit tests)
 //   agent       Agent                 guest agent client (or a fake)

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
 import { asSandboxdError, InvalidArgument, type SandboxdError, Timeout } from '../errors/index.js';
 import type { Hypervisor, VmSize } from '../hypervisor/index.js';
-import type { VmShape } from './effects.js';
+import type { VmShape } from './vm-config.js';
 
 /**
  * The guest's memory block (x86_64 guests under 64 GiB): the unit the kernel onlines. Growth in other

@@ -1,8 +1,9 @@
 // What the API shows of an entity: plain views computed from its machine context (no I/O).
-import { vmShapeOf } from './effects.js';
+
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
 import { currentSize } from './resize.js';
 import type { ContainerView, ExecView, SandboxView } from './types.js';
+import { vmShapeOf } from './vm-config.js';
 
 export function sandboxView(s: SandboxActor): SandboxView {
   const c = s.context;

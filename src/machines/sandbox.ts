@@ -45,7 +45,7 @@ function withNetworkChange(
 export type SandboxMachineEvent = Fed<SandboxEvent>;
 
 /**
- * Effects the runtime binds by name (see src/actors/effects.ts); each ends in an outcome event:
+ * Effects the runtime binds by name (see src/actors/sandbox-effects.ts); each ends in an outcome event:
  * launchVm → VmLaunched | SandboxStartFailed; connectAgent → AgentConnected | SandboxStartFailed;
  * initGuest → SandboxStarted | SandboxStartFailed; releaseVm (best effort, no outcome);
  * pauseVm → SandboxPaused | SandboxPauseFailed; resumeVm → SandboxResumed | SandboxResumeFailed;

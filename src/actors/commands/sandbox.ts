@@ -5,12 +5,12 @@ import { AlreadyExists, ConcurrencyConflict, InvalidState } from '../../errors/i
 import type { VmUsage } from '../../hypervisor/index.js';
 import { can, initialSnapshot } from '../../machines/index.js';
 import { checkNetnsPath } from '../../network/index.js';
-import { checkHostPortsFree, vmNetworkOf, vmShapeOf } from '../effects.js';
 import { lifeKey, SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
 import { currentSize, growVm, planResize, type ResizeRequest, sameSize } from '../resize.js';
 import type { SandboxConfig, SandboxStats, SandboxView } from '../types.js';
 import { sandboxView } from '../views.js';
+import { checkHostPortsFree, vmNetworkOf, vmShapeOf } from '../vm-config.js';
 import { commandAndWait, inTurn, lifeData, requireAgent } from './common.js';
 
 export async function createSandbox(k: Kernel, id: string, config: SandboxConfig): Promise<SandboxView> {

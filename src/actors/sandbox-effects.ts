@@ -1,0 +1,164 @@
+// The sandbox effects the machine names (launch, connect, init, pause, resume, stop, release, destroy).
+
+import { mkdir, rm } from 'node:fs/promises';
+import { AlreadyExists } from '../errors/index.js';
+import { USER_NETWORK, type VmConfig } from '../hypervisor/index.js';
+import type { SandboxEffect } from '../machines/index.js';
+import { attachNetns } from '../network/index.js';
+import { withDeadline } from './deadline.js';
+import { childQuiesceMs, type EffectDefinition, handleOf, quietly } from './effects.js';
+import type { SandboxActor } from './entity.js';
+import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
+import { configureNetnsNetwork, netnsOf, unwire } from './netns-network.js';
+import { checkHostPortsFree, configureUserNetwork, vmNetworkOf, vmShapeOf } from './vm-config.js';
+import { unmountAllUnder } from './volumes.js';
+
+/** How long a stop waits for the guest to end its containers before QEMU is asked to power down. */
+const GUEST_GOODBYE_MS = 5_000;
+
+// Keyed by the machine's effect names: one the machine names but nobody binds does not compile.
+export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefinition<SandboxActor>>> = {
+  launchVm: {
+    failure: 'SandboxStartFailed',
+    run: async ({ ctx, entity, signal, cause }) => {
+      const dirs = ctx.dirs(entity.id);
+      // A restart after a stop: clear what the previous VM left in its state dir (sockets, pidfile).
+      if (cause.version > 2) await ctx.hypervisor.destroy(entity.id, dirs.vm);
+      await mkdir(dirs.shared, { recursive: true });
+      const network = vmNetworkOf(entity.context.config);
+      if (network) await checkHostPortsFree(network);
+      const image = await ctx.image();
+      const netns = netnsOf(entity.context.config);
+      // Taps before QEMU: it opens them by name inside the namespace. What a retry finds there is kept.
+      const wiring = netns ? await attachNetns(netns, entity.id, ctx.logger) : undefined;
+      const vm: VmConfig = {
+        sandboxId: entity.id,
+        stateDir: dirs.vm,
+        sharedDir: dirs.shared,
+        image,
+        ...vmShapeOf(entity.context.config),
+        ...(network ? { network } : {}),
+        ...(wiring
+          ? {
+              network: {
+                mode: 'netns',
+                path: wiring.path,
+                nics: wiring.links.map((l) => ({ tap: l.tap, mac: l.mac })),
+              },
+            }
+          : {}),
+      };
+      try {
+        const handle = await ctx.hypervisor.launch(vm, signal);
+        return [
+          ...(wiring ? [{ type: 'SandboxNetworkAttached' as const, data: { wiring } }] : []),
+          { type: 'VmLaunched', data: { handle } },
+        ];
+      } catch (err) {
+        await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
+        throw err;
+      }
+    },
+  },
+  connectAgent: {
+    failure: 'SandboxStartFailed',
+    run: async ({ ctx, entity, signal, timeoutMs }) => {
+      const handle = handleOf(entity, 'connectAgent');
+      await ctx.agent.connect(entity.id, handle.agentSocket, { deadlineMs: timeoutMs, signal });
+      const { version } = await ctx.agent.check(entity.id);
+      return [{ type: 'AgentConnected', data: { agentVersion: version } }];
+    },
+  },
+  initGuest: {
+    failure: 'SandboxStartFailed',
+    run: async ({ ctx, entity }) => {
+      const { hostname } = entity.context.config;
+      const network = vmNetworkOf(entity.context.config);
+      // On the user network QEMU answers DNS itself (forwarding to the host's resolvers).
+      const dns = entity.context.config.dns ?? (network ? [USER_NETWORK.dns] : undefined);
+      try {
+        await ctx.agent.createSandbox(entity.id, {
+          ...(hostname === undefined ? {} : { hostname }),
+          ...(dns === undefined ? {} : { dns }),
+          sandboxPidNs: false,
+        });
+      } catch (err) {
+        // A retried init after a restart finds the guest already initialised: that is the outcome we wanted.
+        if (!(err instanceof AlreadyExists)) throw err;
+      }
+      if (network) await configureUserNetwork(ctx.agent, entity.id);
+      if (entity.context.netns) await configureNetnsNetwork(ctx.agent, entity.id, entity.context.netns);
+      return [{ type: 'SandboxStarted', data: {} }];
+    },
+  },
+  releaseVm: {
+    run: async ({ ctx, entity }) => {
+      await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
+      await ctx.hypervisor.destroy(entity.id, ctx.dirs(entity.id).vm);
+      await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
+      return [];
+    },
+  },
+  pauseVm: {
+    failure: 'SandboxPauseFailed',
+    run: async ({ ctx, entity }) => {
+      await ctx.hypervisor.pause(entity.id);
+      return [{ type: 'SandboxPaused', data: {} }];
+    },
+  },
+  resumeVm: {
+    failure: 'SandboxResumeFailed',
+    run: async ({ ctx, entity, signal, timeoutMs }) => {
+      await ctx.hypervisor.resume(entity.id);
+      // After a restart that found the VM paused, the agent was never dialled: it can answer now.
+      const handle = handleOf(entity, 'resumeVm');
+      await ctx.agent.connect(entity.id, handle.agentSocket, { deadlineMs: timeoutMs, signal });
+      await ctx.afterResume?.(entity);
+      return [{ type: 'SandboxResumed', data: {} }];
+    },
+  },
+  stopVm: {
+    failure: 'SandboxStopFailed',
+    run: async ({ ctx, entity, cause, signal, timeoutMs: deadlineMs }) => {
+      const timeoutMs = (cause.data as { timeoutMs?: number }).timeoutMs;
+      // Let the guest end its containers cleanly, unless it is frozen (paused) and cannot answer.
+      const status = await ctx.hypervisor.status(entity.id).catch(() => 'gone');
+      if (entity.context.agentVersion !== undefined && status === 'running') {
+        // As docker stop: SIGTERM, the grace period (timeoutMs), SIGKILL; the exits are recorded as they come.
+        const graceMs = stopGraceMs(timeoutMs, deadlineMs);
+        await stopContainersGracefully(ctx, entity, graceMs, deadlineMs, signal);
+        await quietly(
+          withDeadline(ctx.agent.destroySandbox(entity.id), GUEST_GOODBYE_MS, 'agent destroySandbox'),
+          ctx.logger,
+          'agent destroySandbox',
+        );
+      }
+      await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
+      await ctx.hypervisor.stop(entity.id, timeoutMs === undefined ? {} : { timeoutMs });
+      // A stopped sandbox holds nothing in its namespace; a start wires it again.
+      await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
+      return [{ type: 'SandboxStopped', data: {} }];
+    },
+  },
+  destroyVm: {
+    failure: 'SandboxDeleteFailed',
+    run: async ({ ctx, entity }) => {
+      const dirs = ctx.dirs(entity.id);
+      // A container effect still in flight (a create binding its rootfs) would mount below the share after
+      // the unmounts below: abort them and let them end first (bounded: a wedged one delays, never blocks).
+      const children = [...entity.containers.values()];
+      for (const c of children) c.abortInflight();
+      await Promise.race([
+        Promise.all(children.map((c) => c.quiesced())),
+        new Promise((r) => setTimeout(r, childQuiesceMs).unref()),
+      ]);
+      await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
+      await ctx.hypervisor.destroy(entity.id, dirs.vm);
+      await unwire(ctx.logger, entity);
+      // Volumes of containers still there are bound below the share: unmount them, or remove nothing.
+      await unmountAllUnder(dirs.root);
+      await rm(dirs.root, { recursive: true, force: true });
+      return [{ type: 'SandboxDeleted', data: {} }];
+    },
+  },
+};
