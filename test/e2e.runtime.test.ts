@@ -164,6 +164,38 @@ describe('runtime rules on a real sandbox', { timeout: 900_000 }, () => {
     }
   });
 
+  it('gives an exec the OCI process fields it asks for: rlimits, no_new_privs, a numeric user with groups, capabilities', {
+    timeout: VM_MS,
+  }, async () => {
+    const out = join(box(), 'rootfs', 'out');
+    await mkdir(out, { recursive: true });
+    await chmod(out, 0o777);
+    await runtime.startExec(sb, 'app', 'extras', {
+      args: [
+        'sh',
+        '-c',
+        '{ echo "nofile $(ulimit -n)"; echo "ids $(id -u):$(id -g) $(id -G)"; grep -E "^(NoNewPrivs|CapEff|CapBnd):" /proc/self/status; } > /out/extras',
+      ],
+      rlimits: [{ type: 'RLIMIT_NOFILE', soft: 1234, hard: 2048 }],
+      noNewPrivileges: true,
+      user: { uid: 1000, gid: 1000, additionalGids: [5, 6] },
+      capabilities: { bounding: ['CAP_CHOWN'], effective: [], permitted: [], inheritable: [], ambient: [] },
+    });
+    assert.deepEqual(await runtime.waitExec(sb, 'app', 'extras'), { exitCode: 0 });
+    const lines = (await readFile(join(out, 'extras'), 'utf8')).split('\n');
+    assert.equal(lines[0], 'nofile 1234');
+    assert.match(lines[1]!, /^ids 1000:1000 1000 5 6$/);
+    assert.deepEqual(
+      lines.slice(2, 5).map((l) => l.replace(/\s+/g, ' ')),
+      ['CapEff: 0000000000000000', 'CapBnd: 0000000000000001', 'NoNewPrivs: 1'],
+    );
+    // The same fields reach the log as they were asked (an exec is explainable after the fact).
+    const requested = (await events(streamOf.exec(sb, 'app', 'extras')))[0]!;
+    assert.deepEqual((requested.data as { process: { rlimits?: unknown } }).process.rlimits, [
+      { type: 'RLIMIT_NOFILE', soft: 1234, hard: 2048 },
+    ]);
+  });
+
   it('stops gracefully: SIGTERM first, the grace period, then SIGKILL; each exit recorded', {
     timeout: VM_MS,
   }, async () => {

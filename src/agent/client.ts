@@ -36,6 +36,7 @@ import type {
   ProcessInfo,
   ProcessSpec,
 } from './types.js';
+import { OCI_PROCESS_EXTRAS } from './types.js';
 import {
   type AgentServiceDefinition,
   defaultProtoPath,
@@ -139,10 +140,19 @@ function toWireProcess(spec: ProcessSpec): Outgoing<WireProcessSpec> {
     env: spec.env ?? [],
     cwd: spec.cwd ?? '',
     terminal: spec.terminal ?? false,
-    user: spec.user ?? '',
+    user: typeof spec.user === 'string' ? spec.user : '',
     consoleHeight: spec.consoleSize?.height ?? 0,
     consoleWidth: spec.consoleSize?.width ?? 0,
+    ociJson: ociJsonOf(spec),
   };
+}
+
+/** The OCI-only fields of `spec` as the guest merges them ('' when there are none). */
+function ociJsonOf(spec: ProcessSpec): string {
+  const extras: Record<string, unknown> = {};
+  for (const key of OCI_PROCESS_EXTRAS) if (spec[key] !== undefined) extras[key] = spec[key];
+  if (typeof spec.user === 'object') extras.user = spec.user;
+  return Object.keys(extras).length > 0 ? JSON.stringify(extras) : '';
 }
 
 function toWireResources(resources: ContainerResources): Outgoing<WireResources> {

@@ -12,11 +12,30 @@ export interface ProcessSpec {
   readonly env?: readonly string[];
   readonly cwd?: string;
   readonly terminal?: boolean;
-  /** "uid", "uid:gid", "name" or "name:group", resolved in the container as Kata's cmdToKataProcess does. */
-  readonly user?: string;
+  /**
+   * "uid", "uid:gid", "name" or "name:group", resolved in the container as Kata's cmdToKataProcess does; or
+   * OCI's numeric user as it is (what containerd and runc's --process send).
+   */
+  readonly user?: string | OciUser;
   /** Initial terminal size (OCI process.consoleSize), for terminal processes. */
   readonly consoleSize?: ConsoleSize;
+  /** OCI process fields the guest's crun takes as they are (containerd's and podman's execs carry them). */
+  readonly capabilities?: Readonly<Record<string, readonly string[]>>;
+  readonly rlimits?: readonly { readonly type: string; readonly hard: number; readonly soft: number }[];
+  readonly noNewPrivileges?: boolean;
+  readonly oomScoreAdj?: number;
 }
+
+/** OCI's process.user on Linux. */
+export interface OciUser {
+  readonly uid: number;
+  readonly gid: number;
+  readonly umask?: number;
+  readonly additionalGids?: readonly number[];
+}
+
+/** The ProcessSpec fields that travel as OCI JSON (ProcessSpec.oci_json), merged by the guest as they are. */
+export const OCI_PROCESS_EXTRAS = ['capabilities', 'rlimits', 'noNewPrivileges', 'oomScoreAdj'] as const;
 
 /** A terminal's size in character cells, as OCI's process.consoleSize names it. */
 export interface ConsoleSize {

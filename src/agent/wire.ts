@@ -17,6 +17,8 @@ export interface WireProcessSpec {
   /** Initial terminal size; 0 takes the guest's default. */
   consoleHeight: number;
   consoleWidth: number;
+  /** OCI process fields beyond these, as JSON ('' for none; see OCI_PROCESS_EXTRAS). */
+  ociJson: string;
 }
 /** 0 leaves a value unchanged; memoryLimitBytes -1 means unlimited. */
 export interface WireResources {

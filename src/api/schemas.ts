@@ -45,6 +45,15 @@ export const signalSchema = z
     return z.NEVER;
   });
 
+const CAPABILITY = /^CAP_[A-Z_]+$/;
+const capabilityList = z.array(z.string().regex(CAPABILITY, { error: 'must be a CAP_… name' })).max(64);
+const ociUserSchema = z.strictObject({
+  uid: z.number().int().min(0).max(4294967295),
+  gid: z.number().int().min(0).max(4294967295),
+  umask: z.number().int().min(0).max(0o777).optional(),
+  additionalGids: z.array(z.number().int().min(0).max(4294967295)).max(256).optional(),
+});
+
 export const processSchema = z.strictObject({
   args: z.array(z.string().max(65536)).min(1, { error: 'must hold at least the command' }).max(4096),
   env: z
@@ -53,9 +62,14 @@ export const processSchema = z.strictObject({
     .optional(),
   cwd: absolutePathSchema.optional(),
   terminal: z.boolean().optional(),
+  /** "uid", "uid:gid", "name" or "name:group", or OCI's numeric {uid, gid, umask?, additionalGids?}. */
   user: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/, { error: 'must be uid, uid:gid, name or name:group' })
+    .union([
+      z.string().regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/, {
+        error: 'must be uid, uid:gid, name or name:group',
+      }),
+      ociUserSchema,
+    ])
     .optional(),
   /** OCI's process.consoleSize: the terminal's initial size (default 24×80). */
   consoleSize: z
@@ -64,6 +78,29 @@ export const processSchema = z.strictObject({
       width: z.number().int().min(1).max(10000),
     })
     .optional(),
+  // OCI process fields crun in the guest applies as they are (what containerd's and podman's execs carry).
+  // No apparmorProfile / selinuxLabel: neither runs in the guest (the bundle translation drops them too).
+  capabilities: z
+    .strictObject({
+      bounding: capabilityList.optional(),
+      effective: capabilityList.optional(),
+      inheritable: capabilityList.optional(),
+      permitted: capabilityList.optional(),
+      ambient: capabilityList.optional(),
+    })
+    .optional(),
+  rlimits: z
+    .array(
+      z.strictObject({
+        type: z.string().regex(/^RLIMIT_[A-Z]+$/, { error: 'must be an RLIMIT_… name' }),
+        hard: z.number().int().min(0),
+        soft: z.number().int().min(0),
+      }),
+    )
+    .max(32)
+    .optional(),
+  noNewPrivileges: z.boolean().optional(),
+  oomScoreAdj: z.number().int().min(-1000).max(1000).optional(),
 });
 
 /** Host paths bound into a container (docker's -v source:destination[:ro]). */

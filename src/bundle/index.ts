@@ -2,6 +2,7 @@
 // and the host side of OCI hooks.
 export { type HookState, runHooks } from './hooks.js';
 export { type BundleSummary, validateBundle } from './load.js';
+export { type ApiProcess, apiProcessOf } from './process.js';
 export * from './spec.js';
 export {
   bindSourcePlaceholder,

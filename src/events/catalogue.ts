@@ -64,8 +64,23 @@ const processSpec = z.object({
   env: z.array(z.string()).optional(),
   cwd: z.string().optional(),
   terminal: z.boolean().optional(),
-  user: z.string().optional(),
+  user: z
+    .union([
+      z.string(),
+      z.object({
+        uid: z.number().int(),
+        gid: z.number().int(),
+        umask: z.number().int().optional(),
+        additionalGids: z.array(z.number().int()).optional(),
+      }),
+    ])
+    .optional(),
   consoleSize: z.object({ height: z.number().int(), width: z.number().int() }).optional(),
+  // OCI process fields passed to the guest's crun as they are (added without a schema bump: all optional).
+  capabilities: z.record(z.string(), z.array(z.string())).optional(),
+  rlimits: z.array(z.object({ type: z.string(), hard: z.number(), soft: z.number() })).optional(),
+  noNewPrivileges: z.boolean().optional(),
+  oomScoreAdj: z.number().int().optional(),
 });
 
 const resources = z.object({

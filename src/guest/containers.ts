@@ -166,6 +166,31 @@ interface Container {
   stopWatching: (() => void) | undefined;
 }
 
+/** OCI process fields a client sent beyond the agent's own (ProcessSpec.oci_json), for crun as they are. */
+const OCI_EXTRA_KEYS = ['capabilities', 'rlimits', 'noNewPrivileges', 'oomScoreAdj', 'user'] as const;
+
+function ociExtrasOf(json: string): Partial<OciProcess> {
+  if (json === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(json);
+  } catch {
+    throw new InvalidArgument('process', 'oci_json is not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null)
+    throw new InvalidArgument('process', 'oci_json is not an object');
+  const extras: Record<string, unknown> = {};
+  for (const key of OCI_EXTRA_KEYS) {
+    const value = (parsed as Record<string, unknown>)[key];
+    if (value !== undefined) extras[key] = value;
+  }
+  const user = extras.user as { uid?: unknown; gid?: unknown } | undefined;
+  if (user && !(Number.isInteger(user.uid) && Number.isInteger(user.gid))) {
+    throw new InvalidArgument('process.user', 'must have integer uid and gid');
+  }
+  return extras as Partial<OciProcess>;
+}
+
 interface OciProcess {
   terminal?: boolean;
   consoleSize?: { height?: number; width?: number };
@@ -300,6 +325,7 @@ export class ContainerManager {
       if (processOverride.args.length > 0) spec.process.args = processOverride.args;
       if (processOverride.env.length > 0) spec.process.env = processOverride.env;
       if (processOverride.cwd !== '') spec.process.cwd = processOverride.cwd;
+      Object.assign(spec.process, ociExtrasOf(processOverride.ociJson ?? ''));
       spec.process.terminal = processOverride.terminal;
       spec.process.consoleSize = consoleSizeOf(
         processOverride.consoleHeight,
@@ -502,8 +528,10 @@ export class ContainerManager {
       throw new InvalidState('container', containerId, container.status, 'exec');
     if (!spec || spec.args.length === 0) throw new InvalidArgument('process.args', 'must not be empty');
     const base = container.spec.process ?? {};
+    const extras = ociExtrasOf(spec.ociJson ?? '');
     const processJson: OciProcess = {
       ...base,
+      ...extras,
       terminal: spec.terminal,
       consoleSize: consoleSizeOf(spec.consoleHeight, spec.consoleWidth, base.consoleSize),
       args: spec.args,
@@ -512,7 +540,7 @@ export class ContainerManager {
       user:
         spec.user !== ''
           ? await resolveUser(container.spec.root!.path, spec.user)
-          : (base.user ?? { uid: 0, gid: 0 }),
+          : (extras.user ?? base.user ?? { uid: 0, gid: 0 }),
     };
     const processFile = join(container.stateDir, `exec-${execId}.json`);
     const pidFile = join(container.stateDir, `exec-${execId}.pid`);

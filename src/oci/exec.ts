@@ -3,6 +3,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { customAlphabet } from 'nanoid';
+import { type ApiProcess, apiProcessOf, type OciProcess } from '../bundle/index.js';
 import type { Ctx } from './context.js';
 import { badArgument, RuncError } from './errors.js';
 import { keeperExit, spawnKeeper } from './keeper.js';
@@ -24,17 +25,8 @@ export interface ExecOptions {
   readonly cap?: string[];
 }
 
-interface OciProcess {
-  args?: string[];
-  env?: string[];
-  cwd?: string;
-  terminal?: boolean;
-  user?: { uid?: number; gid?: number };
-  consoleSize?: { height: number; width: number };
-}
-
 /** The exec.create process from --process FILE (an OCI `process`) or the arguments and flags. */
-export async function execProcess(args: readonly string[], o: ExecOptions): Promise<Record<string, unknown>> {
+export async function execProcess(args: readonly string[], o: ExecOptions): Promise<ApiProcess> {
   let p: OciProcess = {};
   if (o.process) {
     const text = o.process === '-' ? await readStdin() : await readFile(resolve(o.process), 'utf8');
@@ -46,17 +38,15 @@ export async function execProcess(args: readonly string[], o: ExecOptions): Prom
   }
   const argv = args.length > 0 ? [...args] : p.args;
   if (!argv || argv.length === 0) throw badArgument('args', 'exec needs a command (or --process with args)');
-  const user = o.user ?? (p.user?.uid !== undefined ? `${p.user.uid}:${p.user.gid ?? 0}` : undefined);
-  const env = [...(p.env ?? []), ...(o.env ?? [])];
-  const terminal = o.tty ?? p.terminal ?? false;
-  return {
+  const process = apiProcessOf({
+    ...p,
     args: argv,
-    ...(env.length > 0 ? { env } : {}),
-    ...((o.cwd ?? p.cwd) ? { cwd: o.cwd ?? p.cwd } : {}),
-    ...(user ? { user } : {}),
-    ...(terminal ? { terminal: true } : {}),
-    ...(terminal && p.consoleSize ? { consoleSize: p.consoleSize } : {}),
-  };
+    env: [...(p.env ?? []), ...(o.env ?? [])],
+    terminal: o.tty ?? p.terminal ?? false,
+    ...(o.cwd ? { cwd: o.cwd } : {}),
+  });
+  if (o.user) process.user = o.user;
+  return process;
 }
 
 async function readStdin(): Promise<string> {

@@ -1,6 +1,7 @@
 // The Task service, the calls that act on a given process (init or exec): Exec, Kill, ResizePty, CloseIO,
 // Wait, Delete, and Update of the task's resources.
 import { constants } from 'node:os';
+import { type ApiProcess, apiProcessOf, type OciProcess } from '../bundle/index.js';
 import type { Handler } from '../ttrpc/index.js';
 import { Code, TtrpcError } from '../ttrpc/index.js';
 import { invalid, notFound } from './errdefs.js';
@@ -11,26 +12,10 @@ import { exitStatusOf, type Proc } from './tasks.js';
 
 const signals = constants.signals as unknown as Record<string, number>;
 
-interface OciProcess {
-  args?: string[];
-  env?: string[];
-  cwd?: string;
-  terminal?: boolean;
-  user?: { uid?: number; gid?: number };
-  consoleSize?: { height: number; width: number };
-}
-
 /** The sandboxd process of an OCI runtime-spec Process (the Any containerd sends is its JSON). */
-function processOf(spec: OciProcess, terminal: boolean): Record<string, unknown> {
+function processOf(spec: OciProcess, terminal: boolean): ApiProcess {
   if (!spec.args || spec.args.length === 0) throw invalid('spec.args: is required');
-  return {
-    args: spec.args,
-    ...(spec.env ? { env: spec.env } : {}),
-    ...(spec.cwd ? { cwd: spec.cwd } : {}),
-    ...(terminal ? { terminal: true } : {}),
-    ...(spec.user && spec.user.uid !== undefined ? { user: `${spec.user.uid}:${spec.user.gid ?? 0}` } : {}),
-    ...(spec.consoleSize?.height && spec.consoleSize.width ? { consoleSize: spec.consoleSize } : {}),
-  };
+  return apiProcessOf({ ...spec, args: spec.args, terminal });
 }
 
 /** LinuxResources members sandboxd applies; anything else set is refused by name. */
