@@ -1,5 +1,6 @@
 // The container and exec effects the machines name (create, start, pause, resume, remove; start a process).
 
+import type { ContainerResources } from '../agent/index.js';
 import {
   type BundleSummary,
   type GuestTranslation,
@@ -98,6 +99,15 @@ export const containerEffectDefinitions: Readonly<Record<ContainerEffect, Effect
       run: async ({ ctx, entity }) => {
         await ctx.agent.pauseContainer(entity.sandbox.id, entity.id);
         return [{ type: 'ContainerPaused', data: {} }];
+      },
+    },
+    /** Idempotent: setting the same resources twice leaves the cgroup as once (recovery may run it again). */
+    updateContainer: {
+      failure: 'ContainerUpdateFailed',
+      run: async ({ ctx, entity, cause }) => {
+        const { resources } = cause.data as { resources: ContainerResources };
+        await ctx.agent.updateContainer(entity.sandbox.id, entity.id, resources);
+        return [{ type: 'ContainerUpdated', data: { resources } }];
       },
     },
     resumeContainer: {

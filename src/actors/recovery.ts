@@ -202,6 +202,26 @@ async function reconcileContainer(
   retry: Retry,
   settle: Settle,
 ): Promise<void> {
+  await reconcileContainerLife(rt, c, info, record, retry, settle);
+  if (c.context.updating === undefined) return;
+  // An update asked for before the restart has no outcome in the log: applied again while the container
+  // lives (setting the same resources twice is idempotent), failed as interrupted once it ended.
+  if (c.state === 'created' || c.state === 'running' || c.state === 'paused') {
+    await retry(c, 'updateContainer', ['ContainerUpdateRequested'], c.state);
+  } else if (c.state === 'stopped') {
+    await record(c, 'ContainerUpdateFailed', interrupted('updating the container'));
+    settle(c, 'updating', 'failed');
+  }
+}
+
+async function reconcileContainerLife(
+  rt: Kernel,
+  c: ContainerActor,
+  info: ContainerInfo | undefined,
+  record: Record_,
+  retry: Retry,
+  settle: Settle,
+): Promise<void> {
   // Execs first: the container's own end would otherwise mark them lost before we learn their exits.
   for (const e of c.execs.values()) {
     if (e.state !== 'starting' && e.state !== 'running') continue;

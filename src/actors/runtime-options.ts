@@ -19,6 +19,7 @@ export type TimeoutName =
   | 'pauseContainer'
   | 'resumeContainer'
   | 'removeContainer'
+  | 'updateContainer'
   | 'startProcess'
   /** Reconciliation of one sandbox after a restart. */
   | 'reconcile'
@@ -45,6 +46,7 @@ export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
   pauseContainer: 15_000,
   resumeContainer: 15_000,
   removeContainer: 30_000,
+  updateContainer: 30_000,
   startProcess: 30_000,
   reconcile: 30_000,
   shutdown: 15_000,

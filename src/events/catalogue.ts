@@ -213,7 +213,11 @@ const containerSchemas = {
   ContainerResumeRequested: empty,
   ContainerResumed: empty,
   ContainerResumeFailed: failed,
+  /** A client asked for new resources (the intent; the guest is changed by the updateContainer effect). */
+  ContainerUpdateRequested: z.object({ resources }),
+  /** The guest applied the resources (outcome of ContainerUpdateRequested; older logs have it alone). */
   ContainerUpdated: z.object({ resources }),
+  ContainerUpdateFailed: failed,
   /** The guest's cgroup reported an OOM kill in this container (the shim's TaskOOM). */
   ContainerOomKilled: empty,
   /** The init process ended (the shim's TaskExit). Schema 2 added `oomKilled`. */

@@ -37,6 +37,8 @@ const commandTypes = new Set([
   'ContainerPauseRequested',
   'ContainerResumeRequested',
   'ContainerDeleteRequested',
+  'ContainerUpdateRequested',
+  /** Logs older than ContainerUpdateRequested: the update was recorded once, after the guest took it. */
   'ContainerUpdated',
   'ExecRequested',
   'ExecCreated',

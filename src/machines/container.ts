@@ -33,6 +33,8 @@ export interface ContainerContext {
   readonly exitedAt?: string;
   /** An OOM kill was seen in this container (it may arrive before or after the exit). */
   readonly oomKilled: boolean;
+  /** Resources asked for (ContainerUpdateRequested) whose outcome is not in the log yet: recovery applies them again. */
+  readonly updating?: Request['resources'];
   readonly error?: LastFailure;
 }
 
@@ -41,7 +43,8 @@ export type ContainerMachineEvent = Fed<ContainerEvent>;
 /**
  * Effects bound by the runtime: createContainer → ContainerCreated | ContainerCreateFailed;
  * startContainer → ContainerStarted | ContainerStartFailed; pauseContainer → ContainerPaused | …Failed;
- * resumeContainer → ContainerResumed | …Failed; removeContainer → ContainerDeleted | ContainerDeleteFailed.
+ * resumeContainer → ContainerResumed | …Failed; removeContainer → ContainerDeleted | ContainerDeleteFailed;
+ * updateContainer → ContainerUpdated | ContainerUpdateFailed.
  */
 export const containerEffects = [
   'createContainer',
@@ -49,6 +52,7 @@ export const containerEffects = [
   'pauseContainer',
   'resumeContainer',
   'removeContainer',
+  'updateContainer',
 ] as const;
 export type ContainerEffect = (typeof containerEffects)[number];
 
@@ -62,6 +66,12 @@ const ended = {
   ContainerExitedWhileDown: { target: '#container.stopped', actions: 'exited' },
   ContainerLost: { target: '#container.stopped', actions: 'lost' },
 } as const;
+/** Resources changed while the init lives: one update at a time (the command holds the container's turn). */
+const update = {
+  ContainerUpdateRequested: { guard: 'idle', actions: ['updateAsked', 'updateContainer'] },
+  ContainerUpdated: { actions: 'updated' },
+  ContainerUpdateFailed: { actions: ['remember', 'updateSettled'] },
+} as const;
 const forceDelete = { ContainerDeleteRequested: { guard: 'forced', target: '#container.deleting' } } as const;
 
 export const containerMachine = setup({
@@ -72,6 +82,7 @@ export const containerMachine = setup({
     pauseContainer: noEffect,
     resumeContainer: noEffect,
     removeContainer: noEffect,
+    updateContainer: noEffect,
     remember: assign(({ event }) => ('error' in event.data ? { error: event.data.error } : {})),
     exited: assign(({ context, event }) => {
       if (event.type !== 'ContainerExited' && event.type !== 'ContainerExitedWhileDown') return {};
@@ -93,10 +104,15 @@ export const containerMachine = setup({
       ...(context.exit ? { exit: { ...context.exit, oomKilled: true } } : {}),
     })),
     updated: assign(({ event }) =>
-      event.type === 'ContainerUpdated' ? { resources: event.data.resources } : {},
+      event.type === 'ContainerUpdated' ? { resources: event.data.resources, updating: undefined } : {},
     ),
+    updateAsked: assign(({ event }) =>
+      event.type === 'ContainerUpdateRequested' ? { updating: event.data.resources } : {},
+    ),
+    updateSettled: assign({ updating: undefined }),
   },
   guards: {
+    idle: ({ context }) => context.updating === undefined,
     forced: ({ event }) => event.type === 'ContainerDeleteRequested' && event.data.force,
   },
 }).createMachine({
@@ -137,7 +153,7 @@ export const containerMachine = setup({
       on: {
         ContainerStartRequested: { target: 'starting' },
         ContainerDeleteRequested: { target: 'deleting' },
-        ContainerUpdated: { actions: 'updated' },
+        ...update,
         ...ended,
       },
     },
@@ -154,7 +170,7 @@ export const containerMachine = setup({
     running: {
       on: {
         ContainerPauseRequested: { target: 'pausing' },
-        ContainerUpdated: { actions: 'updated' },
+        ...update,
         ContainerOomKilled: { actions: 'oom' },
         ...ended,
         ...forceDelete,
@@ -173,7 +189,7 @@ export const containerMachine = setup({
     paused: {
       on: {
         ContainerResumeRequested: { target: 'resuming' },
-        ContainerUpdated: { actions: 'updated' },
+        ...update,
         ContainerOomKilled: { actions: 'oom' },
         ...ended,
         ...forceDelete,
@@ -192,6 +208,9 @@ export const containerMachine = setup({
     stopped: {
       on: {
         ContainerDeleteRequested: { target: 'deleting' },
+        // An update's outcome can trail the exit: the guest did (or did not) apply it, and the log says so.
+        ContainerUpdated: { actions: 'updated' },
+        ContainerUpdateFailed: { actions: ['remember', 'updateSettled'] },
         // The cgroup's OOM report can trail the exit.
         ContainerOomKilled: { actions: 'oom' },
       },

@@ -51,7 +51,8 @@ export type Step =
       sb: string;
       c: string;
     }
-  | { op: 'exec' | 'exitExec'; sb: string; c: string; e: string };
+  | { op: 'exec' | 'exitExec'; sb: string; c: string; e: string }
+  | { op: 'updateC'; sb: string; c: string; mib: number };
 
 const sb = fc.constantFrom(...sandboxIds);
 const c = fc.constantFrom(...containerIds);
@@ -91,6 +92,10 @@ export const stepArb: fc.Arbitrary<Step> = fc.oneof(
   {
     weight: 4,
     arbitrary: fc.record({ op: fc.constantFrom('exec' as const, 'exitExec' as const), sb, c, e }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('updateC' as const), sb, c, mib: fc.integer({ min: 1, max: 4 }) }),
   },
 );
 
@@ -159,6 +164,8 @@ export async function runStep(rt: RuntimeHandle, world: FakeWorld, bundle: strin
     case 'exitExec':
       world.exitProcess(s.sb, s.c, s.e, { exitCode: 1 });
       return;
+    case 'updateC':
+      return swallow(rt.updateContainer(s.sb, s.c, { memoryLimitBytes: s.mib * 16 * 1024 * 1024 }));
   }
 }
 
@@ -227,6 +234,14 @@ export async function checkRecovered(
           inWorld?.status,
           cView.state,
           `container ${id}/${cid} is ${cView.state} in log and world`,
+        );
+        // An update the world took is in the log, and one in the log was taken: intent first, then recovery.
+        const logged = cReplay.context as { resources?: unknown; updating?: unknown };
+        assert.equal(logged.updating, undefined, `container ${id}/${cid}: an update left without outcome`);
+        assert.deepEqual(
+          inWorld?.resources,
+          logged.resources,
+          `container ${id}/${cid}: resources in log and world`,
         );
       }
       if (cView.state === 'stopped') {

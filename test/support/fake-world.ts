@@ -8,6 +8,7 @@ import type {
   Agent,
   AgentEvent,
   ContainerInfo,
+  ContainerResources,
   ContainerStats,
   ExitStatus,
   ProcessInfo,
@@ -42,6 +43,8 @@ export interface FakeContainer {
   readonly pid: number;
   exit?: ExitStatus;
   readonly processes: Map<string, FakeProcess>;
+  /** The resources the last update gave it (none: as created). */
+  resources?: ContainerResources;
 }
 
 export interface FakeVm {
@@ -111,6 +114,7 @@ type Op =
   | 'pauseContainer'
   | 'resumeContainer'
   | 'removeContainer'
+  | 'updateContainer'
   | 'execProcess'
   | 'signalProcess'
   | 'hotplug';
@@ -252,7 +256,14 @@ export class FakeWorld {
     for (const e of this.effects) {
       if (!e.key) continue;
       const k = `${e.op}:${e.target ?? e.sandboxId}:${e.key}`;
-      if (seen.has(k) && e.op !== 'connect' && e.op !== 'destroy' && e.op !== 'stop') dups.push(e);
+      if (
+        seen.has(k) &&
+        e.op !== 'connect' &&
+        e.op !== 'destroy' &&
+        e.op !== 'stop' &&
+        e.op !== 'updateContainer'
+      )
+        dups.push(e);
       seen.add(k);
     }
     return dups;
@@ -634,9 +645,16 @@ export class FakeAgent implements Agent {
     return { processes: [{ pid: c.pid, command: 'init' }] };
   }
 
-  async updateContainer(sandboxId: string, containerId: string): Promise<void> {
+  async updateContainer(
+    sandboxId: string,
+    containerId: string,
+    resources: ContainerResources,
+  ): Promise<void> {
     const vm = await this.enter('updateContainer', sandboxId);
-    this.container(vm, 'updateContainer', containerId);
+    const c = this.container(vm, 'updateContainer', containerId);
+    await this.act('updateContainer', sandboxId, containerId, () => {
+      c.resources = resources;
+    });
   }
 
   async statsContainer(sandboxId: string, containerId: string): Promise<ContainerStats> {

@@ -2,7 +2,7 @@
 import type { ContainerResources, ContainerStats, ExitStatus, ProcessInfo } from '../../agent/index.js';
 import { translateForGuest, validateBundle } from '../../bundle/index.js';
 import { AlreadyExists, ConcurrencyConflict, InvalidState } from '../../errors/index.js';
-import { can, initialSnapshot } from '../../machines/index.js';
+import { initialSnapshot } from '../../machines/index.js';
 import { ContainerActor, lifeKey } from '../entity.js';
 import { checkContainerSources } from '../host-paths.js';
 import type { Kernel } from '../kernel.js';
@@ -157,14 +157,22 @@ export async function updateContainer(
   resources: ContainerResources,
 ): Promise<ContainerView> {
   const by = k.open('container.update');
-  const c = k.container(sandboxId, id);
-  requireAgent(c.sandbox, 'container.update');
-  const event = { type: 'ContainerUpdated', data: { resources }, correlationId: by };
-  if (!can('container', c.snapshot, event as never)) {
-    throw new InvalidState('container', id, c.state, 'update');
-  }
-  await k.call(k.agent.updateContainer(sandboxId, id, resources), 'updateContainer');
-  await k.record(c, event, { command: 'update' });
+  const c = k.containerEntry(sandboxId, id);
+  // The intent first, then the guest: a crash in between leaves an intent recovery applies again. The whole
+  // of it holds the container's turn, so no second update, pause or delete slips in before the outcome.
+  await inTurn(c, async () => {
+    requireAgent(c.sandbox, 'container.update');
+    c.lastError = undefined;
+    await k.record(
+      c,
+      { type: 'ContainerUpdateRequested', data: { resources }, correlationId: by },
+      { command: 'update' },
+    );
+    await k.effects.settled(c);
+    if (c.context.updating !== undefined || c.lastError) {
+      throw c.lastError ?? new InvalidState('container', id, c.state, 'update (it ended meanwhile)');
+    }
+  });
   return containerView(c);
 }
 

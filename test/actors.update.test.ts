@@ -1,0 +1,72 @@
+// container.update records its intent before the guest changes, then the outcome; a failure is an event too,
+// and a restart that finds an intent without outcome applies it again (fake world, real runtime).
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { AgentError } from '../src/errors/index.js';
+import { streamOf } from '../src/events/index.js';
+import { checkTransitions } from '../src/machines/index.js';
+import { type Harness, makeHarness } from './support/actors-harness.js';
+
+const MiB = 1024 * 1024;
+
+describe('container.update: intent first', () => {
+  let h: Harness;
+  const typesOf = async () =>
+    (await h.events()).filter((e) => e.stream === streamOf.container('u', 'c')).map((e) => e.type);
+
+  before(async () => {
+    h = await makeHarness();
+    await h.runtime.createSandbox('u', {});
+    await h.runtime.startSandbox('u');
+    await h.runtime.createContainer({ sandboxId: 'u', id: 'c', bundle: h.bundle });
+    await h.runtime.startContainer('u', 'c');
+  });
+  after(async () => {
+    await h.cleanup();
+  });
+
+  it('logs the request, then what the guest did', async () => {
+    await h.runtime.updateContainer('u', 'c', { memoryLimitBytes: 64 * MiB });
+    const logged = (await typesOf()).slice(-2);
+    assert.deepEqual(logged, ['ContainerUpdateRequested', 'ContainerUpdated']);
+    assert.deepEqual(h.world.vms.get('u')?.containers.get('c')?.resources, { memoryLimitBytes: 64 * MiB });
+    const [request, outcome] = (await h.events()).slice(-2);
+    assert.equal(outcome!.causationId, request!.id, 'the outcome names its intent');
+    assert.match(request!.correlationId ?? '', /^api:container\.update/);
+  });
+
+  it('records a refusal of the guest as ContainerUpdateFailed and keeps the resources it had', async () => {
+    h.world.failures.updateContainer = new AgentError('updateContainer', 'cgroup write failed');
+    try {
+      await assert.rejects(h.runtime.updateContainer('u', 'c', { memoryLimitBytes: 32 * MiB }), {
+        kind: 'AgentError',
+      });
+    } finally {
+      delete h.world.failures.updateContainer;
+    }
+    assert.deepEqual((await typesOf()).slice(-2), ['ContainerUpdateRequested', 'ContainerUpdateFailed']);
+    assert.deepEqual(h.world.vms.get('u')?.containers.get('c')?.resources, { memoryLimitBytes: 64 * MiB });
+    // The failure is history, not a lock: the next update goes ahead.
+    await h.runtime.updateContainer('u', 'c', { memoryLimitBytes: 48 * MiB });
+    assert.deepEqual(h.world.vms.get('u')?.containers.get('c')?.resources, { memoryLimitBytes: 48 * MiB });
+  });
+
+  it('applies an update whose outcome a restart never saw', async () => {
+    // The daemon dies while the guest is being changed: the intent is in the log, the outcome is not.
+    h.world.hangs.add('updateContainer');
+    void h.runtime.updateContainer('u', 'c', { memoryLimitBytes: 96 * MiB }).catch(() => undefined);
+    for (let i = 0; i < 200 && (await typesOf()).at(-1) !== 'ContainerUpdateRequested'; i++)
+      await new Promise((r) => setTimeout(r, 5));
+    assert.equal((await typesOf()).at(-1), 'ContainerUpdateRequested');
+    h.world.hangs.delete('updateContainer');
+    const rt2 = await h.restart();
+    await rt2.idle();
+    assert.deepEqual((await typesOf()).slice(-2), ['ContainerUpdateRequested', 'ContainerUpdated']);
+    assert.deepEqual(h.world.vms.get('u')?.containers.get('c')?.resources, { memoryLimitBytes: 96 * MiB });
+    assert.ok(
+      rt2.recovery.settled.some((s) => s.stream === streamOf.container('u', 'c') && s.how === 'retried'),
+      'recovery says it retried the update',
+    );
+    assert.deepEqual(checkTransitions(await h.events()), []);
+  });
+});
