@@ -1,4 +1,4 @@
-// container.update records its intent before the guest changes, then the outcome; a failure is an event too,
+// container.update and guest.updateInterface/updateRoutes record their intent before the guest changes, then the outcome; a failure is an event too,
 // and a restart that finds an intent without outcome applies it again (fake world, real runtime).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -58,6 +58,9 @@ describe('container.update: intent first', () => {
     for (let i = 0; i < 200 && (await typesOf()).at(-1) !== 'ContainerUpdateRequested'; i++)
       await new Promise((r) => setTimeout(r, 5));
     assert.equal((await typesOf()).at(-1), 'ContainerUpdateRequested');
+    // The daemon is dead: its ports answer nothing more, whatever the world does next.
+    h.agent.sever();
+    h.hypervisor.sever();
     h.world.hangs.delete('updateContainer');
     const rt2 = await h.restart();
     await rt2.idle();
@@ -67,6 +70,56 @@ describe('container.update: intent first', () => {
       rt2.recovery.settled.some((s) => s.stream === streamOf.container('u', 'c') && s.how === 'retried'),
       'recovery says it retried the update',
     );
+    assert.deepEqual(checkTransitions(await h.events()), []);
+  });
+
+  it('changes the guest network the same way: intent, effect, outcome; a refusal is recorded', async () => {
+    const sandboxTypes = async () =>
+      (await h.events()).filter((e) => e.stream === streamOf.sandbox('u')).map((e) => e.type);
+    const iface = { name: 'eth0', addresses: ['10.1.0.2/24'], up: true };
+    const updated = await h.runtime.updateInterface('u', iface);
+    assert.deepEqual(updated, iface, 'what the guest lists now');
+    const table = await h.runtime.updateRoutes('u', [
+      { dest: 'default', gateway: '10.1.0.1', device: 'eth0' },
+    ]);
+    assert.deepEqual(table, [{ dest: 'default', gateway: '10.1.0.1', device: 'eth0' }]);
+    assert.deepEqual((await sandboxTypes()).slice(-4), [
+      'GuestNetworkUpdateRequested',
+      'GuestNetworkUpdated',
+      'GuestNetworkUpdateRequested',
+      'GuestNetworkUpdated',
+    ]);
+    h.world.failures.updateNetwork = new AgentError('updateInterface', 'no such device');
+    try {
+      await assert.rejects(h.runtime.updateInterface('u', { name: 'eth9', addresses: [] }), {
+        kind: 'AgentError',
+      });
+    } finally {
+      delete h.world.failures.updateNetwork;
+    }
+    assert.deepEqual((await sandboxTypes()).slice(-2), [
+      'GuestNetworkUpdateRequested',
+      'GuestNetworkUpdateFailed',
+    ]);
+    const view = h.runtime.getSandbox('u');
+    assert.equal(view.error, undefined, 'a refused network change is not a sandbox failure');
+    assert.deepEqual(Object.keys(view.guestNetwork?.interfaces ?? {}), ['eth0']);
+    // After a restart that lost the outcome, recovery makes the change again.
+    h.world.hangs.add('updateNetwork');
+    void h.runtime.updateInterface('u', { name: 'eth1', addresses: ['10.2.0.2/24'] }).catch(() => undefined);
+    for (let i = 0; i < 200 && (await sandboxTypes()).at(-1) !== 'GuestNetworkUpdateRequested'; i++)
+      await new Promise((r) => setTimeout(r, 5));
+    h.agent.sever();
+    h.hypervisor.sever();
+    h.world.hangs.delete('updateNetwork');
+    const rt2 = await h.restart();
+    await rt2.idle();
+    assert.equal((await sandboxTypes()).at(-1), 'GuestNetworkUpdated');
+    assert.ok(h.world.vms.get('u')?.network?.interfaces.has('eth1'));
+    assert.deepEqual(Object.keys(rt2.getSandbox('u').guestNetwork?.interfaces ?? {}).sort(), [
+      'eth0',
+      'eth1',
+    ]);
     assert.deepEqual(checkTransitions(await h.events()), []);
   });
 });

@@ -119,6 +119,9 @@ async function reconcileSandbox(rt: Kernel, sandbox: SandboxActor, t: Tally): Pr
         return;
       }
       if (state === 'running') await reconcileSize(rt, sandbox, record);
+      // A guest network change asked for before the restart, without outcome: made again (idempotent).
+      if (state === 'running' && sandbox.context.networkUpdating !== undefined)
+        await retry(sandbox, 'updateGuestNetwork', ['GuestNetworkUpdateRequested'], 'running');
       await reconcileContainers(rt, sandbox, t);
       return;
     }

@@ -20,6 +20,7 @@ export type TimeoutName =
   | 'resumeContainer'
   | 'removeContainer'
   | 'updateContainer'
+  | 'updateGuestNetwork'
   | 'startProcess'
   /** Reconciliation of one sandbox after a restart. */
   | 'reconcile'
@@ -47,6 +48,7 @@ export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
   resumeContainer: 15_000,
   removeContainer: 30_000,
   updateContainer: 30_000,
+  updateGuestNetwork: 30_000,
   startProcess: 30_000,
   reconcile: 30_000,
   shutdown: 15_000,

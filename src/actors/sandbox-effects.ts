@@ -1,6 +1,7 @@
 // The sandbox effects the machine names (launch, connect, init, pause, resume, stop, release, destroy).
 
 import { mkdir, rm } from 'node:fs/promises';
+import type { NetInterface, NetRoute } from '../agent/index.js';
 import { AlreadyExists } from '../errors/index.js';
 import { USER_NETWORK, type VmConfig } from '../hypervisor/index.js';
 import type { SandboxEffect } from '../machines/index.js';
@@ -138,6 +139,16 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       // A stopped sandbox holds nothing in its namespace; a start wires it again.
       await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
       return [{ type: 'SandboxStopped', data: {} }];
+    },
+  },
+  /** Idempotent (an address or route set twice is set once): recovery may run it again. */
+  updateGuestNetwork: {
+    failure: 'GuestNetworkUpdateFailed',
+    run: async ({ ctx, entity, cause }) => {
+      const change = cause.data as { interface?: NetInterface; routes?: NetRoute[] };
+      if (change.interface) await ctx.agent.updateInterface(entity.id, change.interface);
+      if (change.routes) await ctx.agent.updateRoutes(entity.id, change.routes);
+      return [{ type: 'GuestNetworkUpdated', data: change }];
     },
   },
   destroyVm: {

@@ -202,9 +202,9 @@ export interface Runtime {
   guestDetails(sandboxId: string): Promise<GuestDetails>;
   listInterfaces(sandboxId: string): Promise<NetInterface[]>;
   listRoutes(sandboxId: string): Promise<NetRoute[]>;
-  /** Changes one guest interface (addresses replace the old ones); recorded as GuestNetworkUpdated. */
+  /** Changes one guest interface (addresses replace the old ones); intent and outcome recorded (GuestNetworkUpdateRequested → GuestNetworkUpdated). */
   updateInterface(sandboxId: string, iface: NetInterface): Promise<NetInterface>;
-  /** Adds or replaces guest routes; recorded as GuestNetworkUpdated. Resolves with the whole table. */
+  /** Adds or replaces guest routes; recorded as updateInterface is. Resolves with the whole table. */
   updateRoutes(sandboxId: string, routes: readonly NetRoute[]): Promise<NetRoute[]>;
   /** Sets the guest clock (default: the host's time now), e.g. after a long pause. */
   setGuestTime(sandboxId: string, time?: Date): Promise<Date>;

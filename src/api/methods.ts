@@ -776,7 +776,7 @@ export const methods = [
   method({
     name: 'guest.updateInterface',
     summary:
-      'Changes a guest interface: addresses (CIDR, replacing the old ones), MTU, MAC, up/down. Recorded as GuestNetworkUpdated; lasts as long as this VM.',
+      'Changes a guest interface: addresses (CIDR, replacing the old ones), MTU, MAC, up/down. Recorded as GuestNetworkUpdateRequested, then GuestNetworkUpdated (or GuestNetworkUpdateFailed) once the guest answered; lasts as long as this VM.',
     when: 'sandbox running; the interface exists in the guest (guest.interfaces).',
     params: z.strictObject({
       sandboxId: idSchema,
@@ -798,7 +798,7 @@ export const methods = [
   method({
     name: 'guest.updateRoutes',
     summary:
-      'Adds or replaces guest routes (dest "default" or a CIDR). Recorded as GuestNetworkUpdated; lasts as long as this VM.',
+      'Adds or replaces guest routes (dest "default" or a CIDR). Recorded as GuestNetworkUpdateRequested, then GuestNetworkUpdated (or GuestNetworkUpdateFailed) once the guest answered; lasts as long as this VM.',
     when: 'sandbox running.',
     params: z.strictObject({
       sandboxId: idSchema,

@@ -83,6 +83,30 @@ const processSpec = z.object({
   oomScoreAdj: z.number().int().optional(),
 });
 
+/** One change to a guest's network: an interface, or routes to add or replace. */
+const guestNetworkChange = z.object({
+  interface: z
+    .object({
+      name: z.string(),
+      /** Empty: the addresses were left as they were. */
+      addresses: z.array(z.string()),
+      mtu: z.number().int().optional(),
+      mac: z.string().optional(),
+      up: z.boolean().optional(),
+    })
+    .optional(),
+  routes: z
+    .array(
+      z.object({
+        dest: z.string(),
+        gateway: z.string().optional(),
+        device: z.string().optional(),
+        source: z.string().optional(),
+      }),
+    )
+    .optional(),
+});
+
 const resources = z.object({
   memoryLimitBytes: z.number().int().positive().optional(),
   cpuQuota: z.number().int().optional(),
@@ -159,28 +183,11 @@ const sandboxSchemas = {
       ),
     }),
   }),
-  GuestNetworkUpdated: z.object({
-    interface: z
-      .object({
-        name: z.string(),
-        /** Empty: the addresses were left as they were. */
-        addresses: z.array(z.string()),
-        mtu: z.number().int().optional(),
-        mac: z.string().optional(),
-        up: z.boolean().optional(),
-      })
-      .optional(),
-    routes: z
-      .array(
-        z.object({
-          dest: z.string(),
-          gateway: z.string().optional(),
-          device: z.string().optional(),
-          source: z.string().optional(),
-        }),
-      )
-      .optional(),
-  }),
+  /** A client asked to change the guest's network (the intent; the updateGuestNetwork effect changes it). */
+  GuestNetworkUpdateRequested: guestNetworkChange,
+  /** The guest took the change (outcome of GuestNetworkUpdateRequested; older logs have it alone). */
+  GuestNetworkUpdated: guestNetworkChange,
+  GuestNetworkUpdateFailed: failed,
 } as const;
 
 /** Data schemas of the container stream (`container-<sandboxId>-<id>`). */

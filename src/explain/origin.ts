@@ -31,6 +31,8 @@ const commandTypes = new Set([
   'SandboxStopRequested',
   'SandboxDeleteRequested',
   'SandboxResized',
+  'GuestNetworkUpdateRequested',
+  /** Logs older than GuestNetworkUpdateRequested: the change was recorded once, after the guest took it. */
   'GuestNetworkUpdated',
   'ContainerCreateRequested',
   'ContainerStartRequested',

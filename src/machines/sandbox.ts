@@ -21,6 +21,8 @@ export interface SandboxContext {
   readonly size?: SandboxEventData['SandboxResized'];
   /** What clients changed in this VM's network (GuestNetworkUpdated): the latest per interface and per route. */
   readonly guestNetwork?: GuestNetworkChanges;
+  /** A guest network change asked for (GuestNetworkUpdateRequested) whose outcome is not in the log yet. */
+  readonly networkUpdating?: GuestNetworkData;
   /** How this VM is plugged into its network namespace (SandboxNetworkAttached), for the guest's setup. */
   readonly netns?: SandboxEventData['SandboxNetworkAttached']['wiring'];
 }
@@ -49,7 +51,8 @@ export type SandboxMachineEvent = Fed<SandboxEvent>;
  * launchVm → VmLaunched | SandboxStartFailed; connectAgent → AgentConnected | SandboxStartFailed;
  * initGuest → SandboxStarted | SandboxStartFailed; releaseVm (best effort, no outcome);
  * pauseVm → SandboxPaused | SandboxPauseFailed; resumeVm → SandboxResumed | SandboxResumeFailed;
- * stopVm → SandboxStopped | SandboxStopFailed; destroyVm → SandboxDeleted | SandboxDeleteFailed.
+ * stopVm → SandboxStopped | SandboxStopFailed; destroyVm → SandboxDeleted | SandboxDeleteFailed;
+ * updateGuestNetwork → GuestNetworkUpdated | GuestNetworkUpdateFailed.
  */
 export const sandboxEffects = [
   'launchVm',
@@ -60,6 +63,7 @@ export const sandboxEffects = [
   'resumeVm',
   'stopVm',
   'destroyVm',
+  'updateGuestNetwork',
 ] as const;
 export type SandboxEffect = (typeof sandboxEffects)[number];
 
@@ -86,6 +90,7 @@ export const sandboxMachine = setup({
     resumeVm: noEffect,
     stopVm: noEffect,
     destroyVm: noEffect,
+    updateGuestNetwork: noEffect,
     /** Keeps the failure of a …Failed event for views. */
     remember: assign(({ event }) => ('error' in event.data ? { error: event.data.error } : {})),
     reattached: assign(({ event }) =>
@@ -98,16 +103,24 @@ export const sandboxMachine = setup({
     ),
     networkChanged: assign(({ context, event }) =>
       event.type === 'GuestNetworkUpdated'
-        ? { guestNetwork: withNetworkChange(context.guestNetwork, event.data) }
+        ? {
+            guestNetwork: withNetworkChange(context.guestNetwork, event.data),
+            ...(context.networkUpdating ? { networkUpdating: undefined } : {}),
+          }
         : {},
     ),
+    networkAsked: assign(({ event }) =>
+      event.type === 'GuestNetworkUpdateRequested' ? { networkUpdating: event.data } : {},
+    ),
+    // Not `remember`: a refused network change says nothing about the sandbox's health (its view's error).
+    networkSettled: assign({ networkUpdating: undefined }),
     /** The VM is known gone: forget its handle, keep why. */
     gone: assign(({ event }) => ({
       handle: undefined,
       lostReason: 'reason' in event.data ? event.data.reason : undefined,
     })),
   },
-  guards: { forced },
+  guards: { forced, networkIdle: ({ context }) => context.networkUpdating === undefined },
 }).createMachine({
   id: 'sandbox',
   initial: 'absent',
@@ -155,6 +168,7 @@ export const sandboxMachine = setup({
                 handle: event.data.handle,
                 ...(context.size ? { size: undefined } : {}),
                 ...(context.guestNetwork ? { guestNetwork: undefined } : {}),
+                ...(context.networkUpdating ? { networkUpdating: undefined } : {}),
               })),
             },
           },
@@ -178,7 +192,12 @@ export const sandboxMachine = setup({
       on: {
         // Only a running guest can online what was plugged; paused, booting or stopping ones refuse.
         SandboxResized: { actions: 'resized' },
+        GuestNetworkUpdateRequested: {
+          guard: 'networkIdle',
+          actions: ['networkAsked', 'updateGuestNetwork'],
+        },
         GuestNetworkUpdated: { actions: 'networkChanged' },
+        GuestNetworkUpdateFailed: { actions: 'networkSettled' },
         SandboxPauseRequested: { target: 'pausing' },
         SandboxStopRequested: { target: 'stopping' },
         SandboxReattached: { actions: 'reattached' },

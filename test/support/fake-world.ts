@@ -11,6 +11,8 @@ import type {
   ContainerResources,
   ContainerStats,
   ExitStatus,
+  NetInterface,
+  NetRoute,
   ProcessInfo,
 } from '../../src/agent/index.js';
 import {
@@ -52,6 +54,8 @@ export interface FakeVm {
   readonly config: VmConfig;
   status: 'running' | 'paused';
   readonly containers: Map<string, FakeContainer>;
+  /** What updateInterface / updateRoutes set in this guest (created on first change). */
+  network?: { interfaces: Map<string, NetInterface>; routes: Map<string, NetRoute> };
   guestReady: boolean;
   readonly vmEvents: Subject<VmEvent>;
   /** Hotplug state; absent until first used (the config's size, nothing plugged). */
@@ -115,6 +119,7 @@ type Op =
   | 'resumeContainer'
   | 'removeContainer'
   | 'updateContainer'
+  | 'updateNetwork'
   | 'execProcess'
   | 'signalProcess'
   | 'hotplug';
@@ -261,7 +266,8 @@ export class FakeWorld {
         e.op !== 'connect' &&
         e.op !== 'destroy' &&
         e.op !== 'stop' &&
-        e.op !== 'updateContainer'
+        e.op !== 'updateContainer' &&
+        e.op !== 'updateNetwork'
       )
         dups.push(e);
       seen.add(k);
@@ -697,24 +703,35 @@ export class FakeAgent implements Agent {
     await this.enter('reseedRandomDev', sandboxId);
   }
 
-  async listInterfaces(sandboxId: string) {
-    await this.enter('listInterfaces', sandboxId);
-    return [{ name: 'lo', addresses: ['127.0.0.1/8'], up: true }];
+  async listInterfaces(sandboxId: string): Promise<NetInterface[]> {
+    const vm = await this.enter('listInterfaces', sandboxId);
+    return [{ name: 'lo', addresses: ['127.0.0.1/8'], up: true }, ...(vm.network?.interfaces.values() ?? [])];
   }
 
-  async updateInterface(sandboxId: string, iface: { name: string; addresses: readonly string[] }) {
-    await this.enter('updateInterface', sandboxId);
+  private networkOf(vm: FakeVm) {
+    vm.network ??= { interfaces: new Map(), routes: new Map() };
+    return vm.network;
+  }
+
+  async updateInterface(sandboxId: string, iface: NetInterface): Promise<NetInterface> {
+    const vm = await this.enter('updateInterface', sandboxId);
+    await this.act('updateNetwork', sandboxId, iface.name, () =>
+      this.networkOf(vm).interfaces.set(iface.name, iface),
+    );
     return iface;
   }
 
-  async listRoutes(sandboxId: string) {
-    await this.enter('listRoutes', sandboxId);
-    return [];
+  async listRoutes(sandboxId: string): Promise<NetRoute[]> {
+    const vm = await this.enter('listRoutes', sandboxId);
+    return [...(vm.network?.routes.values() ?? [])];
   }
 
-  async updateRoutes(sandboxId: string, routes: readonly { dest: string }[]) {
-    await this.enter('updateRoutes', sandboxId);
-    return [...routes];
+  async updateRoutes(sandboxId: string, routes: readonly NetRoute[]): Promise<NetRoute[]> {
+    const vm = await this.enter('updateRoutes', sandboxId);
+    await this.act('updateNetwork', sandboxId, 'routes', () => {
+      for (const r of routes) this.networkOf(vm).routes.set(r.dest, r);
+    });
+    return [...this.networkOf(vm).routes.values()];
   }
 
   async getMetrics(sandboxId: string): Promise<string> {

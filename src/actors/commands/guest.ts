@@ -2,10 +2,8 @@
 import { randomBytes } from 'node:crypto';
 import type { GuestDetails, NetInterface, NetRoute } from '../../agent/index.js';
 import { InvalidState } from '../../errors/index.js';
-import { can } from '../../machines/index.js';
-import type { SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
-import { requireAgent } from './common.js';
+import { inTurn, requireAgent } from './common.js';
 
 function guest(k: Kernel, sandboxId: string, command: string): void {
   requireAgent(k.sandbox(sandboxId), command);
@@ -31,10 +29,10 @@ export async function updateInterface(
   sandboxId: string,
   iface: NetInterface,
 ): Promise<NetInterface> {
-  const s = guestNetworkChange(k, sandboxId, 'guest.updateInterface');
-  const updated = await k.call(k.agent.updateInterface(sandboxId, iface), 'updateInterface');
-  await k.record(s, { type: 'GuestNetworkUpdated', data: { interface: iface } }, { command: 'update' });
-  return updated;
+  await changeGuestNetwork(k, sandboxId, 'guest.updateInterface', { interface: iface });
+  // What the guest made of it (the addresses and MAC it has now), as its agent lists it.
+  const now = await k.call(k.agent.listInterfaces(sandboxId), 'listInterfaces');
+  return now.find((i) => i.name === iface.name) ?? iface;
 }
 
 export async function updateRoutes(
@@ -42,20 +40,31 @@ export async function updateRoutes(
   sandboxId: string,
   routes: readonly NetRoute[],
 ): Promise<NetRoute[]> {
-  const s = guestNetworkChange(k, sandboxId, 'guest.updateRoutes');
-  const table = await k.call(k.agent.updateRoutes(sandboxId, routes), 'updateRoutes');
-  await k.record(s, { type: 'GuestNetworkUpdated', data: { routes } }, { command: 'update' });
-  return table;
+  await changeGuestNetwork(k, sandboxId, 'guest.updateRoutes', { routes });
+  return k.call(k.agent.listRoutes(sandboxId), 'listRoutes');
 }
 
-/** The sandbox, if its guest may have its network changed now (running, agent answering). */
-function guestNetworkChange(k: Kernel, sandboxId: string, command: string): SandboxActor {
-  const s = k.sandbox(sandboxId);
-  requireAgent(s, command);
-  if (!can('sandbox', s.snapshot, { type: 'GuestNetworkUpdated', data: {} } as never)) {
-    throw new InvalidState('sandbox', sandboxId, s.state, command);
-  }
-  return s;
+/**
+ * The intent first, then the guest (the updateGuestNetwork effect), then the outcome: a crash in between
+ * leaves an intent recovery applies again. The whole of it holds the sandbox's turn.
+ */
+async function changeGuestNetwork(
+  k: Kernel,
+  sandboxId: string,
+  command: string,
+  change: object,
+): Promise<void> {
+  const by = k.open(command);
+  const s = k.sandboxEntry(sandboxId);
+  await inTurn(s, async () => {
+    requireAgent(s, command);
+    s.lastError = undefined;
+    await k.record(s, { type: 'GuestNetworkUpdateRequested', data: change, correlationId: by }, { command });
+    await k.effects.settled(s);
+    if (s.context.networkUpdating !== undefined || s.lastError) {
+      throw s.lastError ?? new InvalidState('sandbox', sandboxId, s.state, `${command} (it ended meanwhile)`);
+    }
+  });
 }
 
 export async function setGuestTime(k: Kernel, sandboxId: string, time: Date = new Date()): Promise<Date> {
