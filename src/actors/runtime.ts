@@ -14,6 +14,7 @@ import type {
 } from '../agent/index.js';
 import type { VmUsage } from '../hypervisor/index.js';
 import { container, exec, guest, sandbox } from './commands/index.js';
+import { recordOutputDropped } from './commands/output.js';
 import { withDeadline } from './deadline.js';
 import type { SandboxActor } from './entity.js';
 import { Kernel } from './kernel.js';
@@ -24,6 +25,7 @@ import type {
   ContainerView,
   CreateContainerParams,
   ExecView,
+  OutputDropReport,
   SandboxConfig,
   SandboxStats,
   SandboxView,
@@ -180,6 +182,9 @@ export class ActorRuntime extends Kernel implements RuntimeHandle {
   }
   closeStdin(sandboxId: string, containerId: string, execId: string): Promise<void> {
     return exec.closeStdin(this, sandboxId, containerId, execId);
+  }
+  recordOutputDropped(report: OutputDropReport): Promise<boolean> {
+    return recordOutputDropped(this, report);
   }
 
   // ---- the guest ---------------------------------------------------------------------------------

@@ -198,6 +198,8 @@ export interface Runtime {
   ): Observable<Uint8Array>;
   writeStdin(sandboxId: string, containerId: string, execId: string, data: Uint8Array): Promise<number>;
   closeStdin(sandboxId: string, containerId: string, execId: string): Promise<void>;
+  /** Records that the guest dropped output nobody read (once per gap); false if nothing was recorded. */
+  recordOutputDropped(report: OutputDropReport): Promise<boolean>;
 
   guestDetails(sandboxId: string): Promise<GuestDetails>;
   listInterfaces(sandboxId: string): Promise<NetInterface[]>;
@@ -217,4 +219,16 @@ export interface Runtime {
   events(fromSeq?: number): Observable<EventEnvelope>;
   /** Stops accepting commands, waits for in-flight ones, leaves VMs running. */
   shutdown(): Promise<void>;
+}
+
+/** Bytes the guest dropped from a process's stream while nobody read (the host log keeper finds the gap). */
+export interface OutputDropReport {
+  readonly sandboxId: string;
+  readonly containerId: string;
+  /** '' = the container's init process. */
+  readonly execId: string;
+  readonly stream: 'stdout' | 'stderr';
+  readonly bytes: number;
+  /** Stream offset where the dropped bytes began. */
+  readonly offset: number;
 }

@@ -70,6 +70,11 @@ export interface GrpcAgentOptions {
    * unanswered ping is how the client learns to reconnect (and handshake) again.
    */
   readonly keepaliveMs?: number;
+  /**
+   * Bytes the guest keeps per output stream while nobody reads (default: the guest's, 1 MiB); given to each guest at
+   * CreateSandbox. Tests make it tiny to see loss recorded.
+   */
+  readonly guestOutputBufferBytes?: number;
 }
 
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -194,6 +199,7 @@ export class GrpcAgent implements Agent {
   readonly #callDeadlineMs: number;
   readonly #connectDeadlineMs: number;
   readonly #keepaliveMs: number;
+  readonly #outputBufferBytes: number;
   readonly #service: AgentServiceDefinition;
   readonly #connections = new Map<string, Connection>();
   readonly #subjects = new Map<string, Subject<AgentEvent>>();
@@ -204,6 +210,7 @@ export class GrpcAgent implements Agent {
     this.#callDeadlineMs = options.callDeadlineMs ?? 30_000;
     this.#connectDeadlineMs = options.connectDeadlineMs ?? 60_000;
     this.#keepaliveMs = options.keepaliveMs ?? 20_000;
+    this.#outputBufferBytes = options.guestOutputBufferBytes ?? 0;
     this.#service = loadAgentService(options.protoPath ?? defaultProtoPath());
   }
 
@@ -301,6 +308,7 @@ export class GrpcAgent implements Agent {
       hostname: request.hostname ?? '',
       dns: request.dns ?? [],
       sandboxPidns: request.sandboxPidNs ?? false,
+      outputBufferBytes: this.#outputBufferBytes,
     });
   }
 

@@ -129,7 +129,13 @@ export interface AgentMethods {
   CopyFile: Unary<{ path: string; data: Buffer; mode: number }, Empty>;
   GetMetrics: Unary<Empty, { metrics: string }>;
   CreateSandbox: Unary<
-    { hostname: string; dns: string[]; sandboxPidns: boolean; storages: WireStorage[] },
+    {
+      hostname: string;
+      dns: string[];
+      sandboxPidns: boolean;
+      storages: WireStorage[];
+      outputBufferBytes: number;
+    },
     Empty
   >;
   DestroySandbox: Unary<Empty, Empty>;

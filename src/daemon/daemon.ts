@@ -83,10 +83,18 @@ export function daemonVersion(): string {
 
 function realAgent(logger: Logger): Agent {
   // Read through the namespace so the daemon builds while the gRPC client is being written.
-  const create = (agentModule as unknown as { createGrpcAgent?: (o: { logger?: Logger }) => Agent })
-    .createGrpcAgent;
+  const create = (
+    agentModule as unknown as {
+      createGrpcAgent?: (o: { logger?: Logger; guestOutputBufferBytes?: number }) => Agent;
+    }
+  ).createGrpcAgent;
   if (!create) throw new Internal('agent', 'the gRPC agent client (createGrpcAgent) is not built in');
-  return create({ logger: logger.child({ component: 'agent' }) });
+  // Bytes each guest keeps per output stream while the daemon does not read (README: Logs); tests make it tiny.
+  const buffer = Number(process.env.SANDBOXD_GUEST_OUTPUT_BUFFER ?? 0);
+  return create({
+    logger: logger.child({ component: 'agent' }),
+    ...(Number.isInteger(buffer) && buffer > 0 ? { guestOutputBufferBytes: buffer } : {}),
+  });
 }
 
 /** What the daemon built itself and must close on the way out: QMP sessions and agent connections keep the process alive. */

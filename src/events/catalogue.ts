@@ -115,6 +115,15 @@ const resources = z.object({
 });
 
 const empty = z.object({});
+/**
+ * The guest dropped output nobody read (the daemon was down longer than the guest's buffer lasted): `bytes` of
+ * `stream` from stream offset `offset` are gone. Recorded when the daemon reconnects; the host log has a marker there.
+ */
+const outputDropped = z.object({
+  stream: z.enum(['stdout', 'stderr']),
+  bytes: z.number().int().positive(),
+  offset: z.number().int().nonnegative(),
+});
 const failed = z.object({ error: failure });
 const exited = z.object({ ...exitFields, oomKilled: z.boolean() });
 
@@ -233,6 +242,7 @@ const containerSchemas = {
   ContainerExitedWhileDown: exited,
   /** The container vanished with its VM, or the agent no longer knows it. */
   ContainerLost: z.object({ reason: z.string() }),
+  ContainerOutputDropped: outputDropped,
   ContainerDeleteRequested: z.object({ force: z.boolean() }),
   ContainerDeleted: empty,
   ContainerDeleteFailed: failed,
@@ -259,6 +269,7 @@ const execSchemas = {
   ProcessExited: z.object({ ...exitFields, oomKilled: z.boolean().optional() }),
   ProcessExitedWhileDaemonDown: z.object({ ...exitFields, oomKilled: z.boolean().optional() }),
   ProcessLost: z.object({ reason: z.string() }),
+  ProcessOutputDropped: outputDropped,
   /** Its record removed by a client (exec.delete): the id may be used again. */
   ExecDeleted: empty,
 } as const;

@@ -21,7 +21,7 @@ import {
 } from '../errors/index.js';
 import { cgroupPids, oomKills, readStats, writeResources } from './cgroup.js';
 import type { GuestEventLog, GuestExitStatus } from './events.js';
-import { OutputBuffer } from './output.js';
+import { DEFAULT_OUTPUT_CAPACITY, OutputBuffer } from './output.js';
 import { resolveUser } from './users.js';
 
 export interface GuestPaths {
@@ -102,8 +102,8 @@ type Status = 'created' | 'running' | 'paused' | 'stopped';
 
 /** One process (a container's init or an exec) with its pipes, buffered output and exit. */
 class GuestProcess {
-  readonly stdout = new OutputBuffer();
-  readonly stderr = new OutputBuffer();
+  readonly stdout: OutputBuffer;
+  readonly stderr: OutputBuffer;
   pid = 0;
   stdin: NodeJS.WritableStream | undefined;
   exit: GuestExitStatus | undefined;
@@ -130,7 +130,12 @@ class GuestProcess {
     this.#closed();
   }
 
-  constructor(readonly execId: string) {
+  constructor(
+    readonly execId: string,
+    outputCapacity = DEFAULT_OUTPUT_CAPACITY,
+  ) {
+    this.stdout = new OutputBuffer(outputCapacity);
+    this.stderr = new OutputBuffer(outputCapacity);
     this.exited = new Promise((resolve) => {
       this.#resolveExit = resolve;
     });
@@ -269,6 +274,8 @@ export class ContainerManager {
   readonly #events: GuestEventLog;
   readonly #logger: Logger;
   readonly #containers = new Map<string, Container>();
+  /** Bytes each stream keeps while nobody reads (CreateSandbox may set it; tests make it tiny to see loss). */
+  outputCapacity = DEFAULT_OUTPUT_CAPACITY;
 
   constructor(paths: GuestPaths, events: GuestEventLog, logger: Logger) {
     this.#paths = paths;
@@ -388,7 +395,7 @@ export class ContainerManager {
       cgroupDir,
       leafCgroupDir,
       spec,
-      init: new GuestProcess(''),
+      init: new GuestProcess('', this.outputCapacity),
       execs: new Map(),
       // O_RDWR keeps the FIFO's buffer alive whether or not the hook has opened it yet.
       gateFd: openSync(gate, fsConstants.O_RDWR | fsConstants.O_NONBLOCK),
@@ -545,7 +552,7 @@ export class ContainerManager {
     const processFile = join(container.stateDir, `exec-${execId}.json`);
     const pidFile = join(container.stateDir, `exec-${execId}.pid`);
     await writeFile(processFile, JSON.stringify(processJson));
-    const process = new GuestProcess(execId);
+    const process = new GuestProcess(execId, this.outputCapacity);
     this.#forgetOldExecs(container);
     container.execs.set(execId, process);
     let consoleSocket: string;

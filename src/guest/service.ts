@@ -118,6 +118,7 @@ export function createHandlers(context: HandlerContext): AgentHandlers {
       await system.setupSandbox(request.hostname, request.dns, request.storages);
       containers.sharedPidNs = request.sandboxPidns;
       containers.sandboxResolvConf = request.dns.length > 0;
+      if (request.outputBufferBytes > 0) containers.outputCapacity = request.outputBufferBytes;
       return {};
     },
     DestroySandbox: async () => {

@@ -21,7 +21,7 @@ export interface OutputKeeperOptions {
   readonly stateDir: string;
   readonly limits?: LogLimits;
   readonly logger: Logger;
-  /** Told when the guest dropped output nobody read (the keeper writes the marker line itself). */
+  /** Told when the guest dropped output nobody read (the keeper records the event and writes the marker itself). */
   readonly onLoss?: (loss: OutputLoss) => void;
 }
 
@@ -273,7 +273,12 @@ export class OutputKeeper {
               offset: expected,
             };
             this.#o.logger.warn(loss, 'host log: the guest dropped output nobody read');
-            void writer.markLost(stream, loss.bytes).catch((err: unknown) => this.#writeFailed(proc, err));
+            const recorded = this.#o.runtime.recordOutputDropped(loss).catch((err: unknown) => {
+              this.#o.logger.warn({ err, ...loss }, 'host log: cannot record the dropped output');
+            });
+            void writer
+              .markLost(stream, loss.bytes, recorded)
+              .catch((err: unknown) => this.#writeFailed(proc, err));
             this.#o.onLoss?.(loss);
           }
           expected = chunk.offset + chunk.data.length;

@@ -187,10 +187,15 @@ export class ProcessLogWriter extends EventEmitter {
     return this.#run(() => this.#append(stream, bytes));
   }
 
-  /** Records that the guest dropped `bytes` of `stream` after `offset(stream)`: a new file opening with a marker. */
-  markLost(stream: OutputStream, bytes: number): Promise<void> {
+  /**
+   * Records that the guest dropped `bytes` of `stream` after `offset(stream)`: a new file opening with a marker. With
+   * `after`, the marker (and every append queued behind it) waits for it: the loss's event is durable before the log
+   * moves past the gap, so a crash in between finds the gap again rather than losing its record.
+   */
+  markLost(stream: OutputStream, bytes: number, after?: Promise<unknown>): Promise<void> {
     if (bytes <= 0) return Promise.resolve();
     return this.#run(async () => {
+      await after?.catch(() => undefined);
       const line = markerLine(this.#clock.now(), stream, bytes);
       const offsets = { ...this.#offsets, [stream]: this.#offsets[stream] + bytes };
       await this.#rotate(offsets, { stream, bytes, line });

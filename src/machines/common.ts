@@ -13,3 +13,15 @@ export function topState(value: unknown): string {
   if (value && typeof value === 'object') return Object.keys(value)[0] ?? 'unknown';
   return 'unknown';
 }
+
+/** Output the guest dropped unread, per stream: bytes in all, and the stream offset the last drop ended at. */
+export type OutputDrops = Readonly<Partial<Record<'stdout' | 'stderr', { bytes: number; upTo: number }>>>;
+
+/** The drops after one more (`OutputDropped` data). */
+export function addDrop(
+  drops: OutputDrops | undefined,
+  d: { stream: 'stdout' | 'stderr'; bytes: number; offset: number },
+): OutputDrops {
+  const before = drops?.[d.stream];
+  return { ...drops, [d.stream]: { bytes: (before?.bytes ?? 0) + d.bytes, upTo: d.offset + d.bytes } };
+}

@@ -1,7 +1,7 @@
 // The container lifecycle machine: created → running ⇄ paused → stopped → deleted, with exit status and OOM flag.
 import { assign, setup } from 'xstate';
 import type { ContainerEvent, ContainerEventData } from '../events/index.js';
-import type { Fed, LastFailure } from './common.js';
+import { addDrop, type Fed, type LastFailure, type OutputDrops } from './common.js';
 
 type Request = ContainerEventData['ContainerCreateRequested'];
 
@@ -35,6 +35,8 @@ export interface ContainerContext {
   readonly oomKilled: boolean;
   /** Resources asked for (ContainerUpdateRequested) whose outcome is not in the log yet: recovery applies them again. */
   readonly updating?: Request['resources'];
+  /** Output the guest dropped while nobody read (ContainerOutputDropped). */
+  readonly outputDropped?: OutputDrops;
   readonly error?: LastFailure;
 }
 
@@ -103,6 +105,11 @@ export const containerMachine = setup({
       oomKilled: true,
       ...(context.exit ? { exit: { ...context.exit, oomKilled: true } } : {}),
     })),
+    dropped: assign(({ context, event }) =>
+      event.type === 'ContainerOutputDropped'
+        ? { outputDropped: addDrop(context.outputDropped, event.data) }
+        : {},
+    ),
     updated: assign(({ event }) =>
       event.type === 'ContainerUpdated' ? { resources: event.data.resources, updating: undefined } : {},
     ),
@@ -163,6 +170,7 @@ export const containerMachine = setup({
         ContainerStarted: { target: 'running', actions: 'started' },
         ContainerStartFailed: { target: 'failed', actions: 'remember' },
         ContainerOomKilled: { actions: 'oom' },
+        ContainerOutputDropped: { actions: 'dropped' },
         ...ended,
         ...forceDelete,
       },
@@ -172,6 +180,7 @@ export const containerMachine = setup({
         ContainerPauseRequested: { target: 'pausing' },
         ...update,
         ContainerOomKilled: { actions: 'oom' },
+        ContainerOutputDropped: { actions: 'dropped' },
         ...ended,
         ...forceDelete,
       },
@@ -182,6 +191,7 @@ export const containerMachine = setup({
         ContainerPaused: { target: 'paused' },
         ContainerPauseFailed: { target: 'running', actions: 'remember' },
         ContainerOomKilled: { actions: 'oom' },
+        ContainerOutputDropped: { actions: 'dropped' },
         ...ended,
         ...forceDelete,
       },
@@ -191,6 +201,7 @@ export const containerMachine = setup({
         ContainerResumeRequested: { target: 'resuming' },
         ...update,
         ContainerOomKilled: { actions: 'oom' },
+        ContainerOutputDropped: { actions: 'dropped' },
         ...ended,
         ...forceDelete,
       },
@@ -201,6 +212,7 @@ export const containerMachine = setup({
         ContainerResumed: { target: 'running' },
         ContainerResumeFailed: { target: 'paused', actions: 'remember' },
         ContainerOomKilled: { actions: 'oom' },
+        ContainerOutputDropped: { actions: 'dropped' },
         ...ended,
         ...forceDelete,
       },
@@ -213,6 +225,7 @@ export const containerMachine = setup({
         ContainerUpdateFailed: { actions: ['remember', 'updateSettled'] },
         // The cgroup's OOM report can trail the exit.
         ContainerOomKilled: { actions: 'oom' },
+        ContainerOutputDropped: { actions: 'dropped' },
       },
     },
     /** Create or start failed: only delete is left (it removes whatever the guest kept). */

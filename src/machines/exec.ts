@@ -2,7 +2,7 @@
 // exits and, once a client deletes its record, deleted.
 import { assign, setup } from 'xstate';
 import type { ExecEvent, ExecEventData } from '../events/index.js';
-import type { Fed, LastFailure } from './common.js';
+import { addDrop, type Fed, type LastFailure, type OutputDrops } from './common.js';
 import { LOST_EXIT_CODE } from './container.js';
 
 export interface ExecExit {
@@ -22,6 +22,8 @@ export interface ExecContext {
   readonly process: ExecEventData['ExecRequested']['process'];
   readonly pid?: number;
   readonly exit?: ExecExit;
+  /** Output the guest dropped while nobody read (ProcessOutputDropped). */
+  readonly outputDropped?: OutputDrops;
   readonly error?: LastFailure;
 }
 
@@ -32,6 +34,7 @@ export const execEffects = ['startProcess'] as const;
 export type ExecEffect = (typeof execEffects)[number];
 
 const ended = {
+  ProcessOutputDropped: { actions: 'dropped' },
   ProcessExited: { target: '#exec.exited', actions: 'exited' },
   ProcessExitedWhileDaemonDown: { target: '#exec.exited', actions: 'exited' },
   ProcessLost: { target: '#exec.exited', actions: 'lost' },
@@ -49,6 +52,11 @@ export const execMachine = setup({
         exit: { ...exit, ...(signal === undefined ? {} : { signal }), ...(oomKilled ? { oomKilled } : {}) },
       };
     }),
+    dropped: assign(({ context, event }) =>
+      event.type === 'ProcessOutputDropped'
+        ? { outputDropped: addDrop(context.outputDropped, event.data) }
+        : {},
+    ),
     lost: assign({ exit: { exitCode: LOST_EXIT_CODE, signal: 'SIGKILL' } }),
     requested: assign(({ event }) => {
       if (event.type !== 'ExecRequested' && event.type !== 'ExecCreated') return {};
@@ -96,7 +104,7 @@ export const execMachine = setup({
       },
     },
     running: { on: { ...ended } },
-    exited: { on: { ExecDeleted: { target: 'deleted' } } },
+    exited: { on: { ExecDeleted: { target: 'deleted' }, ProcessOutputDropped: { actions: 'dropped' } } },
     failed: { on: { ExecDeleted: { target: 'deleted' } } },
     deleted: { type: 'final' },
   },
