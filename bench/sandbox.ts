@@ -58,10 +58,19 @@ function spawnBareQemu(image: GuestImagePaths, dir: string, shared: string): Chi
       image.initrd,
       '-append',
       'console=ttyS0 quiet panic=-1',
-      '-fsdev',
-      `local,id=fs0,path=${image.rootDir},security_model=none,readonly=on`,
-      '-device',
-      'virtio-9p-pci,fsdev=fs0,mount_tag=sbxroot',
+      ...(image.rootImage
+        ? [
+            '-drive',
+            `file=${image.rootImage},if=none,id=root,format=raw,readonly=on`,
+            '-device',
+            'virtio-blk-pci,drive=root,serial=sbxroot',
+          ]
+        : [
+            '-fsdev',
+            `local,id=fs0,path=${image.rootDir},security_model=none,readonly=on`,
+            '-device',
+            'virtio-9p-pci,fsdev=fs0,mount_tag=sbxroot',
+          ]),
       '-fsdev',
       `local,id=fs1,path=${shared},security_model=none`,
       '-device',

@@ -51,6 +51,21 @@ describe('QEMU command line of a sandbox VM', () => {
     assert.ok(devices.includes('virtserialport,bus=vser0.0,chardev=agent,name=agent.channel.0'));
   });
 
+  it('opens the image root image read-only on virtio-blk (serial sbxroot) instead of a 9p root', () => {
+    const withImage = { ...config, image: { ...config.image, rootImage: '/img/root,x.erofs' } };
+    const args = qemuArgs(withImage, 'tcg');
+    assert.deepEqual(valuesOf(args, '-drive'), [
+      'file=/img/root,,x.erofs,if=none,id=sbxroot,format=raw,readonly=on',
+    ]);
+    assert.ok(valuesOf(args, '-device').includes('virtio-blk-pci,drive=sbxroot,serial=sbxroot'));
+    assert.deepEqual(valuesOf(args, '-incoming'), []);
+    assert.deepEqual(valuesOf(qemuArgs({ ...withImage, incoming: true }, 'tcg'), '-incoming'), ['defer']);
+    // Only the sandbox share stays 9p: a mounted 9p root would make the VM refuse migrate (templates).
+    assert.deepEqual(valuesOf(args, '-fsdev'), [
+      'local,id=sbxshared,path=/run/sbx/sb1/shared,security_model=none',
+    ]);
+  });
+
   it('keeps every socket, the console, and the pidfile under the state dir, and daemonizes', () => {
     const args = qemuArgs(config, 'tcg');
     assert.deepEqual(valuesOf(args, '-chardev'), [

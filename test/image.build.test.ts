@@ -15,6 +15,7 @@ import {
   ensureGuestImage,
   GUEST_MODULES,
   imagePaths,
+  makeRootImage,
 } from '../src/image/index.js';
 import { projectDir, seedImageCache } from './fixtures/image-cache.js';
 
@@ -98,9 +99,30 @@ describe('guest image build', () => {
     assert.ok(members.has('bin/busybox'));
     assert.ok(members.has('bin/sh') && members.has('sbin/switch_root') && members.has('sbin/insmod'));
     assert.equal(members.get('dev/console')!.mode & 0o170000, 0o020000, '/dev/console is a char device');
-    for (const name of GUEST_MODULES.slice(0, 11)) assert.ok(members.has(`lib/modules/${name}.ko`), name);
+    for (const name of GUEST_MODULES.slice(0, 15)) assert.ok(members.has(`lib/modules/${name}.ko`), name);
     const initText = gunzipSync(await readFile(first.initrd)).includes(Buffer.from('GUEST CONTRACT'));
     assert.ok(initText, 'the init carries the guest contract');
+  });
+
+  it('packs the guest root into an erofs image that fsck.erofs accepts, byte for byte reproducible', async () => {
+    const image = first.rootImage!;
+    const head = await readFile(image);
+    // erofs superblock at 1024: magic 0xE0F5E1E2 (little endian).
+    assert.equal(head.readUInt32LE(1024), 0xe0f5e1e2, 'erofs magic');
+    const out = join(cacheDir, 'extract');
+    execFileSync('fsck.erofs', [`--extract=${out}`, image]);
+    assert.deepEqual(
+      await readFile(join(out, 'usr/bin/node')),
+      await readFile(join(first.rootDir, 'usr/bin/node')),
+    );
+    const manifest = JSON.parse(await readFile(join(out, 'opt/sandboxd/image.json'), 'utf8'));
+    assert.equal(manifest.version, first.version);
+    await rm(out, { recursive: true, force: true });
+    // No random UUID or build time inside: the same root gives the same bytes.
+    const again = join(cacheDir, 'again.erofs');
+    await makeRootImage(first.rootDir, again, first.version);
+    assert.ok((await readFile(again)).equals(head), 'a second pack of the same root is identical');
+    await rm(again, { force: true });
   });
 
   it('puts node, crun, busybox and each of their ldd libraries into the guest root', async () => {

@@ -4,7 +4,10 @@ import { InvalidArgument } from '../errors/index.js';
 import { accelArgs } from './accel.js';
 import type { Accel, PortForward, VmConfig, VmNetnsNetwork, VmNetwork, VmUserNetwork } from './types.js';
 
-/** 9p mount tag of the read-only guest root (the image's rootDir). Part of the guest contract (src/image). */
+/**
+ * Name of the read-only guest root: the virtio-blk serial of the image's rootImage (the guest finds the disk by
+ * it), or the 9p mount tag of rootDir for an image without one. Part of the guest contract (src/image).
+ */
 export const GUEST_ROOT_TAG = 'sbxroot';
 /** 9p mount tag of the writable per-sandbox share (bundles). Part of the guest contract (src/image). */
 export const SANDBOX_SHARE_TAG = 'sbxshared';
@@ -163,6 +166,28 @@ function userArgs(network: VmUserNetwork): string[] {
   ];
 }
 
+/**
+ * The guest root, read-only and shared by every sandbox of this image: a virtio-blk disk on the erofs image
+ * (it migrates, so a booted VM can be saved as a template), else the 9p share of the root dir.
+ */
+function guestRootArgs(config: VmConfig): string[] {
+  const image = config.image.rootImage;
+  if (image === undefined) {
+    return [
+      '-fsdev',
+      `local,id=${GUEST_ROOT_TAG},path=${optionValue(config.image.rootDir)},security_model=none,readonly=on`,
+      '-device',
+      `virtio-9p-pci,fsdev=${GUEST_ROOT_TAG},mount_tag=${GUEST_ROOT_TAG}`,
+    ];
+  }
+  return [
+    '-drive',
+    `file=${optionValue(image)},if=none,id=${GUEST_ROOT_TAG},format=raw,readonly=on`,
+    '-device',
+    `virtio-blk-pci,drive=${GUEST_ROOT_TAG},serial=${GUEST_ROOT_TAG}`,
+  ];
+}
+
 /** Number of DIMM slots offered for memory hotplug when max memory exceeds boot memory. */
 export const MEMORY_SLOTS = 4;
 
@@ -200,11 +225,7 @@ export function qemuArgs(config: VmConfig, accel: Accel): string[] {
     config.image.initrd,
     '-append',
     kernelCommandLine(config),
-    // The guest root: read-only, shared by every sandbox of this image.
-    '-fsdev',
-    `local,id=${GUEST_ROOT_TAG},path=${optionValue(config.image.rootDir)},security_model=none,readonly=on`,
-    '-device',
-    `virtio-9p-pci,fsdev=${GUEST_ROOT_TAG},mount_tag=${GUEST_ROOT_TAG}`,
+    ...guestRootArgs(config),
     // The sandbox share: QEMU runs as root and security_model=none passes ownership and modes through
     // unmapped, so bundles prepared on the host look the same to crun in the guest.
     '-fsdev',
@@ -234,6 +255,7 @@ export function qemuArgs(config: VmConfig, accel: Accel): string[] {
     'chardev:console',
     '-pidfile',
     paths.pidFile,
+    ...(config.incoming ? ['-incoming', 'defer'] : []),
     '-daemonize',
   ];
 }

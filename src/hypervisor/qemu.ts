@@ -197,7 +197,9 @@ export class QemuHypervisor implements Hypervisor {
     const inputs: [string, string][] = [
       ['image.kernel', config.image.kernel],
       ['image.initrd', config.image.initrd],
-      ['image.rootDir', config.image.rootDir],
+      config.image.rootImage === undefined
+        ? ['image.rootDir', config.image.rootDir]
+        : ['image.rootImage', config.image.rootImage],
       ['sharedDir', config.sharedDir],
     ];
     for (const [field, path] of inputs) {

@@ -7,8 +7,14 @@ export type Accel = 'kvm' | 'tcg';
 export interface GuestImagePaths {
   readonly kernel: string;
   readonly initrd: string;
-  /** Directory shared read-only into the guest (node, agent bundle, crun, libs). */
+  /** The guest root as a directory (node, agent bundle, crun, libs): what rootImage was packed from. */
   readonly rootDir: string;
+  /**
+   * The same root as a read-only erofs image, opened by every VM with virtio-blk readonly=on (it migrates;
+   * a mounted 9p export does not). Always set by ensureGuestImage; a hand-made image without it gets rootDir
+   * as the 9p share `sbxroot` instead (the guest init takes whichever it finds).
+   */
+  readonly rootImage?: string;
   /** Content hash of the image. */
   readonly version: string;
 }
@@ -27,6 +33,11 @@ export interface VmConfig {
   readonly kernelParams?: readonly string[];
   /** None when absent: the guest has only loopback. */
   readonly network?: VmNetwork;
+  /**
+   * Start waiting for a migration stream (`-incoming defer`) instead of running: the caller then sends QMP
+   * `migrate-incoming` (a restore from a template, src/templates) and `cont`.
+   */
+  readonly incoming?: boolean;
 }
 
 /** A host port forwarded to a guest port (QEMU user networking's hostfwd). */

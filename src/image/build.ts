@@ -37,12 +37,13 @@ import {
   newestCachedKernelPackage,
   resolveKernelPackage,
 } from './kernel.js';
+import { makeRootImage, ROOT_IMAGE_FILE } from './rootfs.js';
 
 /**
  * Version of this recipe. Bump it whenever the builder changes what it puts into an image in a way the
  * hashed inputs do not show (layout, initrd members, file modes): it is part of every image version.
  */
-export const RECIPE_VERSION = 5;
+export const RECIPE_VERSION = 6;
 
 /** How many image versions prune keeps (newest by last use), besides any used in the last RECENT_USE_MS. */
 const KEEP_VERSIONS = 2;
@@ -94,6 +95,7 @@ export function imagePaths(cacheDir: string, version: string): GuestImagePaths {
     kernel: join(dir, 'vmlinuz'),
     initrd: join(dir, 'initrd.gz'),
     rootDir: join(dir, 'root'),
+    rootImage: join(dir, ROOT_IMAGE_FILE),
     version,
   };
 }
@@ -177,7 +179,7 @@ async function fastPath(cacheDir: string, projectDir: string): Promise<GuestImag
   if (!VERSION_PATTERN.test(state.version)) return undefined;
   const paths = imagePaths(cacheDir, state.version);
   const [rootOk, aptMtime, stamps] = await Promise.all([
-    stat(paths.rootDir).then(
+    stat(paths.rootImage ?? paths.rootDir).then(
       () => true,
       () => false,
     ),
@@ -347,6 +349,7 @@ async function buildImage(
     await writeFileSynced(join(tmp, 'image.json'), manifestText);
     for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib', 'opt/sandboxd', ''])
       await fsyncPath(join(root, dir));
+    await makeRootImage(root, join(tmp, ROOT_IMAGE_FILE), version);
     await fsyncPath(tmp);
 
     try {
@@ -483,7 +486,7 @@ async function slowPath(cacheDir: string, projectDir: string, logger: Logger): P
   };
   const version = versionOf(inputs, moduleHashes);
   const paths = imagePaths(cacheDir, version);
-  const built = await stat(paths.rootDir).catch(() => undefined);
+  const built = await stat(paths.rootImage ?? paths.rootDir).catch(() => undefined);
   if (!built) {
     logger.info({ version, agent: agent !== undefined, kernelPackage }, 'image: building');
     await buildImage(cacheDir, version, inputs, modules, logger);

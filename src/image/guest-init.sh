@@ -3,7 +3,8 @@
 #
 # ============================ GUEST CONTRACT (read by the agent and hypervisor code) ============================
 # Devices the host gives the VM:
-#   9p  mount tag `sbxroot`   : the guest root dir of the image (read-only; node, crun, busybox, libs, agent).
+#   virtio-blk, serial `sbxroot`: the guest root of the image as an erofs image (read-only; node, crun, busybox,
+#                             libs, agent). An image without one gives the root dir as the 9p mount tag `sbxroot`.
 #   9p  mount tag `sbxshared` : the sandbox's own share (read-write), trans=virtio,version=9p2000.L.
 #   virtio-serial port named `agent.channel.0` : the agent channel (found via /sys/class/virtio-ports/*/name).
 # Kernel command line keys (besides console=ttyS0 quiet panic=-1):
@@ -15,7 +16,7 @@
 #   sandboxd.debug=1         the init traces its commands (set -x) on the console
 # Guest filesystem after init (the initramfs is gone: the root is a tmpfs, so pivot_root works for crun):
 #   /                    tmpfs (writable: /etc/resolv.conf, /etc/hosts, /etc/hostname may be rewritten)
-#   /usr, /opt           bind mounts of the read-only `sbxroot` share (also visible at /.sbxroot)
+#   /usr, /opt           bind mounts of the read-only `sbxroot` root (also visible at /.sbxroot)
 #   /bin /sbin /lib /lib64  symlinks to usr/bin usr/sbin usr/lib usr/lib64
 #   /usr/bin/node, /usr/bin/crun, /usr/bin/busybox (+ applet links: sh, ps, ip, ...)
 #   /opt/sandboxd/agent.mjs, /opt/sandboxd/agent.proto, /opt/sandboxd/image.json (version)
@@ -52,6 +53,26 @@ halt_now() {
   while :; do sleep 3600; done
 }
 
+# The guest root: the erofs disk whose virtio-blk serial is sbxroot (it migrates), else the 9p share sbxroot
+# (an image without a root image). Both are read-only and immutable per image version, so caching is safe.
+mount_guest_root() {
+  for serial in /sys/block/vd*/serial; do
+    [ -f "$serial" ] || continue
+    [ "$(cat "$serial")" = sbxroot ] || continue
+    disk=${serial%/serial}
+    dev=/dev/${disk##*/}
+    [ -b "$dev" ] || return 1
+    mount -t erofs -o ro "$dev" /newroot/.sbxroot && return 0
+    return 1
+  done
+  for tag in /sys/bus/virtio/drivers/9pnet_virtio/virtio*/mount_tag; do
+    [ -f "$tag" ] || continue
+    [ "$(tr -d '\000' <"$tag")" = sbxroot ] || continue
+    mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose sbxroot /newroot/.sbxroot && return 0
+  done
+  return 1
+}
+
 # ---------- stage 1: in the initramfs ----------
 stage1() {
   mount -t proc -o nosuid,nodev,noexec proc /proc
@@ -68,11 +89,10 @@ stage1() {
   mkdir -p /newroot
   mount -t tmpfs -o mode=0755 rootfs /newroot || halt_now "cannot mount the tmpfs root"
   mkdir -p /newroot/.sbxroot
-  # The image's root dir never changes while a VM uses it (versions are immutable), so the page cache may keep it.
   tries=0
-  until mount -t 9p -o ro,trans=virtio,version=9p2000.L,msize=262144,cache=loose sbxroot /newroot/.sbxroot; do
+  until mount_guest_root; do
     tries=$((tries + 1))
-    [ "$tries" -ge 20 ] && halt_now "cannot mount the guest root share (9p tag sbxroot)"
+    [ "$tries" -ge 50 ] && halt_now "cannot mount the guest root (virtio-blk serial sbxroot, or 9p tag sbxroot)"
     sleep 0.1
   done
 

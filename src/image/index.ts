@@ -1,8 +1,9 @@
 // Door of src/image: the guest image builder (kernel, initrd, guest root), the guest contract, busybox OCI bundles.
 //
 // GUEST CONTRACT (the authoritative copy with all details is the comment block atop src/image/guest-init.sh):
-// - The VM gets two 9p shares: tag `sbxroot` = GuestImagePaths.rootDir (read-only) and tag `sbxshared` = the
-//   sandbox's writable share (trans=virtio, version=9p2000.L), plus a virtio-serial port named `agent.channel.0`.
+// - The VM gets the guest root as a read-only virtio-blk disk with serial `sbxroot` = GuestImagePaths.rootImage
+//   (erofs; without one, rootDir as the 9p share `sbxroot`), the 9p share `sbxshared` = the sandbox's writable
+//   share (trans=virtio, version=9p2000.L), and a virtio-serial port named `agent.channel.0`.
 // - Kernel: GuestImagePaths.kernel, initrd: GuestImagePaths.initrd, cmdline `console=ttyS0 quiet panic=-1` and the
 //   optional keys `sandboxd.hostname=NAME`, `sandboxd.selftest=1`, `sandboxd.loglevel=LEVEL`, `sandboxd.debug=1`.
 // - In the guest: a tmpfs root (pivot_root works), /usr and /opt from `sbxroot`, the share at /run/sandboxd/shared,
@@ -29,10 +30,11 @@ export {
 } from './console.js';
 export { busyboxPath } from './hostfiles.js';
 export { GUEST_MODULES } from './kernel.js';
+export { makeRootImage, ROOT_IMAGE_FILE, ROOT_IMAGE_FSTYPE } from './rootfs.js';
 
 /** The names both sides of the guest boundary agree on (see the contract above). */
 export const guestContract = {
-  /** 9p mount tag of the image's read-only guest root. */
+  /** virtio-blk serial (or 9p mount tag) of the image's read-only guest root. */
   rootShareTag: 'sbxroot',
   /** 9p mount tag of the sandbox's writable share. */
   sharedShareTag: 'sbxshared',

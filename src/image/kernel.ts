@@ -10,8 +10,8 @@ import { run, runChecked } from './exec.js';
 export const KERNEL_META_PACKAGE = 'linux-image-amd64';
 
 /**
- * Modules the guest loads (file names). The first eleven are required (virtio transport, virtio-serial, 9p);
- * the rest are optional: a virtio NIC for the agent, virtio-rng entropy, and the ACPI power button read
+ * Modules the guest loads (file names). The first fifteen are required (virtio transport, virtio-serial, 9p for
+ * the sandbox share, virtio-blk + erofs for the read-only guest root image); the rest are optional: a virtio NIC for the agent, virtio-rng entropy, and the ACPI power button read
  * through evdev (QMP system_powerdown → graceful shutdown). The insmod order is computed from each module's `depends=`
  * (GUEST.md's list puts virtio before virtio_ring, which 6.1.0-56's virtio.ko needs first).
  */
@@ -27,6 +27,11 @@ export const GUEST_MODULES: readonly string[] = [
   '9pnet',
   '9pnet_virtio',
   '9p',
+  'virtio_blk',
+  // erofs depends on libcrc32c, which asks the crypto API for crc32c (a soft dependency: listed first).
+  'crc32c_generic',
+  'libcrc32c',
+  'erofs',
   'failover',
   'net_failover',
   'virtio_net',
@@ -35,7 +40,7 @@ export const GUEST_MODULES: readonly string[] = [
   'evdev',
 ];
 
-const REQUIRED_MODULES = new Set(GUEST_MODULES.slice(0, 11));
+const REQUIRED_MODULES = new Set(GUEST_MODULES.slice(0, 15));
 
 /** A kernel taken out of its package: vmlinuz and a flat dir of uncompressed `<name>.ko` files. */
 export interface ExtractedKernel {

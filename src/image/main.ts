@@ -33,6 +33,7 @@ program
     say(`  kernel  ${image.kernel}`);
     say(`  initrd  ${image.initrd}`);
     say(`  rootDir ${image.rootDir}`);
+    if (image.rootImage) say(`  rootImage ${image.rootImage}`);
   });
 
 program
