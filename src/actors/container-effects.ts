@@ -10,8 +10,10 @@ import {
   validateBundle,
 } from '../bundle/index.js';
 import { AgentError, NotFound } from '../errors/index.js';
+import type { NewEvent } from '../events/index.js';
 import type { ContainerEffect, ExecEffect } from '../machines/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
+import { withDeadline } from './deadline.js';
 import { agentReachable, type EffectDefinition, quietly } from './effects.js';
 import type { ContainerActor, ExecActor } from './entity.js';
 
@@ -38,6 +40,9 @@ function hookState(entity: ContainerActor, bundle: ReadBundle, status: HookState
     annotations: bundle.translation.annotations,
   };
 }
+
+/** How long a forced delete waits for the init it killed to be reported ended (then it deletes without). */
+const KILLED_EXIT_WAIT_MS = 5_000;
 
 // Keyed by the machine's effect names: one the machine names but nobody binds does not compile.
 export const containerEffectDefinitions: Readonly<Record<ContainerEffect, EffectDefinition<ContainerActor>>> =
@@ -121,13 +126,34 @@ export const containerEffectDefinitions: Readonly<Record<ContainerEffect, Effect
       failure: 'ContainerDeleteFailed',
       run: async ({ ctx, entity, cause, timeoutMs }) => {
         const sandboxId = entity.sandbox.id;
+        const outcome: NewEvent[] = [];
         if (agentReachable(entity.sandbox)) {
           if ((cause.data as { force?: boolean }).force) {
+            // An init that ran and had not ended: killed here, and its end recorded before the delete.
+            const live = entity.context.startedAt !== undefined && entity.context.exit === undefined;
             await quietly(
               ctx.agent.signalProcess(sandboxId, entity.id, '', 'SIGKILL', true),
               ctx.logger,
               'kill before delete',
             );
+            if (live) {
+              const exit = await withDeadline(
+                ctx.agent.waitProcess(sandboxId, entity.id, ''),
+                KILLED_EXIT_WAIT_MS,
+                'wait after kill',
+              ).catch((err) =>
+                ctx.logger.debug({ err, sandboxId, containerId: entity.id }, 'no exit after kill'),
+              );
+              if (exit) {
+                const { exitCode, signal, oomKilled } = exit;
+                const data = {
+                  exitCode,
+                  ...(signal === undefined ? {} : { signal }),
+                  oomKilled: oomKilled === true,
+                };
+                outcome.push({ type: 'ContainerExited', data });
+              }
+            }
           }
           try {
             await ctx.agent.removeContainer(sandboxId, entity.id, timeoutMs);
@@ -142,7 +168,7 @@ export const containerEffectDefinitions: Readonly<Record<ContainerEffect, Effect
           const state = hookState(entity, bundle, 'stopped');
           await runHooks('poststop', bundle.translation.hostHooks.poststop, state, ctx);
         }
-        return [{ type: 'ContainerDeleted', data: {} }];
+        return [...outcome, { type: 'ContainerDeleted', data: {} }];
       },
     },
   };

@@ -120,6 +120,8 @@ export const containerMachine = setup({
   },
   guards: {
     idle: ({ context }) => context.updating === undefined,
+    // Only an init that was started: one killed at the start gate never ran (its view keeps no exit).
+    ranWithoutExit: ({ context }) => context.exit === undefined && context.startedAt !== undefined,
     forced: ({ event }) => event.type === 'ContainerDeleteRequested' && event.data.force,
   },
 }).createMachine({
@@ -235,6 +237,8 @@ export const containerMachine = setup({
     deleting: {
       entry: 'removeContainer',
       on: {
+        // A forced delete kills a live init: its end is a fact of this life (docker rm -f shows 137).
+        ContainerExited: { guard: 'ranWithoutExit', actions: 'exited' },
         ContainerDeleted: { target: 'deleted' },
         ContainerDeleteFailed: { target: 'failed', actions: 'remember' },
       },

@@ -616,9 +616,13 @@ export class FakeAgent implements Agent {
   async waitProcess(sandboxId: string, containerId: string, execId: string): Promise<ExitStatus> {
     const vm = await this.enter('waitProcess', sandboxId);
     const c = this.container(vm, 'waitProcess', containerId);
-    const exit = execId === '' ? c.exit : c.processes.get(execId)?.exit;
-    if (exit) return exit;
-    throw new AgentError('waitProcess', 'the fake agent answers waitProcess only for ended processes');
+    // Like the real agent it waits for the end, here a few turns of the loop (a kill ends a process on the next).
+    for (let turn = 0; turn < 20; turn++) {
+      const exit = execId === '' ? c.exit : c.processes.get(execId)?.exit;
+      if (exit) return exit;
+      await new Promise((r) => setImmediate(r));
+    }
+    throw new AgentError('waitProcess', 'the fake agent waits only a few turns for a process to end');
   }
 
   async writeStdin(sandboxId: string, _c: string, _e: string, data: Uint8Array): Promise<number> {
