@@ -447,6 +447,9 @@ static void open_console(void) {
   // The slave as our controlling terminal: a resize of the master then reaches us as SIGWINCH.
   setsid();
   ioctl(slave, TIOCSCTTY, 0);
+  // The terminal is the process's stdio, as runc makes it: the fds the caller gave create (conmon's pipes) are
+  // let go, so that whoever reads them to their end is not kept waiting for the container.
+  for (int fd = 0; fd <= 2; fd++) dup2(slave, fd);
   tty_fd = in_fd = out_fd = err_fd = slave;
   resize_wanted = 1;
 }
@@ -532,6 +535,8 @@ int main(int argc, char **argv) {
         if (sigs[j] == SIGWINCH && tty_fd >= 0) resize_wanted = 1;
         else forward_signal(sigs[j]);
       }
+      // A resize goes out before the input read in this same turn: what is typed after it sees the new size.
+      if (tty_fd >= 0) send_resize();
     }
     if (ci >= 0 && fds[ci].revents & (POLLIN | POLLHUP | POLLERR)) read_conn();
     if (ii >= 0 && fds[ii].revents & (POLLIN | POLLHUP | POLLERR)) read_stdin();

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { mountsUnder, unmountAllUnder } from '../../src/actors/index.js';
 import { type ApiClient, connectApi } from '../../src/api/index.js';
 import { createBusyboxBundle } from '../../src/image/index.js';
-import { DAEMON, exited, spawnUntil } from './processes.js';
+import { type CliResult, DAEMON, exited, runCli, spawnUntil } from './processes.js';
 import { qemuPidsUsing } from './vm.js';
 
 const run = promisify(execFile);
@@ -75,42 +75,23 @@ export async function openOciWorld(prefix = 'sbx-runc-'): Promise<OciWorld> {
   return world;
 }
 
-export interface RuncResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+export type RuncResult = CliResult;
 
 /** Runs `sandboxd-runc --root … --sandboxd-socket … args`; stdin from `input` (default: none). */
 export function runc(
   world: Pick<OciWorld, 'root' | 'socket'>,
   args: readonly string[],
-  o: { input?: string; timeoutMs?: number; global?: readonly string[] } = {},
+  o: { input?: string; timeoutMs?: number; global?: readonly string[]; untilExit?: boolean } = {},
 ): Promise<RuncResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [RUNC_CLI, '--root', world.root, '--sandboxd-socket', world.socket, ...(o.global ?? []), ...args],
-      { stdio: [o.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] },
-    );
-    if (o.input !== undefined) child.stdin?.end(o.input);
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-      stdout += d;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      stderr += d;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`sandboxd-runc ${args.join(' ')} timed out\n${stderr}`));
-    }, o.timeoutMs ?? 240_000);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+  return runCli(
+    RUNC_CLI,
+    ['--root', world.root, '--sandboxd-socket', world.socket, ...(o.global ?? []), ...args],
+    {
+      timeoutMs: o.timeoutMs ?? 240_000,
+      untilExit: o.untilExit === true,
+      ...(o.input !== undefined ? { input: o.input } : {}),
+    },
+  );
 }
 
 /** A bundle as `runc spec` writes it (its process changed to `args`, no terminal), rootfs from busybox. */

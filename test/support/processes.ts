@@ -16,8 +16,18 @@ export function sandboxctl(
   args: readonly string[],
   options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {},
 ): Promise<CliResult> {
+  return runCli(CLI, args, options);
+}
+
+/** Runs `node script args…` (a CLI of this project); stdin from `input` (default: none), killed on timeout. */
+export function runCli(
+  script: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string; untilExit?: boolean } = {},
+): Promise<CliResult> {
+  const name = script.split('/').slice(-3).join('/');
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [script, ...args], {
       env: { ...process.env, ...options.env },
       stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
@@ -32,9 +42,10 @@ export function sandboxctl(
     });
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`sandboxctl ${args.join(' ')} timed out\n${stderr}`));
+      reject(new Error(`${name} ${args.join(' ')} timed out\n${stderr}`));
     }, options.timeoutMs ?? 60_000);
-    child.on('close', (code) => {
+    // untilExit: a child it leaves behind (a detached container's keeper) may hold the pipes open.
+    child.on(options.untilExit ? 'exit' : 'close', (code) => {
       clearTimeout(timer);
       resolve({ code: code ?? -1, stdout, stderr });
     });

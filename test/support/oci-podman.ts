@@ -1,0 +1,78 @@
+// podman (Debian's 4.3.1 with conmon 2.1.6) with sandboxd-runc as its OCI runtime, for the tests: its own
+// --root/--runroot under the world's temp dir, the busybox image built offline and `podman load`-ed, and
+// conmon given the daemon's socket and our --root in its environment (podman 4.3 runs `delete` without its
+// runtime flags). Shared by the test/oci.*.test.ts files that drive podman.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { type OciWorld, RUNC_CLI } from './oci.js';
+import { busyboxImageArchive } from './oci-image.js';
+import type { CliResult } from './processes.js';
+
+const exec = promisify(execFile);
+
+export interface Podman {
+  /** Runs `podman <its flags> args…` to its end (never throws on a non-zero exit). */
+  (...args: string[]): Promise<CliResult>;
+  /** The full command line, for a shell (tmux). */
+  readonly argv: readonly string[];
+  readonly env: NodeJS.ProcessEnv;
+}
+
+export async function openPodman(world: OciWorld, timeoutMs = 300_000): Promise<Podman> {
+  // conmon execs the runtime itself: tsc writes main.js without the execute bit setup gives it.
+  await chmod(RUNC_CLI, 0o755);
+  const argv = [
+    'podman',
+    ...['--root', join(world.dir, 'podman-root'), '--runroot', join(world.dir, 'podman-run')],
+    ...['--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'],
+    ...['--runtime', RUNC_CLI, '--runtime-flag', `sandboxd-socket=${world.socket}`],
+    ...['--runtime-flag', `root=${world.root}`],
+  ];
+  const env = { ...process.env, CONTAINERS_CONF: join(world.dir, 'containers.conf') };
+  const vars = [
+    `PATH=${process.env.PATH}`,
+    `SANDBOXD_SOCKET=${world.socket}`,
+    `SANDBOXD_RUNC_ROOT=${world.root}`,
+  ];
+  await writeFile(env.CONTAINERS_CONF, `[engine]\nconmon_env_vars = ${JSON.stringify(vars)}\n`);
+  const podman = (async (...args: string[]): Promise<CliResult> => {
+    try {
+      const r = await exec(argv[0]!, [...argv.slice(1), ...args], { timeout: timeoutMs, env });
+      return { code: 0, stdout: r.stdout, stderr: r.stderr };
+    } catch (err) {
+      const e = err as { code?: number; stdout?: string; stderr?: string };
+      return {
+        code: typeof e.code === 'number' ? e.code : -1,
+        stdout: e.stdout ?? '',
+        stderr: e.stderr ?? '',
+      };
+    }
+  }) as Podman;
+  Object.assign(podman, { argv, env });
+  const load = await podman('load', '-i', await busyboxImageArchive(world.dir));
+  assert.equal(load.code, 0, load.stderr);
+  const tag = await podman('tag', 'localhost/latest:latest', 'localhost/busybox:latest');
+  assert.equal(tag.code, 0, tag.stderr);
+  return podman;
+}
+
+/** conmon processes whose command line mentions `dir` (podman's runroot is under it). */
+export async function conmonPidsUsing(dir: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
+    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
+    if (cmd.startsWith('/usr/bin/conmon') && cmd.includes(dir) && !/\) Z /.test(stat)) out.push(Number(e));
+  }
+  return out;
+}
+
+/** Removes every podman container and ends any conmon left (a failed test), before world.close(). */
+export async function closePodman(world: OciWorld, podman: Podman | undefined): Promise<void> {
+  if (podman) await podman('rm', '-a', '-f');
+  for (const pid of await conmonPidsUsing(world.dir)) process.kill(pid, 'SIGKILL');
+}
