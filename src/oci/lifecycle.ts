@@ -29,9 +29,34 @@ export function checkId(id: string): void {
 /** The container `id`, or runc's "container does not exist". */
 export async function mustLocate(ctx: Ctx, id: string): Promise<Located> {
   checkId(id);
-  const found = await locate(ctx.client, ctx.root, id);
+  const found = await locateLive(ctx, id);
   if (!found) throw notExist();
   return found;
+}
+
+/**
+ * The container `id`; when its keeper is gone (killed -9) but the daemon still has its process, the process is
+ * ended first, as the runtime spec's "the process exited": nobody is left to stand for it on the host (its
+ * waiter saw the keeper die), so it must not run on unseen. The kill and the exit are the daemon's events.
+ */
+async function locateLive(ctx: Ctx, id: string): Promise<Located | undefined> {
+  const found = await locate(ctx.client, ctx.root, id);
+  const pid = found?.record?.keeperPid;
+  const status = statusOf(found?.view?.state);
+  if (!found || !pid || status === 'stopped' || status === 'creating' || alive(pid)) return found;
+  const { sandboxId } = found;
+  ctx.log.warn({ containerId: id, sandboxId, keeperPid: pid, status }, 'keeper gone: ending the process');
+  if (status === 'created') {
+    await ctx.client.call('container.delete', { sandboxId, id, force: true });
+  } else {
+    if (status === 'paused')
+      await ctx.client.call('container.resume', { sandboxId, id }).catch(() => undefined);
+    await ctx.client.call('container.kill', { sandboxId, id, signal: 9, all: true }).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+    await ctx.client.call('container.wait', { sandboxId, id, timeoutMs: 30_000 }).catch(() => undefined);
+  }
+  return locate(ctx.client, ctx.root, id);
 }
 
 export interface CreateOptions {
@@ -52,9 +77,15 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
   const log = ctx.log.child({ containerId: id, sandboxId });
   try {
     if (!joins) {
+      const netns = networkNamespacePath(summary.spec);
       await ctx.client.call('sandbox.create', {
         id: sandboxId,
-        config: { labels: { [OWNER_LABEL]: id } },
+        // A network namespace the bundle names (podman --network ns:PATH, CNI) is the VM's: its taps are
+        // wired to that namespace's veths and the guest gets their addresses (sandboxd's netns mode).
+        config: {
+          labels: { [OWNER_LABEL]: id },
+          ...(netns ? { network: { mode: 'netns', path: netns } } : {}),
+        },
       });
       undo.push(() => ctx.client.call('sandbox.delete', { id: sandboxId, force: true }));
       log.debug('booting the sandbox');
@@ -96,6 +127,14 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
   }
 }
 
+/** The path of the network namespace the spec joins, if it names one. */
+export function networkNamespacePath(spec: { linux?: unknown }): string | undefined {
+  const namespaces = (spec.linux as { namespaces?: { type?: string; path?: string }[] } | undefined)
+    ?.namespaces;
+  const net = Array.isArray(namespaces) ? namespaces.find((n) => n?.type === 'network') : undefined;
+  return typeof net?.path === 'string' && net.path !== '' ? net.path : undefined;
+}
+
 export async function start(ctx: Ctx, id: string): Promise<void> {
   const found = await mustLocate(ctx, id);
   const status = statusOf(found.view?.state);
@@ -134,7 +173,7 @@ export async function kill(ctx: Ctx, id: string, signal: string, all: boolean): 
 
 export async function remove(ctx: Ctx, id: string, force: boolean): Promise<void> {
   checkId(id);
-  const found = await locate(ctx.client, ctx.root, id);
+  const found = await locateLive(ctx, id);
   if (!found) {
     await removeRecord(ctx.root, id);
     await removePointer(ctx.defaultRoot, id);

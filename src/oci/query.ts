@@ -4,7 +4,6 @@ import { resolve } from 'node:path';
 import type { Ctx } from './context.js';
 import { badArgument, RuncError } from './errors.js';
 import { mustLocate } from './lifecycle.js';
-import { locate } from './locate.js';
 import { recordedIds } from './records.js';
 import { type RuncState, runcState, SPEC_VERSION, statusOf } from './state.js';
 
@@ -15,7 +14,7 @@ export async function state(ctx: Ctx, id: string): Promise<RuncState> {
 export async function list(ctx: Ctx): Promise<RuncState[]> {
   const out: RuncState[] = [];
   for (const id of await recordedIds(ctx.root)) {
-    const found = await locate(ctx.client, ctx.root, id);
+    const found = await mustLocate(ctx, id).catch(() => undefined);
     if (found) out.push(runcState(id, found));
   }
   return out;

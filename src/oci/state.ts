@@ -1,5 +1,6 @@
 // `state` and `list`: the runtime spec's state of a container ({ociVersion, id, status, pid, bundle, …}) as
 // runc prints it, from the daemon's view and our record.
+import { readFileSync } from 'node:fs';
 import type { Located } from './locate.js';
 
 export const SPEC_VERSION = '1.2.0';
@@ -38,13 +39,18 @@ export function statusOf(state: string | undefined): Status {
   }
 }
 
+/**
+ * Whether `pid` is still the keeper create started: a live process (not a zombie waiting for its reaper) whose
+ * command line is the keeper's, so a pid the kernel gave to someone else later does not count.
+ */
 export function alive(pid: number | undefined): boolean {
   if (!pid) return false;
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (/\) [ZX] /.test(stat)) return false;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('sandboxd-runc-keeper');
+  } catch {
+    return false;
   }
 }
 

@@ -1,0 +1,124 @@
+// Crashes around sandboxd-runc, against a real daemon and real VMs: the daemon killed -9 and restarted while
+// podman containers run (state still right, exec and kill work, the exit code reaches conmon), and a keeper
+// killed -9 (noticed: the process in the VM is ended and its exit recorded, nothing left running or leaked).
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import {
+  alive,
+  assertNothingLeft,
+  createUnderSubreaper,
+  type OciWorld,
+  openOciWorld,
+  runc,
+  runcSpecBundle,
+} from './support/oci.js';
+import { closePodman, conmonPidsUsing, openPodman, type Podman } from './support/oci-podman.js';
+import { until } from './support/vm.js';
+
+const VM_MS = 300_000;
+
+describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }, () => {
+  let world: OciWorld;
+  let podman: Podman | undefined;
+  const p = (...args: string[]) => {
+    assert.ok(podman, 'podman is set up');
+    return podman(...args);
+  };
+  const state = async (id: string) => {
+    const r = await runc(world, ['state', id]);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as { status: string; pid: number };
+  };
+
+  before(async () => {
+    world = await openOciWorld('sbx-crash-');
+    podman = await openPodman(world, VM_MS);
+  });
+
+  after(async () => {
+    if (world) {
+      await closePodman(world, podman);
+      await world.close();
+    }
+  });
+
+  it('sandboxd kill -9 and restart under a running podman container: state, ps, exec, kill all still work', {
+    timeout: VM_MS,
+  }, async () => {
+    const script = 'trap "exit 4" USR1; echo up; while true; do sleep 0.2; done';
+    const d = await p('run', '-d', '--network', 'none', '--name', 'c1', 'busybox', 'sh', '-c', script);
+    assert.equal(d.code, 0, d.stderr);
+    const id = d.stdout.trim();
+    const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c1')).stdout.trim());
+    assert.equal((await state(id)).status, 'running');
+
+    await world.killDaemon9();
+    assert.ok(alive(keeper), 'the keeper outlives the daemon');
+    await world.restart();
+
+    const after = await state(id);
+    assert.deepEqual([after.status, after.pid], ['running', keeper], 'state after the restart');
+    assert.match((await p('ps', '--format', '{{.Names}} {{.Status}}')).stdout, /^c1 Up/m);
+    const e = await p('exec', 'c1', 'echo', 'after-restart');
+    assert.equal(e.stdout, 'after-restart\n', e.stderr);
+    assert.equal((await p('kill', '-s', 'USR1', 'c1')).code, 0);
+    await until('conmon saw the exit', 60_000, async () =>
+      (await p('inspect', '--format', '{{.State.Status}}', 'c1')).stdout.trim() === 'exited'
+        ? true
+        : undefined,
+    );
+    assert.equal((await p('inspect', '--format', '{{.State.ExitCode}}', 'c1')).stdout.trim(), '4');
+    assert.equal((await p('rm', 'c1')).code, 0);
+    await until('conmon gone', 30_000, async () =>
+      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
+    );
+    await assertNothingLeft(world);
+  });
+
+  it('a podman container whose keeper is killed -9: exited (137), its VM process ended, nothing left', {
+    timeout: VM_MS,
+  }, async () => {
+    const d = await p('run', '-d', '--network', 'none', '--name', 'c2', 'busybox', 'sleep', '100000');
+    assert.equal(d.code, 0, d.stderr);
+    const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c2')).stdout.trim());
+    process.kill(keeper, 'SIGKILL');
+    await until('podman saw the exit', 60_000, async () =>
+      (await p('inspect', '--format', '{{.State.Status}}', 'c2')).stdout.trim() === 'exited'
+        ? true
+        : undefined,
+    );
+    assert.equal((await p('inspect', '--format', '{{.State.ExitCode}}', 'c2')).stdout.trim(), '137');
+    assert.equal((await p('rm', 'c2')).code, 0);
+    await until('conmon gone', 30_000, async () =>
+      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
+    );
+    await assertNothingLeft(world);
+  });
+
+  it('runc lifecycle: a keeper killed -9 is noticed: state says stopped, the exit is recorded, delete works', {
+    timeout: VM_MS,
+  }, async () => {
+    const bundle = await runcSpecBundle(join(world.dir, 'lost'), ['sleep', '100000']);
+    const k = createUnderSubreaper(
+      world,
+      ['create', '--bundle', bundle, '--pid-file', join(world.dir, 'lost.pid'), 'lost'],
+      join(world.dir, 'lost.out'),
+    );
+    const keeper = await k.created;
+    assert.equal((await runc(world, ['start', 'lost'])).code, 0);
+    assert.equal((await state('lost')).status, 'running');
+    process.kill(keeper, 'SIGKILL');
+    assert.equal(await k.exit, -9, 'the waiter sees the keeper killed');
+    const s = await state('lost');
+    assert.deepEqual([s.status, s.pid], ['stopped', 0]);
+    const view = await world.api.call<{ state: string; exit?: { exitCode: number } }>('container.state', {
+      sandboxId: 'oci-lost',
+      id: 'lost',
+    });
+    assert.equal(view.state, 'exited', 'the process in the VM was ended, not left running');
+    assert.equal(view.exit?.exitCode, 137);
+    assert.equal((await runc(world, ['delete', 'lost'])).code, 0);
+    await assertNothingLeft(world);
+  });
+});
