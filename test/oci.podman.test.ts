@@ -83,7 +83,7 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
     );
 
     assert.equal((await p('pause', 'life')).code, 0);
-    assert.match((await p('ps', '--format', '{{.Names}} {{.Status}}')).stdout, /^life Paused/m);
+    assert.equal((await p('inspect', '--format', '{{.State.Status}}', 'life')).stdout.trim(), 'paused');
     assert.equal(
       JSON.parse(
         (await runc(world, ['state', (await p('inspect', '--format', '{{.Id}}', 'life')).stdout.trim()]))
