@@ -1,0 +1,91 @@
+// Benchmark of sandboxd-runc: `sandboxd-runc run` of a bundle whose process is `true` (a VM booted, the
+// container run, everything deleted) vs `runc run` of the same bundle on the host (the floor), in one run; and
+// the keeper's RSS (the host process that stands for each container). Table, then one JSON line.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import Table from 'cli-table3';
+import { createBusyboxBundle } from '../src/image/index.js';
+
+const run = promisify(execFile);
+const quick = process.argv.includes('--quick');
+const rounds = quick ? 1 : 3;
+const DAEMON = fileURLToPath(new URL('../src/daemon/main.js', import.meta.url));
+const RUNC_CLI = fileURLToPath(new URL('../src/oci/main.js', import.meta.url));
+
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function startDaemon(dir: string, socket: string): Promise<ChildProcess> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [DAEMON, '--state-dir', join(dir, 'state'), '--socket', socket], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('"msg":"ready"')) resolve(child);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`daemon exited ${code}:\n${out}`)));
+  });
+}
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+const dir = await mkdtemp(join(tmpdir(), 'sbx-bench-oci-'));
+const socket = join(dir, 's.sock');
+const daemon = await startDaemon(dir, socket);
+try {
+  const bundle = join(dir, 'bundle');
+  await createBusyboxBundle(bundle, { args: ['true'] });
+  const runc = (...args: string[]) =>
+    run(process.execPath, [RUNC_CLI, '--root', join(dir, 'root'), '--sandboxd-socket', socket, ...args]);
+  const ours: number[] = [];
+  const floor: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    ours.push(await timed(() => runc('run', '--bundle', bundle, `b${i}`)));
+    floor.push(
+      await timed(() => run('runc', ['--root', join(dir, 'runc-root'), 'run', '-b', bundle, `r${i}`])),
+    );
+  }
+  // The keeper of a running container: its resident memory is the host cost per container besides the VM.
+  const sleeper = join(dir, 'sleeper');
+  await createBusyboxBundle(sleeper, { args: ['sleep', '1000'] });
+  const pidFile = join(dir, 'keeper.pid');
+  await runc('create', '--bundle', sleeper, '--pid-file', pidFile, 'rss');
+  const keeper = Number(await readFile(pidFile, 'utf8'));
+  await runc('start', 'rss');
+  const status = await readFile(`/proc/${keeper}/status`, 'utf8');
+  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  await runc('delete', '--force', 'rss');
+
+  const oursMs = Math.round(median(ours));
+  const floorMs = Math.round(median(floor) * 10) / 10;
+  const ratio = Math.round((oursMs / floorMs) * 10) / 10;
+  const table = new Table({ head: ['what', 'median ms', `rounds`] });
+  table.push(
+    ['sandboxd-runc run (VM boot + container + delete)', oursMs, rounds],
+    ['runc run on the host (floor)', floorMs, rounds],
+    ['keeper RSS (KiB)', rssKiB, 1],
+  );
+  process.stdout.write(`${table.toString()}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ bench: 'oci', rounds, sandboxdRuncRunMs: oursMs, runcRunMs: floorMs, ratio, keeperRssKiB: rssKiB })}\n`,
+  );
+} finally {
+  daemon.kill('SIGTERM');
+  await new Promise((r) => daemon.once('exit', r));
+  await rm(dir, { recursive: true, force: true });
+}
