@@ -116,7 +116,7 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
       sandboxId: 'oci-lost',
       id: 'lost',
     });
-    assert.equal(view.state, 'exited', 'the process in the VM was ended, not left running');
+    assert.equal(view.state, 'stopped', 'the process in the VM was ended, not left running');
     assert.equal(view.exit?.exitCode, 137);
     assert.equal((await runc(world, ['delete', 'lost'])).code, 0);
     await assertNothingLeft(world);

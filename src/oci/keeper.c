@@ -519,7 +519,9 @@ int main(int argc, char **argv) {
       ci = n;
       fds[n++] = (struct pollfd){.fd = conn, .events = POLLIN};
     }
-    if (stdin_open && !op_line && following && exited < 0) {
+    // Input waits while a resize is on its way: the daemon may run two requests in either order, and what is
+    // typed after a resize must see the new size.
+    if (stdin_open && !op_line && following && exited < 0 && !resize_id && !(resize_wanted && tty_fd >= 0)) {
       ii = n;
       fds[n++] = (struct pollfd){.fd = in_fd, .events = POLLIN};
     }
