@@ -54,7 +54,8 @@ describe('sandboxd-runc terminals (real daemon, real VMs)', { timeout: 1_500_000
     const bundle = await runcSpecBundle(join(world.dir, 'tty'), [
       'sh',
       '-c',
-      'tty; stty size; read x; stty size; exit 5',
+      // The guest applies a resize on its own path: the process polls its terminal's size (real state).
+      'tty; stty size; read x; while [ "$(stty size)" != "33 77" ]; do sleep 0.1; done; stty size; exit 5',
     ]);
     const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8'));
     spec.process.terminal = true;
@@ -107,7 +108,11 @@ describe('sandboxd-runc terminals (real daemon, real VMs)', { timeout: 1_500_000
     await writeFile(
       processFile,
       JSON.stringify({
-        args: ['sh', '-c', 'tty; read x; stty size'],
+        args: [
+          'sh',
+          '-c',
+          'tty; read x; while [ "$(stty size)" != "41 101" ]; do sleep 0.1; done; stty size',
+        ],
         cwd: '/',
         terminal: true,
         env: ['TERM=xterm', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin'],
