@@ -55,6 +55,30 @@ export async function commandAndWait(
   await settledAs(entity, command, transitional, success);
 }
 
+/**
+ * A change that leaves the entity in its state (update): the intent appended in the entity's turn, then, still
+ * holding it, its effect awaited; throws the effect's failure, or InvalidState when no outcome was taken
+ * (`open` still true: the entity moved on meanwhile, so the outcome came too late to be recorded).
+ */
+export async function changeAndWait(
+  k: Kernel,
+  entity: AnyEntity,
+  command: string,
+  event: Asked,
+  open: () => boolean,
+  checks: () => void,
+): Promise<void> {
+  await inTurn(entity, async () => {
+    checks();
+    entity.lastError = undefined;
+    await k.record(entity, event, { command });
+    await k.effects.settled(entity);
+    if (entity.lastError) throw entity.lastError;
+    if (open())
+      throw new InvalidState(entity.kind, entity.id, entity.state, `${command} (it ended meanwhile)`);
+  });
+}
+
 /** Waits until the entity leaves `transitional`; throws its failure unless it reached a `success` state. */
 export async function settledAs(
   entity: AnyEntity,

@@ -9,7 +9,15 @@ import type { Kernel } from '../kernel.js';
 import { containerEnded } from '../states.js';
 import type { ContainerView, CreateContainerParams } from '../types.js';
 import { containerView } from '../views.js';
-import { commandAndWait, inTurn, lifeData, requireAgent, requireState, settledAs } from './common.js';
+import {
+  changeAndWait,
+  commandAndWait,
+  inTurn,
+  lifeData,
+  requireAgent,
+  requireState,
+  settledAs,
+} from './common.js';
 
 export async function createContainer(k: Kernel, params: CreateContainerParams): Promise<ContainerView> {
   const by = k.open('container.create');
@@ -160,19 +168,14 @@ export async function updateContainer(
   const c = k.containerEntry(sandboxId, id);
   // The intent first, then the guest: a crash in between leaves an intent recovery applies again. The whole
   // of it holds the container's turn, so no second update, pause or delete slips in before the outcome.
-  await inTurn(c, async () => {
-    requireAgent(c.sandbox, 'container.update');
-    c.lastError = undefined;
-    await k.record(
-      c,
-      { type: 'ContainerUpdateRequested', data: { resources }, correlationId: by },
-      { command: 'update' },
-    );
-    await k.effects.settled(c);
-    if (c.context.updating !== undefined || c.lastError) {
-      throw c.lastError ?? new InvalidState('container', id, c.state, 'update (it ended meanwhile)');
-    }
-  });
+  await changeAndWait(
+    k,
+    c,
+    'update',
+    { type: 'ContainerUpdateRequested', data: { resources }, correlationId: by },
+    () => c.context.updating !== undefined,
+    () => requireAgent(c.sandbox, 'container.update'),
+  );
   return containerView(c);
 }
 

@@ -1,9 +1,8 @@
 // Calls on a running sandbox's guest: details, network, time, randomness, files, metrics.
 import { randomBytes } from 'node:crypto';
 import type { GuestDetails, NetInterface, NetRoute } from '../../agent/index.js';
-import { InvalidState } from '../../errors/index.js';
 import type { Kernel } from '../kernel.js';
-import { inTurn, requireAgent } from './common.js';
+import { changeAndWait, requireAgent } from './common.js';
 
 function guest(k: Kernel, sandboxId: string, command: string): void {
   requireAgent(k.sandbox(sandboxId), command);
@@ -56,15 +55,14 @@ async function changeGuestNetwork(
 ): Promise<void> {
   const by = k.open(command);
   const s = k.sandboxEntry(sandboxId);
-  await inTurn(s, async () => {
-    requireAgent(s, command);
-    s.lastError = undefined;
-    await k.record(s, { type: 'GuestNetworkUpdateRequested', data: change, correlationId: by }, { command });
-    await k.effects.settled(s);
-    if (s.context.networkUpdating !== undefined || s.lastError) {
-      throw s.lastError ?? new InvalidState('sandbox', sandboxId, s.state, `${command} (it ended meanwhile)`);
-    }
-  });
+  await changeAndWait(
+    k,
+    s,
+    command,
+    { type: 'GuestNetworkUpdateRequested', data: change, correlationId: by },
+    () => s.context.networkUpdating !== undefined,
+    () => requireAgent(s, command),
+  );
 }
 
 export async function setGuestTime(k: Kernel, sandboxId: string, time: Date = new Date()): Promise<Date> {
