@@ -41,12 +41,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<RuntimeHan
     report = await reconcileAll(rt);
     // Sandboxes whose VM lives on (reattached, or a boot being continued) get their watchers.
     for (const s of rt.sandboxes.values()) {
-      if (
-        s.context.handle &&
-        ['starting', 'running', 'pausing', 'paused', 'resuming', 'stopping'].includes(s.state)
-      ) {
-        rt.supervise(s);
-      }
+      if (s.context.handle && s.is('vmUp')) rt.supervise(s);
     }
   }
   rt.recovery = { ...report, ...counts(rt), ...loaded, loadMs };

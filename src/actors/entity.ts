@@ -7,6 +7,8 @@ import {
   type PersistedEntity,
   restoreSnapshot,
   type SnapshotOf,
+  type StateTag,
+  stateHasTag,
   stateOf,
 } from '../machines/index.js';
 
@@ -69,6 +71,11 @@ export class Entity<K extends EntityKind> {
 
   get state(): string {
     return stateOf({ value: this.value });
+  }
+
+  /** Whether the entity's state carries `tag` (declared on the machine's states: src/machines/tags.ts). */
+  is(tag: StateTag): boolean {
+    return stateHasTag(this.kind, this.state, tag);
   }
 
   /** Runs `fn` after everything queued before it on this entity, never two at once. */

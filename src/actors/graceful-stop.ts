@@ -19,8 +19,6 @@ export function stopGraceMs(asked: number | undefined, deadlineMs: number): numb
   return Math.min(asked ?? DEFAULT_STOP_GRACE_MS, Math.floor(deadlineMs / 2));
 }
 
-const ended = (state: string) => ['stopped', 'failed', 'deleting', 'deleted'].includes(state);
-
 /** Resolves once every container has ended, or `ms` passed, or `signal` aborted (never rejects). */
 async function allEnded(
   containers: readonly ContainerActor[],
@@ -32,7 +30,7 @@ async function allEnded(
   signal.addEventListener('abort', onAbort, { once: true });
   const timer = delay(ms, undefined, { signal: stop.signal }).catch(() => undefined);
   try {
-    await Promise.race([Promise.all(containers.map((c) => c.settled(ended))), timer]);
+    await Promise.race([Promise.all(containers.map((c) => c.settled(() => c.is('ended')))), timer]);
   } finally {
     signal.removeEventListener('abort', onAbort);
     stop.abort();
@@ -81,7 +79,7 @@ export async function stopContainersGracefully(
   );
   await Promise.all(running.map((c) => send(c, 'SIGTERM')));
   await allEnded(running, graceMs, signal);
-  const stubborn = running.filter((c) => !ended(c.state));
+  const stubborn = running.filter((c) => !c.is('ended'));
   if (stubborn.length > 0 && !signal.aborted) {
     ports.logger.info(
       { sandboxId: sandbox.id, containers: stubborn.map((c) => c.id), graceMs },

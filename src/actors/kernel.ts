@@ -10,7 +10,7 @@ import { Internal, InvalidState, NotFound } from '../errors/index.js';
 import type { EventEnvelope, NewEvent } from '../events/index.js';
 import { correlation, deadlinesFrom, statePath, TransitionWatch } from '../explain/index.js';
 import type { Accel, Hypervisor } from '../hypervisor/index.js';
-import { can, fed, persistSnapshot, step } from '../machines/index.js';
+import { can, fed, persistSnapshot, stateHasTag, step } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
 import { withDeadline } from './deadline.js';
 import { type Asked, EffectRunner } from './effect-runner.js';
@@ -18,7 +18,6 @@ import type { EffectContext, SandboxDirs } from './effects.js';
 import { type AnyEntity, ContainerActor, type ExecActor, Lives, SandboxActor } from './entity.js';
 import { StateDirGuard } from './host-paths.js';
 import { defaultTimeouts, type RuntimeOptions, type TimeoutName } from './runtime-options.js';
-import { containerEnded, downStates, execEnded, transitional, vmStates } from './states.js';
 import { recordOfHappening, startPorts, supervised } from './supervision.js';
 import type { Caller } from './types.js';
 
@@ -148,7 +147,7 @@ export class Kernel {
   /** Saves a snapshot in the background when enough events piled up since the last one (a cache: failures only logged). */
   private maybeSnapshot(entity: AnyEntity): void {
     const every = this.options.snapshotEvery ?? 16;
-    if (every <= 0 || entity.version - entity.savedVersion < every || transitional.has(entity.state)) return;
+    if (every <= 0 || entity.version - entity.savedVersion < every || entity.is('transitional')) return;
     const version = entity.version;
     const state = persistSnapshot(entity.kind, entity.snapshot as never);
     entity.savedVersion = version;
@@ -192,19 +191,19 @@ export class Kernel {
       return;
     }
     if (!live) return;
-    const vmUp = vmStates.has(state) && handle !== undefined;
+    const vmUp = sandbox.is('vmUp') && handle !== undefined;
     if (vmUp && !sandbox.ports) this.supervise(sandbox);
     if (!vmUp && sandbox.ports) {
       sandbox.ports.stop();
       sandbox.ports = undefined;
       this.fireAndLog(this.agent.disconnect(sandbox.id));
     }
-    if (downStates.has(state) && !downStates.has(before)) {
+    if (sandbox.is('down') && !stateHasTag('sandbox', before, 'down')) {
       // Its VM is gone: nothing is left to compare with a guest on a later resume.
       this.containersUnchecked.delete(sandbox.id);
       const reason = `sandbox ${state}`;
       for (const c of sandbox.containers.values()) {
-        if (!containerEnded.has(c.state))
+        if (!c.is('ended'))
           this.fireAndLog(
             this.record(c, { type: 'ContainerLost', data: { reason }, correlationId: supervised.cascade }),
           );
@@ -222,13 +221,13 @@ export class Kernel {
       return;
     }
     // The init's end takes every exec of the container with it.
-    if (live && containerEnded.has(state) && !containerEnded.has(before)) {
+    if (live && container.is('ended') && !stateHasTag('container', before, 'ended')) {
       for (const e of container.execs.values()) this.loseExec(e, `container ${state}`);
     }
   }
 
   private loseExec(exec: ExecActor, reason: string): void {
-    if (!execEnded.has(exec.state))
+    if (!exec.is('ended'))
       this.fireAndLog(
         this.record(exec, { type: 'ProcessLost', data: { reason }, correlationId: supervised.cascade }),
       );

@@ -151,7 +151,7 @@ async function reconcileSandbox(rt: Kernel, sandbox: SandboxActor, t: Tally): Pr
         await record(e, 'ProcessLost', { reason: `sandbox ${state}` });
     }
     if (c.state === 'deleting') await retry(c, 'removeContainer', ['ContainerDeleteRequested'], 'deleting');
-    else if (!['stopped', 'failed', 'deleted'].includes(c.state)) {
+    else if (!c.is('ended')) {
       await record(c, 'ContainerLost', { reason: `sandbox ${state}` });
     }
   }

@@ -1,16 +1,12 @@
 // Pairing intents with their outcomes: an operation runs from the event that enters a transitional state to the one that leaves it.
 import type { EventEnvelope } from '../events/index.js';
+import { statesTagged } from '../machines/index.js';
 import { describeOrigin, type Origin, originOf } from './origin.js';
 
 /** States an effect is in flight in (their entry starts one); an operation lasts while the entity is in one. */
-export const transitionalStates: ReadonlySet<string> = new Set([
-  'starting',
-  'pausing',
-  'resuming',
-  'stopping',
-  'deleting',
-  'creating',
-]);
+export const transitionalStates: ReadonlySet<string> = new Set(
+  (['sandbox', 'container', 'exec'] as const).flatMap((kind) => [...statesTagged(kind, 'transitional')]),
+);
 
 /** Effects that end in no outcome event of their own (best-effort cleanup). */
 const noOutcome = new Set(['releaseVm']);

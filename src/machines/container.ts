@@ -150,6 +150,7 @@ export const containerMachine = setup({
       },
     },
     creating: {
+      tags: ['transitional'],
       entry: 'createContainer',
       on: {
         ContainerCreated: { target: 'created', actions: assign(({ event }) => ({ pid: event.data.pid })) },
@@ -167,6 +168,7 @@ export const containerMachine = setup({
       },
     },
     starting: {
+      tags: ['live', 'transitional'],
       entry: 'startContainer',
       on: {
         ContainerStarted: { target: 'running', actions: 'started' },
@@ -178,6 +180,7 @@ export const containerMachine = setup({
       },
     },
     running: {
+      tags: ['live'],
       on: {
         ContainerPauseRequested: { target: 'pausing' },
         ...update,
@@ -188,6 +191,7 @@ export const containerMachine = setup({
       },
     },
     pausing: {
+      tags: ['live', 'transitional'],
       entry: 'pauseContainer',
       on: {
         ContainerPaused: { target: 'paused' },
@@ -199,6 +203,7 @@ export const containerMachine = setup({
       },
     },
     paused: {
+      tags: ['live'],
       on: {
         ContainerResumeRequested: { target: 'resuming' },
         ...update,
@@ -209,6 +214,7 @@ export const containerMachine = setup({
       },
     },
     resuming: {
+      tags: ['live', 'transitional'],
       entry: 'resumeContainer',
       on: {
         ContainerResumed: { target: 'running' },
@@ -220,6 +226,7 @@ export const containerMachine = setup({
       },
     },
     stopped: {
+      tags: ['ended'],
       on: {
         ContainerDeleteRequested: { target: 'deleting' },
         // An update's outcome can trail the exit: the guest did (or did not) apply it, and the log says so.
@@ -232,9 +239,11 @@ export const containerMachine = setup({
     },
     /** Create or start failed: only delete is left (it removes whatever the guest kept). */
     failed: {
+      tags: ['ended'],
       on: { ContainerDeleteRequested: { target: 'deleting' } },
     },
     deleting: {
+      tags: ['ended', 'transitional'],
       entry: 'removeContainer',
       on: {
         // A forced delete kills a live init: its end is a fact of this life (docker rm -f shows 137).
@@ -243,6 +252,9 @@ export const containerMachine = setup({
         ContainerDeleteFailed: { target: 'failed', actions: 'remember' },
       },
     },
-    deleted: { type: 'final' },
+    deleted: {
+      tags: ['ended'],
+      type: 'final',
+    },
   },
 });

@@ -93,6 +93,7 @@ export const execMachine = setup({
     },
     /** The exit may be reported before the start's reply: both orders end in `exited`. */
     starting: {
+      tags: ['live', 'transitional'],
       entry: 'startProcess',
       on: {
         ExecStarted: { target: 'running', actions: assign(({ event }) => ({ pid: event.data.pid })) },
@@ -103,9 +104,18 @@ export const execMachine = setup({
         ...ended,
       },
     },
-    running: { on: { ...ended } },
-    exited: { on: { ExecDeleted: { target: 'deleted' }, ProcessOutputDropped: { actions: 'dropped' } } },
-    failed: { on: { ExecDeleted: { target: 'deleted' } } },
+    running: {
+      tags: ['live'],
+      on: { ...ended },
+    },
+    exited: {
+      tags: ['ended'],
+      on: { ExecDeleted: { target: 'deleted' }, ProcessOutputDropped: { actions: 'dropped' } },
+    },
+    failed: {
+      tags: ['ended'],
+      on: { ExecDeleted: { target: 'deleted' } },
+    },
     deleted: { type: 'final' },
   },
 });

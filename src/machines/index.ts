@@ -4,3 +4,4 @@ export * from './container.js';
 export * from './exec.js';
 export * from './replay.js';
 export * from './sandbox.js';
+export * from './tags.js';

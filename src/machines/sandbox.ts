@@ -148,6 +148,7 @@ export const sandboxMachine = setup({
     },
     /** Booting: each sub-state is one effect in flight, so recovery knows which step to settle. */
     starting: {
+      tags: ['vmUp', 'transitional'],
       initial: 'launching',
       entry: assign({ error: undefined, lostReason: undefined }),
       on: {
@@ -189,6 +190,7 @@ export const sandboxMachine = setup({
       },
     },
     running: {
+      tags: ['vmUp'],
       on: {
         // Only a running guest can online what was plugged; paused, booting or stopping ones refuse.
         SandboxResized: { actions: 'resized' },
@@ -206,6 +208,7 @@ export const sandboxMachine = setup({
       },
     },
     pausing: {
+      tags: ['vmUp', 'frozen', 'transitional'],
       entry: 'pauseVm',
       on: {
         SandboxPaused: { target: 'paused' },
@@ -216,6 +219,7 @@ export const sandboxMachine = setup({
       },
     },
     paused: {
+      tags: ['vmUp', 'frozen'],
       on: {
         SandboxResumeRequested: { target: 'resuming' },
         SandboxStopRequested: { target: 'stopping' },
@@ -225,6 +229,7 @@ export const sandboxMachine = setup({
       },
     },
     resuming: {
+      tags: ['vmUp', 'frozen', 'transitional'],
       entry: 'resumeVm',
       on: {
         SandboxResumed: { target: 'running' },
@@ -236,6 +241,7 @@ export const sandboxMachine = setup({
     },
     /** The VM going away here is expected: the stop effect's outcome tells the story, not VmExited. */
     stopping: {
+      tags: ['vmUp', 'transitional'],
       entry: 'stopVm',
       on: {
         SandboxStopped: { target: 'stopped', actions: assign({ handle: undefined }) },
@@ -245,12 +251,14 @@ export const sandboxMachine = setup({
       },
     },
     stopped: {
+      tags: ['down'],
       on: {
         SandboxStartRequested: { target: 'starting' },
         SandboxDeleteRequested: { target: 'deleting' },
       },
     },
     failed: {
+      tags: ['down'],
       on: {
         // Start again in place: launchVm clears what the failed attempt left.
         SandboxStartRequested: { target: 'starting' },
@@ -260,6 +268,7 @@ export const sandboxMachine = setup({
       },
     },
     lost: {
+      tags: ['down'],
       on: {
         // A VM that died can be booted again; its containers stay lost until deleted.
         SandboxStartRequested: { target: 'starting' },
@@ -267,6 +276,7 @@ export const sandboxMachine = setup({
       },
     },
     deleting: {
+      tags: ['down', 'transitional'],
       entry: 'destroyVm',
       on: {
         SandboxDeleted: { target: 'deleted', actions: assign({ handle: undefined }) },

@@ -1,5 +1,6 @@
 // What every command shares: its arrival turn, the state checks, and the wait for its outcome.
 import { InvalidState, NotFound, SandboxdError } from '../../errors/index.js';
+import type { StateTag } from '../../machines/index.js';
 import type { Asked } from '../effect-runner.js';
 import { type AnyEntity, ContainerActor, SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
@@ -26,6 +27,11 @@ export function inTurn<T>(entity: AnyEntity, fn: () => Promise<T>): Promise<T> {
     if (entity.state === 'absent') throw notFoundOf(entity);
     return fn();
   });
+}
+
+/** The entity's state must carry `tag` (src/machines/tags.ts) for `command`. */
+export function requireTag(entity: AnyEntity, tag: StateTag, command: string): void {
+  if (!entity.is(tag)) throw new InvalidState(entity.kind, entity.id, entity.state, command);
 }
 
 export function requireState(entity: AnyEntity, allowed: readonly string[], command: string): void {

@@ -6,7 +6,6 @@ import { initialSnapshot } from '../../machines/index.js';
 import { ContainerActor, lifeKey } from '../entity.js';
 import { checkContainerSources } from '../host-paths.js';
 import type { Kernel } from '../kernel.js';
-import { containerEnded } from '../states.js';
 import type { ContainerView, CreateContainerParams } from '../types.js';
 import { containerView } from '../views.js';
 import {
@@ -15,7 +14,7 @@ import {
   inTurn,
   lifeData,
   requireAgent,
-  requireState,
+  requireTag,
   settledAs,
 } from './common.js';
 
@@ -94,7 +93,7 @@ export async function killContainer(
     requireAgent(c.sandbox, 'container.kill');
     // Not a created container: its init waits at the start gate, where a signal changes nothing the log could
     // say (and breaks the later start). Start it, or delete it.
-    requireState(c, ['starting', 'running', 'pausing', 'paused', 'resuming'], `kill ${signal}`);
+    requireTag(c, 'live', `kill ${signal}`);
     await k.call(k.agent.signalProcess(sandboxId, id, '', signal, all), 'signalProcess');
   });
 }
@@ -118,7 +117,7 @@ export async function deleteContainer(
     ['deleted'],
     () => {
       // A frozen guest cannot remove anything; removing only the host side would leave it running there.
-      if (['pausing', 'paused', 'resuming'].includes(c.sandbox.state)) {
+      if (c.sandbox.is('frozen')) {
         throw new InvalidState('sandbox', sandboxId, c.sandbox.state, 'container.delete');
       }
     },
@@ -189,7 +188,7 @@ export async function waitContainer(k: Kernel, sandboxId: string, id: string): P
   const entry = k.containerEntry(sandboxId, id);
   // A wait that arrived after a create (or start) begins once those had their turn.
   const c = await entry.admit(async () => k.container(sandboxId, id));
-  await c.settled((s) => containerEnded.has(s));
+  await c.settled(() => c.is('ended'));
   const exit = c.context.exit;
   if (!exit) throw new InvalidState('container', id, c.state, 'wait (it never ran)');
   return exit;

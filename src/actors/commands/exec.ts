@@ -5,7 +5,6 @@ import { AlreadyExists, ConcurrencyConflict, InvalidState } from '../../errors/i
 import { initialSnapshot } from '../../machines/index.js';
 import { type ContainerActor, ExecActor, lifeKey, type SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
-import { execEnded } from '../states.js';
 import type { ExecView } from '../types.js';
 import { execView } from '../views.js';
 import { commandAndWait, inTurn, lifeData, requireAgent, requireState, settledAs } from './common.js';
@@ -120,7 +119,7 @@ export async function waitExec(
 ): Promise<ExitStatus> {
   const entry = k.execEntry(sandboxId, containerId, execId);
   const e = await entry.admit(async () => k.exec(sandboxId, containerId, execId));
-  await e.settled((s) => execEnded.has(s));
+  await e.settled(() => e.is('ended'));
   const exit = e.context.exit;
   if (!exit) throw new InvalidState('exec', execId, e.state, 'wait (it never ran)');
   return exit;
