@@ -4,4 +4,4 @@ export { toStatus } from './errdefs.js';
 export { containerIdFor, podSandboxIdFor, sandboxIdFor, shimSocketPath } from './naming.js';
 export { decode, encode, messageType, packAny, protos, TASK_SERVICE, unpackAny } from './protos.js';
 export { EventPublisher, forward, forwardRequest, type TaskEvent, TOPICS } from './publish.js';
-export { SHIM_SERVICE, serve } from './server.js';
+export { pidFileOf, SHIM_SERVICE, serve } from './server.js';

@@ -1,6 +1,6 @@
 // The long-lived shim server: one process per containerd (all its namespaces and pods), serving the Task
 // service on a path socket, a client of sandboxd's API, publishing task events to containerd.
-import { mkdir, unlink } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import type { Logger } from 'pino';
 import { type ApiClient, connectApi } from '../api/index.js';
@@ -19,6 +19,11 @@ export const SHIM_SERVICE = 'sandboxd.shim.v1.Shim';
 const IDLE_GRACE_MS = 2000;
 
 export const DEFAULT_SANDBOXD_SOCKET = '/run/sandboxd/sandboxd.sock';
+
+/** The server's pid file, beside its socket. */
+export function pidFileOf(socketPath: string): string {
+  return `${socketPath}.pid`;
+}
 
 export interface ServeOptions {
   readonly socketPath: string;
@@ -85,6 +90,7 @@ export async function serve(o: ServeOptions): Promise<void> {
         await server.close({ timeoutMs: 5000 });
         await publisher.close();
         await unlink(o.socketPath).catch(() => undefined);
+        await unlink(pidFileOf(o.socketPath)).catch(() => undefined);
         (await current?.catch(() => undefined))?.close();
         done();
       }, IDLE_GRACE_MS);
@@ -113,6 +119,8 @@ export async function serve(o: ServeOptions): Promise<void> {
     await unlink(o.socketPath);
     await server.listen(o.socketPath, 0o600);
   }
+  // Beside the socket: who serves it, for whoever must end it (a test, an operator after containerd is gone).
+  await writeFile(pidFileOf(o.socketPath), `${process.pid}\n`, { mode: 0o600 });
   log.info({ socket: o.socketPath, pid: process.pid }, 'shim serving');
   api().catch((err: Error) => log.warn({ err: err.message }, 'sandboxd not reachable yet'));
   shim.requestExit(); // exits after the grace unless a start reserves

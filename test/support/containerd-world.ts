@@ -1,0 +1,162 @@
+// One world for a shim test file: a real sandboxd daemon, a real containerd that finds
+// containerd-shim-sandboxd-v1 on its PATH, the busybox image imported. stop() ends what the file caused
+// (containerd, the shim server by its pid file, the daemon) and fails when anything is left: a QEMU, a
+// shim server, a socket under the temp dirs.
+import type { ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { unmountAllUnder } from '../../src/actors/index.js';
+import { pidFileOf, shimSocketPath } from '../../src/shim/index.js';
+import { type Containerd, type CtrResult, startContainerd, until } from './containerd.js';
+import { CLI, DAEMON, spawnUntil } from './processes.js';
+import { qemuPidsUsing } from './vm.js';
+
+const run = promisify(execFile);
+const SHIM = fileURLToPath(new URL('../../src/shim/main.js', import.meta.url));
+const IMAGE_SCRIPT = fileURLToPath(new URL('../../../scripts/test-image.sh', import.meta.url));
+
+export const RUNTIME = 'io.containerd.sandboxd.v1';
+export const IMAGE = 'docker.io/library/busybox:latest';
+export const VM_MS = 300_000;
+
+export interface ShimWorld {
+  readonly dir: string;
+  /** sandboxd's API socket. */
+  readonly socket: string;
+  readonly ctrd: Containerd;
+  /** The shim server's socket for this containerd. */
+  readonly shimSocket: string;
+  daemon: ChildProcess;
+  ctr(args: readonly string[], options?: { timeoutMs?: number; input?: string }): Promise<CtrResult>;
+  /** `sandboxctl call method [params]` against the daemon: its JSON answer. */
+  call<T>(method: string, params?: Record<string, unknown>): Promise<T>;
+  /** The shim server's own log (its stderr), for assertion messages. */
+  shimLog(): Promise<string>;
+  /** The shim server's pid, from its pid file (undefined when none serves). */
+  shimPid(): Promise<number | undefined>;
+  /** Starts the daemon on the same state dir and socket (after a kill). */
+  restartDaemon(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function socketsUnder(dir: string): Promise<string[]> {
+  const found: string[] = [];
+  const walk = async (d: string): Promise<void> => {
+    for (const name of await readdir(d).catch((): string[] => [])) {
+      const p = join(d, name);
+      const st = await lstat(p).catch(() => undefined);
+      if (st?.isSocket()) found.push(p);
+      else if (st?.isDirectory()) await walk(p);
+    }
+  };
+  await walk(dir);
+  return found;
+}
+
+export async function startShimWorld(): Promise<ShimWorld> {
+  const dir = await mkdtemp(join(tmpdir(), 'shim-e2e-'));
+  const socket = join(dir, 'sandboxd.sock');
+  const stateDir = join(dir, 'state');
+  const startDaemon = async () =>
+    (
+      await spawnUntil(DAEMON, ['--state-dir', stateDir, '--socket', socket], /"msg":"ready"/, {
+        timeoutMs: 120_000,
+      })
+    ).child;
+  const daemon = await startDaemon();
+  // containerd finds the shim on its PATH by the runtime's name, as it would /usr/local/bin's.
+  const bin = join(dir, 'bin');
+  await mkdir(bin);
+  await chmod(SHIM, 0o755); // tsc writes it 0644; setup.sh does the same for /usr/local/bin's link
+  await symlink(SHIM, join(bin, 'containerd-shim-sandboxd-v1'));
+  const socketDir = join(dir, 's');
+  const ctrd = await startContainerd({
+    env: { PATH: `${bin}:${process.env.PATH}`, SANDBOXD_SOCKET: socket, SANDBOXD_SHIM_SOCKET_DIR: socketDir },
+  });
+  const shimSocket = join(socketDir, shimSocketPath(ctrd.address).split('/').pop() as string);
+  const tar = (await run('bash', [IMAGE_SCRIPT])).stdout.trim();
+  const imported = await ctrd.ctr(['images', 'import', tar]);
+  if (imported.code !== 0) throw new Error(`ctr images import: ${imported.stderr}`);
+
+  const shimPid = async () => {
+    const text = await readFile(pidFileOf(shimSocket), 'utf8').catch(() => '');
+    const pid = Number.parseInt(text, 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  };
+  const world: ShimWorld = {
+    dir,
+    socket,
+    ctrd,
+    shimSocket,
+    daemon,
+    ctr: (args, options) => ctrd.ctr(args, { timeoutMs: VM_MS, ...options }),
+    async call<T>(method: string, params?: Record<string, unknown>) {
+      const args = [CLI, '--socket', socket, 'call', method];
+      if (params) args.push(JSON.stringify(params));
+      return JSON.parse((await run(process.execPath, args)).stdout) as T;
+    },
+    shimLog: () => readFile(`${shimSocket}.log`, 'utf8').catch(() => ''),
+    shimPid,
+    async restartDaemon() {
+      world.daemon = await startDaemon();
+    },
+    async stop() {
+      const left: string[] = [];
+      await ctrd.stop();
+      // The shim server outlives containerd by design (containerd reconnects to it): end it by its pid.
+      const pid = await shimPid();
+      if (pid !== undefined && alive(pid)) {
+        process.kill(pid, 'SIGTERM');
+        await until('the shim server to exit', () => (alive(pid) ? undefined : true), 10_000).catch(() => {
+          left.push(`shim server ${pid} ignored SIGTERM`);
+          process.kill(pid, 'SIGKILL');
+        });
+      }
+      const d = world.daemon;
+      if (d.exitCode === null && d.signalCode === null) {
+        d.kill('SIGTERM');
+        await new Promise((r) => d.once('exit', r));
+      }
+      for (const q of await qemuPidsUsing(dir)) {
+        left.push(`qemu ${q}`);
+        process.kill(q, 'SIGKILL');
+      }
+      for (const s of await socketsUnder(dir)) {
+        left.push(`socket ${s}`);
+      }
+      await unmountAllUnder(dir).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+      if (left.length > 0) throw new Error(`left behind: ${left.join(', ')}`);
+    },
+  };
+  return world;
+}
+
+/** Polls `ctr task ls` until task `id` shows `status` (RUNNING, PAUSED, STOPPED); returns its pid. */
+export async function taskStatus(world: ShimWorld, id: string, status: string): Promise<number> {
+  return until(
+    `task ${id} ${status}`,
+    async () => {
+      const r = await world.ctr(['task', 'ls']);
+      const row = r.stdout
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .find((f) => f[0] === id);
+      return row && row[2] === status ? Number(row[1]) : undefined;
+    },
+    60_000,
+  );
+}
