@@ -78,24 +78,38 @@ export async function serve(o: ServeOptions): Promise<void> {
     toStatus,
     onCallError: (c, err) => log.info({ method: c.method, err: (err as Error).message }, 'call failed'),
   });
+  let closing: Promise<void> | undefined;
+  const close = (why: string): Promise<void> => {
+    closing ??= (async () => {
+      log.info({ why }, 'shim server exiting');
+      await server.close({ timeoutMs: 5000 });
+      await publisher.close();
+      await unlink(o.socketPath).catch(() => undefined);
+      await unlink(pidFileOf(o.socketPath)).catch(() => undefined);
+      (await current?.catch(() => undefined))?.close();
+      done();
+    })();
+    return closing;
+  };
   const shim: ShimContext = {
     api,
     tasks,
     log,
     requestExit() {
       if (exitTimer) clearTimeout(exitTimer);
-      exitTimer = setTimeout(async () => {
-        if (!tasks.idle) return;
-        log.info('no task left: exiting');
-        await server.close({ timeoutMs: 5000 });
-        await publisher.close();
-        await unlink(o.socketPath).catch(() => undefined);
-        await unlink(pidFileOf(o.socketPath)).catch(() => undefined);
-        (await current?.catch(() => undefined))?.close();
-        done();
+      exitTimer = setTimeout(() => {
+        if (tasks.idle) void close('no task left');
       }, IDLE_GRACE_MS);
     },
   };
+  // Ended by an operator (or a test): its socket and pid file go with it. Tasks still running stay in
+  // sandboxd; containerd runs `delete` for each, as after any shim death.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      if (exitTimer) clearTimeout(exitTimer);
+      void close(signal);
+    });
+  }
   server.register(TASK_SERVICE, { ...initHandlers(shim), ...processHandlers(shim) });
   server.register(SHIM_SERVICE, {
     Reserve: () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { unmountAllUnder } from '../../src/actors/index.js';
+import { mountsUnder, unmountAllUnder } from '../../src/actors/index.js';
 import { pidFileOf, shimSocketPath } from '../../src/shim/index.js';
 import { type Containerd, type CtrResult, startContainerd, until } from './containerd.js';
 import { CLI, DAEMON, spawnUntil } from './processes.js';
@@ -66,6 +66,36 @@ async function socketsUnder(dir: string): Promise<string[]> {
   return found;
 }
 
+/** Live shim servers (`… serve`) of the containerd at `address`, from /proc. */
+async function shimServersFor(address: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (argv.includes('serve') && argv.includes(address) && argv.some((a) => a.endsWith('shim/main.js'))) {
+      if (alive(Number(entry))) pids.push(Number(entry));
+    }
+  }
+  return pids;
+}
+
+/** Kills and deletes every task and container of the test's containerd (all namespaces). */
+async function deleteTasks(world: ShimWorld): Promise<void> {
+  const namespaces = (await world.ctr(['namespaces', 'ls', '-q'])).stdout.split('\n').filter(Boolean);
+  for (const ns of namespaces) {
+    const n = ['--namespace', ns];
+    for (const id of (await world.ctr([...n, 'task', 'ls', '-q'])).stdout.split('\n').filter(Boolean)) {
+      await world.ctr([...n, 'task', 'kill', '--all', '-s', 'SIGKILL', id]);
+      const d = await world.ctr([...n, 'task', 'delete', '--force', id]);
+      if (d.code !== 0) throw new Error(`ctr task delete ${id}: ${d.stderr.trim()}`);
+    }
+    for (const id of (await world.ctr([...n, 'containers', 'ls', '-q'])).stdout.split('\n').filter(Boolean)) {
+      const d = await world.ctr([...n, 'containers', 'delete', id]);
+      if (d.code !== 0) throw new Error(`ctr containers delete ${id}: ${d.stderr.trim()}`);
+    }
+  }
+}
+
 export async function startShimWorld(): Promise<ShimWorld> {
   const dir = await mkdtemp(join(tmpdir(), 'shim-e2e-'));
   const socket = join(dir, 'sandboxd.sock');
@@ -77,6 +107,23 @@ export async function startShimWorld(): Promise<ShimWorld> {
       })
     ).child;
   const daemon = await startDaemon();
+  try {
+    return await withContainerd(dir, socket, daemon, startDaemon);
+  } catch (err) {
+    // A world half made is ended here: the caller has no stop() to call.
+    daemon.kill('SIGTERM');
+    await new Promise((r) => daemon.once('exit', r));
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function withContainerd(
+  dir: string,
+  socket: string,
+  daemon: ChildProcess,
+  startDaemon: () => Promise<ChildProcess>,
+): Promise<ShimWorld> {
   // containerd finds the shim on its PATH by the runtime's name, as it would /usr/local/bin's.
   const bin = join(dir, 'bin');
   await mkdir(bin);
@@ -89,7 +136,10 @@ export async function startShimWorld(): Promise<ShimWorld> {
   const shimSocket = join(socketDir, shimSocketPath(ctrd.address).split('/').pop() as string);
   const tar = (await run('bash', [IMAGE_SCRIPT])).stdout.trim();
   const imported = await ctrd.ctr(['images', 'import', tar]);
-  if (imported.code !== 0) throw new Error(`ctr images import: ${imported.stderr}`);
+  if (imported.code !== 0) {
+    await ctrd.stop();
+    throw new Error(`ctr images import: ${imported.stderr}`);
+  }
 
   const shimPid = async () => {
     const text = await readFile(pidFileOf(shimSocket), 'utf8').catch(() => '');
@@ -114,32 +164,63 @@ export async function startShimWorld(): Promise<ShimWorld> {
       world.daemon = await startDaemon();
     },
     async stop() {
+      // Every step runs whatever the one before did (an EBUSY rm must not leave the shim server, the daemon
+      // and QEMU behind); what is found left is cleaned up, then reported as the failure it is.
       const left: string[] = [];
-      await ctrd.stop();
+      const step = async (what: string, f: () => Promise<void>) => {
+        try {
+          await f();
+        } catch (err) {
+          left.push(`${what}: ${(err as Error).message}`);
+        }
+      };
+      await step('tasks', () => deleteTasks(world));
+      await step('containerd', () => ctrd.stop());
       // The shim server outlives containerd by design (containerd reconnects to it): end it by its pid.
-      const pid = await shimPid();
-      if (pid !== undefined && alive(pid)) {
+      await step('shim server', async () => {
+        const pid = await shimPid();
+        if (pid === undefined || !alive(pid)) return;
         process.kill(pid, 'SIGTERM');
         await until('the shim server to exit', () => (alive(pid) ? undefined : true), 10_000).catch(() => {
           left.push(`shim server ${pid} ignored SIGTERM`);
           process.kill(pid, 'SIGKILL');
         });
-      }
-      const d = world.daemon;
-      if (d.exitCode === null && d.signalCode === null) {
+      });
+      await step('sandboxes', async () => {
+        if (world.daemon.exitCode !== null || world.daemon.signalCode !== null) return;
+        for (const s of await world.call<{ id: string }[]>('sandbox.list')) {
+          left.push(`sandbox ${s.id}`);
+          await world.call('sandbox.delete', { id: s.id, force: true });
+        }
+      });
+      await step('daemon', async () => {
+        const d = world.daemon;
+        if (d.exitCode !== null || d.signalCode !== null) return;
         d.kill('SIGTERM');
         await new Promise((r) => d.once('exit', r));
-      }
-      for (const q of await qemuPidsUsing(dir)) {
-        left.push(`qemu ${q}`);
-        process.kill(q, 'SIGKILL');
-      }
-      for (const s of await socketsUnder(dir)) {
-        left.push(`socket ${s}`);
-      }
-      await unmountAllUnder(dir).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
-      if (left.length > 0) throw new Error(`left behind: ${left.join(', ')}`);
+      });
+      await step('qemu', async () => {
+        for (const q of await qemuPidsUsing(dir)) {
+          left.push(`qemu ${q}`);
+          process.kill(q, 'SIGKILL');
+        }
+      });
+      await step('shim servers', async () => {
+        for (const p of await shimServersFor(ctrd.address)) {
+          left.push(`shim server ${p}`);
+          process.kill(p, 'SIGKILL');
+        }
+      });
+      await step('sockets', async () => {
+        for (const s of await socketsUnder(dir)) left.push(`socket ${s}`);
+      });
+      await step('mounts', async () => {
+        const mounted = [...(await mountsUnder(dir)), ...(await mountsUnder(ctrd.dir))];
+        if (mounted.length > 0) left.push(`mounts ${mounted.join(', ')}`);
+        await unmountAllUnder(dir);
+      });
+      await step('temp dir', () => rm(dir, { recursive: true, force: true }));
+      if (left.length > 0) throw new Error(`left behind: ${left.join('; ')}`);
     },
   };
   return world;

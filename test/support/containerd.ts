@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { mountsUnder, unmountAllUnder } from '../../src/actors/index.js';
 
 export interface Containerd {
   readonly dir: string;
@@ -87,14 +88,21 @@ export async function startContainerd(
         resolve({ code: code ?? -1, signal, stdout, stderr });
       });
     });
+  // Every step runs even if one fails: a task's rootfs still mounted under the state dir must not keep
+  // containerd's dir (or what the caller stops next) behind. Mounts left are unmounted, then reported.
   const stop = async () => {
+    const errors: string[] = [];
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
       clearTimeout(t);
     }
-    await rm(dir, { recursive: true, force: true });
+    const mounted = await mountsUnder(dir);
+    if (mounted.length > 0) errors.push(`mounts under containerd's dir: ${mounted.join(', ')}`);
+    await unmountAllUnder(dir).catch((err: Error) => errors.push(err.message));
+    await rm(dir, { recursive: true, force: true }).catch((err: Error) => errors.push(err.message));
+    if (errors.length > 0) throw new Error(`containerd stop: ${errors.join('; ')}`);
   };
   // Ready once the gRPC socket answers.
   const deadline = Date.now() + 30_000;
