@@ -108,6 +108,9 @@ export function processHandlers(shim: ShimContext): Record<string, Handler> {
       'ResizePty',
       async (req, ctx) => {
         const p = procOf(shim, ctx, req.id, req.execId);
+        // ctr sends its own terminal's size, 0x0 when that terminal never had one (script(1), a CI pty):
+        // legal for a tty (runc's shim applies it), nothing sandboxd's resize can express; the size stays.
+        if (req.width === 0 || req.height === 0) return {};
         await (await api()).call('exec.resize', { ...refOf(p), rows: req.height, cols: req.width });
         return {};
       },

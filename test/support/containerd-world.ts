@@ -3,7 +3,7 @@
 // (containerd, the shim server by its pid file, the daemon) and fails when anything is left: a QEMU, a
 // shim server, a socket under the temp dirs.
 import type { ChildProcess } from 'node:child_process';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,8 @@ export interface ShimWorld {
   readonly shimSocket: string;
   daemon: ChildProcess;
   ctr(args: readonly string[], options?: { timeoutMs?: number; input?: string }): Promise<CtrResult>;
+  /** ctr with a pseudo-terminal as its stdin/stdout (for `-t`); stdout has the terminal's \r\n. */
+  ctrTty(args: readonly string[], options?: { timeoutMs?: number }): Promise<CtrResult>;
   /** `sandboxctl call method [params]` against the daemon: its JSON answer. */
   call<T>(method: string, params?: Record<string, unknown>): Promise<T>;
   /** The shim server's own log (its stderr), for assertion messages. */
@@ -64,6 +66,28 @@ async function socketsUnder(dir: string): Promise<string[]> {
   };
   await walk(dir);
   return found;
+}
+
+function runTty(line: string, timeoutMs: number): Promise<CtrResult> {
+  return new Promise((resolve, reject) => {
+    const c = spawn('script', ['-qfec', line, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+    });
+    c.stderr.setEncoding('utf8').on('data', (d: string) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      c.kill('SIGKILL');
+      reject(new Error(`${line} timed out\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, timeoutMs);
+    c.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, signal, stdout, stderr });
+    });
+  });
 }
 
 /** Live shim servers (`… serve`) of the containerd at `address`, from /proc. */
@@ -152,7 +176,17 @@ async function withContainerd(
     ctrd,
     shimSocket,
     daemon,
-    ctr: (args, options) => ctrd.ctr(args, { timeoutMs: VM_MS, ...options }),
+    // Shorter than a case's VM_MS, so a hung ctr fails with the shim's log rather than a bare timeout.
+    ctr: (args, options) =>
+      ctrd.ctr(args, { timeoutMs: VM_MS - 30_000, ...options }).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n--- shim log (tail) ---\n${(await world.shimLog()).slice(-6000)}`);
+      }),
+    ctrTty(args, options) {
+      // ctr -t wants a terminal on its stdin: script(1) gives it one and exits with ctr's status.
+      const q = (a: string) => `'${a.replaceAll("'", "'\\''")}'`;
+      const line = ['ctr', '--address', ctrd.address, ...args].map(q).join(' ');
+      return runTty(line, options?.timeoutMs ?? VM_MS - 30_000);
+    },
     async call<T>(method: string, params?: Record<string, unknown>) {
       const args = [CLI, '--socket', socket, 'call', method];
       if (params) args.push(JSON.stringify(params));
