@@ -24,9 +24,13 @@ function median(values: readonly number[]): number {
 
 function startDaemon(dir: string, socket: string): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [DAEMON, '--state-dir', join(dir, 'state'), '--socket', socket], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [DAEMON, '--state-dir', join(dir, 'state'), '--socket', socket, '--log-level', 'info'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     const onData = (d: Buffer) => {
       out += d.toString();
