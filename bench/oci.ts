@@ -2,7 +2,7 @@
 // container run, everything deleted) vs `runc run` of the same bundle on the host (the floor), in one run; and
 // the keeper's RSS (the host process that stands for each container). Table, then one JSON line.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +56,29 @@ try {
   await createBusyboxBundle(bundle, { args: ['true'] });
   const runc = (...args: string[]) =>
     run(process.execPath, [RUNC_CLI, '--root', join(dir, 'root'), '--sandboxd-socket', socket, ...args]);
+  // `create` leaves the keeper running with the CLI's stdout/stderr: pipes would never reach their end (what
+  // execFile waits for), so as conmon does, the keeper gets /dev/null for stdin and a file for its output.
+  const createDetached = async (args: readonly string[]) => {
+    const out = await open(join(dir, 'create.out'), 'w');
+    try {
+      const child = spawn(
+        process.execPath,
+        [RUNC_CLI, '--root', join(dir, 'root'), '--sandboxd-socket', socket, ...args],
+        { stdio: ['ignore', out.fd, out.fd] },
+      );
+      const code = await new Promise<number | null>((resolve, reject) => {
+        child.once('error', reject);
+        child.once('exit', resolve);
+      });
+      if (code !== 0) {
+        throw new Error(
+          `sandboxd-runc ${args.join(' ')} exited ${code}: ${await readFile(join(dir, 'create.out'), 'utf8')}`,
+        );
+      }
+    } finally {
+      await out.close();
+    }
+  };
   const ours: number[] = [];
   const floor: number[] = [];
   for (let i = 0; i < rounds; i++) {
@@ -68,7 +91,7 @@ try {
   const sleeper = join(dir, 'sleeper');
   await createBusyboxBundle(sleeper, { args: ['sleep', '1000'] });
   const pidFile = join(dir, 'keeper.pid');
-  await runc('create', '--bundle', sleeper, '--pid-file', pidFile, 'rss');
+  await createDetached(['create', '--bundle', sleeper, '--pid-file', pidFile, 'rss']);
   const keeper = Number(await readFile(pidFile, 'utf8'));
   await runc('start', 'rss');
   const status = await readFile(`/proc/${keeper}/status`, 'utf8');
