@@ -1,4 +1,4 @@
-// sandbox.update over the fake world: hotplug, onlining, SandboxResized, the refusals, its place in the sandbox's turn, and recovery.
+// sandbox.update over the fake world: intent (SandboxResizeRequested), hotplug, onlining, outcome, the refusals, its place in the sandbox's turn, and recovery.
 import assert from 'node:assert/strict';
 import { afterEach, describe, it } from 'node:test';
 import { streamOf } from '../src/events/index.js';
@@ -8,6 +8,11 @@ import { sizingOf } from './support/fake-world.js';
 import { gate } from './support/gate.js';
 
 const config = { vcpus: 1, maxVcpus: 2, memoryMiB: 512, maxMemoryMiB: 1024 };
+/**
+ * For the crash cases: the dead daemon's resize hangs on its severed ports until this deadline (its late
+ * failure then finds the log moved on and is refused); the restarted one's retry takes no time in the fake world.
+ */
+const crashable = { timeouts: { resizeVm: 2_000 } };
 
 async function running(h: Harness, id = 's'): Promise<void> {
   await h.runtime.createSandbox(id, config);
@@ -20,12 +25,12 @@ async function sandboxTypes(h: Harness, id = 's'): Promise<string[]> {
   return types;
 }
 
-/** The daemon dies at the next effect call (here: a hotplug), after the world changed. */
-function dieAtEffect(h: Harness, atEffect: number): Promise<void> {
+/** The daemon dies at the Nth effect call (here: a hotplug), after the world changed (or before: `lands` false). */
+function dieAtEffect(h: Harness, atEffect: number, lands = true): Promise<void> {
   return new Promise((resolve) => {
     h.world.planCrash({
       atEffect,
-      lands: true,
+      lands,
       onCrash: () => {
         h.hypervisor.sever();
         h.agent.sever();
@@ -74,6 +79,12 @@ describe('sandbox.update (fake world)', () => {
     assert.equal(events.length, 1);
     assert.deepEqual(events[0]!.data, { vcpus: 2, memoryMiB: 640 });
     assert.deepEqual(h.runtime.getSandbox('s'), view);
+    // The intent came first, before anything was plugged; the outcome names it.
+    const [request, outcome] = (await h.events()).slice(-2);
+    assert.deepEqual([request!.type, outcome!.type], ['SandboxResizeRequested', 'SandboxResized']);
+    assert.deepEqual(request!.data, { vcpus: 2, memoryMiB: 640 });
+    assert.equal(outcome!.causationId, request!.id);
+    assert.match(request!.correlationId ?? '', /^api:sandbox\.update/);
   });
 
   it('grows one dimension alone, keeping the other', async () => {
@@ -137,7 +148,7 @@ describe('sandbox.update (fake world)', () => {
     });
   });
 
-  it('refuses memory once every DIMM slot is taken, before plugging vCPUs', async () => {
+  it('refuses memory once every DIMM slot is taken, before plugging vCPUs; the refusal is recorded', async () => {
     h = await makeHarness();
     await h.runtime.createSandbox('s', { ...config, maxMemoryMiB: 2048 });
     await h.runtime.startSandbox('s');
@@ -149,8 +160,12 @@ describe('sandbox.update (fake world)', () => {
       message: /no free DIMM slot/,
     });
     assert.equal(sizingOf(h.world.vm('s')).vcpus, 1, 'no vCPU was plugged either');
-    assert.deepEqual(await sandboxTypes(h), before);
-    assert.equal(h.runtime.getSandbox('s').memoryMiB, 1024);
+    // The world said no after the intent was written: both are in the log, nothing else changed.
+    assert.deepEqual(await sandboxTypes(h), [...before, 'SandboxResizeRequested', 'SandboxResizeFailed']);
+    const view = h.runtime.getSandbox('s');
+    assert.deepEqual([view.memoryMiB, view.vcpus, view.error], [1024, 1, undefined]);
+    // A refusal is history, not a lock: vCPUs alone still grow.
+    assert.equal((await h.runtime.updateSandbox('s', { vcpus: 2 })).vcpus, 2);
   });
 
   it('refuses a sandbox that is not running (InvalidState) and an unknown one (NotFound)', async () => {
@@ -211,6 +226,11 @@ describe('sandbox.update (fake world)', () => {
     assert.deepEqual([view.vcpus, view.memoryMiB], [1, 640]);
     const data = (await h.events()).filter((e) => e.type === 'SandboxResized').map((e) => e.data);
     assert.deepEqual(data, [{ vcpus: 1, memoryMiB: 640 }]);
+    assert.deepEqual((await sandboxTypes(h)).slice(-3), [
+      'SandboxResizeRequested',
+      'SandboxResized',
+      'SandboxResizeFailed',
+    ]);
   });
 
   it('after a stop and a new start, the sandbox is back at its boot size and can grow again', async () => {
@@ -224,11 +244,11 @@ describe('sandbox.update (fake world)', () => {
   });
 
   it('recovery: a daemon killed between the hotplug and the event leaves a log that catches up with QEMU', async () => {
-    h = await makeHarness();
+    h = await makeHarness(crashable);
     await running(h);
     // Effects: 1 = the DIMM, 2 = the vCPU; the daemon dies once the vCPU went in.
     const died = dieAtEffect(h, 2);
-    void h.runtime.updateSandbox('s', { vcpus: 2, memoryMiB: 640 });
+    void h.runtime.updateSandbox('s', { vcpus: 2, memoryMiB: 640 }).catch(() => undefined);
     await died;
     assert.equal((await sandboxTypes(h)).includes('SandboxResized'), false, 'the event never made it');
     h.world.planCrash(undefined);
@@ -247,6 +267,48 @@ describe('sandbox.update (fake world)', () => {
     const again = await h.restart();
     assert.equal((await sandboxTypes(h)).filter((t) => t === 'SandboxResized').length, 1);
     assert.equal(again.getSandbox('s').vcpus, 2);
+  });
+
+  it('recovery: a daemon killed after the intent, before any hotplug, has the resize made on restart', async () => {
+    h = await makeHarness(crashable);
+    await running(h);
+    // The daemon dies as the DIMM is asked for (effect 1), before QEMU took it.
+    const died = dieAtEffect(h, 1, false);
+    void h.runtime.updateSandbox('s', { vcpus: 2, memoryMiB: 640 }).catch(() => undefined);
+    await died;
+    assert.equal((await sandboxTypes(h)).at(-1), 'SandboxResizeRequested', 'only the intent made it');
+    assert.equal(sizingOf(h.world.vm('s')).dimms, 0, 'nothing was plugged');
+    h.world.planCrash(undefined);
+    const rt = await h.restart();
+    await rt.idle();
+    assert.deepEqual((await sandboxTypes(h)).slice(-3), [
+      'SandboxResizeRequested',
+      'SandboxReattached',
+      'SandboxResized',
+    ]);
+    assert.ok(
+      rt.recovery.settled.some((s) => s.stream === streamOf.sandbox('s') && s.how === 'retried'),
+      'recovery says it ran the resize again',
+    );
+    const vm = sizingOf(h.world.vm('s'));
+    assert.deepEqual([vm.vcpus, vm.memoryMiB, vm.dimms, vm.onlineCpus], [2, 640, 1, 2]);
+    assert.deepEqual([rt.getSandbox('s').vcpus, rt.getSandbox('s').memoryMiB], [2, 640]);
+  });
+
+  it('recovery: a daemon killed once QEMU took it all, before the outcome, plugs nothing twice', async () => {
+    h = await makeHarness(crashable);
+    await running(h);
+    // Effects: 1 = the DIMM, 2 = the vCPU; the daemon dies once the vCPU went in.
+    const died = dieAtEffect(h, 2);
+    void h.runtime.updateSandbox('s', { vcpus: 2, memoryMiB: 640 }).catch(() => undefined);
+    await died;
+    h.world.planCrash(undefined);
+    const rt = await h.restart();
+    await rt.idle();
+    assert.equal((await sandboxTypes(h)).at(-1), 'SandboxResized');
+    const vm = sizingOf(h.world.vm('s'));
+    assert.deepEqual([vm.vcpus, vm.memoryMiB, vm.dimms], [2, 640, 1], 'one DIMM, not two');
+    assert.deepEqual([vm.onlineCpus, vm.onlineMemoryMiB], [2, 640]);
   });
 
   it('recovery: a resize that was recorded is not appended again', async () => {

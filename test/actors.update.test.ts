@@ -15,7 +15,9 @@ describe('container.update: intent first', () => {
     (await h.events()).filter((e) => e.stream === streamOf.container('u', 'c')).map((e) => e.type);
 
   before(async () => {
-    h = await makeHarness();
+    // The crash cases' dead daemon hangs on its severed ports until these deadlines (its late failure then finds
+    // the log moved on and is refused); everything else takes no time in the fake world.
+    h = await makeHarness({ timeouts: { updateContainer: 2_000, updateGuestNetwork: 2_000 } });
     await h.runtime.createSandbox('u', {});
     await h.runtime.startSandbox('u');
     await h.runtime.createContainer({ sandboxId: 'u', id: 'c', bundle: h.bundle });

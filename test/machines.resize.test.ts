@@ -1,4 +1,4 @@
-// SandboxResized in the sandbox machine, stepped without running anything: only a running VM grows, the size is kept, a new VM forgets it.
+// SandboxResizeRequested / SandboxResized in the sandbox machine, stepped without running anything: only a running VM grows, the size is kept, a new VM forgets it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { initialTransition, transition } from 'xstate';
@@ -102,6 +102,44 @@ describe('sandbox machine: SandboxResized', () => {
     const restored = restoreSnapshot('sandbox', JSON.parse(JSON.stringify(persisted)));
     assert.deepEqual(persistSnapshot('sandbox', restored), persisted);
     assert.deepEqual(restored.context.size, { vcpus: 2, memoryMiB: 768 });
+  });
+});
+
+describe('sandbox machine: SandboxResizeRequested', () => {
+  const asked: SandboxMachineEvent = { type: 'SandboxResizeRequested', data: { vcpus: 2, memoryMiB: 640 } };
+  const failed: SandboxMachineEvent = {
+    type: 'SandboxResizeFailed',
+    data: { error: { step: 'resizeVm', kind: 'HypervisorError', message: 'device_add failed' } },
+  };
+
+  it('names resizeVm while running, keeps the request open until its outcome, one at a time', () => {
+    const running = fold(boot).snapshot;
+    const { snapshot, effects } = step('sandbox', running, asked);
+    assert.deepEqual(effects, ['resizeVm']);
+    assert.deepEqual(snapshot.context.resizing, { vcpus: 2, memoryMiB: 640 });
+    assert.equal(can('sandbox', snapshot, asked), false, 'a second resize waits for the first');
+    const done = step('sandbox', snapshot, resized(2, 640)).snapshot;
+    assert.equal(done.context.resizing, undefined);
+    assert.deepEqual(done.context.size, { vcpus: 2, memoryMiB: 640 });
+    const refused = step('sandbox', snapshot, failed).snapshot;
+    assert.deepEqual(
+      [refused.value, refused.context.resizing, refused.context.error],
+      ['running', undefined, undefined],
+    );
+  });
+
+  it('is refused unless running; a new VM forgets an open request', () => {
+    const paused = fold([
+      ...boot,
+      { type: 'SandboxPauseRequested', data: {} },
+      { type: 'SandboxPaused', data: {} },
+    ]);
+    assert.equal(can('sandbox', paused.snapshot, asked), false);
+    const open = step('sandbox', fold(boot).snapshot, asked).snapshot;
+    let s = step('sandbox', open, { type: 'VmExited', data: { reason: 'gone' } }).snapshot;
+    s = step('sandbox', s, { type: 'SandboxStartRequested', data: {} }).snapshot;
+    s = step('sandbox', s, { type: 'VmLaunched', data: { handle } }).snapshot;
+    assert.equal(s.context.resizing, undefined);
   });
 });
 

@@ -6,7 +6,7 @@ import type { EventEnvelope, FailureData } from '../events/index.js';
 import { correlation } from '../explain/index.js';
 import { containerEffectDefinitions, execEffectDefinitions } from './container-effects.js';
 import { withDeadline } from './deadline.js';
-import type { EffectContext, EffectDefinition } from './effects.js';
+import { type EffectContext, type EffectDefinition, PartialEffect } from './effects.js';
 import { type AnyEntity, ContainerActor, SandboxActor } from './entity.js';
 import { withIntent } from './intent.js';
 import type { TimeoutName } from './runtime-options.js';
@@ -112,7 +112,16 @@ export class EffectRunner {
         ? await withIntent({ eventId: cause.id, effect: name, retry }, work)
         : await work();
       for (const e of outcome) await record(entity, { ...e, ...by }, { causationId: cause.id });
-    } catch (err) {
+    } catch (thrown) {
+      let err = thrown;
+      if (err instanceof PartialEffect) {
+        try {
+          for (const e of err.done) await record(entity, { ...e, ...by }, { causationId: cause.id });
+        } catch (appendErr) {
+          log.error({ err: appendErr }, 'appending what the effect did before it failed failed');
+        }
+        err = err.error;
+      }
       const error = asSandboxdError(err, name);
       log.warn({ err: error }, 'effect failed');
       if (!def.failure) return;

@@ -48,6 +48,20 @@ export interface EffectDefinition<A> {
   readonly run: (call: EffectCall<A>) => Promise<NewEvent[]>;
 }
 
+/**
+ * Thrown by an effect that changed the world part way before it failed: `done` (what was taken, as outcome
+ * events) is recorded first, then the definition's failure for `error`. The log tells what the world has.
+ */
+export class PartialEffect extends Error {
+  constructor(
+    readonly done: readonly NewEvent[],
+    readonly error: unknown,
+  ) {
+    super(error instanceof Error ? error.message : String(error));
+    this.name = 'PartialEffect';
+  }
+}
+
 export const quietly = async (what: Promise<unknown>, logger: Logger, step: string) => {
   try {
     await what;

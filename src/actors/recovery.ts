@@ -118,7 +118,10 @@ async function reconcileSandbox(rt: Kernel, sandbox: SandboxActor, t: Tally): Pr
           rt.logger.warn({ sandboxId: sandbox.id }, 'the log says running, QEMU says paused');
         return;
       }
-      if (state === 'running') await reconcileSize(rt, sandbox, record);
+      // A resize asked for before the restart, without outcome: run again (it grows from what QEMU has).
+      if (state === 'running' && sandbox.context.resizing !== undefined)
+        await retry(sandbox, 'resizeVm', ['SandboxResizeRequested'], 'running');
+      else if (state === 'running') await reconcileSize(rt, sandbox, record);
       // A guest network change asked for before the restart, without outcome: made again (idempotent).
       if (state === 'running' && sandbox.context.networkUpdating !== undefined)
         await retry(sandbox, 'updateGuestNetwork', ['GuestNetworkUpdateRequested'], 'running');
@@ -163,10 +166,10 @@ type Record_ = (entity: AnyEntity, type: string, data: unknown) => Promise<unkno
 const ONLINE_AGAIN_AFTER_MS = [1_000, 3_000] as const;
 
 /**
- * sandbox.update hotplugs before it appends SandboxResized: a daemon killed in between leaves QEMU
- * bigger than the log. Asks QEMU (two QMP queries) and, when they differ, appends what it says and has
- * the guest online it: once now, and again a little later without holding up recovery (onlining is
- * idempotent; failures are only logged).
+ * QEMU bigger than the log says without a resize in flight: a log written before SandboxResizeRequested
+ * existed (its update hotplugged first and appended afterwards), or a change made to QEMU behind our back.
+ * Asks QEMU (two QMP queries) and, when they differ, appends what it says and has the guest online it: once
+ * now, and again a little later without holding up recovery (onlining is idempotent; failures only logged).
  */
 async function reconcileSize(rt: Kernel, sandbox: SandboxActor, record: Record_): Promise<void> {
   const { hypervisor, agent } = rt;

@@ -3,7 +3,9 @@ import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
 import { asSandboxdError, InvalidArgument, type SandboxdError, Timeout } from '../errors/index.js';
 import type { Hypervisor, VmSize } from '../hypervisor/index.js';
-import type { VmShape } from './vm-config.js';
+import { type EffectDefinition, PartialEffect } from './effects.js';
+import type { SandboxActor } from './entity.js';
+import { type VmShape, vmShapeOf } from './vm-config.js';
 
 /**
  * The guest's memory block (x86_64 guests under 64 GiB): the unit the kernel onlines. Growth in other
@@ -95,6 +97,8 @@ export async function growVm(
   from: VmSize,
   to: VmSize,
   ms: number,
+  /** Memory plugged before (a retry after a crash) that the guest may not have onlined yet. */
+  pluggedBefore = false,
 ): Promise<Grown> {
   const { hypervisor, agent, logger } = ports;
   let reached = from;
@@ -120,7 +124,7 @@ export async function growVm(
     // Half a block short still means a block is missing: MemTotal grows by whole blocks.
     const wantMemBytes = baseline + growMiB * MiB - (MEMORY_BLOCK_MIB / 2) * MiB;
     for (;;) {
-      await agent.onlineCpuMem(sandboxId, { cpus: reached.vcpus, memory: growMiB > 0 });
+      await agent.onlineCpuMem(sandboxId, { cpus: reached.vcpus, memory: growMiB > 0 || pluggedBefore });
       const guest = await agent.getGuestDetails(sandboxId);
       if (guest.cpus >= reached.vcpus && (growMiB <= 0 || guest.memTotalBytes >= wantMemBytes)) {
         logger.info(
@@ -142,3 +146,25 @@ export async function growVm(
     return { reached, error: asSandboxdError(err, 'resize') };
   }
 }
+
+/** Onlining must give up before the effect's own deadline, or what QEMU took would go unrecorded. */
+const onlineWithin = (timeoutMs: number) => Math.max(1_000, timeoutMs - 5_000);
+
+/**
+ * resizeVm, the effect of SandboxResizeRequested: grows from what QEMU has — after a crash it may already hold
+ * part or all of the request, so a retry never plugs twice — to the asked totals. Its outcome is SandboxResized
+ * with what the VM has; when a step failed, that (if anything was taken) and then SandboxResizeFailed.
+ */
+export const resizeVmEffect: EffectDefinition<SandboxActor> = {
+  failure: 'SandboxResizeFailed',
+  run: async ({ ctx, entity, cause, timeoutMs }) => {
+    const to = cause.data as VmSize;
+    const logged = currentSize(vmShapeOf(entity.context.config), entity.context.size);
+    const from = ctx.hypervisor.size ? await ctx.hypervisor.size(entity.id) : logged;
+    const plugged = from.memoryMiB > logged.memoryMiB;
+    const { reached, error } = await growVm(ctx, entity.id, from, to, onlineWithin(timeoutMs), plugged);
+    const resized = { type: 'SandboxResized' as const, data: reached };
+    if (error) throw new PartialEffect(sameSize(reached, logged) ? [] : [resized], error);
+    return [resized];
+  },
+};

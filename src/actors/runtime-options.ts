@@ -2,34 +2,21 @@
 import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
 import type { GuestImagePaths, Hypervisor } from '../hypervisor/index.js';
+import type { ContainerEffect, ExecEffect, SandboxEffect } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
 import type { Runtime } from './types.js';
 
+/** Every effect has its deadline (a new effect without one does not compile), plus the runtime's own waits. */
 export type TimeoutName =
-  | 'launchVm'
-  | 'connectAgent'
-  | 'initGuest'
-  | 'releaseVm'
-  | 'pauseVm'
-  | 'resumeVm'
-  | 'stopVm'
-  | 'destroyVm'
-  | 'createContainer'
-  | 'startContainer'
-  | 'pauseContainer'
-  | 'resumeContainer'
-  | 'removeContainer'
-  | 'updateContainer'
-  | 'updateGuestNetwork'
-  | 'startProcess'
+  | SandboxEffect
+  | ContainerEffect
+  | ExecEffect
   /** Reconciliation of one sandbox after a restart. */
   | 'reconcile'
   /** How long shutdown waits for effects in flight. */
   | 'shutdown'
   /** Agent calls made directly for a command (stats, ps, kill, …). */
-  | 'call'
-  /** sandbox.update: until the guest shows the vCPUs and memory QEMU hotplugged. */
-  | 'resizeVm';
+  | 'call';
 
 /** Generous defaults: TCG boots take 5–20 s on these machines, more under load. */
 export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
@@ -53,6 +40,7 @@ export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
   reconcile: 30_000,
   shutdown: 15_000,
   call: 30_000,
+  /** sandbox.update: until the guest shows the vCPUs and memory QEMU hotplugged. */
   resizeVm: 60_000,
 };
 

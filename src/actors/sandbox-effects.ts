@@ -11,6 +11,7 @@ import { childQuiesceMs, type EffectDefinition, handleOf, quietly } from './effe
 import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
 import { configureNetnsNetwork, netnsOf, unwire } from './netns-network.js';
+import { resizeVmEffect } from './resize.js';
 import { checkHostPortsFree, configureUserNetwork, vmNetworkOf, vmShapeOf } from './vm-config.js';
 import { unmountAllUnder } from './volumes.js';
 
@@ -151,6 +152,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       return [{ type: 'GuestNetworkUpdated', data: change }];
     },
   },
+  resizeVm: resizeVmEffect,
   destroyVm: {
     failure: 'SandboxDeleteFailed',
     run: async ({ ctx, entity }) => {

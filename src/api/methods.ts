@@ -268,7 +268,7 @@ export const methods = [
     name: 'sandbox.update',
     summary:
       "Grows a running sandbox's VM to vcpus vCPUs and memoryMiB MiB in total (hotplug; the guest agent onlines them).",
-    when: 'running. Appends SandboxResized { vcpus, memoryMiB } (the new totals); equal to now: nothing. Refused (InvalidArgument, nothing done): above maxVcpus / maxMemoryMiB, smaller than now (no unplug), memory growth not a multiple of 128 MiB, no free DIMM slot (4).',
+    when: 'running. Appends SandboxResizeRequested { vcpus, memoryMiB } (the totals asked), then SandboxResized (the totals the VM has) or, when a step failed, SandboxResized with what QEMU took (if anything) and SandboxResizeFailed; equal to now: nothing. Refused before anything is appended (InvalidArgument): above maxVcpus / maxMemoryMiB, smaller than now (no unplug), memory growth not a multiple of 128 MiB. No free DIMM slot (4): InvalidArgument, recorded as SandboxResizeFailed, nothing plugged.',
     params: sandboxUpdateParams,
     result: 'SandboxView (vcpus, memoryMiB: the new totals)',
     handler: (p, { runtime }) =>

@@ -125,6 +125,10 @@ const outputDropped = z.object({
   offset: z.number().int().nonnegative(),
 });
 const failed = z.object({ error: failure });
+const vmSize = z.object({
+  vcpus: z.number().int().positive(),
+  memoryMiB: z.number().int().positive(),
+});
 const exited = z.object({ ...exitFields, oomKilled: z.boolean() });
 
 /** Data schemas of the sandbox stream (`sandbox-<id>`). */
@@ -153,14 +157,16 @@ const sandboxSchemas = {
   SandboxReattached: z.object({ handle: vmHandle }),
   /** Recovery (or a health check) found the VM gone or unreachable. */
   SandboxLost: z.object({ reason: z.string() }),
+  /** sandbox.update asked the running VM to grow to these totals (before anything is hotplugged). */
+  SandboxResizeRequested: vmSize,
   /**
-   * The running VM's size changed (sandbox.update hotplugged vCPUs / a DIMM, or recovery found QEMU
-   * bigger than the log said): the new totals. A VM launched again starts from the config's size.
+   * The running VM's size changed: the new totals (outcome of SandboxResizeRequested — also when a later step
+   * failed, so the log says what QEMU took — or recovery found QEMU bigger than the log said; older logs have
+   * it alone). A VM launched again starts from the config's size.
    */
-  SandboxResized: z.object({
-    vcpus: z.number().int().positive(),
-    memoryMiB: z.number().int().positive(),
-  }),
+  SandboxResized: vmSize,
+  /** The resize stopped short (a SandboxResized before it says what was taken); the VM runs on. */
+  SandboxResizeFailed: failed,
   /**
    * A client changed the running guest's network (guest.updateInterface / guest.updateRoutes): what it asked,
    * for the audit trail. It lasts as long as this VM (a VM launched again starts from the config).

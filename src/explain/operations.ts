@@ -20,6 +20,7 @@ export const stepNames: Readonly<Record<string, string>> = {
   resumeVm: 'resume',
   stopVm: 'stop',
   destroyVm: 'delete',
+  resizeVm: 'resize',
   createContainer: 'create',
   startContainer: 'start',
   pauseContainer: 'pause',

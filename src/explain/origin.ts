@@ -30,6 +30,8 @@ const commandTypes = new Set([
   'SandboxResumeRequested',
   'SandboxStopRequested',
   'SandboxDeleteRequested',
+  'SandboxResizeRequested',
+  /** Logs older than SandboxResizeRequested: the resize was recorded once, after QEMU took it. */
   'SandboxResized',
   'GuestNetworkUpdateRequested',
   /** Logs older than GuestNetworkUpdateRequested: the change was recorded once, after the guest took it. */

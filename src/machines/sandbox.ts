@@ -19,6 +19,8 @@ export interface SandboxContext {
   readonly lostReason?: string;
   /** The running VM's size once SandboxResized said so; absent: the size the config booted it with. */
   readonly size?: SandboxEventData['SandboxResized'];
+  /** A resize asked for (SandboxResizeRequested) whose outcome is not in the log yet: recovery runs it again. */
+  readonly resizing?: SandboxEventData['SandboxResizeRequested'];
   /** What clients changed in this VM's network (GuestNetworkUpdated): the latest per interface and per route. */
   readonly guestNetwork?: GuestNetworkChanges;
   /** A guest network change asked for (GuestNetworkUpdateRequested) whose outcome is not in the log yet. */
@@ -52,7 +54,8 @@ export type SandboxMachineEvent = Fed<SandboxEvent>;
  * initGuest → SandboxStarted | SandboxStartFailed; releaseVm (best effort, no outcome);
  * pauseVm → SandboxPaused | SandboxPauseFailed; resumeVm → SandboxResumed | SandboxResumeFailed;
  * stopVm → SandboxStopped | SandboxStopFailed; destroyVm → SandboxDeleted | SandboxDeleteFailed;
- * updateGuestNetwork → GuestNetworkUpdated | GuestNetworkUpdateFailed.
+ * updateGuestNetwork → GuestNetworkUpdated | GuestNetworkUpdateFailed;
+ * resizeVm → SandboxResized (what QEMU took) and, when it stopped short, SandboxResizeFailed.
  */
 export const sandboxEffects = [
   'launchVm',
@@ -64,6 +67,7 @@ export const sandboxEffects = [
   'stopVm',
   'destroyVm',
   'updateGuestNetwork',
+  'resizeVm',
 ] as const;
 export type SandboxEffect = (typeof sandboxEffects)[number];
 
@@ -91,16 +95,27 @@ export const sandboxMachine = setup({
     stopVm: noEffect,
     destroyVm: noEffect,
     updateGuestNetwork: noEffect,
+    resizeVm: noEffect,
     /** Keeps the failure of a …Failed event for views. */
     remember: assign(({ event }) => ('error' in event.data ? { error: event.data.error } : {})),
     reattached: assign(({ event }) =>
       event.type === 'SandboxReattached' ? { handle: event.data.handle } : {},
     ),
-    resized: assign(({ event }) =>
+    resized: assign(({ context, event }) =>
       event.type === 'SandboxResized'
-        ? { size: { vcpus: event.data.vcpus, memoryMiB: event.data.memoryMiB } }
+        ? {
+            size: { vcpus: event.data.vcpus, memoryMiB: event.data.memoryMiB },
+            ...(context.resizing ? { resizing: undefined } : {}),
+          }
         : {},
     ),
+    resizeAsked: assign(({ event }) =>
+      event.type === 'SandboxResizeRequested'
+        ? { resizing: { vcpus: event.data.vcpus, memoryMiB: event.data.memoryMiB } }
+        : {},
+    ),
+    // Like a refused network change, a resize that stopped short says nothing about the sandbox's health.
+    resizeSettled: assign({ resizing: undefined }),
     networkChanged: assign(({ context, event }) =>
       event.type === 'GuestNetworkUpdated'
         ? {
@@ -120,7 +135,11 @@ export const sandboxMachine = setup({
       lostReason: 'reason' in event.data ? event.data.reason : undefined,
     })),
   },
-  guards: { forced, networkIdle: ({ context }) => context.networkUpdating === undefined },
+  guards: {
+    forced,
+    networkIdle: ({ context }) => context.networkUpdating === undefined,
+    resizeIdle: ({ context }) => context.resizing === undefined,
+  },
 }).createMachine({
   id: 'sandbox',
   initial: 'absent',
@@ -170,6 +189,7 @@ export const sandboxMachine = setup({
                 ...(context.size ? { size: undefined } : {}),
                 ...(context.guestNetwork ? { guestNetwork: undefined } : {}),
                 ...(context.networkUpdating ? { networkUpdating: undefined } : {}),
+                ...(context.resizing ? { resizing: undefined } : {}),
               })),
             },
           },
@@ -193,7 +213,9 @@ export const sandboxMachine = setup({
       tags: ['vmUp'],
       on: {
         // Only a running guest can online what was plugged; paused, booting or stopping ones refuse.
+        SandboxResizeRequested: { guard: 'resizeIdle', actions: ['resizeAsked', 'resizeVm'] },
         SandboxResized: { actions: 'resized' },
+        SandboxResizeFailed: { actions: 'resizeSettled' },
         GuestNetworkUpdateRequested: {
           guard: 'networkIdle',
           actions: ['networkAsked', 'updateGuestNetwork'],

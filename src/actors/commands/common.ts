@@ -65,17 +65,18 @@ export async function commandAndWait(
  * A change that leaves the entity in its state (update): the intent appended in the entity's turn, then, still
  * holding it, its effect awaited; throws the effect's failure, or InvalidState when no outcome was taken
  * (`open` still true: the entity moved on meanwhile, so the outcome came too late to be recorded).
+ * `intent` runs the checks in the turn and gives the event (none: nothing to change, nothing appended).
  */
 export async function changeAndWait(
   k: Kernel,
   entity: AnyEntity,
   command: string,
-  event: Asked,
+  intent: () => Asked | undefined,
   open: () => boolean,
-  checks: () => void,
 ): Promise<void> {
   await inTurn(entity, async () => {
-    checks();
+    const event = intent();
+    if (!event) return;
     entity.lastError = undefined;
     await k.record(entity, event, { command });
     await k.effects.settled(entity);

@@ -171,9 +171,11 @@ export async function updateContainer(
     k,
     c,
     'update',
-    { type: 'ContainerUpdateRequested', data: { resources }, correlationId: by },
+    () => {
+      requireAgent(c.sandbox, 'container.update');
+      return { type: 'ContainerUpdateRequested', data: { resources }, correlationId: by };
+    },
     () => c.context.updating !== undefined,
-    () => requireAgent(c.sandbox, 'container.update'),
   );
   return containerView(c);
 }

@@ -59,9 +59,11 @@ async function changeGuestNetwork(
     k,
     s,
     command,
-    { type: 'GuestNetworkUpdateRequested', data: change, correlationId: by },
+    () => {
+      requireAgent(s, command);
+      return { type: 'GuestNetworkUpdateRequested', data: change, correlationId: by };
+    },
     () => s.context.networkUpdating !== undefined,
-    () => requireAgent(s, command),
   );
 }
 

@@ -1,17 +1,17 @@
 // Commands on sandboxes: create, start, stop, pause, resume, delete, update (resize), stats.
 
 import type { ContainerStats } from '../../agent/index.js';
-import { AlreadyExists, ConcurrencyConflict, InvalidState } from '../../errors/index.js';
+import { AlreadyExists, ConcurrencyConflict } from '../../errors/index.js';
 import type { VmUsage } from '../../hypervisor/index.js';
 import { can, initialSnapshot } from '../../machines/index.js';
 import { checkNetnsPath } from '../../network/index.js';
 import { lifeKey, SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
-import { currentSize, growVm, planResize, type ResizeRequest, sameSize } from '../resize.js';
+import { currentSize, planResize, type ResizeRequest, sameSize } from '../resize.js';
 import type { SandboxConfig, SandboxStats, SandboxView } from '../types.js';
 import { sandboxView } from '../views.js';
 import { checkHostPortsFree, vmNetworkOf, vmShapeOf } from '../vm-config.js';
-import { commandAndWait, inTurn, lifeData, requireAgent } from './common.js';
+import { changeAndWait, commandAndWait, lifeData, requireAgent, requireState } from './common.js';
 
 export async function createSandbox(k: Kernel, id: string, config: SandboxConfig): Promise<SandboxView> {
   const by = k.open('sandbox.create');
@@ -123,33 +123,25 @@ export async function deleteSandbox(k: Kernel, id: string, options: { force?: bo
 }
 
 /**
- * Grows the running VM (see Runtime.updateSandbox). The whole of it, checks, hotplug, onlining and
- * the append, holds the sandbox's turn: no pause, stop or outcome of its slips in between, and two
- * updates never race for the same DIMM slot.
+ * Grows the running VM (see Runtime.updateSandbox): SandboxResizeRequested with the totals, checked against the
+ * logged size in the sandbox's turn, then resizeVm (hotplug, onlining) holding the turn until its outcome, so no
+ * pause, stop or second update slips in and two updates never race for the same DIMM slot.
  */
 export async function updateSandbox(k: Kernel, id: string, request: ResizeRequest): Promise<SandboxView> {
   const by = k.open('sandbox.update');
   const s = k.sandboxEntry(id);
-  await inTurn(s, () =>
-    s.exclusive(async () => {
-      const probe = { type: 'SandboxResized', data: { vcpus: 1, memoryMiB: 1 } } as never;
-      if (!can('sandbox', s.snapshot, probe)) throw new InvalidState('sandbox', id, s.state, 'update');
+  await changeAndWait(
+    k,
+    s,
+    'update',
+    () => {
+      requireState(s, ['running'], 'update');
       const shape = vmShapeOf(s.context.config);
       const from = currentSize(shape, s.context.size);
       const to = planResize(shape, from, request);
-      if (sameSize(from, to)) return;
-      const ports = { hypervisor: k.hypervisor, agent: k.agent, logger: k.logger };
-      const { reached, error } = await growVm(ports, id, from, to, k.timeouts.resizeVm);
-      // Whatever QEMU took is a fact, even when a later step failed: the log must say so.
-      if (!sameSize(from, reached)) {
-        await k.recordInTurn(
-          s,
-          { type: 'SandboxResized', data: reached, correlationId: by },
-          { command: 'update' },
-        );
-      }
-      if (error) throw error;
-    }),
+      return sameSize(from, to) ? undefined : { type: 'SandboxResizeRequested', data: to, correlationId: by };
+    },
+    () => s.context.resizing !== undefined,
   );
   return sandboxView(s);
 }
