@@ -99,10 +99,25 @@ describe('shim task calls with a real containerd, sandboxd and VM', { timeout: 1
       't2',
       'sh',
       '-c',
-      'trap "exit 7" TERM; while :; do sleep 1; done',
+      'trap "exit 7" TERM; touch /trapped; while :; do sleep 1; done',
     ]);
     assert.equal(r.code, 0, await why(r));
     await taskStatus(world, 't2', 'RUNNING');
+    // RUNNING is before the shell set its trap; an init without a handler ignores a TERM (pid namespace).
+    let n = 0;
+    await until('t2 to trap TERM', async () => {
+      const t = await world.ctr([
+        'task',
+        'exec',
+        '--exec-id',
+        `trapped${n++}`,
+        't2',
+        'test',
+        '-e',
+        '/trapped',
+      ]);
+      return t.code === 0 ? true : undefined;
+    });
     const k = await world.ctr(['task', 'kill', 't2']);
     assert.equal(k.code, 0, await why(k));
     await taskStatus(world, 't2', 'STOPPED');
@@ -116,14 +131,19 @@ describe('shim task calls with a real containerd, sandboxd and VM', { timeout: 1
     timeout: VM_MS,
   }, async () => {
     // The init traps TERM without exiting, and waits for its two children.
-    const script = 'trap "echo term" TERM; sleep 100000 & sleep 100000 & until wait; do :; done; exit 9';
+    const script = 'trap "touch /termed" TERM; sleep 100000 & sleep 100000 & until wait; do :; done; exit 9';
     const r = await world.ctr(['run', '-d', '--runtime', RUNTIME, IMAGE, 't3', 'sh', '-c', script]);
     assert.equal(r.code, 0, await why(r));
     await taskStatus(world, 't3', 'RUNNING');
     const count = async () => (await world.ctr(['task', 'ps', 't3'])).stdout.trim().split('\n').length - 1;
     await until('three processes in t3', async () => ((await count()) === 3 ? true : undefined));
     assert.equal((await world.ctr(['task', 'kill', 't3'])).code, 0);
-    // The init traps TERM and goes on waiting: the task and its children live on.
+    // The init's trap ran (it touched /termed) and it goes on waiting: the task and its children live on.
+    let n = 0;
+    await until('the init of t3 to take the TERM', async () => {
+      const t = await world.ctr(['task', 'exec', '--exec-id', `termed${n++}`, 't3', 'test', '-e', '/termed']);
+      return t.code === 0 ? true : undefined;
+    });
     await taskStatus(world, 't3', 'RUNNING');
     assert.equal(await count(), 3);
     const all = await world.ctr(['task', 'kill', '--all', 't3']);

@@ -3,8 +3,9 @@
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import type { Logger } from 'pino';
-import { type ApiClient, connectApi } from '../api/index.js';
+import type { ApiClient } from '../api/index.js';
 import { TtrpcServer } from '../ttrpc/index.js';
+import { ApiLink } from './connection.js';
 import { toStatus } from './errdefs.js';
 import { EventBridge } from './events.js';
 import { SOCKET_DIR } from './naming.js';
@@ -32,7 +33,8 @@ export interface ServeOptions {
   readonly log: Logger;
 }
 
-function isLive(path: string): Promise<boolean> {
+/** Whether a server answers on `path` (a socket left by a killed server does not). */
+export function isLive(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path);
     s.once('connect', () => {
@@ -51,23 +53,13 @@ export async function serve(o: ServeOptions): Promise<void> {
     log.warn({ err: (err as Error).message, type: event.type }, 'event not taken by containerd: retrying'),
   );
   const bridge = new EventBridge(tasks, publisher, log);
-  let current: Promise<ApiClient> | undefined;
-  const api = (): Promise<ApiClient> => {
-    if (current) return current;
-    const p = connectApi(o.sandboxdSocket).then(async (c) => {
-      c.onClose(() => {
-        if (current === p) current = undefined;
-        log.warn('sandboxd connection closed');
-      });
-      await bridge.attach(c);
-      return c;
-    });
-    current = p;
-    p.catch(() => {
-      if (current === p) current = undefined;
-    });
-    return p;
-  };
+  const link = new ApiLink({
+    socket: o.sandboxdSocket,
+    log,
+    onConnect: (c) => bridge.attach(c),
+    wanted: () => !tasks.idle,
+  });
+  const api = (): Promise<ApiClient> => link.get();
 
   let exitTimer: NodeJS.Timeout | undefined;
   let done: () => void = () => undefined;
@@ -86,13 +78,14 @@ export async function serve(o: ServeOptions): Promise<void> {
       await publisher.close();
       await unlink(o.socketPath).catch(() => undefined);
       await unlink(pidFileOf(o.socketPath)).catch(() => undefined);
-      (await current?.catch(() => undefined))?.close();
+      await link.close();
       done();
     })();
     return closing;
   };
   const shim: ShimContext = {
     api,
+    link,
     tasks,
     log,
     requestExit() {

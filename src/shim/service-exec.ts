@@ -1,6 +1,7 @@
 // The Task service, the calls that act on a given process (init or exec): Exec, Kill, ResizePty, CloseIO,
 // Wait, Delete, and Update of the task's resources.
 import { constants } from 'node:os';
+import { DaemonUnreachable } from '../api/index.js';
 import { type ApiProcess, apiProcessOf, type OciProcess } from '../bundle/index.js';
 import type { Handler } from '../ttrpc/index.js';
 import { Code, TtrpcError } from '../ttrpc/index.js';
@@ -42,6 +43,28 @@ function resourcesOf(r: Record<string, unknown>): Record<string, number> {
   return out;
 }
 
+/**
+ * sandboxd's wait for `p`, asked again on the new connection when the daemon restarts meanwhile: a
+ * containerd Wait outlives a sandboxd restart (its exit comes from the log, not from the connection).
+ */
+async function waitThroughRestarts(
+  shim: ShimContext,
+  p: Proc,
+): Promise<{ exitCode: number; signal?: string }> {
+  const ref = { sandboxId: p.task.sandboxId, containerId: p.task.containerId };
+  for (;;) {
+    const client = await shim.api();
+    try {
+      return p.execId
+        ? await client.call('exec.wait', { ...ref, execId: p.execId })
+        : await client.call('container.wait', { sandboxId: ref.sandboxId, id: ref.containerId });
+    } catch (err) {
+      if (!(err instanceof DaemonUnreachable)) throw err;
+      shim.log.info({ task: p.task.id, execId: p.execId }, 'sandboxd went away during a wait: asking again');
+    }
+  }
+}
+
 export function processHandlers(shim: ShimContext): Record<string, Handler> {
   const api = () => shim.api();
   const refOf = (p: Proc) => ({
@@ -75,7 +98,12 @@ export function processHandlers(shim: ShimContext): Record<string, Handler> {
       const client = await api();
       try {
         await client.call('exec.create', { ...refOf(p), process: processOf(spec, req.terminal) });
-        p.io = await Stdio.attach(client, refOf(p), paths, shim.log.child({ task: t.id, execId: p.execId }));
+        p.io = await Stdio.attach(
+          shim.link,
+          refOf(p),
+          paths,
+          shim.log.child({ task: t.id, execId: p.execId }),
+        );
       } catch (err) {
         t.execs.delete(req.execId);
         p.io?.close();
@@ -143,13 +171,7 @@ export function processHandlers(shim: ShimContext): Record<string, Handler> {
     ),
     Wait: unary<{ id: string; execId: string }>('Wait', async (req, ctx) => {
       const p = procOf(shim, ctx, req.id, req.execId);
-      const client = await api();
-      const exit = p.execId
-        ? await client.call<{ exitCode: number; signal?: string }>('exec.wait', refOf(p))
-        : await client.call<{ exitCode: number; signal?: string }>('container.wait', {
-            sandboxId: p.task.sandboxId,
-            id: p.task.containerId,
-          });
+      const exit = await waitThroughRestarts(shim, p);
       // The answer means "all of it was written": output first, as containerd's clients expect.
       if (p.io) await p.io.drained;
       const status = p.exit?.status ?? exitStatusOf(exit, signals);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ApiClient } from '../api/index.js';
 import { type CallContext, Code, type Handler, TtrpcError } from '../ttrpc/index.js';
+import type { ApiLink } from './connection.js';
 import { invalid, notFound, notImplemented } from './errdefs.js';
 import {
   containerIdFor,
@@ -22,6 +23,8 @@ import type { Proc, Task, TaskTable } from './tasks.js';
 
 export interface ShimContext {
   api(): Promise<ApiClient>;
+  /** The link behind api(): stdio follows resume on its reconnects. */
+  readonly link: ApiLink;
   readonly tasks: TaskTable;
   readonly log: Logger;
   /** Called after Shutdown answered when no task remains. */
@@ -168,7 +171,7 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
     });
     containerMade = true;
     task.init.pid = view.pid ?? 0;
-    task.init.io = await Stdio.attach(api, { sandboxId, containerId, execId: '' }, paths, log);
+    task.init.io = await Stdio.attach(shim.link, { sandboxId, containerId, execId: '' }, paths, log);
     log.info({ pid: task.init.pid }, 'task created');
     return { pid: task.init.pid };
   } catch (err) {

@@ -1,7 +1,7 @@
 // `containerd-shim-sandboxd-v1 start` and `delete`: the two short-lived commands containerd runs.
 import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -18,7 +18,7 @@ import {
 } from './naming.js';
 import { encode } from './protos.js';
 import { unmountRootfs } from './rootfs.js';
-import { SHIM_SERVICE } from './server.js';
+import { isLive, pidFileOf, SHIM_SERVICE } from './server.js';
 import { CRI_CONTAINER_TYPE, CRI_SANDBOX_ID } from './service.js';
 
 async function reserve(socketPath: string): Promise<boolean> {
@@ -113,6 +113,13 @@ export async function deleteCommand(
     api.close();
   }
   await unmountRootfs(bundle).catch(() => undefined);
+  // After a killed server (kill -9 leaves its socket and pid file), nothing of it stays; a live server (other
+  // tasks, or this delete after a failed start) keeps its own.
+  const socketPath = shimSocketPath(args.address);
+  if (!(await isLive(socketPath))) {
+    await unlink(socketPath).catch(() => undefined);
+    await unlink(pidFileOf(socketPath)).catch(() => undefined);
+  }
   const now = Date.now();
   return encode('containerd.task.v2.DeleteResponse', {
     pid: 0,

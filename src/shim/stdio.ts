@@ -5,6 +5,7 @@ import { constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ApiClient, Notification } from '../api/index.js';
+import type { ApiLink } from './connection.js';
 
 export interface ProcessRef {
   readonly sandboxId: string;
@@ -40,15 +41,31 @@ export class Stdio {
   private outputs: (Socket | undefined)[] = [];
   private stdin: Socket | undefined;
   private stdinClosed = false;
+  private finished = false;
+  /** The log offset after the last chunk written: a follow resumes there on a new connection. */
+  private next: number | undefined;
+  private readonly ended = new Set<string>();
   private detach: () => void = () => undefined;
+  private readonly offReconnect: () => void;
 
   private constructor(
-    private readonly api: ApiClient,
+    private api: ApiClient,
+    link: ApiLink,
     private readonly ref: ProcessRef,
     private readonly log: Logger,
   ) {
     this.drained = new Promise((r) => {
       this.markDrained = r;
+    });
+    // sandboxd restarted: the output goes on from where it was (nothing twice, nothing lost).
+    this.offReconnect = link.onReconnect((client) => {
+      if (this.finished) return;
+      this.api = client;
+      this.log.info({ ...this.ref, offset: this.next ?? 0 }, 'output follow resumed');
+      this.follow(client).catch((err: Error) => {
+        this.log.warn({ err: err.message, ...this.ref }, 'output follow not resumed');
+        this.finishOutput();
+      });
     });
   }
 
@@ -56,39 +73,50 @@ export class Stdio {
    * Opens the fifos and subscribes to the process's output from its first byte: call before the process
    * starts and nothing is missed.
    */
-  static async attach(api: ApiClient, ref: ProcessRef, paths: StdioPaths, log: Logger): Promise<Stdio> {
-    const io = new Stdio(api, ref, log);
-    const [stdout, stderr] = await Promise.all([
-      paths.stdout ? openFifo(paths.stdout, true) : undefined,
-      paths.stderr && !paths.terminal ? openFifo(paths.stderr, true) : undefined,
-    ]);
-    io.outputs = [stdout, stderr];
-    await io.follow(stdout, stderr ?? (paths.terminal ? stdout : undefined));
-    if (paths.stdin) {
-      io.stdin = await openFifo(paths.stdin, false);
-      io.pumpStdin(io.stdin);
+  static async attach(link: ApiLink, ref: ProcessRef, paths: StdioPaths, log: Logger): Promise<Stdio> {
+    const api = await link.get();
+    const io = new Stdio(api, link, ref, log);
+    try {
+      const [stdout, stderr] = await Promise.all([
+        paths.stdout ? openFifo(paths.stdout, true) : undefined,
+        paths.stderr && !paths.terminal ? openFifo(paths.stderr, true) : undefined,
+      ]);
+      io.outputs = [stdout, stderr ?? (paths.terminal ? stdout : undefined)];
+      await io.follow(api);
+      if (paths.stdin) {
+        io.stdin = await openFifo(paths.stdin, false);
+        io.pumpStdin(io.stdin);
+      }
+    } catch (err) {
+      io.close();
+      throw err;
     }
     return io;
   }
 
-  private async follow(stdout: Socket | undefined, stderr: Socket | undefined): Promise<void> {
+  private async follow(api: ApiClient): Promise<void> {
+    const [stdout, stderr] = this.outputs;
+    this.detach();
     let subscription: string | undefined;
-    let ended = 0;
     const early: Notification[] = [];
     const handle = (n: Notification) => {
-      if (n.params.subscription !== subscription) return;
+      if (n.params.subscription !== subscription || this.finished) return;
       if (n.method === 'exec.output') {
         const to = n.params.stream === 'stderr' ? stderr : stdout;
         to?.write(Buffer.from(String(n.params.data), 'base64'));
-      } else if (n.method === 'exec.outputEnd' && ++ended === 2) this.finishOutput();
+        if (typeof n.params.next === 'number') this.next = n.params.next;
+      } else if (n.method === 'exec.outputEnd') {
+        this.ended.add(String(n.params.stream));
+        if (this.ended.size === 2) this.finishOutput();
+      }
     };
-    const off = this.api.onNotification((n) => (subscription === undefined ? early.push(n) : handle(n)));
+    const off = api.onNotification((n) => (subscription === undefined ? early.push(n) : handle(n)));
     this.detach = off;
-    this.api.onClose(() => this.finishOutput());
     try {
-      const answer = await this.api.call<{ subscription: string }>('exec.output', {
+      const answer = await api.call<{ subscription: string }>('exec.output', {
         ...this.ref,
         follow: true,
+        ...(this.next !== undefined ? { offset: this.next } : {}),
       });
       subscription = answer.subscription;
     } catch (err) {
@@ -99,8 +127,11 @@ export class Stdio {
   }
 
   private finishOutput(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.offReconnect();
     this.detach();
-    const outs = this.outputs.filter((s): s is Socket => s !== undefined);
+    const outs = [...new Set(this.outputs)].filter((s): s is Socket => s !== undefined);
     this.outputs = [];
     Promise.all(
       outs.map(
@@ -147,6 +178,8 @@ export class Stdio {
 
   /** Drops everything now (delete, failed create). */
   close(): void {
+    this.finished = true;
+    this.offReconnect();
     this.stdin?.destroy();
     for (const s of this.outputs) s?.destroy();
     this.outputs = [];
