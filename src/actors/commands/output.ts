@@ -1,5 +1,5 @@
 // What the host log keeper reports about a process's output: bytes the guest dropped while nobody read.
-import type { OutputDrops } from '../../machines/common.js';
+import type { OutputDrops } from '../../machines/index.js';
 import type { Kernel } from '../kernel.js';
 import type { OutputDropReport } from '../types.js';
 
