@@ -107,19 +107,31 @@ interface CreateReq {
   checkpoint: string;
 }
 
+interface BundleSpec {
+  annotations?: Record<string, string>;
+  linux?: { namespaces?: { type?: string; path?: string }[] };
+}
+
+/**
+ * The network namespace the task's spec joins (CRI's pod sandbox: the one CNI wired; `ctr run --with-ns`):
+ * it becomes the VM's network, so the pod's containers see its veth, addresses and routes.
+ */
+function netnsPathOf(spec: BundleSpec): string | undefined {
+  const path = spec.linux?.namespaces?.find((n) => n.type === 'network')?.path;
+  return path ? path : undefined;
+}
+
 async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Promise<Record<string, unknown>> {
   const ns = namespaceOf(ctx);
   if (shim.tasks.get(ns, req.id)) throw new TtrpcError(Code.AlreadyExists, `task ${req.id}: already exists`);
   if (req.checkpoint) throw notImplemented('create from a checkpoint');
-  let annotations: Record<string, string> = {};
+  let spec: BundleSpec;
   try {
-    const spec = JSON.parse(await readFile(join(req.bundle, 'config.json'), 'utf8')) as {
-      annotations?: Record<string, string>;
-    };
-    annotations = spec.annotations ?? {};
+    spec = JSON.parse(await readFile(join(req.bundle, 'config.json'), 'utf8')) as BundleSpec;
   } catch (err) {
     throw invalid(`bundle ${req.bundle}: config.json: ${(err as Error).message}`);
   }
+  const annotations = spec.annotations ?? {};
   const kind = annotations[CRI_CONTAINER_TYPE];
   const criSandbox = annotations[CRI_SANDBOX_ID];
   const joinsPod = kind === 'container' && criSandbox !== undefined;
@@ -152,10 +164,12 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
   try {
     task.rootfsMounted = await mountRootfs(req.bundle, req.rootfs);
     if (task.ownsSandbox) {
+      const netns = netnsPathOf(spec);
       await api.call('sandbox.create', {
         id: sandboxId,
         config: {
           labels: { [LABEL_NAMESPACE]: ns, [LABEL_TASK]: req.id.slice(0, 4096), [LABEL_OWNER]: 'containerd' },
+          ...(netns ? { network: { mode: 'netns', path: netns } } : {}),
         },
       });
       sandboxMade = true;
