@@ -1,14 +1,22 @@
 // Stepping, checking and folding entity machines without running anything: the one code path for live and replay.
-import { type AnyActorScope, createActor, type SnapshotFrom } from 'xstate';
+import type { AnyStateMachine, ContextFrom } from 'xstate';
 import { type EntityKind, type EventEnvelope, entityOfEventType } from '../events/index.js';
 import { topState } from './common.js';
+import {
+  compiledCan,
+  compiledInitial,
+  compiledRestore,
+  compiledStep,
+  type PlainSnapshot,
+} from './compiled.js';
 import { type ContainerMachineEvent, containerEffects, containerMachine } from './container.js';
 import { type ExecMachineEvent, execEffects, execMachine } from './exec.js';
 import { type SandboxMachineEvent, sandboxEffects, sandboxMachine } from './sandbox.js';
 
-export type SandboxSnapshot = SnapshotFrom<typeof sandboxMachine>;
-export type ContainerSnapshot = SnapshotFrom<typeof containerMachine>;
-export type ExecSnapshot = SnapshotFrom<typeof execMachine>;
+// Plain snapshots (src/machines/compiled.ts): value, context and status, nothing to call.
+export type SandboxSnapshot = PlainSnapshot<ContextFrom<typeof sandboxMachine>>;
+export type ContainerSnapshot = PlainSnapshot<ContextFrom<typeof containerMachine>>;
+export type ExecSnapshot = PlainSnapshot<ContextFrom<typeof execMachine>>;
 
 export interface EntityTypes {
   sandbox: { snapshot: SandboxSnapshot; event: SandboxMachineEvent; context: SandboxSnapshot['context'] };
@@ -45,47 +53,19 @@ export interface Stepped<K extends EntityKind> {
   readonly effects: readonly string[];
 }
 
-// `xstate.transition()` builds a throwaway actor per call (≈ 4× the cost of the step itself);
-// we keep one inert scope per machine and collect actions instead of executing them, exactly as it does.
-let collected: { type: string }[] = [];
-const scopes = new Map<EntityKind, AnyActorScope>();
-function inertScope(kind: EntityKind): AnyActorScope {
-  let scope = scopes.get(kind);
-  if (!scope) {
-    const self = createActor(machines[kind] as never, undefined as never);
-    scope = {
-      self,
-      defer: () => {},
-      id: '',
-      logger: () => {},
-      sessionId: '',
-      stopChild: () => {},
-      system: self.system,
-      emit: () => {},
-      actionExecutor: (action: { type: string }) => {
-        collected.push(action);
-      },
-    } as unknown as AnyActorScope;
-    scopes.set(kind, scope);
-  }
-  return scope;
-}
+const machineOf = (kind: EntityKind): AnyStateMachine => machines[kind] as AnyStateMachine;
 
 const initials = new Map<EntityKind, unknown>();
 
 /**
  * The state before the entity's first event (`absent`). Computed once per kind: snapshots are
- * immutable (every step returns a new one), and computing it costs as much as two steps.
+ * immutable (every step returns a new one).
  */
 export function initialSnapshot<K extends EntityKind>(kind: K): SnapshotOf<K> {
   let initial = initials.get(kind) as SnapshotOf<K> | undefined;
   if (!initial) {
-    collected = [];
-    const machine = machines[kind] as unknown as {
-      getInitialSnapshot(scope: AnyActorScope, input?: unknown): SnapshotOf<K>;
-    };
-    initial = machine.getInitialSnapshot(inertScope(kind));
-    collected = [];
+    const machine = machineOf(kind);
+    initial = compiledInitial(machine, effectNames[kind], machine.config.context) as SnapshotOf<K>;
     initials.set(kind, initial);
   }
   return initial;
@@ -93,20 +73,12 @@ export function initialSnapshot<K extends EntityKind>(kind: K): SnapshotOf<K> {
 
 /** Pure: the next snapshot and the effects it names. An event the state does not accept leaves it as is. */
 export function step<K extends EntityKind>(kind: K, snapshot: SnapshotOf<K>, event: EventOf<K>): Stepped<K> {
-  collected = [];
-  const machine = machines[kind] as unknown as {
-    transition(s: SnapshotOf<K>, e: EventOf<K>, scope: AnyActorScope): SnapshotOf<K>;
-  };
-  const next = machine.transition(snapshot, event, inertScope(kind));
-  const names = effectNames[kind];
-  const effects = collected.map((a) => a.type).filter((t) => names.has(t));
-  collected = [];
-  return { snapshot: next, effects };
+  return compiledStep(machineOf(kind), effectNames[kind], snapshot as PlainSnapshot, event) as Stepped<K>;
 }
 
 /** Whether the machine accepts `event` in this state (what the runtime checks before appending). */
-export function can<K extends EntityKind>(_kind: K, snapshot: SnapshotOf<K>, event: EventOf<K>): boolean {
-  return (snapshot as { can(e: unknown): boolean }).can(event);
+export function can<K extends EntityKind>(kind: K, snapshot: SnapshotOf<K>, event: EventOf<K>): boolean {
+  return compiledCan(machineOf(kind), effectNames[kind], snapshot, event);
 }
 
 /** The state name views show (`starting` for `{ starting: 'launching' }`). */
@@ -121,8 +93,12 @@ export function persistSnapshot<K extends EntityKind>(_kind: K, snapshot: Snapsh
 
 /** Rebuilds a snapshot from `persistSnapshot`'s output without running entry actions. */
 export function restoreSnapshot<K extends EntityKind>(kind: K, persisted: PersistedEntity): SnapshotOf<K> {
-  const machine = machines[kind] as unknown as { resolveState(c: PersistedEntity): SnapshotOf<K> };
-  return machine.resolveState(persisted);
+  return compiledRestore(
+    machines[kind],
+    effectNames[kind],
+    persisted.value,
+    persisted.context,
+  ) as SnapshotOf<K>;
 }
 
 /** A stored event as the machines consume it. */
