@@ -32,7 +32,7 @@ export {
   readEventPage,
   type SubscriptionSpec,
   type TransitionProblem,
-} from './methods.js';
+} from './methods/index.js';
 export { type ApiTraffic, type MethodTraffic, type MetricsSources, renderMetrics } from './metrics.js';
 export { ID_PATTERN, idSchema } from './schemas.js';
 export { type ApiServer, type ApiServerOptions, createApiServer, socketIsLive } from './server.js';

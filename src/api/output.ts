@@ -1,7 +1,7 @@
 // exec.output served from the host logs (src/logs): a read (what the log holds, waiting up to timeoutMs for the end)
 // or a follow subscription that resumes at a log offset and goes on across rotations until the process's log ends.
 import type { LogRecord, OutputKeeper, OutputStream, ProcessRef } from '../logs/index.js';
-import type { SubscriptionSpec } from './methods.js';
+import type { SubscriptionSpec } from './methods/index.js';
 
 export interface OutputParams extends ProcessRef {
   readonly streams: readonly OutputStream[];

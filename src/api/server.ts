@@ -32,7 +32,7 @@ import {
   methodTable,
   type SubscriptionSpec,
   type TransitionProblem,
-} from './methods.js';
+} from './methods/index.js';
 import type { ApiTraffic, MethodTraffic } from './metrics.js';
 
 export interface ApiServerOptions {
