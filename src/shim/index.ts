@@ -2,6 +2,16 @@
 export { parseArgs, type ShimArgs } from './args.js';
 export { toStatus } from './errdefs.js';
 export { containerIdFor, podSandboxIdFor, sandboxIdFor, shimSocketPath } from './naming.js';
-export { decode, encode, messageType, packAny, protos, TASK_SERVICE, unpackAny } from './protos.js';
+export {
+  decode,
+  encode,
+  messageType,
+  PROTO_INCLUDE_DIRS,
+  packAny,
+  protos,
+  TASK_SERVICE,
+  unpackAny,
+} from './protos.js';
 export { EventPublisher, forward, forwardRequest, type TaskEvent, TOPICS } from './publish.js';
+export { type ApiResources, resourcesOf } from './resources.js';
 export { pidFileOf, SHIM_SERVICE, serve } from './server.js';

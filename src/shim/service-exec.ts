@@ -1,11 +1,14 @@
 // The Task service, the calls that act on a given process (init or exec): Exec, Kill, ResizePty, CloseIO,
 // Wait, Delete, and Update of the task's resources.
+import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
+import { join } from 'node:path';
 import { DaemonUnreachable } from '../api/index.js';
 import { type ApiProcess, apiProcessOf, type OciProcess } from '../bundle/index.js';
 import type { Handler } from '../ttrpc/index.js';
 import { Code, TtrpcError } from '../ttrpc/index.js';
 import { invalid, notFound } from './errdefs.js';
+import { resourcesOf } from './resources.js';
 import { unmountRootfs } from './rootfs.js';
 import { procOf, type ShimContext, taskOf, ts, unary } from './service.js';
 import { Stdio } from './stdio.js';
@@ -19,28 +22,16 @@ function processOf(spec: OciProcess, terminal: boolean): ApiProcess {
   return apiProcessOf({ ...spec, args: spec.args, terminal });
 }
 
-/** LinuxResources members sandboxd applies; anything else set is refused by name. */
-function resourcesOf(r: Record<string, unknown>): Record<string, number> {
-  const out: Record<string, number> = {};
-  const bad: string[] = [];
-  const nonEmpty = (v: unknown) =>
-    v !== undefined && v !== null && v !== 0 && v !== '' && !(Array.isArray(v) && v.length === 0);
-  for (const [section, value] of Object.entries(r)) {
-    if (!nonEmpty(value)) continue;
-    const fields = (typeof value === 'object' ? value : {}) as Record<string, unknown>;
-    for (const [name, v] of Object.entries(fields)) {
-      if (!nonEmpty(v)) continue;
-      const path = `${section}.${name}`;
-      if (path === 'memory.limit') out.memoryLimitBytes = Number(v);
-      else if (path === 'cpu.quota') out.cpuQuota = Number(v);
-      else if (path === 'cpu.period') out.cpuPeriod = Number(v);
-      else if (path === 'pids.limit') out.pidsLimit = Number(v);
-      else bad.push(`resources.${path}`);
-    }
-    if (typeof value !== 'object' || Array.isArray(value)) bad.push(`resources.${section}`);
+/** The resources of the task's bundle spec (what an update leaves as it is needs no applying). */
+async function bundleResources(bundle: string): Promise<Record<string, unknown>> {
+  try {
+    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8')) as {
+      linux?: { resources?: Record<string, unknown> };
+    };
+    return spec.linux?.resources ?? {};
+  } catch {
+    return {};
   }
-  if (bad.length > 0) throw invalid(`${bad.join(', ')}: cannot be applied to a sandboxd container`);
-  return out;
 }
 
 /**
@@ -161,10 +152,13 @@ export function processHandlers(shim: ShimContext): Record<string, Handler> {
         } catch (err) {
           throw invalid(`resources: not OCI LinuxResources: ${(err as Error).message}`);
         }
+        const resources = resourcesOf(r, await bundleResources(t.bundle));
+        // Only members the bundle already had: nothing to apply (sandboxd refuses an empty update).
+        if (Object.keys(resources).length === 0) return {};
         await (await api()).call('container.update', {
           sandboxId: t.sandboxId,
           id: t.containerId,
-          resources: resourcesOf(r),
+          resources,
         });
         return {};
       },
