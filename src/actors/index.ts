@@ -37,4 +37,5 @@ export {
   type TimeoutName,
 } from './runtime-options.js';
 export * from './types.js';
+export { defaultVmShape, type VmShape, vmShapeOf } from './vm-config.js';
 export { mountsUnder, unmountAllUnder, type VolumeMount } from './volumes.js';

@@ -16,6 +16,7 @@ import { SandboxdError } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import type { Accel } from '../hypervisor/index.js';
 import type { OutputKeeper } from '../logs/index.js';
+import type { TemplateStore } from '../templates/index.js';
 import {
   invalidParamsError,
   RPC_INVALID_REQUEST,
@@ -46,6 +47,8 @@ export interface ApiServerOptions {
   readonly checkTransitions?: (events: readonly EventEnvelope[]) => readonly TransitionProblem[];
   /** Host logs of process output, for exec.output (absent: read from the guest). */
   readonly logs?: OutputKeeper;
+  /** The VM templates (template.*). */
+  readonly templates?: TemplateStore;
   /** Largest accepted request line (default 1 MiB). */
   readonly maxMessageBytes?: number;
   /** Bytes a connection may have queued before its subscriptions are dropped (default 4 MiB). */
@@ -421,6 +424,7 @@ export function createApiServer(options: ApiServerOptions): ApiServer {
       ...(options.checkTransitions ? { checkTransitions: options.checkTransitions } : {}),
       ...(options.accel ? { accel: options.accel } : {}),
       ...(options.logs ? { logs: options.logs } : {}),
+      ...(options.templates ? { templates: options.templates } : {}),
     };
     const decoder = new LineDecoder(
       maxBytes,

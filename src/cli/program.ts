@@ -15,6 +15,7 @@ import { collectPort, collectVolume, NETNS_HELP, type PortMappingArg, type Volum
 import { printJson, show } from './output.js';
 import { runContainer } from './run.js';
 import { registerSandboxCommands } from './sandbox-commands.js';
+import { registerTemplateCommands } from './templates.js';
 
 export const DEFAULT_SOCKET = '/run/sandboxd/sandboxd.sock';
 
@@ -102,6 +103,7 @@ export function buildProgram(): Command {
   registerContainerCommands(ctx);
   registerExecCommands(ctx);
   registerGuestCommands(ctx);
+  registerTemplateCommands(ctx);
 
   // The main job and its helper
   program

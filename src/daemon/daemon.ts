@@ -20,10 +20,11 @@ import {
 } from '../api/index.js';
 import { Internal, InvalidArgument, SandboxdError } from '../errors/index.js';
 import { createQemuHypervisor, type GuestImagePaths, type Hypervisor } from '../hypervisor/index.js';
-import { ensureGuestImage } from '../image/index.js';
+import { defaultImageCacheDir, ensureGuestImage } from '../image/index.js';
 import { type LogLimits, OutputKeeper } from '../logs/index.js';
 import { checkTransitions } from '../machines/index.js';
 import { type EventStore, openLevelEventStore } from '../store/index.js';
+import { TemplateStore } from '../templates/index.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/sandboxd';
 export const DEFAULT_SOCKET = '/run/sandboxd/sandboxd.sock';
@@ -232,6 +233,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       );
     }
 
+    // Templates live beside the images they were booted from; a build killed with its daemon is swept here.
+    const templates = new TemplateStore({
+      dir: join(options.imageCacheDir ?? defaultImageCacheDir(), 'templates'),
+      image,
+      agent,
+      accel: () => hypervisor.accel(),
+      logger,
+    });
+    owned.push(templates);
+    templates.sweep().catch((err: unknown) => logger.warn({ err }, 'sweeping template builds failed'));
+
     const started = performance.now();
     runtime = await createRuntime({
       store,
@@ -276,6 +288,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       checkTransitions,
       accel: () => hypervisor.accel(),
       ...(logs ? { logs } : {}),
+      templates,
     });
     await api.listen(socketPath);
     // After listening: whoever reads the record finds a live socket.

@@ -113,6 +113,13 @@ export async function copyFile(
   await rename(temp, join(realParent, basename(target)));
 }
 
+/** Whether something is mounted at `path` (field 5 of /proc/self/mountinfo; paths there escape spaces as \040). */
+async function isMountPoint(path: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const target = resolve(path).replaceAll(' ', '\\040');
+  return info.split('\n').some((line) => line.split(' ')[4] === target);
+}
+
 /** CreateSandbox's guest side: hostname, resolv.conf, extra mounts. */
 export async function setupSandbox(
   hostname: string,
@@ -133,6 +140,8 @@ export async function setupSandbox(
     if (!isAbsolute(storage.mountPoint)) {
       throw new InvalidArgument(`storages.${index}.mountPoint`, 'must be absolute');
     }
+    // A retried CreateSandbox (or a cold boot's share, mounted by init) finds it mounted: mount once.
+    if (await isMountPoint(storage.mountPoint)) continue;
     await mkdir(storage.mountPoint, { recursive: true });
     const args = ['-t', storage.fstype || 'tmpfs'];
     if (storage.options.length > 0) args.push('-o', storage.options.join(','));

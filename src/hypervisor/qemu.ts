@@ -13,6 +13,7 @@ import {
 } from '../errors/index.js';
 import { detectAccel } from './accel.js';
 import { MEMORY_SLOTS, qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
+import { restoreVmState, saveVmState } from './migration.js';
 import {
   isProcessAlive,
   readCmdline,
@@ -584,6 +585,18 @@ export class QemuHypervisor implements Hypervisor {
       throw err;
     }
     logger.info({ step: 'hotplug memory', sizeMiB, dimm: `dimm-${index}` }, 'memory hotplugged');
+  }
+
+  /** Pauses the VM and writes its state to `file` (see migration.ts); the VM stays paused. */
+  async saveState(sandboxId: string, file: string, timeoutMs = 120_000): Promise<void> {
+    const { logger } = this.#live(sandboxId, 'save state');
+    await saveVmState(() => this.#live(sandboxId, 'save state').qmp, file, timeoutMs, logger);
+  }
+
+  /** Loads the state in `file` into a VM launched with `incoming` and runs it (see migration.ts). */
+  async restoreState(sandboxId: string, file: string, timeoutMs = 60_000): Promise<void> {
+    const { logger } = this.#live(sandboxId, 'restore state');
+    await restoreVmState(() => this.#live(sandboxId, 'restore state').qmp, file, timeoutMs, logger);
   }
 
   async usage(sandboxId: string): Promise<VmUsage> {

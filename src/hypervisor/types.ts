@@ -151,6 +151,11 @@ export interface Hypervisor {
   size?(sandboxId: string): Promise<VmSize>;
   /** What the VM's process costs the host now. Optional: ports without it report no VM usage. */
   usage?(sandboxId: string): Promise<VmUsage>;
+  /**
+   * Loads a saved VM state (a template, src/templates) into a VM launched with `incoming` and runs it.
+   * Optional: ports without it cannot start from a template (the caller boots cold).
+   */
+  restoreState?(sandboxId: string, file: string, timeoutMs?: number): Promise<void>;
   /** Unsolicited events of one VM; completes after 'exited'. */
   events(sandboxId: string): Observable<VmEvent>;
 }

@@ -14,6 +14,8 @@
 #   sandboxd.selftest=wait   the same, then wait for the ACPI power button instead of powering off
 #   sandboxd.loglevel=LEVEL  passed to the agent as SANDBOXD_LOG_LEVEL (default: info)
 #   sandboxd.debug=1         the init traces its commands (set -x) on the console
+#   sandboxd.share=defer     do not mount `sbxshared` at boot (a template: QEMU cannot migrate a VM with a 9p export
+#                            mounted); the host has the agent mount it (CreateSandbox storages) after a restore
 # Guest filesystem after init (the initramfs is gone: the root is a tmpfs, so pivot_root works for crun):
 #   /                    tmpfs (writable: /etc/resolv.conf, /etc/hosts, /etc/hostname may be rewritten)
 #   /usr, /opt           bind mounts of the read-only `sbxroot` root (also visible at /.sbxroot)
@@ -22,7 +24,7 @@
 #   /opt/sandboxd/agent.mjs, /opt/sandboxd/agent.proto, /opt/sandboxd/image.json (version)
 #   /proc, /sys, /dev (devtmpfs), /dev/pts (newinstance, ptmxmode=0666, /dev/ptmx -> pts/ptmx), /dev/shm (tmpfs)
 #   /run, /tmp           tmpfs
-#   /run/sandboxd/shared the `sbxshared` share (read-write)
+#   /run/sandboxd/shared the `sbxshared` share (read-write); an empty dir until CreateSandbox with sandboxd.share=defer
 #   /sys/fs/cgroup       cgroup2; cgroup.subtree_control = cpu io memory pids at the root and in /sandboxd
 #   /sys/fs/cgroup/agent     leaf cgroup the agent runs in
 #   /sys/fs/cgroup/sandboxd  parent for containers: crun cgroupsPath "/sandboxd/<id>"
@@ -225,12 +227,14 @@ stage2() {
   HOSTNAME_ARG=sandbox
   SELFTEST=0
   LOG_LEVEL=info
+  SHARE=boot
   for arg in $(cat /proc/cmdline); do
     case "$arg" in
       sandboxd.hostname=*) HOSTNAME_ARG=${arg#sandboxd.hostname=} ;;
       sandboxd.selftest=1) SELFTEST=1 ;;
       sandboxd.selftest=wait) SELFTEST=wait ;;
       sandboxd.loglevel=*) LOG_LEVEL=${arg#sandboxd.loglevel=} ;;
+      sandboxd.share=defer) SHARE=defer ;;
     esac
   done
   IMAGE_VERSION=$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' /opt/sandboxd/image.json 2>/dev/null)
@@ -254,8 +258,12 @@ stage2() {
     log "cannot enable cgroup controllers in /sandboxd"
 
   mkdir -p /run/sandboxd/shared /run/crun
-  mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 sbxshared /run/sandboxd/shared ||
-    log "no sandbox share (9p tag sbxshared)"
+  if [ "$SHARE" = defer ]; then
+    log "sandbox share deferred: mounted when the host creates the sandbox"
+  else
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 sbxshared /run/sandboxd/shared ||
+      log "no sandbox share (9p tag sbxshared)"
+  fi
 
   hostname "$HOSTNAME_ARG"
   echo "$HOSTNAME_ARG" >/etc/hostname

@@ -5,7 +5,8 @@
 //   (erofs; without one, rootDir as the 9p share `sbxroot`), the 9p share `sbxshared` = the sandbox's writable
 //   share (trans=virtio, version=9p2000.L), and a virtio-serial port named `agent.channel.0`.
 // - Kernel: GuestImagePaths.kernel, initrd: GuestImagePaths.initrd, cmdline `console=ttyS0 quiet panic=-1` and the
-//   optional keys `sandboxd.hostname=NAME`, `sandboxd.selftest=1`, `sandboxd.loglevel=LEVEL`, `sandboxd.debug=1`.
+//   optional keys `sandboxd.hostname=NAME`, `sandboxd.selftest=1`, `sandboxd.loglevel=LEVEL`, `sandboxd.debug=1`, `sandboxd.share=defer` (templates:
+//   the share is mounted by CreateSandbox's storages after a restore, not at boot).
 // - In the guest: a tmpfs root (pivot_root works), /usr and /opt from `sbxroot`, the share at /run/sandboxd/shared,
 //   cgroup2 at /sys/fs/cgroup with +cpu +memory +pids +io delegated to /sandboxd (containers: cgroupsPath
 //   /sandboxd/<id>), the agent in the leaf cgroup /agent.
@@ -61,6 +62,8 @@ export const guestContract = {
     selftest: 'sandboxd.selftest',
     logLevel: 'sandboxd.loglevel',
     debug: 'sandboxd.debug',
+    /** `sandboxd.share=defer`: the share is not mounted at boot (a template); CreateSandbox mounts it. */
+    share: 'sandboxd.share',
   },
   /** Kernel parameters every boot needs. */
   baseKernelParams: ['console=ttyS0', 'quiet', 'panic=-1'],

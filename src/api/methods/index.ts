@@ -7,6 +7,7 @@ import { execMethods } from './exec.js';
 import { guestMethods } from './guest.js';
 import { sandboxMethods } from './sandbox.js';
 import type { MethodSpec } from './spec.js';
+import { templateMethods } from './template.js';
 
 export { readEventPage } from './events.js';
 export type {
@@ -27,6 +28,7 @@ export const methods = [
   ...execMethods,
   ...eventsMethods,
   ...guestMethods,
+  ...templateMethods,
 ] as const satisfies readonly MethodSpec[];
 
 export type MethodName = (typeof methods)[number]['name'];

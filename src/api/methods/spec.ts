@@ -6,6 +6,7 @@ import type { EventEnvelope } from '../../events/index.js';
 import type { Accel } from '../../hypervisor/index.js';
 import type { OutputKeeper } from '../../logs/index.js';
 import type { EventStore } from '../../store/index.js';
+import type { TemplateStore } from '../../templates/index.js';
 import type { ApiTraffic } from '../metrics.js';
 import { execIdSchema, idSchema } from '../schemas.js';
 
@@ -70,6 +71,8 @@ export interface MethodContext {
   readonly traffic?: () => ApiTraffic;
   /** The host logs of every process's output (absent: output is read from the guest's buffer). */
   readonly logs?: OutputKeeper;
+  /** The VM templates in the image cache (template.*); absent in daemons built without one. */
+  readonly templates?: TemplateStore;
 }
 
 export interface MethodSpec<P extends z.ZodType = z.ZodType> {
