@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(qemu-system-x86 busybox-static cpio crun socat xz-utils zstd kmod procps iproute2 ca-certificates gcc libc6-dev runc umoci python3 containerd golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev podman conmon erofs-utils)
+APT_PACKAGES=(qemu-system-x86 busybox-static cpio crun socat xz-utils zstd kmod procps iproute2 ca-certificates gcc libc6-dev runc umoci python3 containerd golang-github-containerd-containerd-dev golang-github-containerd-cgroups-dev golang-github-gogo-protobuf-dev podman conmon erofs-utils containernetworking-plugins)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

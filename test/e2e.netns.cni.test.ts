@@ -1,0 +1,166 @@
+// A real sandbox on a network namespace wired by Debian's CNI plugins (bridge + host-local + loopback), invoked
+// as a CNI runtime does: CNI_COMMAND=ADD with the config on stdin, DEL at the end. The container gets the CNI
+// address on eth0, reaches a listener on the bridge gateway, the host reaches the container, and delete leaves
+// the namespace's links and tc filters exactly as CNI made them. Run as root.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createBusyboxBundle } from '../src/image/index.js';
+import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
+import { qemuPidsUsing, until } from './support/vm.js';
+
+const VM_MS = 240_000;
+const CNI_PATH = '/usr/lib/cni';
+const octet = 10 + (process.pid % 200);
+const subnet = `10.215.${octet}.0/24`;
+const gateway = `10.215.${octet}.1`;
+const ns = `sbxcni${process.pid}`;
+const nsPath = `/run/netns/${ns}`;
+const bridge = `sbxbr${process.pid}`.slice(0, 15);
+const sh = (...argv: string[]) => execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+const links = () => sh('ip', '-n', ns, '-o', 'link', 'show').replace(/\\.*$/gm, '').trim();
+const filters = () =>
+  ['ingress', 'egress'].map((k) => sh('tc', '-n', ns, 'filter', 'show', 'dev', 'eth0', k).trim()).join('\n');
+const qdiscs = () => sh('tc', '-n', ns, 'qdisc', 'show').trim();
+
+interface CniResult {
+  ips: { address: string; gateway?: string }[];
+}
+
+/** Runs one CNI plugin as a runtime does: the verb and ids in the environment, the config on stdin. */
+function cni(command: 'ADD' | 'DEL', plugin: string, ifname: string, config: object): string {
+  return execFileSync(join(CNI_PATH, plugin), [], {
+    input: JSON.stringify(config),
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: ns,
+      CNI_NETNS: nsPath,
+      CNI_IFNAME: ifname,
+      CNI_PATH,
+    },
+  });
+}
+
+describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 900_000 }, () => {
+  let dir: string;
+  let world: RealWorld;
+  let server: Server;
+  let port: number;
+  let address: string;
+  let linksBefore: string;
+  let filtersBefore: string;
+  let qdiscsBefore: string;
+  let bridgeConf: object;
+  let loConf: object;
+  let added = false;
+  const sb = 'cni1';
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sbx-cni-'));
+    bridgeConf = {
+      cniVersion: '1.0.0',
+      name: 'sbxcni',
+      type: 'bridge',
+      bridge,
+      isGateway: true,
+      ipMasq: false,
+      ipam: {
+        type: 'host-local',
+        subnet,
+        gateway,
+        routes: [{ dst: '0.0.0.0/0' }],
+        dataDir: join(dir, 'ipam'),
+      },
+    };
+    loConf = { cniVersion: '1.0.0', name: 'lo', type: 'loopback' };
+    sh('ip', 'netns', 'add', ns);
+    cni('ADD', 'loopback', 'lo', loConf);
+    const result = JSON.parse(cni('ADD', 'bridge', 'eth0', bridgeConf)) as CniResult;
+    added = true;
+    address = result.ips[0]!.address;
+    assert.match(address, new RegExp(`^10\\.215\\.${octet}\\.\\d+/24$`), JSON.stringify(result));
+    linksBefore = links();
+    filtersBefore = filters();
+    qdiscsBefore = qdiscs();
+    server = createHttpServer((_, res) => res.end('hello-from-bridge'));
+    await new Promise<void>((resolve) => server.listen(0, gateway, resolve));
+    port = (server.address() as { port: number }).port;
+    await createBusyboxBundle(join(dir, 'web'), {
+      args: [
+        'sh',
+        '-c',
+        'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www',
+      ],
+    });
+    world = await openRealWorld(join(dir, 'world'));
+  });
+
+  after(async () => {
+    await world?.close().catch(() => undefined);
+    for (const pid of await qemuPidsUsing(dir)) process.kill(pid, 'SIGKILL');
+    await new Promise((resolve) => server?.close(resolve));
+    if (added) {
+      try {
+        cni('DEL', 'bridge', 'eth0', bridgeConf);
+        cni('DEL', 'loopback', 'lo', loConf);
+      } catch {
+        // the namespace delete below takes the veth anyway
+      }
+    }
+    for (const argv of [
+      ['ip', 'netns', 'del', ns],
+      ['ip', 'link', 'del', bridge],
+    ]) {
+      try {
+        sh(...argv);
+      } catch {
+        // never made
+      }
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('gives the container the CNI address on eth0 and reaches the bridge gateway', {
+    timeout: VM_MS,
+  }, async () => {
+    await world.runtime.createSandbox(sb, { network: { mode: 'netns', path: nsPath } });
+    await world.runtime.startSandbox(sb);
+    await world.runtime.createContainer({ sandboxId: sb, id: 'web', bundle: join(dir, 'web') });
+    await world.runtime.startContainer(sb, 'web');
+    const ip = await execIn(world, sb, 'web', 'ip', ['ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']);
+    assert.deepEqual(ip.status, { exitCode: 0 });
+    assert.match(ip.out, new RegExp(`inet ${address.replace(/\./g, '\\.')} `));
+    const fetched = await execIn(world, sb, 'web', 'out', ['wget', '-qO-', `http://${gateway}:${port}/`]);
+    assert.deepEqual(fetched.status, { exitCode: 0 });
+    assert.equal(fetched.out, 'hello-from-bridge');
+  });
+
+  it('lets the host reach a server in the container at the CNI address', { timeout: VM_MS }, async () => {
+    const ip = address.split('/')[0];
+    const body = await until('the guest’s httpd answers on the CNI address', 60_000, async () => {
+      const res = await fetch(`http://${ip}:8080/`, { signal: AbortSignal.timeout(5000) }).catch(
+        () => undefined,
+      );
+      return res?.ok ? res.text() : undefined;
+    });
+    assert.equal(body, 'hello-from-guest\n');
+  });
+
+  it('leaves the links and tc filters as CNI made them after delete', { timeout: VM_MS }, async () => {
+    await world.runtime.deleteSandbox(sb, { force: true });
+    assert.equal(links(), linksBefore);
+    assert.equal(filters(), filtersBefore);
+    assert.equal(qdiscs(), qdiscsBefore);
+    assert.deepEqual(await qemuPidsUsing(dir), []);
+    cni('DEL', 'bridge', 'eth0', bridgeConf);
+    cni('DEL', 'loopback', 'lo', loConf);
+    added = false;
+    assert.doesNotMatch(links(), /eth0/, 'CNI DEL took its veth');
+  });
+});
