@@ -22,7 +22,8 @@ describe('wiring a sandbox into a network namespace', () => {
 
   before(() => {
     sh('ip', 'netns', 'add', ns);
-    sh('ip', 'link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    // txqueuelen 0, as CNI's plugins make their veths (the kernel raises it when a qdisc is attached).
+    sh('ip', 'link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns, 'txqueuelen', '0');
     sh('ip', '-n', ns, 'link', 'set', 'eth0', 'mtu', '1400', 'up');
     sh('ip', '-n', ns, 'addr', 'add', '10.213.7.2/24', 'dev', 'eth0');
     sh('ip', '-n', ns, 'route', 'add', 'default', 'via', '10.213.7.1');
@@ -74,6 +75,11 @@ describe('wiring a sandbox into a network namespace', () => {
       'no filter doubled',
     );
     assert.equal(links().split('\n').length, linksBefore.split('\n').length + 1, 'one tap, not two');
+    assert.equal(
+      state.links.find((l) => l.name === 'eth0')?.txqlen,
+      0,
+      'the veth’s txqueuelen kept while wired',
+    );
   });
 
   it('refuses a second sandbox on a veth already redirected, changing nothing', async () => {

@@ -76,6 +76,7 @@ describe('reading a network namespace from iproute2 JSON', () => {
       ifindex: 2,
       mac: 'ba:78:82:ea:ae:6c',
       mtu: 1450,
+      txqlen: 0,
       kind: 'veth',
       linkType: 'ether',
       addresses: ['10.77.0.2/24', 'fd00:77::2/64'],
@@ -135,11 +136,20 @@ describe('planning the wiring of a sandbox into a namespace', () => {
         `ip tuntap add dev ${tap} mode tap`,
         `ip link set dev ${tap} mtu 1450 up`,
         'tc qdisc add dev eth0 ingress',
+        'ip link set dev eth0 txqueuelen 0',
         redirect('eth0', tap),
         `tc qdisc add dev ${tap} ingress`,
         redirect(tap, 'eth0'),
       ],
     );
+  });
+
+  it('puts back a veth’s txqueuelen of 0 after its ingress qdisc, and leaves any other alone', () => {
+    const zero = planAttach(cni, 'sb', '/run/netns/x').commands.map((c) => c.argv.join(' '));
+    assert.ok(zero.includes('ip link set dev eth0 txqueuelen 0'));
+    const queued: NetnsState = { ...cni, links: cni.links.map((l) => ({ ...l, txqlen: 1000 })) };
+    const kept = planAttach(queued, 'sb', '/run/netns/x').commands.map((c) => c.argv.join(' '));
+    assert.ok(!kept.some((c) => c.includes('txqueuelen')), kept.join('\n'));
   });
 
   it('plans nothing new when the wiring is already there (a retried start, a recovery)', () => {

@@ -25,6 +25,8 @@ export function parseLinks(text: string): NetnsLink[] {
       ifindex: num(r.ifindex) ?? 0,
       mac: str(r.address) ?? '',
       mtu: num(r.mtu) ?? 1500,
+      // iproute2 leaves the key out when it is 0.
+      txqlen: num(r.txqlen) ?? 0,
       kind: str(info.info_kind),
       linkType: str(r.link_type) ?? '',
       // Link-local and host addresses belong to the namespace's own stack, not to the workload's network.

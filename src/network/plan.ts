@@ -93,6 +93,7 @@ export function planAttach(
     addresses: v.addresses,
   }));
   const names = new Set(state.links.map((l) => l.name));
+  const byName = new Map(state.links.map((l) => [l.name, l]));
   const commands: NetnsCommand[] = [];
   for (const link of links) {
     for (const [from, to] of [
@@ -116,8 +117,15 @@ export function planAttach(
     ] as const) {
       // A tap made just now has no qdisc yet, whatever the state said of an older one of that name.
       const fresh = !names.has(from);
-      if (fresh || !state.ingress[from])
+      if (fresh || !state.ingress[from]) {
         commands.push({ step: 'tc qdisc add', argv: ['tc', 'qdisc', 'add', 'dev', from, 'ingress'] });
+        // The kernel raises a txqueuelen of 0 (CNI's veths) to 1000 when any qdisc is attached, and a qdisc
+        // delete does not lower it again: put it back at once, so the veth is left as CNI made it (it has no
+        // queueing qdisc, so the length never mattered to the redirect).
+        const txqlen = fresh ? undefined : byName.get(from)?.txqlen;
+        if (txqlen === 0)
+          commands.push({ step: 'ip link set', argv: ['ip', 'link', 'set', 'dev', from, 'txqueuelen', '0'] });
+      }
       if (fresh || redirectOf(state, from, to) === 'none') commands.push(redirect(from, to));
     }
   }

@@ -8,6 +8,8 @@ export interface NetnsLink {
   readonly ifindex: number;
   readonly mac: string;
   readonly mtu: number;
+  /** txqueuelen (`ip` prints it as qlen); 0 for CNI's veths, which queue nothing. */
+  readonly txqlen: number;
   /** linkinfo.info_kind: veth, tun, bridge, …; undefined for plain devices (lo). */
   readonly kind: string | undefined;
   readonly linkType: string;
