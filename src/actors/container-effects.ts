@@ -12,8 +12,8 @@ import {
 import { AgentError, NotFound } from '../errors/index.js';
 import type { NewEvent } from '../events/index.js';
 import type { ContainerEffect, ExecEffect } from '../machines/index.js';
+import { withDeadline } from '../timing/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
-import { withDeadline } from './deadline.js';
 import { agentReachable, type EffectDefinition, quietly } from './effects.js';
 import type { ContainerActor, ExecActor } from './entity.js';
 

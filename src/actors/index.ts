@@ -27,7 +27,6 @@
 // `shutdown()` waits for queued work, stops watchers, disconnects agents, saves snapshots, leaves VMs running.
 
 export { createRuntime } from './create.js';
-export { type DeadlineOptions, withDeadline } from './deadline.js';
 export { currentIntent, type Intent } from './intent.js';
 export {
   defaultTimeouts,

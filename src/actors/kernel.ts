@@ -12,7 +12,7 @@ import { correlation, deadlinesFrom, statePath, TransitionWatch } from '../expla
 import type { Accel, Hypervisor } from '../hypervisor/index.js';
 import { can, fed, persistSnapshot, stateHasTag, step } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
-import { withDeadline } from './deadline.js';
+import { withDeadline } from '../timing/index.js';
 import { type Asked, EffectRunner } from './effect-runner.js';
 import type { EffectContext, SandboxDirs } from './effects.js';
 import { type AnyEntity, ContainerActor, type ExecActor, Lives, SandboxActor } from './entity.js';

@@ -4,7 +4,7 @@ import type { ContainerInfo, ExitStatus } from '../agent/index.js';
 import { asSandboxdError, Internal } from '../errors/index.js';
 import type { EventEnvelope } from '../events/index.js';
 import { correlation } from '../explain/index.js';
-import { withDeadline } from './deadline.js';
+import { withDeadline } from '../timing/index.js';
 import { failureOf } from './effect-runner.js';
 import type { AnyEntity, ContainerActor, SandboxActor } from './entity.js';
 import type { Kernel } from './kernel.js';

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
 import { asSandboxdError, InvalidArgument, type SandboxdError, Timeout } from '../errors/index.js';
 import type { Hypervisor, VmSize } from '../hypervisor/index.js';
+import { sleep } from '../timing/index.js';
 import { type EffectDefinition, PartialEffect } from './effects.js';
 import type { SandboxActor } from './entity.js';
 import { type VmShape, vmShapeOf } from './vm-config.js';
@@ -82,8 +83,6 @@ export interface Grown {
   /** Why it stopped short (or why the guest did not take it all); the VM may still have grown. */
   readonly error?: SandboxdError;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Hotplugs `from` → `to` (memory first: a full set of DIMM slots refuses before anything changed), then

@@ -13,9 +13,9 @@ import type {
   ProcessSpec,
 } from '../agent/index.js';
 import type { VmUsage } from '../hypervisor/index.js';
+import { withDeadline } from '../timing/index.js';
 import { container, exec, guest, sandbox } from './commands/index.js';
 import { recordOutputDropped } from './commands/output.js';
-import { withDeadline } from './deadline.js';
 import type { SandboxActor } from './entity.js';
 import { Kernel } from './kernel.js';
 import { reconcileAll, reconcileContainers } from './recovery.js';

@@ -6,7 +6,7 @@ import { AlreadyExists } from '../errors/index.js';
 import { USER_NETWORK, type VmConfig } from '../hypervisor/index.js';
 import type { SandboxEffect } from '../machines/index.js';
 import { attachNetns } from '../network/index.js';
-import { withDeadline } from './deadline.js';
+import { withDeadline } from '../timing/index.js';
 import { childQuiesceMs, type EffectDefinition, handleOf, quietly } from './effects.js';
 import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';

@@ -18,6 +18,7 @@ import {
   type SandboxdError,
   Timeout,
 } from '../errors/index.js';
+import { sleep } from '../timing/index.js';
 import { AgentRelay } from './relay.js';
 import type {
   Agent,
@@ -109,25 +110,6 @@ interface Connection {
 interface EventCursor {
   bootId: string;
   lastSeq: number;
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) {
-      resolve();
-      return;
-    }
-    // The listener goes with the timer: a long-lived signal would otherwise collect one listener per retry.
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 function toExit(status: WireExitStatus | null): ExitStatus {

@@ -6,6 +6,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { sleep } from '../timing/index.js';
 import { ACK_MAGIC, HANDSHAKE_TOKEN_BYTES, SYNC_MAGIC } from './wire.js';
 
 export interface AgentRelayOptions {
@@ -191,7 +192,7 @@ export class AgentRelay {
         up.on('close', () => pair.down.destroy());
         return up;
       }
-      await new Promise((resolve) => setTimeout(resolve, retryMs));
+      await sleep(retryMs);
     }
     return undefined;
   }

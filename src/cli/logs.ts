@@ -2,6 +2,7 @@
 // --tail, -t, -f), as JSON with --json. Follow survives a daemon restart: it reconnects and resumes at the last offset.
 import type { Command } from 'commander';
 import { type ApiClient, connectApi, type Notification } from '../api/index.js';
+import { sleep } from '../timing/index.js';
 import type { ProcessRef } from './attach.js';
 import { printJson } from './output.js';
 
@@ -164,7 +165,7 @@ async function reconnect(socket: string): Promise<ApiClient> {
       return await connectApi(socket, { connectTimeoutMs: 2000 });
     } catch (err) {
       if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
     }
   }
 }

@@ -3,6 +3,7 @@ import { close, open, read, write } from 'node:fs';
 import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ACK_MAGIC, HANDSHAKE_TOKEN_BYTES, HTTP2_PREFACE, SYNC_MAGIC } from '../agent/index.js';
+import { sleep } from '../timing/index.js';
 
 /** A byte pipe to the host. `read` resolves 0 while no host is connected (virtio-serial's EOF). */
 export interface PortDevice {
@@ -256,8 +257,4 @@ export class AgentChannel {
       this.#writing = false;
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

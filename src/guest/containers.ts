@@ -19,6 +19,7 @@ import {
   NotFound,
   Timeout,
 } from '../errors/index.js';
+import { sleep } from '../timing/index.js';
 import { cgroupPids, oomKills, readStats, writeResources } from './cgroup.js';
 import type { GuestEventLog, GuestExitStatus } from './events.js';
 import { DEFAULT_OUTPUT_CAPACITY, OutputBuffer } from './output.js';
@@ -252,10 +253,6 @@ function runCommand(file: string, args: readonly string[]): Promise<{ code: numb
       resolvePromise({ code, output: `${stdout}${stderr}`.trim() });
     });
   });
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 async function exists(path: string): Promise<boolean> {

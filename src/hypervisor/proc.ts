@@ -1,5 +1,6 @@
 // Process facts from /proc: is a pid alive, is it still the process we started (start time), waiting for it to go.
 import { readFile } from 'node:fs/promises';
+import { sleep } from '../timing/index.js';
 
 export interface ProcStat {
   /** One-letter state: R, S, D, Z (zombie), T, X … */
@@ -87,7 +88,7 @@ export async function waitForExit(
   for (;;) {
     if (!(await isProcessAlive(pid, startTime))) return true;
     if (Date.now() >= deadline) return false;
-    await new Promise((resolve) => setTimeout(resolve, Math.min(delay, Math.max(1, deadline - Date.now()))));
+    await sleep(Math.min(delay, Math.max(1, deadline - Date.now())));
     delay = Math.min(delay * 2, 100);
   }
 }

@@ -1,6 +1,6 @@
 // API methods: Containers of a sandbox.
 import { z } from 'zod';
-import { withDeadline } from '../../actors/index.js';
+import { withDeadline } from '../../timing/index.js';
 import {
   absolutePathSchema,
   idSchema,

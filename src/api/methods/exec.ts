@@ -1,7 +1,7 @@
 // API methods — Execs of a container: run, wait, signal, output, stdin.
 import type { Observable, Subscription } from 'rxjs';
 import { z } from 'zod';
-import { withDeadline } from '../../actors/index.js';
+import { withDeadline } from '../../timing/index.js';
 import { followOutput, readOutput } from '../output.js';
 import { base64Schema, idSchema, isoTimeSchema, processSchema, signalSchema } from '../schemas.js';
 import { execRef, type MethodSpec, method, timeoutMsSchema } from './spec.js';
