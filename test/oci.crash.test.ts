@@ -3,45 +3,22 @@
 // killed -9 (noticed: the process in the VM is ended and its exit recorded, nothing left running or leaked).
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   alive,
   assertNothingLeft,
   createUnderSubreaper,
-  type OciWorld,
-  openOciWorld,
   runc,
   runcSpecBundle,
+  runcState,
 } from './support/oci.js';
-import { closePodman, conmonPidsUsing, openPodman, type Podman } from './support/oci-podman.js';
-import { until } from './support/vm.js';
+import { podmanExitCode, podmanRemove, usePodmanWorld } from './support/oci-podman.js';
 
 const VM_MS = 300_000;
 
 describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }, () => {
-  let world: OciWorld;
-  let podman: Podman | undefined;
-  const p = (...args: string[]) => {
-    assert.ok(podman, 'podman is set up');
-    return podman(...args);
-  };
-  const state = async (id: string) => {
-    const r = await runc(world, ['state', id]);
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as { status: string; pid: number };
-  };
-
-  before(async () => {
-    world = await openOciWorld('sbx-crash-');
-    podman = await openPodman(world, VM_MS);
-  });
-
-  after(async () => {
-    if (world) {
-      await closePodman(world, podman);
-      await world.close();
-    }
-  });
+  const w = usePodmanWorld('sbx-crash-', VM_MS);
+  const p = w.p;
 
   it('sandboxd kill -9 and restart under a running podman container: state, ps, exec, kill all still work', {
     timeout: VM_MS,
@@ -51,29 +28,20 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
     assert.equal(d.code, 0, d.stderr);
     const id = d.stdout.trim();
     const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c1')).stdout.trim());
-    assert.equal((await state(id)).status, 'running');
+    assert.equal((await runcState(w.world, id)).status, 'running');
 
-    await world.killDaemon9();
+    await w.world.killDaemon9();
     assert.ok(alive(keeper), 'the keeper outlives the daemon');
-    await world.restart();
+    await w.world.restart();
 
-    const after = await state(id);
+    const after = await runcState(w.world, id);
     assert.deepEqual([after.status, after.pid], ['running', keeper], 'state after the restart');
     assert.match((await p('ps', '--format', '{{.Names}} {{.Status}}')).stdout, /^c1 Up/m);
     const e = await p('exec', 'c1', 'echo', 'after-restart');
     assert.equal(e.stdout, 'after-restart\n', e.stderr);
     assert.equal((await p('kill', '-s', 'USR1', 'c1')).code, 0);
-    await until('conmon saw the exit', 60_000, async () =>
-      (await p('inspect', '--format', '{{.State.Status}}', 'c1')).stdout.trim() === 'exited'
-        ? true
-        : undefined,
-    );
-    assert.equal((await p('inspect', '--format', '{{.State.ExitCode}}', 'c1')).stdout.trim(), '4');
-    assert.equal((await p('rm', 'c1')).code, 0);
-    await until('conmon gone', 30_000, async () =>
-      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
-    );
-    await assertNothingLeft(world);
+    assert.equal(await podmanExitCode(w.podman, 'c1'), 4);
+    await podmanRemove(w.world, w.podman, 'c1');
   });
 
   it('a podman container whose keeper is killed -9: exited (137), its VM process ended, nothing left', {
@@ -83,22 +51,14 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
     assert.equal(d.code, 0, d.stderr);
     const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c2')).stdout.trim());
     process.kill(keeper, 'SIGKILL');
-    await until('podman saw the exit', 60_000, async () =>
-      (await p('inspect', '--format', '{{.State.Status}}', 'c2')).stdout.trim() === 'exited'
-        ? true
-        : undefined,
-    );
-    assert.equal((await p('inspect', '--format', '{{.State.ExitCode}}', 'c2')).stdout.trim(), '137');
-    assert.equal((await p('rm', 'c2')).code, 0);
-    await until('conmon gone', 30_000, async () =>
-      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
-    );
-    await assertNothingLeft(world);
+    assert.equal(await podmanExitCode(w.podman, 'c2'), 137);
+    await podmanRemove(w.world, w.podman, 'c2');
   });
 
   it('runc lifecycle: a keeper killed -9 is noticed: state says stopped, the exit is recorded, delete works', {
     timeout: VM_MS,
   }, async () => {
+    const world = w.world;
     const bundle = await runcSpecBundle(join(world.dir, 'lost'), ['sleep', '100000']);
     const k = createUnderSubreaper(
       world,
@@ -107,10 +67,10 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
     );
     const keeper = await k.created;
     assert.equal((await runc(world, ['start', 'lost'])).code, 0);
-    assert.equal((await state('lost')).status, 'running');
+    assert.equal((await runcState(world, 'lost')).status, 'running');
     process.kill(keeper, 'SIGKILL');
     assert.equal(await k.exit, -9, 'the waiter sees the keeper killed');
-    const s = await state('lost');
+    const s = await runcState(world, 'lost');
     assert.deepEqual([s.status, s.pid], ['stopped', 0]);
     const view = await world.api.call<{ state: string; exit?: { exitCode: number } }>('container.state', {
       sandboxId: 'oci-lost',

@@ -14,6 +14,7 @@ import {
   openOciWorld,
   runc,
   runcSpecBundle,
+  runcState,
 } from './support/oci.js';
 import { until } from './support/vm.js';
 
@@ -50,11 +51,7 @@ describe('sandboxd-runc: the runc lifecycle on a real daemon and VM', { timeout:
   let world: OciWorld;
   let bundle: string;
 
-  const state = async (id: string) => {
-    const r = await runc(world, ['state', id]);
-    assert.equal(r.code, 0, r.stderr);
-    return JSON.parse(r.stdout) as Record<string, unknown>;
-  };
+  const state = (id: string) => runcState(world, id);
   const lastSeq = async () =>
     (await world.api.call<{ events: { lastSeq: number } }>('daemon.info', {})).events.lastSeq;
 

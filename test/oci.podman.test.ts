@@ -3,45 +3,28 @@
 // `sandboxd-runc create`, waits on the keeper's pid (as a subreaper) and reads its exit status.
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
-import { after, before, describe, it } from 'node:test';
-import { assertNothingLeft, type OciWorld, openOciWorld, runc } from './support/oci.js';
-import { closePodman, conmonPidsUsing, openPodman, type Podman } from './support/oci-podman.js';
+import { describe, it } from 'node:test';
+import { assertNothingLeft, runc } from './support/oci.js';
+import { podmanRemove, usePodmanWorld } from './support/oci-podman.js';
 import { until } from './support/vm.js';
 
 const VM_MS = 300_000;
 
 describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { timeout: 1_500_000 }, () => {
-  let world: OciWorld;
-  let podman: Podman | undefined;
-
-  before(async () => {
-    world = await openOciWorld('sbx-podman-');
-    podman = await openPodman(world, VM_MS);
-  });
-
-  after(async () => {
-    if (world) {
-      await closePodman(world, podman);
-      await world.close();
-    }
-  });
-
-  const p = (...args: string[]) => {
-    assert.ok(podman, 'podman is set up');
-    return podman(...args);
-  };
+  const w = usePodmanWorld('sbx-podman-', VM_MS);
+  const p = w.p;
 
   it('podman run --rm busybox echo hi prints hi', { timeout: VM_MS }, async () => {
     const r = await p('run', '--rm', '--network', 'none', 'busybox', 'echo', 'hi');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'hi\n');
-    await assertNothingLeft(world);
+    await assertNothingLeft(w.world);
   });
 
   it("podman run sh -c 'exit 7' exits 7 (conmon reads the keeper's status)", { timeout: VM_MS }, async () => {
     const r = await p('run', '--rm', '--network', 'none', 'busybox', 'sh', '-c', 'exit 7');
     assert.equal(r.code, 7, r.stderr);
-    await assertNothingLeft(world);
+    await assertNothingLeft(w.world);
   });
 
   it('run -d, ps (Up), inspect (State.Pid is the keeper), exec, rm -f', { timeout: VM_MS }, async () => {
@@ -54,12 +37,7 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
     const e = await p('exec', 'bg', 'sh', '-c', 'echo in-exec; exit 4');
     assert.equal(e.stdout, 'in-exec\n', e.stderr);
     assert.equal(e.code, 4);
-    const rm = await p('rm', '-f', 'bg');
-    assert.equal(rm.code, 0, rm.stderr);
-    await until('conmon gone', 30_000, async () =>
-      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
-    );
-    await assertNothingLeft(world);
+    await podmanRemove(w.world, w.podman, 'bg', { force: true });
   });
 
   it('logs, kill -s USR1, pause/unpause, wait, stop (SIGTERM: the exit code recorded)', {
@@ -86,7 +64,7 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
     assert.equal((await p('inspect', '--format', '{{.State.Status}}', 'life')).stdout.trim(), 'paused');
     assert.equal(
       JSON.parse(
-        (await runc(world, ['state', (await p('inspect', '--format', '{{.Id}}', 'life')).stdout.trim()]))
+        (await runc(w.world, ['state', (await p('inspect', '--format', '{{.Id}}', 'life')).stdout.trim()]))
           .stdout,
       ).status,
       'paused',
@@ -103,11 +81,7 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
       'exited 3',
     );
     assert.match(await logs(), /before\ngot-usr1\ngot-term\n/);
-    assert.equal((await p('rm', 'life')).code, 0);
-    await until('conmon gone', 30_000, async () =>
-      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
-    );
-    await assertNothingLeft(world);
+    await podmanRemove(w.world, w.podman, 'life');
   });
 
   it('stop of a process that ignores SIGTERM: SIGKILL after the timeout, exit 137', {
@@ -135,10 +109,6 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
     assert.equal(stop.code, 0, stop.stderr);
     assert.ok(took >= 3000, `SIGKILL only after the 3 s grace (${took} ms)`);
     assert.equal((await p('inspect', '--format', '{{.State.ExitCode}}', 'stubborn')).stdout.trim(), '137');
-    assert.equal((await p('rm', 'stubborn')).code, 0);
-    await until('conmon gone', 30_000, async () =>
-      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
-    );
-    await assertNothingLeft(world);
+    await podmanRemove(w.world, w.podman, 'stubborn');
   });
 });

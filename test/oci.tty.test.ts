@@ -13,12 +13,12 @@ import {
   assertNothingLeft,
   type OciWorld,
   openOciWorld,
-  RUNC_CLI,
   runc,
   runcSpecBundle,
+  runcState,
 } from './support/oci.js';
-import { consoleSession } from './support/oci-console.js';
-import { closePodman, conmonPidsUsing, openPodman, type Podman } from './support/oci-podman.js';
+import { withConsole } from './support/oci-console.js';
+import { closePodmanWorld, openPodman, type Podman, podmanRemove } from './support/oci-podman.js';
 import { until } from './support/vm.js';
 
 const run = promisify(execFile);
@@ -27,26 +27,11 @@ const VM_MS = 300_000;
 describe('sandboxd-runc terminals (real daemon, real VMs)', { timeout: 1_500_000 }, () => {
   let world: OciWorld;
   let podman: Podman | undefined;
-  const cli = (...args: string[]) => [
-    process.execPath,
-    RUNC_CLI,
-    '--root',
-    world.root,
-    '--sandboxd-socket',
-    world.socket,
-    ...args,
-  ];
-
   before(async () => {
     world = await openOciWorld('sbx-tty-');
   });
 
-  after(async () => {
-    if (world) {
-      await closePodman(world, podman);
-      await world.close();
-    }
-  });
+  after(() => closePodmanWorld(world, podman));
 
   it('create --console-socket: the pty master arrives over SCM_RIGHTS; the process has a terminal that resizes', {
     timeout: VM_MS,
@@ -60,41 +45,22 @@ describe('sandboxd-runc terminals (real daemon, real VMs)', { timeout: 1_500_000
     const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8'));
     spec.process.terminal = true;
     await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
-    const pidFile = join(world.dir, 'tty.pid');
-    const session = consoleSession(
-      join(world.dir, 'console.sock'),
-      cli(
-        'create',
-        '--bundle',
-        bundle,
-        '--console-socket',
-        join(world.dir, 'console.sock'),
-        '--pid-file',
-        pidFile,
-        'tty',
-      ),
-      { trigger: '/dev/pts', rows: 33, cols: 77 },
+    await withConsole(
+      world,
+      { command: ['create', '--bundle', bundle], target: 'tty', rows: 33, cols: 77 },
+      async ({ keeper, output }) => {
+        assert.ok(alive(keeper));
+        assert.equal((await runcState(world, 'tty')).status, 'created');
+        assert.equal((await runc(world, ['start', 'tty'])).code, 0);
+        const text = await output;
+        // The guest's pty: a terminal device, its default size, then the size the caller set on the master.
+        assert.match(text, /\/dev\/pts\/\d+\r\n24 80\r\n/);
+        assert.match(text, /go\r\n33 77\r\n/, text);
+        await until('the keeper ended', 30_000, async () => (alive(keeper) ? undefined : true));
+        assert.equal((await runcState(world, 'tty')).status, 'stopped');
+        assert.equal((await runc(world, ['delete', 'tty'])).code, 0);
+      },
     );
-    try {
-      const handed = await session.handed;
-      assert.equal(handed.rc, 0, handed.stderr);
-      assert.equal(handed.fds, 1, 'one fd (the master) in the SCM_RIGHTS message');
-      assert.match(handed.name, /^\/dev\/pts\/\d+$/, 'the message names the slave, as runc sends it');
-      const keeper = Number(await readFile(pidFile, 'utf8'));
-      assert.ok(alive(keeper));
-      assert.equal(JSON.parse((await runc(world, ['state', 'tty'])).stdout).status, 'created');
-      assert.equal((await runc(world, ['start', 'tty'])).code, 0);
-      const output = await session.output;
-      // The guest's pty: a terminal device, its default size, then the size the caller set on the master.
-      assert.match(output, /\/dev\/pts\/\d+\r\n24 80\r\n/);
-      assert.match(output, /go\r\n33 77\r\n/, output);
-      await until('the keeper ended', 30_000, async () => (alive(keeper) ? undefined : true));
-      const state = JSON.parse((await runc(world, ['state', 'tty'])).stdout);
-      assert.equal(state.status, 'stopped');
-      assert.equal((await runc(world, ['delete', 'tty'])).code, 0);
-    } finally {
-      session.kill();
-    }
     await assertNothingLeft(world);
   });
 
@@ -118,35 +84,23 @@ describe('sandboxd-runc terminals (real daemon, real VMs)', { timeout: 1_500_000
         env: ['TERM=xterm', 'PATH=/usr/sbin:/usr/bin:/sbin:/bin'],
       }),
     );
-    const pidFile = join(world.dir, 'exec.pid');
-    const sock = join(world.dir, 'exec-console.sock');
-    const session = consoleSession(
-      sock,
-      cli(
-        'exec',
-        '--detach',
-        '--tty',
-        '--console-socket',
-        sock,
-        '--pid-file',
-        pidFile,
-        '--process',
-        processFile,
-        'host',
-      ),
-      { trigger: '/dev/pts', rows: 41, cols: 101 },
-    );
     try {
-      const handed = await session.handed;
-      assert.equal(handed.rc, 0, handed.stderr);
-      assert.equal(handed.fds, 1);
-      const keeper = Number(await readFile(pidFile, 'utf8'));
-      assert.match(await readFile(`/proc/${keeper}/cmdline`, 'utf8'), /sandboxd-runc-keeper/);
-      const output = await session.output;
-      assert.match(output, /\/dev\/pts\/\d+\r\n/);
-      assert.match(output, /go\r\n41 101\r\n/, output);
+      await withConsole(
+        world,
+        {
+          command: ['exec', '--detach', '--tty', '--process', processFile],
+          target: 'host',
+          rows: 41,
+          cols: 101,
+        },
+        async ({ keeper, output }) => {
+          assert.match(await readFile(`/proc/${keeper}/cmdline`, 'utf8'), /sandboxd-runc-keeper/);
+          const text = await output;
+          assert.match(text, /\/dev\/pts\/\d+\r\n/);
+          assert.match(text, /go\r\n41 101\r\n/, text);
+        },
+      );
     } finally {
-      session.kill();
       assert.equal((await runc(world, ['delete', '--force', 'host'])).code, 0);
     }
     await assertNothingLeft(world);
@@ -208,10 +162,6 @@ describe('sandboxd-runc terminals (real daemon, real VMs)', { timeout: 1_500_000
     } finally {
       await tmux('kill-server').catch(() => undefined);
     }
-    assert.equal((await podman('rm', '-f', 'bg')).code, 0);
-    await until('conmon gone', 30_000, async () =>
-      (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
-    );
-    await assertNothingLeft(world);
+    await podmanRemove(world, podman, 'bg', { force: true });
   });
 });

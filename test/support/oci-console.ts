@@ -1,7 +1,11 @@
 // The caller's side of runc's --console-socket, as conmon does it: listen on a unix socket, run the command
 // (sandboxd-runc create / exec … --console-socket S), receive the pty master over SCM_RIGHTS and read the
 // terminal. Node cannot receive fds, so python3 (socket.recv_fds) does it.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type OciWorld, runcArgv } from './oci.js';
 
 const SCRIPT = `
 import fcntl, json, os, socket, struct, subprocess, sys, termios
@@ -87,4 +91,32 @@ export function consoleSession(
     output: line(1).then((l) => String(l.output)),
     kill: () => child.kill('SIGKILL'),
   };
+}
+
+/**
+ * Runs `sandboxd-runc <command…> --console-socket S --pid-file P <target>` in a console session (files named
+ * after `target` in the world's dir), checks the master was handed as runc hands it (one fd, a message naming
+ * the slave /dev/pts/N, the command succeeded), then `body` with the keeper's pid and the terminal's output.
+ */
+export async function withConsole(
+  world: Pick<OciWorld, 'root' | 'socket' | 'dir'>,
+  o: { command: readonly string[]; target: string; rows: number; cols: number },
+  body: (c: { keeper: number; output: Promise<string> }) => Promise<void>,
+): Promise<void> {
+  const sock = join(world.dir, `${o.target}-console.sock`);
+  const pidFile = join(world.dir, `${o.target}-console.pid`);
+  const session = consoleSession(
+    sock,
+    runcArgv(world, [...o.command, '--console-socket', sock, '--pid-file', pidFile, o.target]),
+    { trigger: '/dev/pts', rows: o.rows, cols: o.cols },
+  );
+  try {
+    const handed = await session.handed;
+    assert.equal(handed.rc, 0, handed.stderr);
+    assert.equal(handed.fds, 1, 'one fd (the master) in the SCM_RIGHTS message');
+    assert.match(handed.name, /^\/dev\/pts\/\d+$/, 'the message names the slave, as runc sends it');
+    await body({ keeper: Number(await readFile(pidFile, 'utf8')), output: session.output });
+  } finally {
+    session.kill();
+  }
 }

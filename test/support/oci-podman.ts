@@ -4,12 +4,14 @@
 // runtime flags). Shared by the test/oci.*.test.ts files that drive podman.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { promisify } from 'node:util';
-import { type OciWorld, RUNC_CLI } from './oci.js';
+import { assertNothingLeft, livePidsWhose, type OciWorld, openOciWorld, RUNC_CLI } from './oci.js';
 import { busyboxImageArchive } from './oci-image.js';
 import type { CliResult } from './processes.js';
+import { until } from './vm.js';
 
 const exec = promisify(execFile);
 
@@ -60,19 +62,77 @@ export async function openPodman(world: OciWorld, timeoutMs = 300_000): Promise<
 }
 
 /** conmon processes whose command line mentions `dir` (podman's runroot is under it). */
-export async function conmonPidsUsing(dir: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
-    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
-    if (cmd.startsWith('/usr/bin/conmon') && cmd.includes(dir) && !/\) Z /.test(stat)) out.push(Number(e));
-  }
-  return out;
+export function conmonPidsUsing(dir: string): Promise<number[]> {
+  return livePidsWhose((cmd) => cmd.startsWith('/usr/bin/conmon') && cmd.includes(dir));
 }
 
 /** Removes every podman container and ends any conmon left (a failed test), before world.close(). */
 export async function closePodman(world: OciWorld, podman: Podman | undefined): Promise<void> {
   if (podman) await podman('rm', '-a', '-f');
   for (const pid of await conmonPidsUsing(world.dir)) process.kill(pid, 'SIGKILL');
+}
+
+/** After a describe's cases: podman's containers and conmons, then the world (either may never have opened). */
+export async function closePodmanWorld(
+  world: OciWorld | undefined,
+  podman: Podman | undefined,
+): Promise<void> {
+  if (!world) return;
+  await closePodman(world, podman);
+  await world.close();
+}
+
+export interface PodmanWorld {
+  readonly world: OciWorld;
+  /** podman, opened in before(); throws in a case if it never was. */
+  readonly podman: Podman;
+  /** Shorthand: `podman(...args)`. */
+  p(...args: string[]): Promise<CliResult>;
+}
+
+/** For a describe: registers before() (a world, podman on it) and after() (both closed); the handles. */
+export function usePodmanWorld(prefix: string, timeoutMs = 300_000): PodmanWorld {
+  let world: OciWorld | undefined;
+  let podman: Podman | undefined;
+  before(async () => {
+    world = await openOciWorld(prefix);
+    podman = await openPodman(world, timeoutMs);
+  });
+  after(() => closePodmanWorld(world, podman));
+  const handles: PodmanWorld = {
+    get world() {
+      assert.ok(world, 'the world is open');
+      return world;
+    },
+    get podman() {
+      assert.ok(podman, 'podman is set up');
+      return podman;
+    },
+    p: (...args) => handles.podman(...args),
+  };
+  return handles;
+}
+
+/** Waits until podman (conmon) saw `name` exit; its exit code. */
+export async function podmanExitCode(podman: Podman, name: string, ms = 60_000): Promise<number> {
+  const inspect = async (format: string) => (await podman('inspect', '--format', format, name)).stdout.trim();
+  await until(`podman saw ${name} exit`, ms, async () =>
+    (await inspect('{{.State.Status}}')) === 'exited' ? true : undefined,
+  );
+  return Number(await inspect('{{.State.ExitCode}}'));
+}
+
+/** `podman rm [-f] name` succeeds, its conmon ends, and nothing of the world's containers is left. */
+export async function podmanRemove(
+  world: OciWorld,
+  podman: Podman,
+  name: string,
+  o: { force?: boolean } = {},
+): Promise<void> {
+  const rm = await podman('rm', ...(o.force ? ['-f'] : []), name);
+  assert.equal(rm.code, 0, rm.stderr);
+  await until('conmon gone', 30_000, async () =>
+    (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
+  );
+  await assertNothingLeft(world);
 }

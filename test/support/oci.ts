@@ -77,6 +77,21 @@ export async function openOciWorld(prefix = 'sbx-runc-'): Promise<OciWorld> {
 
 export type RuncResult = CliResult;
 
+/** The command line of `sandboxd-runc --root … --sandboxd-socket … args` (node and the script first). */
+export function runcArgv(world: Pick<OciWorld, 'root' | 'socket'>, args: readonly string[]): string[] {
+  return [process.execPath, RUNC_CLI, '--root', world.root, '--sandboxd-socket', world.socket, ...args];
+}
+
+/** `sandboxd-runc state id`, which must succeed, parsed. */
+export async function runcState(
+  world: Pick<OciWorld, 'root' | 'socket'>,
+  id: string,
+): Promise<Record<string, unknown> & { status: string; pid: number }> {
+  const r = await runc(world, ['state', id]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
 /** Runs `sandboxd-runc --root … --sandboxd-socket … args`; stdin from `input` (default: none). */
 export function runc(
   world: Pick<OciWorld, 'root' | 'socket'>,
@@ -135,22 +150,9 @@ print('created', pid, flush=True)
 _, status = os.waitpid(pid, 0)
 print('exit', os.waitstatus_to_exitcode(status), flush=True)
 `;
-  const child = spawn(
-    'python3',
-    [
-      '-c',
-      script,
-      stdout,
-      process.execPath,
-      RUNC_CLI,
-      '--root',
-      world.root,
-      '--sandboxd-socket',
-      world.socket,
-      ...args,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+  const child = spawn('python3', ['-c', script, stdout, ...runcArgv(world, args)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let text = '';
   const lines: ((l: string) => void)[] = [];
   child.stdout?.setEncoding('utf8').on('data', (d: string) => {
@@ -174,18 +176,21 @@ print('exit', os.waitstatus_to_exitcode(status), flush=True)
   return { child, created: next('created'), exit: next('exit') };
 }
 
-/** Live keeper processes whose command line mentions `dir` (the daemon socket is under it). */
-export async function keeperPidsUsing(dir: string): Promise<number[]> {
+/** Live (not zombie) processes whose NUL-separated command line passes `test`. */
+export async function livePidsWhose(test: (cmdline: string) => boolean): Promise<number[]> {
   const pids: number[] = [];
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
     const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    if (cmdline.includes('sandboxd-runc-keeper') && cmdline.includes(dir) && !/\) Z /.test(stat)) {
-      pids.push(Number(entry));
-    }
+    if (test(cmdline) && !/\) Z /.test(stat)) pids.push(Number(entry));
   }
   return pids;
+}
+
+/** Live keeper processes whose command line mentions `dir` (the daemon socket is under it). */
+export function keeperPidsUsing(dir: string): Promise<number[]> {
+  return livePidsWhose((cmd) => cmd.includes('sandboxd-runc-keeper') && cmd.includes(dir));
 }
 
 export function alive(pid: number): boolean {
