@@ -1,5 +1,6 @@
 // Benchmark of sandboxd-runc: `sandboxd-runc run` of a bundle whose process is `true` (a VM booted, the
-// container run, everything deleted) vs `runc run` of the same bundle on the host (the floor), in one run; and
+// container run, everything deleted) vs `sandboxctl run --rm` of it (the same daemon without the CLI and keeper)
+// vs `runc run` of the same bundle on the host (the floor), in one run; and
 // the keeper's RSS (the host process that stands for each container). Table, then one JSON line.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
@@ -15,6 +16,7 @@ const quick = process.argv.includes('--quick');
 const rounds = quick ? 1 : 3;
 const DAEMON = fileURLToPath(new URL('../src/daemon/main.js', import.meta.url));
 const RUNC_CLI = fileURLToPath(new URL('../src/oci/main.js', import.meta.url));
+const SANDBOXCTL = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 
 function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -80,9 +82,26 @@ try {
     }
   };
   const ours: number[] = [];
+  const direct: number[] = [];
   const floor: number[] = [];
+  // Interleaved, so that a change of load on the machine weighs on all three alike.
   for (let i = 0; i < rounds; i++) {
     ours.push(await timed(() => runc('run', '--bundle', bundle, `b${i}`)));
+    direct.push(
+      await timed(() =>
+        run(process.execPath, [
+          SANDBOXCTL,
+          '--socket',
+          socket,
+          'run',
+          '--rm',
+          '-q',
+          '--name',
+          `s${i}`,
+          bundle,
+        ]),
+      ),
+    );
     floor.push(
       await timed(() => run('runc', ['--root', join(dir, 'runc-root'), 'run', '-b', bundle, `r${i}`])),
     );
@@ -99,17 +118,22 @@ try {
   await runc('delete', '--force', 'rss');
 
   const oursMs = Math.round(median(ours));
+  const directMs = Math.round(median(direct));
   const floorMs = Math.round(median(floor) * 10) / 10;
+  // The issue's target: sandboxd-runc run within 1.10x of sandboxctl run (same daemon, same VM boot).
+  const vsSandboxctl = Math.round((oursMs / directMs) * 100) / 100;
   const ratio = Math.round((oursMs / floorMs) * 10) / 10;
   const table = new Table({ head: ['what', 'median ms', `rounds`] });
   table.push(
     ['sandboxd-runc run (VM boot + container + delete)', oursMs, rounds],
+    ['sandboxctl run --rm of the same bundle', directMs, rounds],
+    ['sandboxd-runc / sandboxctl', vsSandboxctl, ''],
     ['runc run on the host (floor)', floorMs, rounds],
     ['keeper RSS (KiB)', rssKiB, 1],
   );
   process.stdout.write(`${table.toString()}\n`);
   process.stdout.write(
-    `${JSON.stringify({ bench: 'oci', rounds, sandboxdRuncRunMs: oursMs, runcRunMs: floorMs, ratio, keeperRssKiB: rssKiB })}\n`,
+    `${JSON.stringify({ bench: 'oci', rounds, sandboxdRuncRunMs: oursMs, sandboxctlRunMs: directMs, vsSandboxctl, runcRunMs: floorMs, ratio, keeperRssKiB: rssKiB })}\n`,
   );
 } finally {
   daemon.kill('SIGTERM');
