@@ -230,6 +230,11 @@ for (const candidate of candidates) {
         await assert.rejects(store.saveSnapshot({ stream: 's', version: 3, state }), InvalidArgument);
         await store.saveSnapshot({ stream: 's', version: 1, state: 'older' });
         assert.equal((await store.loadSnapshot('s'))?.state, 'older');
+        await store.append('t', 0, [noted(1)]);
+        await store.saveSnapshot({ stream: 't', version: 1, state: 'only' });
+        const all = await store.loadSnapshots();
+        assert.deepEqual([...all.keys()].sort(), ['s', 't']);
+        assert.deepEqual(all.get('t'), { stream: 't', version: 1, state: 'only' });
       } finally {
         await store.close();
       }

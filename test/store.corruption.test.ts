@@ -125,6 +125,7 @@ describe('a damaged event log', () => {
       frame[2]! ^= 0xff;
       await store.rawDb.put(key, frame);
       assert.equal(await store.loadSnapshot('a'), undefined);
+      assert.equal((await store.loadSnapshots()).has('a'), false);
       const report = await store.verify();
       assert.deepEqual(
         report.problems.map((p) => [p.kind, p.key]),

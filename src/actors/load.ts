@@ -106,13 +106,14 @@ const kindOfStream = (stream: string): EntityKind | undefined =>
 /** Per stream: its snapshot (if any) then the events after it. Streams load in parallel, in chunks. */
 async function foldFromSnapshots(rt: Kernel): Promise<LoadResult> {
   const streams = await rt.store.listStreams();
+  const snapshots = await rt.store.loadSnapshots<PersistedEntity>();
   const folded: Folded[] = [];
   let events = 0;
   let snapshotsUsed = 0;
   const loadOne = async (stream: string, version: number): Promise<void> => {
     let kind = kindOfStream(stream);
     let current: Folded | undefined;
-    const stored = kind ? await rt.store.loadSnapshot<PersistedEntity>(stream) : undefined;
+    const stored = kind ? snapshots.get(stream) : undefined;
     if (kind && stored && stored.version <= version) {
       current = { kind, state: stored.state, version: stored.version, savedVersion: stored.version };
       snapshotsUsed += 1;

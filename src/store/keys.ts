@@ -59,6 +59,11 @@ export function parseStreamIndexKey(key: Uint8Array): { stream: string; version:
   return { stream: buf.toString('utf8', 1, nameEnd), version: readU64(buf, nameEnd + 1) };
 }
 
+/** The version of a stream index key (its last 8 bytes). */
+export function parseStreamIndexVersion(key: Buffer): number {
+  return readU64(key, key.length - 8);
+}
+
 /** Range of one stream's index entries with version ≥ fromVersion. */
 export function streamIndexRange(stream: string, fromVersion: number): { gte: Buffer; lt: Buffer } {
   const gte = streamIndexKey(stream, fromVersion);

@@ -29,16 +29,16 @@ import {
   eventKeyRange,
   layoutVersion,
   metaKey,
-  parseStreamIndexKey,
+  parseStreamIndexVersion,
   prefix,
   seqOfEventKey,
-  snapshotKey,
   streamIndexKey,
   streamIndexKeyRange,
   streamIndexRange,
 } from './keys.js';
 import { catchUpThenLive } from './live.js';
 import { checkExpectedVersion, checkStream, prepareEvents, toEnvelope } from './prepare.js';
+import { readAllSnapshots, readSnapshot, writeSnapshot } from './snapshots.js';
 import type {
   AppendResult,
   EventStore,
@@ -235,20 +235,39 @@ export class LevelEventStore implements EventStore {
    * then seek just below that stream's first version, and so on: one seek per stream, not one per event.
    * (Heads are not stored apart: one put less per append, and they can never disagree with the index.)
    */
+  /**
+   * The head version of every stream: one forward scan of the stream index in batches, keeping the last
+   * version seen per name (a seek per stream cost ~1 s for 91,000 short streams; the scan ~10× less).
+   */
   private static async loadHeads(db: Db, logger: Logger): Promise<Map<string, number>> {
     const heads = new Map<string, number>();
-    const iterator = db.keys<Buffer>({ ...streamIndexKeyRange, reverse: true });
+    const iterator = db.keys<Buffer>({ ...streamIndexKeyRange, highWaterMarkBytes: readHighWaterMarkBytes });
+    let name: Buffer | undefined;
+    let stream = '';
     try {
-      for (let key = await iterator.next(); key !== undefined; key = await iterator.next()) {
-        if (key.length < 10 || key[key.length - 9] !== 0) {
-          logger.warn({ key: key.toString('hex'), step: 'load heads' }, 'malformed stream index key skipped');
-          iterator.seek(key.subarray(0, key.length - 1));
-          continue;
+      for (;;) {
+        const keys = await iterator.nextv(readBatchRecords);
+        if (keys.length === 0) break;
+        for (const key of keys) {
+          if (key.length < 10 || key[key.length - 9] !== 0) {
+            logger.warn(
+              { key: key.toString('hex'), step: 'load heads' },
+              'malformed stream index key skipped',
+            );
+            continue;
+          }
+          const nameEnd = key.length - 9;
+          // Decode a name only when it changes: most keys repeat the stream of the key before.
+          if (
+            name === undefined ||
+            name.length !== nameEnd - 1 ||
+            key.compare(name, 0, name.length, 1, nameEnd) !== 0
+          ) {
+            name = key.subarray(1, nameEnd);
+            stream = name.toString('utf8');
+          }
+          heads.set(stream, parseStreamIndexVersion(key));
         }
-        const { stream, version } = parseStreamIndexKey(key);
-        heads.set(stream, version);
-        // Versions start at 1: the last key ≤ (stream, 0) belongs to the stream before.
-        iterator.seek(streamIndexKey(stream, 0));
       }
     } finally {
       await iterator.close();
@@ -532,29 +551,18 @@ export class LevelEventStore implements EventStore {
     if (!Number.isSafeInteger(snapshot.version) || snapshot.version < 1 || snapshot.version > current) {
       throw new InvalidArgument('version', `must be within 1..${current} for stream ${snapshot.stream}`);
     }
-    const { stream, version, state } = snapshot;
-    // A cache: no fsync; a lost or torn snapshot only costs a longer replay.
-    await this.db.put(snapshotKey(stream), encodeFrame({ stream, version, state }));
+    await writeSnapshot(this.db, snapshot);
   }
 
   async loadSnapshot<S>(stream: string): Promise<StoredSnapshot<S> | undefined> {
     this.usable('loadSnapshot');
     checkStream(stream);
-    const value = await this.db.get(snapshotKey(stream));
-    if (value === undefined) return undefined;
-    try {
-      const snapshot = decodeFrame(value) as StoredSnapshot<S>;
-      if (snapshot?.stream !== stream || !Number.isSafeInteger(snapshot.version)) {
-        throw new Error('not a snapshot of this stream');
-      }
-      return snapshot;
-    } catch (err) {
-      this.logger.warn(
-        { err, stream, step: 'load snapshot' },
-        'ignoring a damaged snapshot (replaying instead)',
-      );
-      return undefined;
-    }
+    return readSnapshot<S>(this.db, stream, this.logger);
+  }
+
+  async loadSnapshots<S>(): Promise<Map<string, StoredSnapshot<S>>> {
+    this.usable('loadSnapshots');
+    return readAllSnapshots<S>(this.db, this.logger);
   }
 
   async verify(): Promise<VerifyReport> {

@@ -132,6 +132,11 @@ export function createMemoryEventStore(options: MemoryEventStoreOptions = {}): E
       return json === undefined ? undefined : (JSON.parse(json) as StoredSnapshot<S>);
     },
 
+    async loadSnapshots<S>(): Promise<Map<string, StoredSnapshot<S>>> {
+      open('loadSnapshots');
+      return new Map([...snapshots].map(([stream, json]) => [stream, JSON.parse(json) as StoredSnapshot<S>]));
+    },
+
     async verify(): Promise<VerifyReport> {
       open('verify');
       const problems: VerifyProblem[] = [];

@@ -97,6 +97,8 @@ export interface EventStore {
   /** Snapshots are a cache: deleting them changes nothing but speed. */
   saveSnapshot<S>(snapshot: StoredSnapshot<S>): Promise<void>;
   loadSnapshot<S>(stream: string): Promise<StoredSnapshot<S> | undefined>;
+  /** Every stored snapshot by stream, in one read (recovery loads them all). */
+  loadSnapshots<S>(): Promise<Map<string, StoredSnapshot<S>>>;
   /** Walks the whole log; never throws for damage, reports it. */
   verify(): Promise<VerifyReport>;
   close(): Promise<void>;
