@@ -9,7 +9,7 @@ import { type ApiClient, connectApi } from '../src/api/index.js';
 import type { Explanation, StuckIntent } from '../src/explain/index.js';
 import { exited, sandboxctl, spawnUntil } from './support/processes.js';
 
-const FIXTURE = fileURLToPath(new URL('./fixtures/explain-daemon.js', import.meta.url));
+const FIXTURE = fileURLToPath(new URL('./fixtures/daemon-fakeworld.js', import.meta.url));
 
 describe('events stuck across a daemon killed with SIGKILL (real daemon, LevelDB, fake world)', () => {
   let dir: string;
