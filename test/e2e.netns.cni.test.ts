@@ -129,13 +129,22 @@ describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 9
   it('gives the container the CNI address on eth0 and reaches the bridge gateway', {
     timeout: VM_MS,
   }, async () => {
-    await world.runtime.createSandbox(sb, { network: { mode: 'netns', path: nsPath } });
+    // CRI's DNSConfig, as the kubelet hands it down for a pod.
+    const dns = { servers: [gateway], searches: ['cni.example', 'svc.cni.example'], options: ['ndots:2'] };
+    await world.runtime.createSandbox(sb, { network: { mode: 'netns', path: nsPath }, dns });
     await world.runtime.startSandbox(sb);
+    assert.deepEqual(world.runtime.getSandbox(sb).dns, dns);
     await world.runtime.createContainer({ sandboxId: sb, id: 'web', bundle: join(dir, 'web') });
     await world.runtime.startContainer(sb, 'web');
     const ip = await execIn(world, sb, 'web', 'ip', ['ip', '-o', '-4', 'addr', 'show', 'dev', 'eth0']);
     assert.deepEqual(ip.status, { exitCode: 0 });
     assert.match(ip.out, new RegExp(`inet ${address.replace(/\./g, '\\.')} `));
+    const resolv = await execIn(world, sb, 'web', 'resolv', ['cat', '/etc/resolv.conf']);
+    assert.equal(
+      resolv.out,
+      `nameserver ${gateway}\nsearch cni.example svc.cni.example\noptions ndots:2\n`,
+      'the container’s resolv.conf is the sandbox config’s',
+    );
     const fetched = await execIn(world, sb, 'web', 'out', ['wget', '-qO-', `http://${gateway}:${port}/`]);
     assert.deepEqual(fetched.status, { exitCode: 0 });
     assert.equal(fetched.out, 'hello-from-bridge');

@@ -3,7 +3,7 @@
 // the host reaches the guest, and delete leaves the namespace as it found it. Run as root.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ const hostIp = `10.214.${octet}.1`;
 const guestIp = `10.214.${octet}.2`;
 const ns = `sbxe2e${process.pid}`;
 const nsPath = `/run/netns/${ns}`;
+const resolvDir = `/etc/netns/${ns}`;
 const hostVeth = `sbxe${process.pid}`.slice(0, 15);
 const sh = (...argv: string[]) => execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
 const links = () => sh('ip', '-n', ns, '-o', 'link', 'show').replace(/\\.*$/gm, '').trim();
@@ -44,6 +45,12 @@ describe('a sandbox on a network namespace (netns mode)', { timeout: 900_000 }, 
     sh('ip', '-n', ns, 'link', 'set', 'eth0', 'up');
     sh('ip', '-n', ns, 'link', 'set', 'lo', 'up');
     sh('ip', '-n', ns, 'route', 'add', 'default', 'via', hostIp);
+    // ip-netns(8)'s convention: `ip netns exec` would show this file as the namespace's /etc/resolv.conf.
+    await mkdir(resolvDir, { recursive: true });
+    await writeFile(
+      join(resolvDir, 'resolv.conf'),
+      `# for ${ns}\nnameserver ${hostIp}\nsearch netns.example\n`,
+    );
     linksBefore = links();
     qdiscsBefore = qdiscs();
     server = createHttpServer((_, res) => res.end('hello-from-host'));
@@ -70,6 +77,7 @@ describe('a sandbox on a network namespace (netns mode)', { timeout: 900_000 }, 
       // never made
     }
     await rm(dir, { recursive: true, force: true });
+    await rm(resolvDir, { recursive: true, force: true });
   });
 
   it('refuses a path that is not a network namespace before recording anything', async () => {
@@ -115,6 +123,13 @@ describe('a sandbox on a network namespace (netns mode)', { timeout: 900_000 }, 
     const fetched = await execIn(world, sb, 'web', 'out', ['wget', '-qO-', `http://${hostIp}:${port}/`]);
     assert.deepEqual(fetched.status, { exitCode: 0 });
     assert.equal(fetched.out, 'hello-from-host');
+    const resolv = await execIn(world, sb, 'web', 'resolv', ['cat', '/etc/resolv.conf']);
+    assert.equal(resolv.out, `nameserver ${hostIp}\nsearch netns.example\n`, '/etc/netns/NAME/resolv.conf');
+    assert.deepEqual(world.runtime.getSandbox(sb).dns, {
+      servers: [hostIp],
+      searches: ['netns.example'],
+      options: [],
+    });
     const body = await until('the guest’s httpd answers on the veth address', 60_000, async () => {
       const res = await fetch(`http://${guestIp}:8080/`, { signal: AbortSignal.timeout(5000) }).catch(
         () => undefined,

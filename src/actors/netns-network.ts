@@ -2,13 +2,29 @@
 import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
 import { AgentError } from '../errors/index.js';
-import { detachNetns, type NetnsWiring } from '../network/index.js';
+import { USER_NETWORK } from '../hypervisor/index.js';
+import { type DnsConfig, detachNetns, dnsOf, type NetnsWiring } from '../network/index.js';
 import type { SandboxActor } from './entity.js';
 import type { SandboxConfig } from './types.js';
 
 /** The network namespace a sandbox's VM is plugged into, if its config names one. */
 export function netnsOf(config: Pick<SandboxConfig, 'network'>): string | undefined {
   return typeof config.network === 'object' ? config.network.path : undefined;
+}
+
+/**
+ * The guest's resolver config: the sandbox config's, else its namespace's /etc/netns/NAME/resolv.conf (read when
+ * it was wired), else QEMU's own resolver on the user network; undefined leaves the guest's resolv.conf alone.
+ */
+export function guestDnsOf(
+  config: Pick<SandboxConfig, 'dns' | 'network'>,
+  wiring: NetnsWiring | undefined,
+): DnsConfig | undefined {
+  return (
+    dnsOf(config.dns) ??
+    wiring?.dns ??
+    (config.network === 'user' ? { servers: [USER_NETWORK.dns], searches: [], options: [] } : undefined)
+  );
 }
 
 /**

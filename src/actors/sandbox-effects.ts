@@ -3,14 +3,14 @@
 import { mkdir, rm } from 'node:fs/promises';
 import type { NetInterface, NetRoute } from '../agent/index.js';
 import { AlreadyExists } from '../errors/index.js';
-import { USER_NETWORK, type VmConfig } from '../hypervisor/index.js';
+import type { VmConfig } from '../hypervisor/index.js';
 import type { SandboxEffect } from '../machines/index.js';
-import { attachNetns } from '../network/index.js';
+import { attachNetns, resolvConfLines } from '../network/index.js';
 import { withDeadline } from '../timing/index.js';
 import { childQuiesceMs, type EffectDefinition, handleOf, quietly } from './effects.js';
 import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
-import { configureNetnsNetwork, netnsOf, unwire } from './netns-network.js';
+import { configureNetnsNetwork, guestDnsOf, netnsOf, unwire } from './netns-network.js';
 import { resizeVmEffect } from './resize.js';
 import { checkHostPortsFree, configureUserNetwork, vmNetworkOf, vmShapeOf } from './vm-config.js';
 import { unmountAllUnder } from './volumes.js';
@@ -76,8 +76,8 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
     run: async ({ ctx, entity }) => {
       const { hostname } = entity.context.config;
       const network = vmNetworkOf(entity.context.config);
-      // On the user network QEMU answers DNS itself (forwarding to the host's resolvers).
-      const dns = entity.context.config.dns ?? (network ? [USER_NETWORK.dns] : undefined);
+      const resolver = guestDnsOf(entity.context.config, entity.context.netns);
+      const dns = resolver ? resolvConfLines(resolver) : undefined;
       try {
         await ctx.agent.createSandbox(entity.id, {
           ...(hostname === undefined ? {} : { hostname }),

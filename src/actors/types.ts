@@ -13,6 +13,7 @@ import type {
 import type { EventEnvelope } from '../events/index.js';
 import type { TransitionWatch } from '../explain/index.js';
 import type { Accel, VmUsage } from '../hypervisor/index.js';
+import type { DnsConfig } from '../network/index.js';
 import type { VolumeMount } from './volumes.js';
 
 export interface SandboxConfig {
@@ -21,7 +22,14 @@ export interface SandboxConfig {
   readonly memoryMiB?: number;
   readonly maxMemoryMiB?: number;
   readonly hostname?: string;
-  readonly dns?: readonly string[];
+  /** The guest's resolv.conf: a list of servers, or CRI's DNSConfig shape. */
+  readonly dns?:
+    | readonly string[]
+    | {
+        readonly servers?: readonly string[];
+        readonly searches?: readonly string[];
+        readonly options?: readonly string[];
+      };
   readonly labels?: Readonly<Record<string, string>>;
   /**
    * 'user': a NIC behind QEMU's own NAT (outbound traffic, plus `ports` inbound); 'none' (the default): loopback
@@ -60,6 +68,11 @@ export interface SandboxView {
   readonly createdAt: string;
   readonly version: number;
   readonly error?: string;
+  /**
+   * The resolver config the guest was given: the config's `dns`, else the netns's /etc/netns/NAME/resolv.conf,
+   * else QEMU's resolver on the user network.
+   */
+  readonly dns?: DnsConfig;
   /** Changes clients made to this VM's network (guest.updateInterface / guest.updateRoutes), latest each. */
   readonly guestNetwork?: {
     readonly interfaces: Readonly<Record<string, NetInterface>>;

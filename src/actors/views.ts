@@ -1,6 +1,7 @@
 // What the API shows of an entity: plain views computed from its machine context (no I/O).
 
 import type { ContainerActor, ExecActor, SandboxActor } from './entity.js';
+import { guestDnsOf } from './netns-network.js';
 import { currentSize } from './resize.js';
 import type { ContainerView, ExecView, SandboxView } from './types.js';
 import { vmShapeOf } from './vm-config.js';
@@ -9,6 +10,7 @@ export function sandboxView(s: SandboxActor): SandboxView {
   const c = s.context;
   const error = c.error?.message ?? c.lostReason;
   const size = currentSize(vmShapeOf(c.config), c.size);
+  const dns = guestDnsOf(c.config, c.netns);
   return {
     id: s.id,
     incarnation: s.incarnation,
@@ -21,6 +23,7 @@ export function sandboxView(s: SandboxActor): SandboxView {
     createdAt: c.createdAt,
     version: s.version,
     ...(error === undefined ? {} : { error }),
+    ...(dns ? { dns } : {}),
     ...(c.guestNetwork ? { guestNetwork: c.guestNetwork } : {}),
   };
 }

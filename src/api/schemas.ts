@@ -1,4 +1,5 @@
 // Parameter schemas shared by the API methods: ids, paths, process specs, resources (zod, strict objects).
+import { isIP } from 'node:net';
 import { constants } from 'node:os';
 import { z } from 'zod';
 
@@ -154,6 +155,37 @@ export const portMappingSchema = z.strictObject({
   hostAddress: z.ipv4({ error: 'must be an IPv4 address' }).optional(),
 });
 
+// A DNS name as resolv.conf's search line takes it (RFC 1123 labels, an optional trailing dot).
+const dnsLabel = '[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?';
+// Inside the dns union a failed .max() aborts its branch, and the union then names only config.dns: lengths are
+// refines, which keep the bad member's own path (config.dns.searches.1).
+const maxLength = (n: number) =>
+  [(s: string) => s.length <= n, { error: `at most ${n} characters` }] as const;
+const maxItems = <T extends z.ZodType>(item: T, n: number, why = '') =>
+  z.array(item).refine((a) => a.length <= n, { error: `at most ${n} items${why}` });
+
+const searchDomain = z
+  .string()
+  .regex(new RegExp(`^${dnsLabel}(\\.${dnsLabel})*\\.?$`), { error: 'must be a DNS domain name' })
+  .refine(...maxLength(253));
+
+// One string check, not ipAddressSchema's union: a union inside the dns union would hide the bad item's path.
+const dnsServer = z.string().refine((s) => isIP(s) !== 0, { error: 'must be an IP address' });
+
+const resolvOption = z
+  .string()
+  .regex(/^[A-Za-z][A-Za-z0-9_-]*(:[A-Za-z0-9._-]+)?$/, { error: 'must be a resolv.conf option (ndots:5)' })
+  .refine(...maxLength(64));
+
+/** CRI's DNSConfig: the guest's resolv.conf. Limits as the kubelet's (the resolver reads 3 servers at most). */
+const dnsConfigSchema = z.strictObject({
+  servers: maxItems(dnsServer, 3, ' (the resolver reads no more)').optional(),
+  searches: maxItems(searchDomain, 32)
+    .refine((s) => s.join(' ').length <= 2048, { error: 'at most 2048 characters in all' })
+    .optional(),
+  options: maxItems(resolvOption, 16).optional(),
+});
+
 export const sandboxConfigSchema = z
   .strictObject({
     vcpus: z.number().int().min(1).max(64).optional(),
@@ -164,7 +196,8 @@ export const sandboxConfigSchema = z
       .string()
       .regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, { error: 'must be a valid hostname' })
       .optional(),
-    dns: z.array(ipAddressSchema).max(8).optional(),
+    // A list of servers, or CRI's DNSConfig { servers, searches, options }.
+    dns: z.union([z.array(dnsServer).max(8), dnsConfigSchema]).optional(),
     // Keys as Kubernetes spells them (prefix/name); it also keeps out __proto__, which a plain object would swallow.
     labels: z
       .record(

@@ -43,6 +43,21 @@ export function networkConfig(o: { network?: string; netns?: string; publish?: P
   };
 }
 
+/**
+ * The `dns` of a sandbox config from --dns, --dns-search and --dns-option: the plain list of servers when only
+ * --dns is given, CRI's DNSConfig shape otherwise. The daemon validates each part, naming the field.
+ */
+export function dnsConfig(o: { dns?: string[]; dnsSearch?: string[]; dnsOption?: string[] }) {
+  if (!o.dnsSearch && !o.dnsOption) return o.dns ? { dns: o.dns } : {};
+  return {
+    dns: {
+      ...(o.dns ? { servers: o.dns } : {}),
+      ...(o.dnsSearch ? { searches: o.dnsSearch } : {}),
+      ...(o.dnsOption ? { options: o.dnsOption } : {}),
+    },
+  };
+}
+
 export interface VolumeArg {
   source: string;
   destination: string;

@@ -1,7 +1,7 @@
 // sandboxctl's sandbox commands: one per API method of the sandbox group.
 import { InvalidArgument } from '../errors/index.js';
 import { type CliContext, collect, int } from './context.js';
-import { collectPort, NETNS_HELP, networkConfig, type PortMappingArg } from './network.js';
+import { collectPort, dnsConfig, NETNS_HELP, networkConfig, type PortMappingArg } from './network.js';
 import { shortTime, show, table } from './output.js';
 import { withBootProgress } from './progress.js';
 
@@ -86,6 +86,8 @@ export function registerSandboxCommands(ctx: CliContext): void {
     .option('--max-memory <MiB>', 'memory hotplug limit', int('max-memory'))
     .option('--hostname <name>', 'guest hostname')
     .option('--dns <ip>', 'DNS server (repeatable)', collect)
+    .option('--dns-search <domain>', 'DNS search domain (repeatable)', collect)
+    .option('--dns-option <opt>', 'resolv.conf option, e.g. ndots:5 (repeatable)', collect)
     .option('--label <k=v>', 'label (repeatable)', collect)
     .option(
       '--network <mode>',
@@ -108,6 +110,8 @@ export function registerSandboxCommands(ctx: CliContext): void {
           maxMemory?: number;
           hostname?: string;
           dns?: string[];
+          dnsSearch?: string[];
+          dnsOption?: string[];
           label?: string[];
           network?: string;
           netns?: string;
@@ -130,7 +134,7 @@ export function registerSandboxCommands(ctx: CliContext): void {
           ...(o.memory !== undefined ? { memoryMiB: o.memory } : {}),
           ...(o.maxMemory !== undefined ? { maxMemoryMiB: o.maxMemory } : {}),
           ...(o.hostname ? { hostname: o.hostname } : {}),
-          ...(o.dns ? { dns: o.dns } : {}),
+          ...dnsConfig(o),
           ...(labels ? { labels } : {}),
           ...networkConfig(o),
         };

@@ -29,7 +29,17 @@ const sandboxConfig = z.object({
   memoryMiB: z.number().int().positive().optional(),
   maxMemoryMiB: z.number().int().positive().optional(),
   hostname: z.string().optional(),
-  dns: z.array(z.string()).optional(),
+  // Widened (CRI's DNSConfig shape added beside the list of servers): older records stay valid.
+  dns: z
+    .union([
+      z.array(z.string()),
+      z.object({
+        servers: z.array(z.string()).optional(),
+        searches: z.array(z.string()).optional(),
+        options: z.array(z.string()).optional(),
+      }),
+    ])
+    .optional(),
   labels: z.record(z.string(), z.string()).optional(),
   // Widened (netns added): every older record is still valid, so no schema bump.
   network: z
@@ -196,6 +206,10 @@ const sandboxSchemas = {
           family: z.union([z.literal(4), z.literal(6)]),
         }),
       ),
+      // Added later (optional: older records stay valid): the namespace's /etc/netns/NAME/resolv.conf.
+      dns: z
+        .object({ servers: z.array(z.string()), searches: z.array(z.string()), options: z.array(z.string()) })
+        .optional(),
     }),
   }),
   /** A client asked to change the guest's network (the intent; the updateGuestNetwork effect changes it). */

@@ -6,6 +6,7 @@ import { isAbsolute } from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { HypervisorError, InvalidArgument } from '../errors/index.js';
+import { readNetnsDns } from './dns.js';
 import { parseIngressFilters, parseIngressQdiscs, parseLinks, parseRoutes } from './parse.js';
 import { NETNS_FIELD, planAttach, planDetach } from './plan.js';
 import type { IngressFilter, NetnsCommand, NetnsState, NetnsWiring } from './types.js';
@@ -83,7 +84,10 @@ export async function readNetns(path: string): Promise<NetnsState> {
  */
 export async function attachNetns(path: string, sandboxId: string, logger: Logger): Promise<NetnsWiring> {
   await checkNetnsPath(path);
-  const { wiring, commands } = planAttach(await readNetns(path), sandboxId, path);
+  const [state, dns] = await Promise.all([readNetns(path), readNetnsDns(path)]);
+  const planned = planAttach(state, sandboxId, path);
+  const { commands } = planned;
+  const wiring: NetnsWiring = dns ? { ...planned.wiring, dns } : planned.wiring;
   try {
     for (const command of commands) await runIn(path, command);
   } catch (err) {

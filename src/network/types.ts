@@ -51,11 +51,21 @@ export interface WiredLink {
   readonly addresses: readonly string[];
 }
 
+/** A resolver config, in CRI's DNSConfig shape: resolv.conf's nameserver, search and options lines. */
+export interface DnsConfig {
+  readonly servers: readonly string[];
+  readonly searches: readonly string[];
+  /** resolv.conf options as written there: ndots:5, edns0, timeout:2. */
+  readonly options: readonly string[];
+}
+
 /** How a sandbox is plugged into a namespace: its links in NIC order, and the namespace's routes. */
 export interface NetnsWiring {
   readonly path: string;
   readonly links: readonly WiredLink[];
   readonly routes: readonly NetnsRoute[];
+  /** The namespace's /etc/netns/NAME/resolv.conf (ip-netns's convention), when it has one. */
+  readonly dns?: DnsConfig;
 }
 
 /** A command run inside the namespace (argv of ip or tc), with the step name for errors and logs. */
