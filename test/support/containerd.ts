@@ -13,8 +13,13 @@ export interface Containerd {
   readonly address: string;
   /** The ttrpc socket shims publish events to (TTRPC_ADDRESS). */
   readonly ttrpcAddress: string;
+  /** The pid of the containerd running now (it changes with restart()). */
   readonly pid: number;
   output(): string;
+  /** Kills containerd with SIGKILL (its shims live on) and waits for it to be gone. */
+  kill9(): Promise<void>;
+  /** Starts containerd again on the same config, root, state and sockets; resolves once it answers. */
+  restart(): Promise<void>;
   /** Runs ctr against this containerd to its end. */
   ctr(
     args: readonly string[],
@@ -52,18 +57,25 @@ export async function startContainerd(
       options.config ?? '',
     ].join('\n'),
   );
-  const child = spawn('containerd', ['--config', config], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...options.env },
-  });
   let out = '';
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-    out += d;
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let child: ChildProcess;
+  let exited: Promise<void>;
+  const launch = () => {
+    child = spawn('containerd', ['--config', config], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...options.env },
+    });
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+    });
+    const c = child;
+    exited = new Promise<void>((r) => c.once('exit', () => r()));
+  };
+  launch();
+  const running = () => child.exitCode === null && child.signalCode === null;
   const ctr: Containerd['ctr'] = (args, o = {}) =>
     new Promise((resolve, reject) => {
       const c = spawn('ctr', ['--address', address, ...args], {
@@ -92,7 +104,7 @@ export async function startContainerd(
   // containerd's dir (or what the caller stops next) behind. Mounts left are unmounted, then reported.
   const stop = async () => {
     const errors: string[] = [];
-    if (child.exitCode === null && child.signalCode === null) {
+    if (running()) {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
       await exited;
@@ -105,25 +117,42 @@ export async function startContainerd(
     if (errors.length > 0) throw new Error(`containerd stop: ${errors.join('; ')}`);
   };
   // Ready once the gRPC socket answers.
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`containerd exited ${child.exitCode}:\n${out}`);
-    if (existsSync(address)) {
-      const v = await ctr(['version'], { timeoutMs: 10_000 }).catch(() => undefined);
-      if (v?.code === 0) break;
+  const ready = async () => {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (!running()) throw new Error(`containerd exited ${child.exitCode}:\n${out}`);
+      if (existsSync(address)) {
+        const v = await ctr(['version'], { timeoutMs: 10_000 }).catch(() => undefined);
+        if (v?.code === 0) return;
+      }
+      if (Date.now() > deadline) throw new Error(`containerd not ready in 30 s:\n${out}`);
+      await new Promise((r) => setTimeout(r, 100));
     }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`containerd not ready in 30 s:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+  };
+  try {
+    await ready();
+  } catch (err) {
+    await stop().catch(() => undefined);
+    throw err;
   }
   return {
     dir,
     address,
     ttrpcAddress: `${address}.ttrpc`,
-    pid: child.pid as number,
+    get pid() {
+      return child.pid as number;
+    },
     output: () => out,
+    async kill9() {
+      if (!running()) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async restart() {
+      if (running()) throw new Error('containerd is still running');
+      launch();
+      await ready();
+    },
     ctr,
     ctrSpawn(args) {
       const c = spawn('ctr', ['--address', address, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
