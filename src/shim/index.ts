@@ -15,3 +15,4 @@ export {
 export { EventPublisher, forward, forwardRequest, type TaskEvent, TOPICS } from './publish.js';
 export { type ApiResources, resourcesOf } from './resources.js';
 export { pidFileOf, SHIM_SERVICE, serve } from './server.js';
+export { openFifo } from './stdio.js';

@@ -5,6 +5,7 @@ import { constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { ApiClient, Notification } from '../api/index.js';
+import { sleep } from '../timing/index.js';
 import type { ApiLink } from './connection.js';
 
 export interface ProcessRef {
@@ -24,14 +25,36 @@ export interface StdioPaths {
 /** Bytes per exec.writeStdin: base64 of it stays well under the API's 1 MiB line limit. */
 const STDIN_CHUNK = 256 * 1024;
 
-async function openFifo(path: string, write: boolean): Promise<Socket> {
+/** How long a writer waits for containerd's reader to open its side of a fifo. */
+const READER_WAIT_MS = 30_000;
+
+export async function openFifo(path: string, write: boolean, readerWaitMs = READER_WAIT_MS): Promise<Socket> {
   // Non-blocking open, then a libuv pipe: a fifo waiting for its peer never holds a thread-pool thread.
   const flags = (write ? constants.O_WRONLY : constants.O_RDONLY) | constants.O_NONBLOCK;
   // A raw fd, not a FileHandle: a FileHandle closes its fd when collected, under the socket's feet.
-  const fd = openSync(path, flags);
+  const fd = write ? await openWriter(path, flags, readerWaitMs) : openSync(path, flags);
   const socket = new Socket({ fd, readable: !write, writable: write });
   socket.on('error', () => undefined);
   return socket;
+}
+
+/**
+ * A non-blocking write open of a fifo fails with ENXIO while no reader has it open, and containerd's fifo
+ * package opens its read side in a goroutine after it sent the call: wait for it, as a blocking open would.
+ */
+async function openWriter(path: string, flags: number, waitMs = READER_WAIT_MS): Promise<number> {
+  const deadline = Date.now() + waitMs;
+  for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+    try {
+      return openSync(path, flags);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err;
+      if (Date.now() >= deadline) {
+        throw new Error(`no reader opened the fifo ${path} within ${waitMs} ms`);
+      }
+      await sleep(pause);
+    }
+  }
 }
 
 export class Stdio {
