@@ -33,6 +33,12 @@ if [ ! -x "$keeper" ] || [ src/oci/keeper.c -nt "$keeper" ]; then
   echo "setup: compile $keeper"
   npm run build:keeper --silent
 fi
+# QEMU's parent that keeps its exit status (src/hypervisor/reaper.c): static, rebuilt when its source is newer.
+reaper=dist/bin/sandboxd-qemu-reaper
+if [ ! -x "$reaper" ] || [ src/hypervisor/reaper.c -nt "$reaper" ]; then
+  echo "setup: compile $reaper"
+  npm run build:reaper --silent
+fi
 chmod +x dist/src/oci/main.js
 if [ -w /usr/local/bin ] && [ "$(readlink /usr/local/bin/sandboxd-runc 2>/dev/null)" != "$PWD/dist/src/oci/main.js" ]; then
   ln -sfn "$PWD/dist/src/oci/main.js" /usr/local/bin/sandboxd-runc

@@ -151,7 +151,7 @@ describe('a real sandbox through the actor runtime', { timeout: 900_000 }, () =>
     await world.runtime.startContainer(sb, 'ticker');
     process.kill(pid!, 'SIGKILL');
     const exited = await logged(world, streamOf.sandbox(sb), 'VmExited', 60_000);
-    assert.equal((exited.data as { reason: string }).reason, 'QEMU process disappeared');
+    assert.equal((exited.data as { reason: string }).reason, 'QEMU killed by signal 9 (SIGKILL)');
     await logged(world, streamOf.container(sb, 'ticker'), 'ContainerLost', 30_000);
     await world.runtime.idle();
     assert.equal(world.runtime.getSandbox(sb).state, 'lost');

@@ -183,7 +183,11 @@ describe('QemuHypervisor with the real guest (TCG here)', { timeout: 240_000 }, 
     const exited = firstValueFrom(hypervisor.events('victim').pipe(toArray()));
     process.kill(handle.pid, 'SIGKILL');
     const events = await exited;
-    assert.deepEqual(events, [{ type: 'exited', reason: 'QEMU process disappeared' }] satisfies VmEvent[]);
+    // sandboxd-qemu-reaper, QEMU's parent, kept how it ended.
+    assert.deepEqual(events, [
+      { type: 'exited', reason: 'QEMU killed by signal 9 (SIGKILL)' },
+    ] satisfies VmEvent[]);
+    assert.equal(await hypervisor.exitStatusOf(handle), 'QEMU killed by signal 9 (SIGKILL)');
     assert.equal(await hypervisor.status('victim'), 'gone');
     assert.equal(
       await createQemuHypervisor({ logger }).attach(handle),
@@ -191,6 +195,21 @@ describe('QemuHypervisor with the real guest (TCG here)', { timeout: 240_000 }, 
       'a dead VM cannot be attached',
     );
     await hypervisor.destroy('victim', config.stateDir);
+    assert.equal(await exists(config.stateDir), false);
+  });
+
+  it('without its reaper, still reports a VM killed from outside, as gone without a SHUTDOWN', async () => {
+    const bare = createQemuHypervisor({ logger, reaperBinary: null });
+    others.push(bare);
+    const config = await configOf('bare');
+    const handle = await bare.launch(config);
+    const exited = firstValueFrom(bare.events('bare').pipe(toArray()));
+    process.kill(handle.pid, 'SIGKILL');
+    assert.deepEqual(await exited, [
+      { type: 'exited', reason: 'QEMU process disappeared' },
+    ] satisfies VmEvent[]);
+    assert.equal(await bare.exitStatusOf(handle), undefined);
+    await bare.destroy('bare', config.stateDir);
     assert.equal(await exists(config.stateDir), false);
   });
 

@@ -161,10 +161,16 @@ describe('reconciliation after a restart', () => {
     await h.runtime.createContainer({ sandboxId: 's', id: 'c', bundle: h.bundle });
     await h.runtime.startContainer('s', 'c');
     await killDaemon(h);
-    h.world.crashVm('s');
+    h.world.crashVm('s', 'QEMU killed by signal 9 (SIGKILL)');
     const rt = await h.restart();
     await rt.idle();
     assert.deepEqual(rt.recovery.lost, ['s']);
+    const lost = (await h.events()).find((e) => e.type === 'SandboxLost');
+    // How QEMU ended, as its reaper kept it, is part of the reason.
+    assert.equal(
+      (lost?.data as { reason?: string } | undefined)?.reason,
+      'the VM was gone when the daemon restarted (QEMU killed by signal 9 (SIGKILL))',
+    );
     assert.equal(rt.getSandbox('s').state, 'lost');
     assert.equal(rt.getContainer('s', 'c').state, 'stopped');
     const types = await typesOf(h);

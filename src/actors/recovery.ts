@@ -82,7 +82,9 @@ async function reconcileSandbox(rt: Kernel, sandbox: SandboxActor, t: Tally): Pr
     case 'resuming': {
       const alive = handle ? await hypervisor.attach(handle) : undefined;
       if (!alive) {
-        await record(sandbox, 'SandboxLost', { reason: 'the VM was gone when the daemon restarted' });
+        const ended = handle ? await hypervisor.exitStatusOf?.(handle) : undefined;
+        const reason = `the VM was gone when the daemon restarted${ended ? ` (${ended})` : ''}`;
+        await record(sandbox, 'SandboxLost', { reason });
         t.lost.push(sandbox.id);
         return;
       }

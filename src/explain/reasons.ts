@@ -30,6 +30,8 @@ export function describeVmExit(reason: string): string {
     return `QEMU shut down (QMP SHUTDOWN ${why})`;
   }
   if (reason === 'QEMU process disappeared') return 'QEMU killed without a QMP SHUTDOWN (SIGKILL or a crash)';
+  // The reaper's words (`QEMU killed by signal 9 (SIGKILL)`, `QEMU exited with status 1`) say it already.
+  if (reason.startsWith('QEMU ')) return reason;
   return `QEMU: ${reason}`;
 }
 

@@ -21,6 +21,8 @@ export interface VmPaths {
   readonly agentSocket: string;
   readonly consoleLog: string;
   readonly pidFile: string;
+  /** Where sandboxd-qemu-reaper writes how QEMU ended. */
+  readonly exitStatus: string;
 }
 
 /** sun_path is 108 bytes including the terminating NUL. */
@@ -34,6 +36,7 @@ export function vmPaths(stateDir: string): VmPaths {
     agentSocket: join(stateDir, 'agent.sock'),
     consoleLog: join(stateDir, 'console.log'),
     pidFile: join(stateDir, 'qemu.pid'),
+    exitStatus: join(stateDir, 'qemu.exit'),
   };
   for (const socket of [paths.qmpSocket, paths.agentSocket]) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {

@@ -13,6 +13,7 @@ import {
 } from '../errors/index.js';
 import { detectAccel } from './accel.js';
 import { MEMORY_SLOTS, qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
+import { defaultReaperBinary, readExitStatus, waitExitStatus } from './exit-status.js';
 import { restoreVmState, saveVmState } from './migration.js';
 import {
   isProcessAlive,
@@ -45,6 +46,11 @@ export interface QemuHypervisorOptions {
   readonly launchTimeoutMs?: number;
   /** How often the process monitor looks at each pid. Default 500 ms. */
   readonly monitorIntervalMs?: number;
+  /**
+   * sandboxd-qemu-reaper, QEMU's parent that keeps its exit status (default: the one built into dist/bin,
+   * or SANDBOXD_QEMU_REAPER); null runs QEMU without it (a vanished QEMU is then only "gone").
+   */
+  readonly reaperBinary?: string | null;
 }
 
 /** How long a graceful powerdown may take by default before `quit`. */
@@ -92,6 +98,7 @@ export class QemuHypervisor implements Hypervisor {
   readonly #forcedAccel: Accel | undefined;
   readonly #launchTimeoutMs: number;
   readonly #monitorIntervalMs: number;
+  readonly #reaperBinary: string | undefined;
   readonly #vms = new Map<string, VmEntry>();
   readonly #busy = new Set<string>();
   /** Subscribers that came before the VM was launched or attached: the next entry feeds them. */
@@ -103,6 +110,11 @@ export class QemuHypervisor implements Hypervisor {
     this.#forcedAccel = options.accel;
     this.#launchTimeoutMs = options.launchTimeoutMs ?? 30_000;
     this.#monitorIntervalMs = options.monitorIntervalMs ?? 500;
+    this.#reaperBinary =
+      options.reaperBinary === null ? undefined : (options.reaperBinary ?? defaultReaperBinary());
+    if (!this.#reaperBinary) {
+      this.#logger.warn('sandboxd-qemu-reaper not found: how a QEMU that vanishes ended will not be known');
+    }
   }
 
   accel(): Promise<Accel> {
@@ -179,8 +191,11 @@ export class QemuHypervisor implements Hypervisor {
       if (pid !== undefined) {
         signalProcess(pid, 'SIGKILL');
         await waitForExit(pid, undefined, KILL_GRACE_MS);
+        // Its reaper writes the exit status as it goes: let it, then remove that too.
+        if (this.#reaperBinary) await waitExitStatus(paths.exitStatus, 500);
       }
-      if (createdDir) await rm(paths.stateDir, { recursive: true, force: true });
+      if (createdDir)
+        await rm(paths.stateDir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
       else await removeVmFiles(paths);
       logger.warn({ step: 'launch', err, consoleTail }, 'VM launch failed; cleaned up');
       if (err instanceof SandboxdError) throw err;
@@ -218,9 +233,13 @@ export class QemuHypervisor implements Hypervisor {
     signal: AbortSignal | undefined,
     netns: string | undefined,
   ): Promise<void> {
-    const [bin, argv] = netns
+    const [qemu, qemuArgv] = netns
       ? ['nsenter', [`--net=${netns}`, this.#qemuBinary, ...args]]
       : [this.#qemuBinary, args];
+    // The reaper becomes the daemonized QEMU's parent (a subreaper) and exits as QEMU's first process does.
+    const [bin, argv] = this.#reaperBinary
+      ? [this.#reaperBinary, [paths.exitStatus, qemu, ...qemuArgv]]
+      : [qemu, qemuArgv];
     return new Promise((resolve, reject) => {
       // detached: its own session from the start, so no signal aimed at our group reaches it.
       const child = spawn(bin, argv, {
@@ -347,6 +366,10 @@ export class QemuHypervisor implements Hypervisor {
   async #checkAlive(entry: VmEntry): Promise<void> {
     if (entry.exitReason !== undefined) return;
     if (await isProcessAlive(entry.handle.pid, entry.handle.pidStartTime)) return;
+    // Nobody asked it to go and it said no SHUTDOWN: how it ended is what the reaper writes, just after.
+    if (entry.ending === undefined && entry.shutdownReason === undefined && this.#reaperBinary) {
+      await waitExitStatus(entry.paths.exitStatus, 500);
+    }
     this.#markExited(entry);
   }
 
@@ -355,7 +378,7 @@ export class QemuHypervisor implements Hypervisor {
     const reason =
       entry.shutdownReason !== undefined
         ? `shutdown: ${entry.shutdownReason}`
-        : (entry.ending ?? 'QEMU process disappeared');
+        : (entry.ending ?? readExitStatus(entry.paths.exitStatus) ?? 'QEMU process disappeared');
     entry.exitReason = reason;
     if (entry.monitor) clearInterval(entry.monitor);
     entry.monitor = undefined;
@@ -366,6 +389,10 @@ export class QemuHypervisor implements Hypervisor {
     entry.events.next({ type: 'exited', reason });
     entry.events.complete();
     entry.resolveExited();
+  }
+
+  async exitStatusOf(handle: VmHandle): Promise<string | undefined> {
+    return readExitStatus(vmPaths(handle.stateDir).exitStatus);
   }
 
   async attach(handle: VmHandle): Promise<VmHandle | undefined> {
@@ -523,7 +550,9 @@ export class QemuHypervisor implements Hypervisor {
         throw new HypervisorError('destroy', `QEMU pid ${orphan} survived SIGKILL`, { sandboxId });
       }
     }
-    await rm(paths.stateDir, { recursive: true, force: true });
+    if (this.#reaperBinary) await waitExitStatus(paths.exitStatus, 500);
+    // Retried: a reaper still writing QEMU's exit status into the dir as it goes.
+    await rm(paths.stateDir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
     this.#logger.info({ sandboxId, step: 'destroy' }, 'VM destroyed');
   }
 
@@ -654,7 +683,8 @@ async function readPidFile(path: string): Promise<number> {
 }
 
 async function removeVmFiles(paths: VmPaths): Promise<void> {
-  for (const file of [paths.qmpSocket, paths.agentSocket, paths.pidFile, paths.consoleLog]) {
+  const stale = [paths.qmpSocket, paths.agentSocket, paths.pidFile, paths.consoleLog, paths.exitStatus];
+  for (const file of [...stale, `${paths.exitStatus}.tmp`]) {
     await rm(file, { force: true });
   }
 }

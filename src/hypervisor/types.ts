@@ -133,6 +133,8 @@ export interface Hypervisor {
   launch(config: VmConfig, signal?: AbortSignal): Promise<VmHandle>;
   /** Reconnects to a VM from a previous daemon; undefined when it is gone (or the pid is not ours). */
   attach(handle: VmHandle): Promise<VmHandle | undefined>;
+  /** How a VM that is gone ended (`QEMU killed by signal 9 (SIGKILL)`), when that is known. */
+  exitStatusOf?(handle: VmHandle): Promise<string | undefined>;
   status(sandboxId: string): Promise<VmStatus>;
   pause(sandboxId: string): Promise<void>;
   resume(sandboxId: string): Promise<void>;

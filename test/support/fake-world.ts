@@ -129,6 +129,8 @@ const never = new Promise<never>(() => {});
 /** The shared model both fake ports act on; survives "daemon restarts" (new port instances, same world). */
 export class FakeWorld {
   readonly vms = new Map<string, FakeVm>();
+  /** How each crashed VM ended, as QEMU's reaper would have kept it. */
+  readonly ended = new Map<string, string>();
   readonly effects: FakeEffect[] = [];
   /** Effects that would have run twice in a real world (double launch, second create of a container, …). */
   readonly violations: string[] = [];
@@ -217,6 +219,7 @@ export class FakeWorld {
     const vm = this.vms.get(sandboxId);
     if (!vm) return;
     this.vms.delete(sandboxId);
+    this.ended.set(sandboxId, reason);
     vm.vmEvents.next({ type: 'exited', reason });
     vm.vmEvents.complete();
   }
@@ -344,6 +347,10 @@ export class FakeHypervisor implements Hypervisor {
     await writeFile(join(config.stateDir, 'qemu.pid'), String(handle.pid));
     this.known.add(config.sandboxId);
     return handle;
+  }
+
+  async exitStatusOf(handle: VmHandle): Promise<string | undefined> {
+    return this.world.ended.get(handle.sandboxId);
   }
 
   async attach(handle: VmHandle): Promise<VmHandle | undefined> {
