@@ -1,5 +1,6 @@
 // events explain over the real runtime and API (fake world): who asked, intent/outcome pairs, durations, why it ended.
 import assert from 'node:assert/strict';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import type { ApiClient } from '../src/api/index.js';
 import { type Explanation, explainFromLog, parseEntityRef } from '../src/explain/index.js';
@@ -7,14 +8,19 @@ import { type Harness, withApi } from './support/api-harness.js';
 
 /** Injected latencies (ms) of the fake world's ports. */
 const delays = { launch: 150, connect: 100, createSandbox: 80, createContainer: 60, startContainer: 40 };
-/** Timer and scheduling noise allowed above an injected delay (the machine is shared and loaded). */
+/** Timer noise allowed above an injected delay, beyond the event loop's own worst stall in this run. */
 const noise = 150;
+// On a shared, loaded machine the process itself is not scheduled for hundreds of ms at times: that much
+// comes on top of any step, so the allowance grows by the worst event-loop delay measured meanwhile.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
 
 function near(actual: number | undefined, expected: number, what: string): void {
   assert.ok(actual !== undefined, `${what}: no duration`);
+  const allowed = noise + loopDelay.max / 1e6;
   assert.ok(
-    actual >= expected - 2 && actual <= expected + noise,
-    `${what}: ${actual} ms, injected ${expected} ms`,
+    actual >= expected - 2 && actual <= expected + allowed,
+    `${what}: ${actual} ms, injected ${expected} ms (allowed ${Math.round(allowed)} ms above it)`,
   );
 }
 

@@ -7,6 +7,7 @@ import type { VmHandle } from '../src/hypervisor/index.js';
 import { checkTransitions } from '../src/machines/index.js';
 import { type Harness, makeHarness } from './support/actors-harness.js';
 import { FakeHypervisor } from './support/fake-world.js';
+import { until } from './support/vm.js';
 
 /** The daemon dies between two commands: nothing in flight, ports gone, no shutdown. */
 async function killDaemon(h: Harness): Promise<void> {
@@ -175,6 +176,29 @@ describe('reconciliation after a restart', () => {
     assert.equal(rt.getContainer('s', 'c').state, 'stopped');
     const types = await typesOf(h);
     assert.ok(types.includes('SandboxLost') && types.includes('ContainerLost'));
+  });
+
+  it('keeps watching an intent in flight at the crash when the restart loads from snapshots', async () => {
+    // A snapshot after every settled event: the restart folds from snapshots, not from the whole log.
+    h = await makeHarness({ snapshotEvery: 1 });
+    await h.runtime.createSandbox('s', {});
+    h.world.hangs.add('connect');
+    h.runtime.startSandbox('s').catch(() => undefined);
+    await until('the VM launched and the agent dial in flight', 5_000, async () =>
+      (await typesOf(h!)).includes('VmLaunched') ? true : undefined,
+    );
+    h.hypervisor.sever();
+    h.agent.sever();
+    // The retried dial hangs too: recovery leaves it in flight, and `events stuck` must see it.
+    const rt = await h.restart();
+    assert.ok(rt.recovery.snapshotsUsed > 0, 'loaded from snapshots');
+    const stuck = rt.transitions?.stuck(Date.now(), 0) ?? [];
+    assert.deepEqual(
+      stuck.map((x) => [x.stream, x.intent, x.step]),
+      [['sandbox-s', 'SandboxStartRequested', 'starting.connecting']],
+    );
+    h.world.hangs.delete('connect');
+    await rt.deleteSandbox('s', { force: true });
   });
 
   it('records the exits that happened while the daemon was down, with their status', async () => {

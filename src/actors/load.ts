@@ -1,4 +1,5 @@
 import { type EntityKind, type EventEnvelope, entityOfEventType } from '../events/index.js';
+import { statePath } from '../explain/index.js';
 import {
   type ContextOf,
   fed,
@@ -144,6 +145,7 @@ async function foldFromSnapshots(rt: Kernel): Promise<LoadResult> {
   }
   // Attach parents first; an entity whose parent was deleted (or never existed) is dropped.
   const order: EntityKind[] = ['sandbox', 'container', 'exec'];
+  const inFlight: AnyEntity[] = [];
   for (const kind of order) {
     for (const f of folded) {
       if (f.kind !== kind || f.state.value === 'absent') continue;
@@ -153,9 +155,29 @@ async function foldFromSnapshots(rt: Kernel): Promise<LoadResult> {
       if (!entity) continue;
       entity.version = f.version;
       entity.savedVersion = f.savedVersion;
+      if (entity.is('transitional')) inFlight.push(entity);
     }
   }
+  // Folding by snapshot feeds no transition watch, so an intent in flight at the crash would be unknown to
+  // `events stuck` online (a retried effect that hangs after recovery): its stream is read again for it.
+  for (const entity of inFlight) await watchStream(rt, entity);
   return { eventsReplayed: events, snapshotsUsed };
+}
+
+/** Feeds one stream's whole history to the transition watch, as a cold fold of the log does. */
+async function watchStream(rt: Kernel, entity: AnyEntity): Promise<void> {
+  let snapshot = initialSnapshot(entity.kind) as SnapshotOf<EntityKind>;
+  for await (const event of rt.store.readStream(entity.stream)) {
+    const from = statePath(snapshot.value);
+    const next = step(entity.kind, snapshot as never, fed(event) as never);
+    snapshot = next.snapshot as SnapshotOf<EntityKind>;
+    rt.transitions.feed(
+      entity.stream,
+      entity.kind,
+      { event, from, to: statePath(snapshot.value), effects: next.effects },
+      false,
+    );
+  }
 }
 
 type AnyContext = ContextOf<'exec'> & ContextOf<'container'> & ContextOf<'sandbox'>;
