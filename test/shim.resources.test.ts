@@ -41,6 +41,17 @@ describe('shim task Update resources', () => {
       /resources\.devices: cannot be changed/,
     );
     assert.throws(() => resourcesOf({ memory: { swappiness: 10 } }, bundle), /resources\.memory\.swappiness/);
+    assert.throws(
+      () => resourcesOf({ memory: { limit: 64 * 1024 * 1024, swap: 128 * 1024 * 1024 } }, bundle),
+      /resources\.memory\.swap: cannot be changed/,
+    );
+  });
+
+  it("takes a swap equal to the limit (CRI's cgroup v1 'no swap') as nothing to apply", () => {
+    const limit = 64 * 1024 * 1024;
+    assert.deepEqual(resourcesOf({ ...bundle, memory: { limit, swap: limit } }, bundle), {
+      memoryLimitBytes: limit,
+    });
   });
 
   it('names the member whose value sandboxd cannot take', () => {

@@ -50,6 +50,9 @@ export function resourcesOf(
     const before = (typeof now === 'object' && now !== null ? now : {}) as Record<string, unknown>;
     for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
       const path = `${section}.${name}`;
+      // A swap equal to the limit is cgroup v1's "memory + swap = limit": no swap, which a VM without swap
+      // already has (containerd's CRI sends it so with every memory limit).
+      if (path === 'memory.swap' && v === (value as Record<string, unknown>).limit) continue;
       const apply = APPLIED[path];
       if (apply && typeof v === 'number') {
         if (v < 0 && isDeepStrictEqual(v, before[name])) continue;

@@ -2,12 +2,13 @@
 // Pids, Stats, Update, Wait, Delete, Connect, Shutdown, Checkpoint. Every call is a sandboxd API call;
 // exec-process calls are in service-exec.ts.
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ApiClient } from '../api/index.js';
 import { type CallContext, Code, type Handler, TtrpcError } from '../ttrpc/index.js';
 import type { ApiLink } from './connection.js';
 import { invalid, notFound, notImplemented } from './errdefs.js';
+import { makeMountTargets, type SpecMount } from './mount-targets.js';
 import {
   containerIdFor,
   LABEL_NAMESPACE,
@@ -18,6 +19,7 @@ import {
 } from './naming.js';
 import { decode, encode, packAny, TASK_SERVICE } from './protos.js';
 import { type MountSpec, mountRootfs, unmountRootfs } from './rootfs.js';
+import { podSizeOf } from './sizing.js';
 import { Stdio } from './stdio.js';
 import type { Proc, Task, TaskTable } from './tasks.js';
 
@@ -109,6 +111,8 @@ interface CreateReq {
 
 interface BundleSpec {
   annotations?: Record<string, string>;
+  root?: { path?: string; readonly?: boolean };
+  mounts?: SpecMount[];
   linux?: { namespaces?: { type?: string; path?: string }[] };
 }
 
@@ -141,6 +145,8 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
       ? podSandboxIdFor(ns, req.id)
       : sandboxIdFor(ns, req.id);
   const containerId = containerIdFor(req.id);
+  // Checked before anything changes: a bad sizing annotation fails the Create with nothing to undo.
+  const size = joinsPod ? {} : podSizeOf(annotations);
   const api = await shim.api();
   const log = shim.log.child({ namespace: ns, task: req.id, sandboxId });
   const paths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
@@ -161,14 +167,22 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
   let added = false;
   let sandboxMade = false;
   let containerMade = false;
+  // From here the Create itself holds the server up, however long the VM takes to boot (a reservation would
+  // lapse under it after 60 s and the server exit mid-call: containerd saw 'ttrpc: closed').
+  shim.tasks.beginCreate();
   try {
     task.rootfsMounted = await mountRootfs(req.bundle, req.rootfs);
+    if (spec.root?.readonly) {
+      const root = spec.root.path ?? 'rootfs';
+      await makeMountTargets(isAbsolute(root) ? root : join(req.bundle, root), spec.mounts ?? []);
+    }
     if (task.ownsSandbox) {
       const netns = netnsPathOf(spec);
       await api.call('sandbox.create', {
         id: sandboxId,
         config: {
           labels: { [LABEL_NAMESPACE]: ns, [LABEL_TASK]: req.id.slice(0, 4096), [LABEL_OWNER]: 'containerd' },
+          ...size,
           ...(netns ? { network: { mode: 'netns', path: netns } } : {}),
         },
       });
@@ -177,7 +191,6 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
     }
     shim.tasks.add(task);
     added = true;
-    shim.tasks.settleReservation(); // the task itself keeps the server up from here
     const view = await api.call<{ pid?: number }>('container.create', {
       sandboxId,
       id: containerId,
@@ -187,18 +200,20 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
     task.init.pid = view.pid ?? 0;
     task.init.io = await Stdio.attach(shim.link, { sandboxId, containerId, execId: '' }, paths, log);
     log.info({ pid: task.init.pid }, 'task created');
-    return { pid: task.init.pid };
   } catch (err) {
     log.warn({ err: (err as Error).message }, 'create failed: undoing');
     task.init.io?.close();
-    shim.tasks.remove(task);
-    if (!added) shim.tasks.settleReservation();
+    if (added) shim.tasks.remove(task);
     if (containerMade)
       await api.call('container.delete', { sandboxId, id: containerId, force: true }).catch(() => undefined);
     if (sandboxMade) await api.call('sandbox.delete', { id: sandboxId, force: true }).catch(() => undefined);
     if (task.rootfsMounted || req.rootfs.length > 0) await unmountRootfs(req.bundle).catch(() => undefined);
+    shim.tasks.endCreate();
+    if (shim.tasks.idle) shim.requestExit();
     throw err;
   }
+  shim.tasks.endCreate();
+  return { pid: task.init.pid };
 }
 
 function statusOf(state: string): number {

@@ -42,6 +42,8 @@ export class TaskTable {
   private readonly byContainer = new Map<string, Task>();
   /** Starts that promised a task is coming (start answered, Create not yet): the server stays up for them. */
   private readonly reservations: NodeJS.Timeout[] = [];
+  /** Creates in flight (a VM may take minutes to boot): each holds the server up. */
+  private creating = 0;
 
   add(task: Task): void {
     this.tasks.set(key(task.namespace, task.id), task);
@@ -97,8 +99,18 @@ export class TaskTable {
     if (timer) clearTimeout(timer);
   }
 
+  /** A Create began: it uses up the oldest reservation and holds the server up itself until endCreate. */
+  beginCreate(): void {
+    this.settleReservation();
+    this.creating++;
+  }
+
+  endCreate(): void {
+    this.creating = Math.max(0, this.creating - 1);
+  }
+
   get idle(): boolean {
-    return this.live().length === 0 && this.reservations.length === 0;
+    return this.live().length === 0 && this.reservations.length === 0 && this.creating === 0;
   }
 }
 

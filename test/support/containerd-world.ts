@@ -21,6 +21,8 @@ const IMAGE_SCRIPT = fileURLToPath(new URL('../../../scripts/test-image.sh', imp
 
 export const RUNTIME = 'io.containerd.sandboxd.v1';
 export const IMAGE = 'docker.io/library/busybox:latest';
+/** CRI's sandbox_image in a CRI world (scripts/test-image.sh pause). */
+export const PAUSE_IMAGE = 'docker.io/sandboxd/pause:1';
 export const VM_MS = 300_000;
 
 export interface ShimWorld {
@@ -120,7 +122,8 @@ async function deleteTasks(world: ShimWorld): Promise<void> {
   }
 }
 
-export async function startShimWorld(): Promise<ShimWorld> {
+/** `cri`: containerd's CRI plugin on with these settings, the test images imported for it too (`k8s.io`). */
+export async function startShimWorld(options: { cri?: string } = {}): Promise<ShimWorld> {
   const dir = await mkdtemp(join(tmpdir(), 'shim-e2e-'));
   const socket = join(dir, 'sandboxd.sock');
   const stateDir = join(dir, 'state');
@@ -132,7 +135,7 @@ export async function startShimWorld(): Promise<ShimWorld> {
     ).child;
   const daemon = await startDaemon();
   try {
-    return await withContainerd(dir, socket, daemon, startDaemon);
+    return await withContainerd(dir, socket, daemon, startDaemon, options.cri);
   } catch (err) {
     // A world half made is ended here: the caller has no stop() to call.
     daemon.kill('SIGTERM');
@@ -147,6 +150,7 @@ async function withContainerd(
   socket: string,
   daemon: ChildProcess,
   startDaemon: () => Promise<ChildProcess>,
+  cri: string | undefined,
 ): Promise<ShimWorld> {
   // containerd finds the shim on its PATH by the runtime's name, as it would /usr/local/bin's.
   const bin = join(dir, 'bin');
@@ -156,13 +160,18 @@ async function withContainerd(
   const socketDir = join(dir, 's');
   const ctrd = await startContainerd({
     env: { PATH: `${bin}:${process.env.PATH}`, SANDBOXD_SOCKET: socket, SANDBOXD_SHIM_SOCKET_DIR: socketDir },
+    ...(cri === undefined ? {} : { cri: true, config: cri }),
   });
   const shimSocket = join(socketDir, shimSocketPath(ctrd.address).split('/').pop() as string);
-  const tar = (await run('bash', [IMAGE_SCRIPT])).stdout.trim();
-  const imported = await ctrd.ctr(['images', 'import', tar]);
-  if (imported.code !== 0) {
-    await ctrd.stop();
-    throw new Error(`ctr images import: ${imported.stderr}`);
+  const imports: [string[], string][] = [[[], 'busybox']];
+  if (cri !== undefined) imports.push([['-n', 'k8s.io'], 'busybox'], [['-n', 'k8s.io'], 'pause']);
+  for (const [ns, kind] of imports) {
+    const tar = (await run('bash', [IMAGE_SCRIPT, kind])).stdout.trim();
+    const imported = await ctrd.ctr([...ns, 'images', 'import', tar]);
+    if (imported.code !== 0) {
+      await ctrd.stop();
+      throw new Error(`ctr images import ${kind}: ${imported.stderr}`);
+    }
   }
 
   const shimPid = async () => {

@@ -38,7 +38,8 @@ export interface CtrResult {
 }
 
 export async function startContainerd(
-  options: { config?: string; env?: NodeJS.ProcessEnv } = {},
+  /** `cri`: keep containerd's CRI plugin (its settings then come in `config`); off by default. */
+  options: { config?: string; env?: NodeJS.ProcessEnv; cri?: boolean } = {},
 ): Promise<Containerd> {
   const dir = await mkdtemp(join(tmpdir(), 'ctrd-'));
   const address = join(dir, 'containerd.sock');
@@ -49,7 +50,7 @@ export async function startContainerd(
       'version = 2',
       `root = "${join(dir, 'root')}"`,
       `state = "${join(dir, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      options.cri ? '' : 'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
       '[grpc]',
       `  address = "${address}"`,
       '[debug]',

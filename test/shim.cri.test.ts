@@ -1,0 +1,287 @@
+// Kubernetes' path end to end: containerd's CRI plugin with a runtime handler `sandboxd`
+// (runtime_type io.containerd.sandboxd.v1), driven over the CRI v1 API as the kubelet drives it
+// (test/support/cri.ts, proto/cri.proto), with Debian's CNI bridge + host-local plugins wiring the pod's
+// network namespace. One pod for the whole file: its pause container makes one sandbox VM sized from the
+// pod's resources, two containers run in that VM, and stop + remove leave nothing. Run as root.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import { mountsUnder } from '../src/actors/index.js';
+import { until } from './support/containerd.js';
+import {
+  IMAGE,
+  PAUSE_IMAGE,
+  RUNTIME,
+  type ShimWorld,
+  startShimWorld,
+  VM_MS,
+} from './support/containerd-world.js';
+import { type CriClient, type CriMessage, criClient } from './support/cri.js';
+import { qemuPidsUsing } from './support/vm.js';
+
+const MiB = 1024 * 1024;
+const octet = 10 + (process.pid % 200);
+const subnet = `10.216.${octet}.0/24`;
+const gateway = `10.216.${octet}.1`;
+const bridge = `sbxcri${process.pid}`.slice(0, 15);
+
+const criConfig = (cniDir: string) =>
+  [
+    '[plugins."io.containerd.grpc.v1.cri"]',
+    `  sandbox_image = "${PAUSE_IMAGE}"`,
+    '  stream_server_address = "127.0.0.1"',
+    '  stream_server_port = "0"',
+    '  disable_apparmor = true',
+    '  [plugins."io.containerd.grpc.v1.cri".containerd]',
+    '    default_runtime_name = "runc"',
+    '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+    '      runtime_type = "io.containerd.runc.v2"',
+    '    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.sandboxd]',
+    `      runtime_type = "${RUNTIME}"`,
+    '      pod_annotations = ["io.sandboxd.*"]',
+    '  [plugins."io.containerd.grpc.v1.cri".cni]',
+    '    bin_dir = "/usr/lib/cni"',
+    `    conf_dir = "${cniDir}"`,
+  ].join('\n');
+
+const netnsNames = async () => (await readdir('/run/netns').catch((): string[] => [])).sort();
+
+describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shim', {
+  timeout: 1_800_000,
+}, () => {
+  let dir: string;
+  let world: ShimWorld;
+  let cri: CriClient;
+  let podId = '';
+  let netnsBefore: string[];
+  const containers: Record<string, string> = {};
+  const logDir = () => join(dir, 'logs', 'pod1');
+  const podConfig = (): CriMessage => ({
+    metadata: { name: 'pod1', uid: `uid-${process.pid}`, namespace: 'default', attempt: 0 },
+    hostname: 'pod1',
+    logDirectory: logDir(),
+    labels: { app: 'cri-test' },
+    linux: {
+      // One CPU and 128 MiB for the pod's containers: the VM gets them on top of its own base size.
+      resources: { cpuPeriod: 100_000, cpuQuota: 100_000, memoryLimitInBytes: 128 * MiB },
+      securityContext: { namespaceOptions: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } },
+    },
+  });
+  // A CRI call; a failure carries the tail of the shim server's log, where containerd's errors come from.
+  const rt = (method: string, request: CriMessage) =>
+    cri.runtime(method, request).catch(async (err: Error) => {
+      err.message += `\n--- shim log (tail) ---\n${(await world.shimLog()).slice(-6000)}`;
+      throw err;
+    });
+  const exec = (container: string, cmd: string[]) =>
+    rt('ExecSync', { containerId: containers[container], cmd, timeout: 60 });
+  const state = async (container: string) =>
+    (await rt('ContainerStatus', { containerId: containers[container] })).status as CriMessage;
+  const log = (name: string) => readFile(join(logDir(), `${name}.log`), 'utf8').catch(() => '');
+  const sandboxes = () => world.call<{ id: string; state: string }[]>('sandbox.list');
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'shim-cri-'));
+    await mkdir(join(dir, 'cni'));
+    await mkdir(logDir(), { recursive: true });
+    await writeFile(
+      join(dir, 'cni', '10-sbxcri.conflist'),
+      JSON.stringify({
+        cniVersion: '1.0.0',
+        name: 'sbxcri',
+        plugins: [
+          {
+            type: 'bridge',
+            bridge,
+            isGateway: true,
+            ipMasq: false,
+            ipam: {
+              type: 'host-local',
+              subnet,
+              gateway,
+              routes: [{ dst: '0.0.0.0/0' }],
+              dataDir: join(dir, 'ipam'),
+            },
+          },
+        ],
+      }),
+    );
+    netnsBefore = await netnsNames();
+    world = await startShimWorld({ cri: criConfig(join(dir, 'cni')) });
+    cri = criClient(world.ctrd.address);
+    // CRI's image store learns of the imported images from containerd's events: wait until it has both.
+    for (const image of [IMAGE, PAUSE_IMAGE]) {
+      await until(`CRI to see ${image}`, async () => {
+        const r = await cri.image('ImageStatus', { image: { image } });
+        return r.image ? true : undefined;
+      });
+    }
+  });
+
+  after(async () => {
+    cri?.close();
+    try {
+      await world?.stop();
+    } finally {
+      // The bridge plugin leaves its bridge on the host (by design: other pods use it).
+      try {
+        execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
+      } catch {}
+      if (dir) await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('Version names containerd and the v1 API', async () => {
+    const v = await rt('Version', { version: 'v1' });
+    assert.equal(v.runtimeName, 'containerd');
+    assert.equal(v.runtimeApiVersion, 'v1');
+  });
+
+  it('RunPodSandbox with the sandboxd handler makes one sandbox VM, sized from the pod, on the CNI address', {
+    timeout: VM_MS,
+  }, async () => {
+    const r = await rt('RunPodSandbox', { config: podConfig(), runtimeHandler: 'sandboxd' });
+    podId = r.podSandboxId;
+    assert.match(podId, /^[0-9a-f]{64}$/);
+    const list = await sandboxes();
+    assert.equal(list.length, 1, JSON.stringify(list));
+    const view = await world.call<{ state: string; vcpus: number; memoryMiB: number }>('sandbox.status', {
+      id: list[0]?.id,
+    });
+    assert.equal(view.state, 'running');
+    // The base size (1 vCPU, 512 MiB) plus what the pod's resources ask for (1 CPU, 128 MiB).
+    assert.equal(view.vcpus, 2);
+    assert.equal(view.memoryMiB, 512 + 128);
+    const s = (await rt('PodSandboxStatus', { podSandboxId: podId })).status as CriMessage;
+    assert.equal(s.state, 'SANDBOX_READY');
+    assert.equal(s.runtimeHandler, 'sandboxd');
+    assert.match(s.network.ip, new RegExp(`^10\\.216\\.${octet}\\.\\d+$`));
+    assert.equal(
+      (await netnsNames()).length,
+      netnsBefore.length + 1,
+      'CRI made the pod its network namespace',
+    );
+  });
+
+  it("two containers of the pod run in the pod's VM: the same guest boot id, the pod's CNI address on eth0", {
+    timeout: VM_MS,
+  }, async () => {
+    const script = {
+      c1: 'cat /proc/sys/kernel/random/boot_id; echo to-stderr >&2; while [ ! -e /tmp/go ]; do sleep 0.2; done; exit 5',
+      c2: 'cat /proc/sys/kernel/random/boot_id; ip -o -4 addr show eth0; exec sleep 100000',
+    };
+    for (const [name, line] of Object.entries(script)) {
+      const r = await rt('CreateContainer', {
+        podSandboxId: podId,
+        config: {
+          metadata: { name, attempt: 0 },
+          image: { image: IMAGE },
+          command: ['sh', '-c', line],
+          logPath: `${name}.log`,
+          linux: { resources: { memoryLimitInBytes: 0 } },
+        },
+        sandboxConfig: podConfig(),
+      });
+      containers[name] = r.containerId;
+      await rt('StartContainer', { containerId: r.containerId });
+    }
+    const bootIdLine = /^\S+ stdout F ([0-9a-f-]{36})$/m;
+    const ids = await Promise.all(
+      ['c1', 'c2'].map((n) =>
+        until(`${n}'s boot id in its log`, async () => (await log(n)).match(bootIdLine)?.[1]),
+      ),
+    );
+    assert.equal(ids[0], ids[1], 'both containers run on one guest kernel');
+    const host = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+    assert.notEqual(ids[0], host, "the guest's kernel, not the host's");
+    assert.equal((await sandboxes()).length, 1, 'no second VM');
+    const ip = ((await rt('PodSandboxStatus', { podSandboxId: podId })).status as CriMessage).network.ip;
+    await until("c2's eth0 in its log", async () =>
+      (await log('c2')).includes(`inet ${ip}/24`) ? true : undefined,
+    );
+  });
+
+  it('ExecSync returns stdout, stderr and the exit code', { timeout: VM_MS }, async () => {
+    const r = await exec('c2', ['sh', '-c', 'echo out; echo err >&2; exit 7']);
+    assert.equal(r.stdout.toString(), 'out\n');
+    assert.equal(r.stderr.toString(), 'err\n');
+    assert.equal(r.exitCode, 7);
+  });
+
+  it("the container's log at the CRI log path is in CRI format, both streams", async () => {
+    const lines = (await log('c1')).split('\n').filter(Boolean);
+    assert.ok(lines.length >= 2, lines.join('\n'));
+    for (const l of lines)
+      assert.match(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+(Z|[+-]\d\d:\d\d) (stdout|stderr) [FP] /);
+    assert.ok(
+      lines.some((l) => / stderr F to-stderr$/.test(l)),
+      lines.join('\n'),
+    );
+  });
+
+  it('ContainerStatus shows RUNNING, then EXITED with the exit code', { timeout: VM_MS }, async () => {
+    assert.equal((await state('c1')).state, 'CONTAINER_RUNNING');
+    await exec('c1', ['touch', '/tmp/go']);
+    const s = await until(
+      'c1 EXITED',
+      async () => {
+        const st = await state('c1');
+        return st.state === 'CONTAINER_EXITED' ? st : undefined;
+      },
+      60_000,
+    );
+    assert.equal(s.exitCode, 5);
+    assert.ok(s.finishedAt > s.startedAt && s.startedAt > 0, JSON.stringify(s));
+  });
+
+  it('ContainerStats answers with the cgroup usage of a running container', { timeout: VM_MS }, async () => {
+    const s = (await rt('ContainerStats', { containerId: containers.c2 })).stats as CriMessage;
+    assert.equal(s.attributes.id, containers.c2);
+    assert.ok(s.memory.workingSetBytes.value > 0 || s.memory.usageBytes.value > 0, JSON.stringify(s.memory));
+    assert.ok(s.cpu.usageCoreNanoSeconds.value > 0, JSON.stringify(s.cpu));
+  });
+
+  it("UpdateContainerResources changes the container's memory limit in the guest", {
+    timeout: VM_MS,
+  }, async () => {
+    const memoryMax = async () => {
+      const r = await exec('c2', [
+        'sh',
+        '-c',
+        'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat "/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/memory.max"',
+      ]);
+      assert.equal(r.exitCode, 0, r.stderr.toString());
+      return r.stdout.toString().trim();
+    };
+    assert.equal(await memoryMax(), 'max');
+    await rt('UpdateContainerResources', {
+      containerId: containers.c2,
+      linux: { memoryLimitInBytes: 64 * MiB },
+    });
+    assert.equal(await memoryMax(), String(64 * MiB));
+  });
+
+  it('StopPodSandbox + RemovePodSandbox leave no QEMU, sandbox, mount, socket or netns', {
+    timeout: VM_MS,
+  }, async () => {
+    await rt('StopPodSandbox', { podSandboxId: podId });
+    assert.equal(
+      ((await rt('PodSandboxStatus', { podSandboxId: podId })).status as CriMessage).state,
+      'SANDBOX_NOTREADY',
+    );
+    await rt('RemovePodSandbox', { podSandboxId: podId });
+    await assert.rejects(
+      rt('PodSandboxStatus', { podSandboxId: podId }),
+      (err: { code?: number }) => err.code === status.NOT_FOUND,
+    );
+    await until('no sandbox', async () => ((await sandboxes()).length === 0 ? true : undefined));
+    assert.deepEqual(await qemuPidsUsing(world.dir), []);
+    assert.deepEqual(await netnsNames(), netnsBefore);
+    assert.deepEqual(await mountsUnder(world.ctrd.dir), []);
+    // Sockets, the shim server and anything else left are checked by world.stop() in after().
+  });
+});
