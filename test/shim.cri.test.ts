@@ -284,4 +284,64 @@ describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shi
     assert.deepEqual(await mountsUnder(world.ctrd.dir), []);
     // Sockets, the shim server and anything else left are checked by world.stop() in after().
   });
+
+  it("a pod annotation io.sandboxd.* with a bad value fails RunPodSandbox by the annotation's name, leaving nothing", {
+    timeout: VM_MS,
+  }, async () => {
+    const before = await netnsNames();
+    const config = {
+      ...podConfig(),
+      metadata: { name: 'bad', uid: `bad-${process.pid}`, namespace: 'default' },
+    };
+    await assert.rejects(
+      cri.runtime('RunPodSandbox', {
+        config: { ...config, annotations: { 'io.sandboxd.vcpus': 'lots' } },
+        runtimeHandler: 'sandboxd',
+      }),
+      (err: Error) => /annotation io\.sandboxd\.vcpus: 'lots' is not an integer/.test(err.message),
+    );
+    assert.deepEqual(await sandboxes(), []);
+    assert.deepEqual(await netnsNames(), before);
+  });
+
+  it('a host-network pod sized by io.sandboxd.memory-mib: that size, no netns, a VM with loopback only', {
+    timeout: VM_MS,
+  }, async () => {
+    const before = await netnsNames();
+    const config: CriMessage = {
+      ...podConfig(),
+      metadata: { name: 'hostnet', uid: `hostnet-${process.pid}`, namespace: 'default' },
+      annotations: { 'io.sandboxd.memory-mib': '768' },
+      linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+    };
+    const id = (await rt('RunPodSandbox', { config, runtimeHandler: 'sandboxd' })).podSandboxId;
+    try {
+      const [sb] = await sandboxes();
+      const view = await world.call<{ vcpus: number; memoryMiB: number }>('sandbox.status', { id: sb?.id });
+      assert.deepEqual([view.vcpus, view.memoryMiB], [1, 768]);
+      assert.deepEqual(await netnsNames(), before, 'CRI made no namespace for a host-network pod');
+      const c = await rt('CreateContainer', {
+        podSandboxId: id,
+        config: {
+          metadata: { name: 'n1' },
+          image: { image: IMAGE },
+          command: ['sleep', '100000'],
+          logPath: 'n1.log',
+        },
+        sandboxConfig: config,
+      });
+      await rt('StartContainer', { containerId: c.containerId });
+      const r = await rt('ExecSync', {
+        containerId: c.containerId,
+        cmd: ['ls', '/sys/class/net'],
+        timeout: 60,
+      });
+      assert.deepEqual(r.stdout.toString().split(/\s+/).filter(Boolean), ['lo']);
+    } finally {
+      await rt('StopPodSandbox', { podSandboxId: id });
+      await rt('RemovePodSandbox', { podSandboxId: id });
+    }
+    await until('no sandbox', async () => ((await sandboxes()).length === 0 ? true : undefined));
+    assert.deepEqual(await qemuPidsUsing(world.dir), []);
+  });
 });
