@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { describe, it } from 'node:test';
-import { assertNothingLeft, runc } from './support/oci.js';
-import { podmanRemove, usePodmanWorld } from './support/oci-podman.js';
-import { until } from './support/vm.js';
+import { assertNothingLeft, keeperPidsUsing, runc } from './support/oci.js';
+import { existing, podmanCgroupDirs, podmanRemove, usePodmanWorld } from './support/oci-podman.js';
+import { qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 300_000;
 
@@ -110,5 +110,34 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
     assert.ok(took >= 3000, `SIGKILL only after the 3 s grace (${took} ms)`);
     assert.equal((await p('inspect', '--format', '{{.State.ExitCode}}', 'stubborn')).stdout.trim(), '137');
     await podmanRemove(w.world, w.podman, 'stubborn');
+  });
+
+  it("the host cgroup podman names holds the VM's QEMU and the keeper; rm removes it", {
+    timeout: VM_MS,
+  }, async () => {
+    const d = await p('run', '-d', '--network', 'none', '--name', 'cg', 'busybox', 'sleep', '100000');
+    assert.equal(d.code, 0, d.stderr);
+    const dirs = await podmanCgroupDirs(w.podman, 'cg');
+    assert.ok(dirs.length > 0, 'at least one cgroup hierarchy is mounted');
+    const [qemu] = await qemuPidsUsing(w.world.dir);
+    const [keeper] = await keeperPidsUsing(w.world.dir);
+    assert.ok(qemu && keeper, `a QEMU (${qemu}) and a keeper (${keeper})`);
+    assert.equal(Number((await p('inspect', '--format', '{{.State.Pid}}', 'cg')).stdout.trim()), keeper);
+    for (const dir of dirs) {
+      const procs = (await readFile(`${dir}/cgroup.procs`, 'utf8')).split('\n').filter(Boolean).map(Number);
+      assert.deepEqual(
+        [procs.includes(qemu), procs.includes(keeper)],
+        [true, true],
+        `${dir}/cgroup.procs (${procs.join(' ')}) has QEMU ${qemu} and keeper ${keeper}`,
+      );
+    }
+    // The VM's memory is accounted there: more than the keeper's < 1 MiB, a booted guest's pages.
+    const memory = dirs.find((x) => x.startsWith('/sys/fs/cgroup/memory/'));
+    if (memory) {
+      const usage = Number((await readFile(`${memory}/memory.usage_in_bytes`, 'utf8')).trim());
+      assert.ok(usage > 32 * 1024 * 1024, `memory.usage_in_bytes ${usage} counts the VM`);
+    }
+    await podmanRemove(w.world, w.podman, 'cg', { force: true });
+    assert.deepEqual(await existing(dirs), [], 'rm removed the cgroup in every hierarchy');
   });
 });

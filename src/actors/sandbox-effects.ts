@@ -2,12 +2,13 @@
 
 import { mkdir, rm } from 'node:fs/promises';
 import type { NetInterface, NetRoute } from '../agent/index.js';
-import { AlreadyExists } from '../errors/index.js';
+import { joinCgroups } from '../cgroups/index.js';
+import { AlreadyExists, HypervisorError } from '../errors/index.js';
 import type { VmConfig } from '../hypervisor/index.js';
 import type { SandboxEffect } from '../machines/index.js';
 import { attachNetns, resolvConfLines } from '../network/index.js';
 import { withDeadline } from '../timing/index.js';
-import { childQuiesceMs, type EffectDefinition, handleOf, quietly } from './effects.js';
+import { childQuiesceMs, type EffectContext, type EffectDefinition, handleOf, quietly } from './effects.js';
 import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
 import { configureNetnsNetwork, guestDnsOf, netnsOf, unwire } from './netns-network.js';
@@ -52,6 +53,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       };
       try {
         const handle = await ctx.hypervisor.launch(vm, signal);
+        await joinHostCgroup(ctx, entity, handle.pid, dirs.vm);
         return [
           ...(wiring ? [{ type: 'SandboxNetworkAttached' as const, data: { wiring } }] : []),
           { type: 'VmLaunched', data: { handle } },
@@ -175,3 +177,22 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
     },
   },
 };
+
+/**
+ * QEMU joins the host cgroup directories of config.hostCgroup (sandboxd-runc's linux.cgroupsPath), so that whoever
+ * accounts for that cgroup sees the VM. A VM that cannot join is not kept: the launch fails and QEMU goes.
+ */
+async function joinHostCgroup(ctx: EffectContext, entity: SandboxActor, pid: number, vmDir: string) {
+  const dirs = entity.context.config.hostCgroup;
+  if (!dirs || dirs.length === 0) return;
+  try {
+    await joinCgroups(dirs, pid);
+    ctx.logger.info({ sandboxId: entity.id, pid, hostCgroup: dirs }, 'QEMU joined its host cgroup');
+  } catch (err) {
+    await quietly(ctx.hypervisor.destroy(entity.id, vmDir), ctx.logger, 'destroy after cgroup join');
+    throw new HypervisorError(
+      'cgroup join',
+      `QEMU (pid ${pid}) could not join ${dirs.join(', ')}: ${(err as Error).message}`,
+    );
+  }
+}

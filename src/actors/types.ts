@@ -39,6 +39,12 @@ export interface SandboxConfig {
   readonly network?: 'none' | 'user' | { readonly mode: 'netns'; readonly path: string };
   /** Host ports forwarded into the guest (network 'user' only). */
   readonly ports?: readonly PortMapping[];
+  /**
+   * Host cgroup directories (one per hierarchy, made by the caller) that QEMU joins once launched, so the host's
+   * resource accounting of that cgroup sees the VM (sandboxd-runc: the spec's linux.cgroupsPath). The caller
+   * removes them; the daemon only moves the pid.
+   */
+  readonly hostCgroup?: readonly string[];
 }
 
 /** A host port forwarded to a port of the guest, where the sandbox's containers listen. */

@@ -2,6 +2,7 @@
 import { isIP } from 'node:net';
 import { constants } from 'node:os';
 import { z } from 'zod';
+import { CGROUP_DIR_PATTERN } from '../cgroups/index.js';
 
 /** Ids of sandboxes, containers and execs (DESIGN.md "Interfaces"). */
 export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -221,6 +222,16 @@ export const sandboxConfigSchema = z
       ])
       .optional(),
     ports: z.array(portMappingSchema).max(64).optional(),
+    /** Host cgroup directories QEMU joins once launched (each must exist: the caller makes and removes them). */
+    hostCgroup: z
+      .array(
+        z
+          .string()
+          .regex(CGROUP_DIR_PATTERN, { error: 'must be a normalised cgroup directory under /sys/fs/cgroup' }),
+      )
+      .min(1)
+      .max(16)
+      .optional(),
   })
   .superRefine((config, ctx) => {
     if (config.ports && config.ports.length > 0 && config.network !== 'user') {

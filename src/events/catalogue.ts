@@ -55,6 +55,8 @@ const sandboxConfig = z.object({
       }),
     )
     .optional(),
+  // Added without a schema bump (optional): host cgroup directories QEMU joins at launch.
+  hostCgroup: z.array(z.string()).optional(),
 });
 
 /** Everything a restarted daemon needs to `hypervisor.attach` the VM again. */

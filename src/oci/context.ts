@@ -9,6 +9,6 @@ export interface Ctx {
   readonly defaultRoot: string;
   readonly socket: string;
   readonly log: Logger;
-  /** --systemd-cgroup was given (accepted; the VM's cgroups are the guest's either way). */
+  /** --systemd-cgroup: linux.cgroupsPath is systemd's slice:prefix:name (docs/oci-cli.md "Host cgroups"). */
   readonly systemdCgroup: boolean;
 }

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { customAlphabet } from 'nanoid';
 import { type ApiProcess, apiProcessOf, type OciProcess } from '../bundle/index.js';
+import { joinCgroups } from '../cgroups/index.js';
 import type { Ctx } from './context.js';
 import { badArgument, RuncError } from './errors.js';
 import { keeperExit, spawnKeeper } from './keeper.js';
@@ -81,6 +82,13 @@ export async function execIn(ctx: Ctx, id: string, args: readonly string[], o: E
     await ctx.client.call('exec.wait', { ...ref, timeoutMs: 10_000 }).catch(() => undefined);
     await ctx.client.call('exec.delete', ref).catch(() => undefined);
     throw err;
+  }
+  // An exec's keeper is in the container's host cgroup too, as runc's exec joins the container's cgroup.
+  const hostCgroup = found.record?.hostCgroup;
+  if (hostCgroup && keeper.pid) {
+    await joinCgroups(hostCgroup, keeper.pid).catch((err: Error) =>
+      ctx.log.warn({ ...ref, err: err.message }, 'exec keeper did not join the host cgroup'),
+    );
   }
   if (o.pidFile) await writeDurably(resolve(o.pidFile), String(keeper.pid), 0o644);
   ctx.log.info({ ...ref, keeperPid: keeper.pid }, 'exec started');

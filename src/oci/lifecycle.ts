@@ -4,6 +4,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
 import { ID_PATTERN, validateBundle } from '../api/index.js';
+import { createCgroups, hostCgroupDirs, joinCgroups, removeCgroups } from '../cgroups/index.js';
 import type { Ctx } from './context.js';
 import { badArgument, exists, isNotFound, notExist, RuncError } from './errors.js';
 import { keeperExit, spawnKeeper } from './keeper.js';
@@ -76,6 +77,12 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
   const undo: (() => Promise<unknown>)[] = [];
   const log = ctx.log.child({ containerId: id, sandboxId });
   try {
+    // The host cgroup the spec names: made first (removed last on undo), QEMU and the keeper join it.
+    const hostCgroup = await hostCgroupOf(ctx, summary.spec);
+    if (hostCgroup) {
+      const made = await createCgroups(hostCgroup);
+      undo.push(() => removeCgroups(made));
+    }
     if (!joins) {
       const netns = networkNamespacePath(summary.spec);
       await ctx.client.call('sandbox.create', {
@@ -85,6 +92,7 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
         config: {
           labels: { [OWNER_LABEL]: id },
           ...(netns ? { network: { mode: 'netns', path: netns } } : {}),
+          ...(hostCgroup ? { hostCgroup } : {}),
         },
       });
       undo.push(() => ctx.client.call('sandbox.delete', { id: sandboxId, force: true }));
@@ -99,6 +107,7 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
       rootfs: resolve(summary.path, summary.rootPath),
       ociVersion: summary.ociVersion || SPEC_VERSION,
       created: new Date().toISOString(),
+      ...(hostCgroup ? { hostCgroup } : {}),
     };
     await writeRecord(ctx.root, record);
     undo.push(() => removeRecord(ctx.root, id));
@@ -116,6 +125,7 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
       detached: o.attached !== true,
     });
     undo.push(async () => keeper.kill('SIGKILL'));
+    if (hostCgroup && keeper.pid) await joinCgroups(hostCgroup, keeper.pid);
     await writeRecord(ctx.root, { ...record, keeperPid: keeper.pid ?? 0 });
     if (o.pidFile) await writeDurably(resolve(o.pidFile), String(keeper.pid), 0o644);
     if (o.attached !== true) keeper.unref();
@@ -124,6 +134,21 @@ export async function create(ctx: Ctx, id: string, o: CreateOptions): Promise<Ch
   } catch (err) {
     for (const step of undo.reverse()) await step().catch(() => undefined);
     throw err;
+  }
+}
+
+/**
+ * The host cgroup directories of the spec's linux.cgroupsPath (runc's placement; --systemd-cgroup: systemd's
+ * path for slice:prefix:name). None without a cgroupsPath: the VM stays in the daemon's cgroups.
+ */
+async function hostCgroupOf(ctx: Ctx, spec: { linux?: unknown }): Promise<string[] | undefined> {
+  const path = (spec.linux as { cgroupsPath?: unknown } | undefined)?.cgroupsPath;
+  if (typeof path !== 'string' || path === '') return undefined;
+  try {
+    const dirs = await hostCgroupDirs(path, { systemd: ctx.systemdCgroup });
+    return dirs.length > 0 ? dirs : undefined;
+  } catch (err) {
+    throw new RuncError('InvalidArgument', (err as Error).message);
   }
 }
 
@@ -193,7 +218,10 @@ export async function remove(ctx: Ctx, id: string, force: boolean): Promise<void
   // Ours when our record says so, or (a record under another --root: podman 4.3 calls delete without its
   // runtime flags) when the sandbox carries the label create gave it.
   const sandbox = await ctx.client
-    .call<{ containers: string[]; config: { labels?: Record<string, string> } }>('sandbox.status', {
+    .call<{
+      containers: string[];
+      config: { labels?: Record<string, string>; hostCgroup?: string[] };
+    }>('sandbox.status', {
       id: sandboxId,
     })
     .catch(() => undefined);
@@ -210,6 +238,9 @@ export async function remove(ctx: Ctx, id: string, force: boolean): Promise<void
   }
   // The keeper ends by itself once the daemon reports the exit; one that lingers is not waited for.
   if (record?.keeperPid && alive(record.keeperPid)) await waitGone(record.keeperPid, 5000);
+  // The host cgroup goes with the container, as runc removes it (QEMU and the keeper are gone by now).
+  const hostCgroup = record?.hostCgroup ?? (owned ? sandbox?.config.hostCgroup : undefined);
+  if (hostCgroup) await removeCgroups(hostCgroup);
   await removeRecord(ctx.root, id);
   await removePointer(ctx.defaultRoot, id);
   ctx.log.info({ containerId: id, sandboxId }, 'deleted');

@@ -73,7 +73,7 @@ export function buildProgram(): Program {
     .option('--debug', 'log debug records')
     .option(
       '--systemd-cgroup',
-      'accepted for compatibility: containers are placed in the guest cgroup tree of their VM either way',
+      "linux.cgroupsPath is systemd's slice:prefix:name: the VM and the keeper join the cgroup systemd would make",
     )
     .option('--rootless <value>', 'accepted for compatibility (sandboxd runs the VMs)')
     .option('--criu <path>', 'accepted for compatibility (no checkpoint support)')

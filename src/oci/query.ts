@@ -59,7 +59,7 @@ export function features(): Record<string, unknown> {
     linux: {
       namespaces: ['cgroup', 'ipc', 'mount', 'network', 'pid', 'user', 'uts'],
       capabilities: [],
-      cgroup: { v1: false, v2: true, systemd: false, systemdUser: false },
+      cgroup: { v1: true, v2: true, systemd: true, systemdUser: false },
       seccomp: { enabled: true },
       apparmor: { enabled: false },
       selinux: { enabled: false },

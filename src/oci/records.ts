@@ -14,6 +14,8 @@ export interface ContainerRecord {
   readonly ociVersion: string;
   readonly created: string;
   readonly keeperPid?: number;
+  /** The host cgroup directories of the spec's cgroupsPath (one per hierarchy), made by create. */
+  readonly hostCgroup?: readonly string[];
 }
 
 const recordPath = (root: string, id: string) => join(root, id, 'state.json');

@@ -4,7 +4,7 @@
 // runtime flags). Shared by the test/oci.*.test.ts files that drive podman.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, writeFile } from 'node:fs/promises';
+import { access, chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import { promisify } from 'node:util';
@@ -126,6 +126,35 @@ export async function podmanExitCode(podman: Podman, name: string, ms = 60_000):
   return Number(await inspect('{{.State.ExitCode}}'));
 }
 
+/**
+ * The host cgroup directories of the linux.cgroupsPath podman gave `name` (its bundle's config.json), worked out
+ * here as runc's cgroupfs driver does for an absolute path: that path under every mounted cgroup hierarchy.
+ */
+export async function podmanCgroupDirs(podman: Podman, name: string): Promise<string[]> {
+  const config = (await podman('inspect', '--format', '{{.OCIConfigPath}}', name)).stdout.trim();
+  const spec = JSON.parse(await readFile(config, 'utf8')) as { linux?: { cgroupsPath?: string } };
+  const path = spec.linux?.cgroupsPath;
+  assert.ok(path?.startsWith('/'), `podman (cgroupfs) names an absolute cgroupsPath: ${path}`);
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8'))
+    .split('\n')
+    .filter((l) => / - cgroup2? /.test(l))
+    .map((l) => l.split(' ')[4]!);
+  return mounts.map((m) => `${m}${path}`);
+}
+
+/** Which of `dirs` still exist. */
+export async function existing(dirs: readonly string[]): Promise<string[]> {
+  const found = await Promise.all(
+    dirs.map((d) =>
+      access(d).then(
+        () => d,
+        () => undefined,
+      ),
+    ),
+  );
+  return found.filter((d): d is string => d !== undefined);
+}
+
 /** `podman rm [-f] name` succeeds, its conmon ends, and nothing of the world's containers is left. */
 export async function podmanRemove(
   world: OciWorld,
@@ -133,8 +162,10 @@ export async function podmanRemove(
   name: string,
   o: { force?: boolean } = {},
 ): Promise<void> {
+  const cgroups = await podmanCgroupDirs(podman, name);
   const rm = await podman('rm', ...(o.force ? ['-f'] : []), name);
   assert.equal(rm.code, 0, rm.stderr);
+  assert.deepEqual(await existing(cgroups), [], 'no host cgroup left');
   await until('conmon gone', 30_000, async () =>
     (await conmonPidsUsing(world.dir)).length === 0 ? true : undefined,
   );

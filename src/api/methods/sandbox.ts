@@ -1,5 +1,6 @@
 // API methods: Sandboxes: create, lifecycle, resize, views.
 import { z } from 'zod';
+import { checkCgroupDirs } from '../../cgroups/index.js';
 import { idSchema, sandboxConfigSchema } from '../schemas.js';
 import { type MethodSpec, method, sandboxRef, timeoutMsSchema } from './spec.js';
 
@@ -22,7 +23,11 @@ export const sandboxMethods = [
     when: 'id must be unused. Appends SandboxCreated.',
     params: z.strictObject({ id: idSchema, config: sandboxConfigSchema.optional() }),
     result: 'SandboxView { id, state: "created", config, containers, createdAt, version }',
-    handler: (p, { runtime }) => runtime.createSandbox(p.id, p.config ?? {}),
+    handler: async (p, { runtime }) => {
+      // Directories QEMU will join must be there now: a bad one is refused before anything is recorded.
+      if (p.config?.hostCgroup) await checkCgroupDirs(p.config.hostCgroup, 'config.hostCgroup');
+      return runtime.createSandbox(p.id, p.config ?? {});
+    },
   }),
   method({
     name: 'sandbox.start',
