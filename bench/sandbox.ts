@@ -1,7 +1,8 @@
-// Benchmark of sandbox start: the full path (actors → log → QEMU → agent) vs a bare QEMU command booting the same guest.
+// Benchmark of sandbox start: the full path (actors → log → QEMU → agent) vs a bare QEMU command booting the same guest,
+// and a start restored from a template (issue 18) vs the cold one of the same round; QEMU PSS of idle clones vs cold VMs.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Table from 'cli-table3';
 import { pino } from 'pino';
@@ -10,6 +11,7 @@ import { createGrpcAgent } from '../src/agent/index.js';
 import { createQemuHypervisor, type GuestImagePaths } from '../src/hypervisor/index.js';
 import { createBusyboxBundle, ensureGuestImage } from '../src/image/index.js';
 import { openLevelEventStore } from '../src/store/index.js';
+import { TemplateStore } from '../src/templates/index.js';
 
 const quick = process.argv.includes('--quick');
 const rounds = quick ? 1 : 5;
@@ -27,6 +29,12 @@ function median(values: readonly number[]): number {
 }
 
 const round1 = (value: number) => Math.round(value * 10) / 10;
+
+/** Proportional set size of a process (shared pages split among their users), from smaps_rollup. */
+async function pssKiB(pid: number): Promise<number> {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '');
+  return Number(/^Pss:\s+(\d+)/m.exec(rollup)?.[1] ?? 0);
+}
 
 async function qemuRssKiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
@@ -99,20 +107,33 @@ async function main(): Promise<void> {
   const store = await openLevelEventStore(join(work, 'log'));
   // The accelerator probe runs once per daemon, not per sandbox: keep it out of the per-start figures.
   const accel = await hypervisor.accel();
+  const templates = new TemplateStore({
+    dir: join(work, 'templates'),
+    image: async () => image,
+    agent,
+    accel: () => hypervisor.accel(),
+    logger,
+  });
+  // Cold and warm starts go through the same runtime: templates are offered only while `warm` is set.
+  let warm = false;
   const runtime = await createRuntime({
     store,
     hypervisor,
     agent,
     stateDir: join(work, 'state'),
     image: () => Promise.resolve(image),
+    templates: { find: (s) => (warm ? templates.restorable(s) : Promise.resolve(undefined)) },
     logger,
   });
+  const built = (await templates.build({ ...shape, network: 'none' })).template;
   const bundle = join(work, 'bundle');
   await createBusyboxBundle(bundle, { args: ['sh', '-c', 'while :; do sleep 1; done'] });
   const bare: number[] = [];
   const full: number[] = [];
   const containerStart: number[] = [];
   const execRoundTrip: number[] = [];
+  const restored: number[] = [];
+  const restoredExec: number[] = [];
   const bareChildren = new Set<ChildProcess>();
   try {
     // Each round boots the bare VM and the sandbox at the same instant: this machine is shared and its load
@@ -154,6 +175,23 @@ async function main(): Promise<void> {
         execRoundTrip.push(performance.now() - t2);
       }
       await runtime.deleteSandbox(id, { force: true });
+
+      // The same start from the template, right after the cold one: ready (running) and ready to exec.
+      warm = true;
+      const w = `warm-${round}`;
+      const t3 = performance.now();
+      await runtime.createSandbox(w, shape);
+      const view = await runtime.startSandbox(w);
+      restored.push(performance.now() - t3);
+      warm = false;
+      if (view.template !== built.id)
+        throw new Error(`${w} did not start from the template: ${view.templateError}`);
+      await runtime.createContainer({ sandboxId: w, id: 'c', bundle });
+      await runtime.startContainer(w, 'c');
+      await runtime.startExec(w, 'c', 'e', { args: ['true'] });
+      await runtime.waitExec(w, 'c', 'e');
+      restoredExec.push(performance.now() - t3);
+      await runtime.deleteSandbox(w, { force: true });
     }
 
     // The daemon's memory per running sandbox (QEMU's own RSS is reported apart).
@@ -175,6 +213,24 @@ async function main(): Promise<void> {
     gc?.();
     const daemonRssPerSandboxKiB = (process.memoryUsage().rss - rssBefore) / 1024 / concurrent;
     const daemonHeapPerSandboxKiB = (process.memoryUsage().heapUsed - heapBefore) / 1024 / concurrent;
+    // Idle clones beside the idle cold VMs: what each QEMU costs the host (PSS splits shared pages).
+    warm = true;
+    for (let i = 0; i < concurrent; i++) {
+      const id = `pss-${i}`;
+      await runtime.createSandbox(id, shape);
+      await runtime.startSandbox(id);
+      await runtime.createContainer({ sandboxId: id, id: 'c', bundle });
+      await runtime.startContainer(id, 'c');
+      running.push(id);
+    }
+    warm = false;
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    const coldPss: number[] = [];
+    const clonePss: number[] = [];
+    for (const id of running) {
+      const pss = await pssKiB(runtime.getSandbox(id).pid!);
+      (id.startsWith('pss-') ? clonePss : coldPss).push(pss);
+    }
     for (const id of running) await runtime.deleteSandbox(id, { force: true });
 
     const bareMs = median(bare);
@@ -184,6 +240,9 @@ async function main(): Promise<void> {
     const pairRatios = full.map((ms, i) => ms / bare[i]!);
     const ratio = median(pairRatios);
     const ratioOfMedians = fullMs / bareMs;
+    const restoredMs = median(restored);
+    const warmRatios = restored.map((ms, i) => ms / full[i]!);
+    const warmRatio = median(warmRatios);
     const runs = (values: number[]) => values.map((v) => v.toFixed(0)).join(', ');
     const table = new Table({ head: ['measure', 'median', 'runs (ms)'] });
     table.push(
@@ -204,6 +263,27 @@ async function main(): Promise<void> {
       ],
       ['daemon JS heap per running sandbox', `${daemonHeapPerSandboxKiB.toFixed(0)} KiB`, 'after gc'],
       ['QEMU RSS per VM (not the daemon)', `${(median(qemuRss) / 1024).toFixed(1)} MiB`, ''],
+      ['from a template: create + start → running', `${restoredMs.toFixed(0)} ms`, runs(restored)],
+      [
+        'ratio template / cold full path, median of pairs (issue 18: ≤ 0.2, target ≤ 0.05)',
+        warmRatio.toFixed(3),
+        warmRatios.map((r) => r.toFixed(3)).join(', '),
+      ],
+      [
+        'from a template: … + container + exec true',
+        `${median(restoredExec).toFixed(0)} ms`,
+        runs(restoredExec),
+      ],
+      [
+        'QEMU PSS per idle cold VM',
+        `${(median(coldPss) / 1024).toFixed(1)} MiB`,
+        runs(coldPss.map((k) => k / 1024)),
+      ],
+      [
+        'QEMU PSS per idle clone',
+        `${(median(clonePss) / 1024).toFixed(1)} MiB`,
+        runs(clonePss.map((k) => k / 1024)),
+      ],
     );
     console.log(
       `sandbox start (bare and full booted side by side each round), accel ${accel}${quick ? ' (quick)' : ''}, shape ${JSON.stringify(shape)}`,
@@ -226,11 +306,20 @@ async function main(): Promise<void> {
         daemon_rss_per_sandbox_kib: Math.round(daemonRssPerSandboxKiB),
         daemon_heap_per_sandbox_kib: Math.round(daemonHeapPerSandboxKiB),
         qemu_rss_mib: round1(median(qemuRss) / 1024),
+        template_state_bytes: built.stateBytes,
+        template_start_ms: round1(restoredMs),
+        template_ratio: Math.round(warmRatio * 1000) / 1000,
+        template_pair_ratios: warmRatios.map((r) => Math.round(r * 1000) / 1000),
+        template_ready_to_exec_ms: round1(median(restoredExec)),
+        cold_pss_mib: round1(median(coldPss) / 1024),
+        clone_pss_mib: round1(median(clonePss) / 1024),
+        load_avg: loadavg().map(round1),
       }),
     );
   } finally {
     for (const child of bareChildren) child.kill('SIGKILL');
     await runtime.shutdown();
+    await templates.close();
     await hypervisor.close();
     await agent.close();
     await store.close();

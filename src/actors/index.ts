@@ -17,6 +17,7 @@
 //   agent       Agent                 guest agent client (or a fake)
 //   stateDir    string                per-sandbox dirs live in <stateDir>/sandboxes/<id>/{vm,shared}
 //   image?      () => Promise<GuestImagePaths>   needed once a sandbox starts
+//   templates?  VmTemplates           where starts find a template to restore from (absent: all boot cold)
 //   logger?     pino.Logger           default: JSON to stderr, level $SANDBOXD_LOG_LEVEL
 //   timeouts?   Partial<Record<TimeoutName, number>>   per-effect deadlines (ms), see defaultTimeouts
 //   effects?    boolean               false = replay only (no reconcile, no effects, commands refused)
@@ -34,6 +35,9 @@ export {
   type RuntimeHandle,
   type RuntimeOptions,
   type TimeoutName,
+  type VmTemplateRef,
+  type VmTemplateShape,
+  type VmTemplates,
 } from './runtime-options.js';
 export * from './types.js';
 export { defaultVmShape, type VmShape, vmShapeOf } from './vm-config.js';

@@ -5,6 +5,29 @@ import type { GuestImagePaths, Hypervisor } from '../hypervisor/index.js';
 import type { ContainerEffect, ExecEffect, SandboxEffect } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
 import type { Runtime } from './types.js';
+import type { VmShape } from './vm-config.js';
+
+/** A saved VM a sandbox can be restored from instead of booted (issue 18; src/templates builds them). */
+export interface VmTemplateRef {
+  /** The hash of what the saved state depends on (image, QEMU, accelerator, shape, network mode). */
+  readonly id: string;
+  readonly stateFile: string;
+  /** The guest image the template booted: on another image the sandbox boots cold. */
+  readonly imageVersion: string;
+  /** The template's kernel params: a clone's command line must match its template's device for device. */
+  readonly kernelParams: readonly string[];
+}
+
+/** The VM shape and network mode a template is looked up by (netns VMs always boot cold). */
+export interface VmTemplateShape extends VmShape {
+  readonly network: 'none' | 'user';
+}
+
+/** Where sandbox starts find templates (the daemon: its TemplateStore, with --templates). */
+export interface VmTemplates {
+  /** The template a VM of `shape` would be restored from now, if one is built. */
+  find(shape: VmTemplateShape): Promise<VmTemplateRef | undefined>;
+}
 
 /** Every effect has its deadline (a new effect without one does not compile), plus the runtime's own waits. */
 export type TimeoutName =
@@ -52,6 +75,8 @@ export interface RuntimeOptions {
   readonly stateDir: string;
   /** The guest image to boot; required only once a sandbox starts. */
   readonly image?: () => Promise<GuestImagePaths>;
+  /** Templates to restore sandboxes from; absent: every sandbox boots cold. */
+  readonly templates?: VmTemplates;
   readonly logger?: Logger;
   /** Per-effect deadlines in ms (an expired effect appends its …Failed event). */
   readonly timeouts?: Partial<Record<TimeoutName, number>>;

@@ -4,6 +4,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import type { NetInterface, NetRoute } from '../agent/index.js';
 import { joinCgroups } from '../cgroups/index.js';
 import { AlreadyExists, HypervisorError } from '../errors/index.js';
+import type { SandboxEventData } from '../events/index.js';
 import type { VmConfig } from '../hypervisor/index.js';
 import type { SandboxEffect } from '../machines/index.js';
 import { attachNetns, resolvConfLines } from '../network/index.js';
@@ -13,6 +14,7 @@ import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
 import { configureNetnsNetwork, guestDnsOf, netnsOf, unwire } from './netns-network.js';
 import { resizeVmEffect } from './resize.js';
+import { refreshIdentity, restoreFromTemplate, SHARE_STORAGE } from './restore.js';
 import { checkHostPortsFree, configureUserNetwork, vmNetworkOf, vmShapeOf } from './vm-config.js';
 import { unmountAllUnder } from './volumes.js';
 
@@ -51,11 +53,16 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
             }
           : {}),
       };
+      // Template or cold was decided when the start was asked (the intent); a netns VM is never a clone.
+      const template = (cause.data as SandboxEventData['SandboxStartRequested']).template;
       try {
-        const handle = await ctx.hypervisor.launch(vm, signal);
+        const restored =
+          template && !wiring ? await restoreFromTemplate(ctx, vm, template, signal) : undefined;
+        const handle = restored?.handle ?? (await ctx.hypervisor.launch(vm, signal));
         await joinHostCgroup(ctx, entity, handle.pid, dirs.vm);
         return [
           ...(wiring ? [{ type: 'SandboxNetworkAttached' as const, data: { wiring } }] : []),
+          ...(restored ? [restored.event] : []),
           { type: 'VmLaunched', data: { handle } },
         ];
       } catch (err) {
@@ -80,19 +87,30 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       const network = vmNetworkOf(entity.context.config);
       const resolver = guestDnsOf(entity.context.config, entity.context.netns);
       const dns = resolver ? resolvConfLines(resolver) : undefined;
+      // A clone's identity is made its own before CreateSandbox, so nothing of the sandbox runs with the template's.
+      const clone = entity.context.restored !== undefined;
+      const steps = clone ? await refreshIdentity(ctx, entity.id) : [];
+      const created = performance.now();
       try {
         await ctx.agent.createSandbox(entity.id, {
           ...(hostname === undefined ? {} : { hostname }),
           ...(dns === undefined ? {} : { dns }),
           sandboxPidNs: false,
+          ...(clone ? { storages: [SHARE_STORAGE] } : {}),
         });
       } catch (err) {
         // A retried init after a restart finds the guest already initialised: that is the outcome we wanted.
         if (!(err instanceof AlreadyExists)) throw err;
       }
+      if (clone && hostname !== undefined) {
+        steps.push({ step: 'hostname', ms: Math.round((performance.now() - created) * 10) / 10 });
+      }
       if (network) await configureUserNetwork(ctx.agent, entity.id);
       if (entity.context.netns) await configureNetnsNetwork(ctx.agent, entity.id, entity.context.netns);
-      return [{ type: 'SandboxStarted', data: {} }];
+      return [
+        ...(clone ? [{ type: 'SandboxIdentityRefreshed' as const, data: { steps } }] : []),
+        { type: 'SandboxStarted', data: {} },
+      ];
     },
   },
   releaseVm: {

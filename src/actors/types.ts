@@ -84,6 +84,10 @@ export interface SandboxView {
     readonly interfaces: Readonly<Record<string, NetInterface>>;
     readonly routes: Readonly<Record<string, NetRoute>>;
   };
+  /** Where the VM came from: the id of the template it was restored from, or `cold` (absent: no VM yet). */
+  readonly template?: string;
+  /** Why it booted cold although a template was asked for (the restore's failure). */
+  readonly templateError?: string;
 }
 
 export interface SandboxStats {

@@ -25,6 +25,18 @@ export function sandboxView(s: SandboxActor): SandboxView {
     ...(error === undefined ? {} : { error }),
     ...(dns ? { dns } : {}),
     ...(c.guestNetwork ? { guestNetwork: c.guestNetwork } : {}),
+    ...originOf(c),
+  };
+}
+
+/** `template: <id>` for a clone, `cold` for a booted VM; the restore's failure when it fell back. */
+function originOf(c: SandboxActor['context']): Pick<SandboxView, 'template' | 'templateError'> {
+  const template = c.restored?.templateId ?? (c.handle ? 'cold' : undefined);
+  return {
+    ...(template === undefined ? {} : { template }),
+    ...(c.restoreFailed
+      ? { templateError: `${c.restoreFailed.templateId}: ${c.restoreFailed.error.message}` }
+      : {}),
   };
 }
 

@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import type { Agent } from '../agent/index.js';
 import { HypervisorError, InvalidArgument } from '../errors/index.js';
 import { type PortForward, USER_NETWORK, type VmUserNetwork } from '../hypervisor/index.js';
+import type { VmTemplateShape } from './runtime-options.js';
 import type { SandboxConfig } from './types.js';
 
 /** Defaults sized for TCG guests on a loaded 2-core machine (GUEST.md: boots take 5–20 s). */
@@ -94,4 +95,14 @@ export function vmShapeOf(config: {
     memoryMiB,
     maxMemoryMiB: Math.max(memoryMiB, config.maxMemoryMiB ?? defaultVmShape.maxMemoryMiB),
   };
+}
+
+/**
+ * The template shape a sandbox config would be restored from; undefined for a netns sandbox (its NIC carries the
+ * veth's MAC in a template's migrated state, so it always boots cold). A `user` VM's NIC has the same MAC in
+ * every VM (QEMU's default; each slirp network is private to its VM), so a clone's is what a cold boot's is.
+ */
+export function templateShapeOf(config: SandboxConfig): VmTemplateShape | undefined {
+  if (typeof config.network === 'object') return undefined;
+  return { ...vmShapeOf(config), network: config.network === 'user' ? 'user' : 'none' };
 }

@@ -290,6 +290,7 @@ export class GrpcAgent implements Agent {
       hostname: request.hostname ?? '',
       dns: request.dns ?? [],
       sandboxPidns: request.sandboxPidNs ?? false,
+      storages: (request.storages ?? []).map((s) => ({ ...s, options: [...s.options] })),
       outputBufferBytes: this.#outputBufferBytes,
     });
   }

@@ -43,10 +43,20 @@ export interface ConsoleSize {
   readonly width: number;
 }
 
+/** A mount the guest makes at CreateSandbox (skipped when its mount point is mounted already). */
+export interface GuestStorage {
+  readonly source: string;
+  readonly mountPoint: string;
+  readonly fstype: string;
+  readonly options: readonly string[];
+}
+
 export interface CreateSandboxRequest {
   readonly hostname?: string;
   readonly dns?: readonly string[];
   readonly sandboxPidNs?: boolean;
+  /** Mounts to make first (a clone of a template mounts its sandbox share here). */
+  readonly storages?: readonly GuestStorage[];
 }
 
 export interface ContainerResources {

@@ -40,6 +40,14 @@ export interface DaemonOptions {
   /** Size per host log file and files kept per process (default DEFAULT_LOG_LIMITS: 10 MiB × 5). */
   readonly logLimits?: LogLimits;
   /**
+   * Start sandboxes from a built template of their shape (issue 18), else cold. Off by default: a clone shares
+   * its template's guest kernel state (reseeded and re-clocked, see src/actors/restore.ts), which not every
+   * deployment wants, and templates are built explicitly (sandboxctl template build).
+   */
+  readonly templates?: boolean;
+  /** Where templates live (default `<imageCacheDir>/templates`). */
+  readonly templatesDir?: string;
+  /**
    * Called once if the event log becomes unusable (a failed fsync is never retried): the binary exits
    * and the next start replays the log. Default: log only.
    */
@@ -235,7 +243,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
 
     // Templates live beside the images they were booted from; a build killed with its daemon is swept here.
     const templates = new TemplateStore({
-      dir: join(options.imageCacheDir ?? defaultImageCacheDir(), 'templates'),
+      dir: options.templatesDir ?? join(options.imageCacheDir ?? defaultImageCacheDir(), 'templates'),
       image,
       agent,
       accel: () => hypervisor.accel(),
@@ -251,6 +259,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       agent,
       stateDir,
       image,
+      ...(options.templates ? { templates: { find: (shape) => templates.restorable(shape) } } : {}),
       logger: logger.child({ component: 'runtime' }),
     });
     const recovery = runtime.recovery;
@@ -279,6 +288,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       startedAt: new Date().toISOString(),
       stateDir,
       socket: socketPath,
+      templates: options.templates ? ('on' as const) : ('off' as const),
     };
     api = createApiServer({
       runtime,

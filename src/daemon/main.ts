@@ -42,6 +42,12 @@ const program = new Command('sandboxd')
       'host log of each process: files kept, the current one included (default 5)',
     ).env('SANDBOXD_LOG_MAX_FILES'),
   )
+  .addOption(
+    new Option(
+      '--templates',
+      'start sandboxes from a VM template of their shape when one is built (sandboxctl template build); else cold',
+    ).env('SANDBOXD_TEMPLATES'),
+  )
   .parse(process.argv);
 
 const opts = program.opts<{
@@ -51,6 +57,7 @@ const opts = program.opts<{
   metricsAddress?: string;
   logMaxSize?: string;
   logMaxFiles?: string;
+  templates?: boolean;
 }>();
 const logger = pino({ name: 'sandboxd', level: opts.logLevel }, pino.destination({ fd: 2, sync: true }));
 
@@ -60,6 +67,7 @@ try {
     stateDir: opts.stateDir,
     socketPath: opts.socket,
     ...(opts.metricsAddress ? { metricsAddress: opts.metricsAddress } : {}),
+    ...(opts.templates ? { templates: true } : {}),
     logLimits: logLimitsFrom(opts.logMaxSize, opts.logMaxFiles),
     logger,
     // Fail-stop: nothing is retried after a failed log write; VMs keep running and the restart replays.

@@ -143,10 +143,43 @@ const vmSize = z.object({
 });
 const exited = z.object({ ...exitFields, oomKilled: z.boolean() });
 
+/** A VM template (issue 18): its id is the hash of what its saved state depends on (src/templates). */
+const templateId = z.string().regex(/^[0-9a-f]{16}$/);
+
 /** Data schemas of the sandbox stream (`sandbox-<id>`). */
 const sandboxSchemas = {
   SandboxCreated: z.object({ sandboxId: entityId, config: sandboxConfig, incarnation }),
-  SandboxStartRequested: empty,
+  /**
+   * `template` (added later, optional: older records stay valid): the start restores the VM from this template
+   * instead of booting it; absent, it boots cold.
+   */
+  SandboxStartRequested: z.object({
+    template: z
+      .object({
+        id: templateId,
+        stateFile: z.string(),
+        imageVersion: z.string(),
+        kernelParams: z.array(z.string()),
+      })
+      .optional(),
+  }),
+  /** launchVm restored the VM from a template (before VmLaunched): which one, and QEMU spawn + load times. */
+  SandboxRestored: z.object({
+    templateId,
+    imageVersion: z.string(),
+    launchMs: z.number().nonnegative(),
+    restoreMs: z.number().nonnegative(),
+  }),
+  /** The restore failed (QEMU refused the state, the image changed, …): launchVm booted the VM cold instead. */
+  SandboxRestoreFailed: z.object({ templateId, error: failure }),
+  /**
+   * A restored guest was given its own identity before anything of the sandbox ran in it (initGuest): each
+   * step and its duration. `reseed`: host random bytes into the guest's pool; `clock`: the host's time;
+   * `hostname`: the config's, set by CreateSandbox (the ms of that whole call, which also mounts the share).
+   */
+  SandboxIdentityRefreshed: z.object({
+    steps: z.array(z.object({ step: z.enum(['reseed', 'clock', 'hostname']), ms: z.number().nonnegative() })),
+  }),
   VmLaunched: z.object({ handle: vmHandle }),
   AgentConnected: z.object({ agentVersion: z.string() }),
   SandboxStarted: empty,

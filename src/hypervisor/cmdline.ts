@@ -65,6 +65,16 @@ function optionValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The vmgenid device of a template or clone: QEMU writes a new id into the guest after a restore. */
+function vmGenerationArgs(config: VmConfig): string[] {
+  const id = config.vmGenerationId;
+  if (id === undefined) return [];
+  if (!UUID.test(id)) throw new InvalidArgument('vmGenerationId', 'must be a UUID');
+  return ['-device', `vmgenid,guid=${id}`];
+}
+
 function validateSizes(config: VmConfig): void {
   const integer = (field: string, value: number, min: number): void => {
     if (!Number.isInteger(value) || value < min)
@@ -248,6 +258,7 @@ export function qemuArgs(config: VmConfig, accel: Accel): string[] {
     '-device',
     'virtio-rng-pci,rng=rng0',
     ...networkArgs(config.network),
+    ...vmGenerationArgs(config),
     '-chardev',
     `socket,id=qmp,path=${optionValue(paths.qmpSocket)},server=on,wait=off`,
     '-mon',

@@ -38,6 +38,11 @@ export interface VmConfig {
    * `migrate-incoming` (a restore from a template, src/templates) and `cont`.
    */
   readonly incoming?: boolean;
+  /**
+   * A VM generation id (`-device vmgenid`, a UUID): a restored VM given a new one tells the guest kernel it
+   * was cloned, and the kernel reseeds its random generator at once. Templates and their clones carry one.
+   */
+  readonly vmGenerationId?: string;
 }
 
 /** A host port forwarded to a guest port (QEMU user networking's hostfwd). */

@@ -27,6 +27,12 @@ export interface SandboxContext {
   readonly networkUpdating?: GuestNetworkData;
   /** How this VM is plugged into its network namespace (SandboxNetworkAttached), for the guest's setup. */
   readonly netns?: SandboxEventData['SandboxNetworkAttached']['wiring'];
+  /** The template this VM was restored from (SandboxRestored); absent: it booted cold. */
+  readonly restored?: SandboxEventData['SandboxRestored'];
+  /** Why this VM booted cold although a template was asked for (SandboxRestoreFailed). */
+  readonly restoreFailed?: SandboxEventData['SandboxRestoreFailed'];
+  /** A clone's guest was given its own randomness, clock and hostname (SandboxIdentityRefreshed). */
+  readonly identityRefreshed?: boolean;
 }
 
 type GuestNetworkData = SandboxEventData['GuestNetworkUpdated'];
@@ -169,7 +175,15 @@ export const sandboxMachine = setup({
     starting: {
       tags: ['vmUp', 'transitional'],
       initial: 'launching',
-      entry: assign({ error: undefined, lostReason: undefined }),
+      // A new VM: where the previous one came from no longer holds (keys only touched when set: older
+      // snapshots stay as they were).
+      entry: assign(({ context }) => ({
+        error: undefined,
+        lostReason: undefined,
+        ...(context.restored ? { restored: undefined } : {}),
+        ...(context.restoreFailed ? { restoreFailed: undefined } : {}),
+        ...(context.identityRefreshed ? { identityRefreshed: undefined } : {}),
+      })),
       on: {
         SandboxStartFailed: { target: 'failed', actions: ['remember', 'releaseVm'] },
         ...vmDied,
@@ -180,6 +194,8 @@ export const sandboxMachine = setup({
           entry: 'launchVm',
           on: {
             SandboxNetworkAttached: { actions: assign(({ event }) => ({ netns: event.data.wiring })) },
+            SandboxRestored: { actions: assign(({ event }) => ({ restored: event.data })) },
+            SandboxRestoreFailed: { actions: assign(({ event }) => ({ restoreFailed: event.data })) },
             VmLaunched: {
               target: 'connecting',
               // A new VM boots at the config's size and network: changes to the previous one no longer hold.
@@ -205,7 +221,10 @@ export const sandboxMachine = setup({
         },
         initialising: {
           entry: 'initGuest',
-          on: { SandboxStarted: { target: '#sandbox.running' } },
+          on: {
+            SandboxIdentityRefreshed: { actions: assign({ identityRefreshed: true }) },
+            SandboxStarted: { target: '#sandbox.running' },
+          },
         },
       },
     },

@@ -1,6 +1,6 @@
 // Building one template: boot a VM with the share unmounted, wait for its agent, pause, save its state, and put
 // the state and its manifest in place with one rename. Every name before that rename is a temp name.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -70,6 +70,7 @@ export async function buildTemplate(
       sharedDir: shareDir,
       image: parts.image,
       incoming: false,
+      vmGenerationId: randomUUID(),
     });
     const handle = await hypervisor.launch(config);
     logger.info({ step: 'template boot', pid: handle.pid }, 'template VM launched');

@@ -6,9 +6,9 @@ import type { Accel, GuestImagePaths, VmConfig, VmUserNetwork } from '../hypervi
 
 /**
  * Bumped when the way a template is booted or saved changes (kernel params, devices): an old template then has
- * another id and is never restored into a VM that does not fit it.
+ * another id and is never restored into a VM that does not fit it. 2: the vmgenid device.
  */
-export const TEMPLATE_RECIPE = 1;
+export const TEMPLATE_RECIPE = 2;
 
 /**
  * A template boots with the share unmounted (QEMU refuses to migrate a VM with a mounted 9p export); a clone
@@ -104,6 +104,8 @@ export function templateVmConfig(
     readonly image: GuestImagePaths;
     readonly network?: VmUserNetwork;
     readonly incoming: boolean;
+    /** A new UUID per VM: a clone's differs from its template's, so its guest kernel reseeds (vmgenid). */
+    readonly vmGenerationId: string;
   },
 ): VmConfig {
   const network: VmUserNetwork | undefined =
@@ -118,6 +120,7 @@ export function templateVmConfig(
     memoryMiB: shape.memoryMiB,
     maxMemoryMiB: shape.maxMemoryMiB,
     kernelParams: TEMPLATE_KERNEL_PARAMS,
+    vmGenerationId: parts.vmGenerationId,
     ...(network ? { network } : {}),
     ...(parts.incoming ? { incoming: true } : {}),
   };

@@ -12,4 +12,9 @@ export {
   templateIdOf,
   templateVmConfig,
 } from './identity.js';
-export { type TemplateInfo, TemplateStore, type TemplateStoreOptions } from './store.js';
+export {
+  type RestorableTemplate,
+  type TemplateInfo,
+  TemplateStore,
+  type TemplateStoreOptions,
+} from './store.js';

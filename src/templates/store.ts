@@ -18,6 +18,7 @@ import {
 import {
   identityOf,
   qemuVersionOf,
+  TEMPLATE_KERNEL_PARAMS,
   type TemplateIdentity,
   type TemplateShape,
   templateIdOf,
@@ -34,6 +35,14 @@ export interface TemplateStoreOptions {
   readonly qemuBinary?: string;
   /** How long a template VM may take to boot to its agent. Default 180 s (TCG on a loaded host). */
   readonly bootTimeoutMs?: number;
+}
+
+/** What a clone is launched with: the state file and what its command line must share with the template's. */
+export interface RestorableTemplate {
+  readonly id: string;
+  readonly stateFile: string;
+  readonly imageVersion: string;
+  readonly kernelParams: readonly string[];
 }
 
 /** A template as listed: its manifest and where its state file is. */
@@ -79,6 +88,18 @@ export class TemplateStore {
   /** The template for `shape` on this host, if one is built. */
   async find(shape: TemplateShape): Promise<TemplateInfo | undefined> {
     return this.#read(templateIdOf(await this.identity(shape)));
+  }
+
+  /** What a sandbox start restores from for `shape` (the runtime's VmTemplates port), if a template is built. */
+  async restorable(shape: TemplateShape): Promise<RestorableTemplate | undefined> {
+    const found = await this.find(shape);
+    if (!found) return undefined;
+    return {
+      id: found.id,
+      stateFile: found.stateFile,
+      imageVersion: found.identity.imageVersion,
+      kernelParams: TEMPLATE_KERNEL_PARAMS,
+    };
   }
 
   /**

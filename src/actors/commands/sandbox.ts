@@ -10,7 +10,7 @@ import type { Kernel } from '../kernel.js';
 import { currentSize, planResize, type ResizeRequest, sameSize } from '../resize.js';
 import type { SandboxConfig, SandboxStats, SandboxView } from '../types.js';
 import { sandboxView } from '../views.js';
-import { checkHostPortsFree, vmNetworkOf, vmShapeOf } from '../vm-config.js';
+import { checkHostPortsFree, templateShapeOf, vmNetworkOf, vmShapeOf } from '../vm-config.js';
 import { changeAndWait, commandAndWait, lifeData, requireAgent, requireState } from './common.js';
 
 export async function createSandbox(k: Kernel, id: string, config: SandboxConfig): Promise<SandboxView> {
@@ -48,11 +48,13 @@ export async function createSandbox(k: Kernel, id: string, config: SandboxConfig
 export async function startSandbox(k: Kernel, id: string): Promise<SandboxView> {
   const by = k.open('sandbox.start');
   const s = k.sandboxEntry(id);
+  // Template or cold is decided here and recorded in the intent: launchVm (and a retry after a crash) reads it.
+  const template = await templateFor(k, s.context.config, id);
   await commandAndWait(
     k,
     s,
     'start',
-    { type: 'SandboxStartRequested', data: {}, correlationId: by },
+    { type: 'SandboxStartRequested', data: template ? { template } : {}, correlationId: by },
     ['starting'],
     ['running'],
     async () => {
@@ -66,6 +68,23 @@ export async function startSandbox(k: Kernel, id: string): Promise<SandboxView> 
     },
   );
   return sandboxView(s);
+}
+
+/** The template to restore `config`'s VM from, if templates are on and one is built; a lookup failure boots cold. */
+async function templateFor(k: Kernel, config: SandboxConfig, sandboxId: string) {
+  const shape = templateShapeOf(config);
+  if (!k.options.templates || !shape) return undefined;
+  try {
+    const found = await k.options.templates.find(shape);
+    if (!found)
+      k.logger.info({ sandboxId, step: 'template lookup', shape }, 'no template fits; booting cold');
+    if (!found) return undefined;
+    const { id, stateFile, imageVersion, kernelParams } = found;
+    return { id, stateFile, imageVersion, kernelParams: [...kernelParams] };
+  } catch (err) {
+    k.logger.warn({ sandboxId, step: 'template lookup', err }, 'template lookup failed; booting cold');
+    return undefined;
+  }
 }
 
 /** stop, pause and resume: one event asked, one transitional state, one state it ends in. */

@@ -25,7 +25,7 @@ export const daemonMethods = [
       'Version, hypervisor mode (kvm/tcg), counts of sandboxes and containers by state, last event seq.',
     params: z.strictObject({}).optional(),
     result:
-      '{ version, pid, startedAt, stateDir, socket, hypervisor: { mode }, sandboxes: { total, byState }, containers: { total, byState }, events: { lastSeq } }',
+      '{ version, pid, startedAt, stateDir, socket, templates: on|off, hypervisor: { mode }, sandboxes: { total, byState }, containers: { total, byState }, events: { lastSeq } }',
     handler: async (_p, { runtime, events, facts, accel }) => {
       const sandboxes = runtime.listSandboxes();
       const containers = sandboxes.flatMap((s) => safeContainers(runtime, s.id));

@@ -57,6 +57,8 @@ export interface DaemonFacts {
   readonly startedAt: string;
   readonly stateDir?: string;
   readonly socket?: string;
+  /** Whether sandbox starts restore from VM templates (sandboxd --templates). */
+  readonly templates?: 'on' | 'off';
 }
 
 export interface MethodContext {
