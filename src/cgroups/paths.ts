@@ -141,4 +141,4 @@ const joinPath = (...parts: string[]) =>
     .join('/')}`;
 
 /** What a host cgroup directory must look like to be joined: absolute, normalised, under /sys/fs/cgroup. */
-export const CGROUP_DIR_PATTERN = /^\/sys\/fs\/cgroup(\/(?!\.\.?(\/|$))[^/\0]+)+$/;
+export const CGROUP_DIR_PATTERN = /^\/sys\/fs\/cgroup(\/([^/.\0][^/\0]*|\.[^/.\0][^/\0]*|\.\.[^/\0]+))+$/;
