@@ -3,6 +3,7 @@
 // checked against the runtime spec's state schema, every wrong-state call refused with nothing changed,
 // a failed create leaving no trace, and no daemon meaning a clear error.
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { isAbsolute, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -115,11 +116,17 @@ describe('sandboxd-runc: the runc lifecycle on a real daemon and VM', { timeout:
     const nfs = await runcSpecBundle(join(world.dir, 'nfs'), ['true']);
     const spec = JSON.parse(await readFile(join(nfs, 'config.json'), 'utf8'));
     spec.mounts.push({ destination: '/mnt', type: 'nfs', source: 'server:/export', options: [] });
+    // A host cgroup too (one level, so no parent is made): QEMU joined it at boot; the undo removes it.
+    spec.linux.cgroupsPath = `/sbx-runc-nfs-${process.pid}`;
     await writeFile(join(nfs, 'config.json'), JSON.stringify(spec));
     const r = await runc(world, ['create', '--bundle', nfs, '--pid-file', join(world.dir, 'nfs.pid'), 'nfs']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /mounts\[\d+\]\.type/);
     await assertNothingLeft(world);
+    const left = (await readdir('/sys/fs/cgroup')).filter((h) =>
+      existsSync(join('/sys/fs/cgroup', h, spec.linux.cgroupsPath)),
+    );
+    assert.deepEqual(left, [], 'no host cgroup left after the failed create');
     assert.match((await runc(world, ['state', 'nfs'])).stderr, /does not exist/);
   });
 

@@ -140,4 +140,28 @@ describe('podman with sandboxd-runc as its runtime (real daemon, real VMs)', { t
     await podmanRemove(w.world, w.podman, 'cg', { force: true });
     assert.deepEqual(await existing(dirs), [], 'rm removed the cgroup in every hierarchy');
   });
+
+  it("podman top with ps(1) options lists the guest's processes (ps run in the container)", {
+    timeout: VM_MS,
+  }, async () => {
+    const d = await p('run', '-d', '--network', 'none', '--name', 'top', 'busybox', 'sleep', '100000');
+    assert.equal(d.code, 0, d.stderr);
+    const keeper = (await p('inspect', '--format', '{{.State.Pid}}', 'top')).stdout.trim();
+    // An option of ps(1) is no psgo descriptor: podman 4.3 runs `ps` in the container through the runtime's exec.
+    const guest = await p('top', 'top', '-o', 'pid,args');
+    assert.equal(guest.code, 0, guest.stderr);
+    const rows = guest.stdout
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/));
+    assert.deepEqual(rows[0], ['1', 'sleep', '100000'], guest.stdout);
+    assert.ok(!guest.stdout.includes('sandboxd-runc-keeper'), 'no host process in the guest view');
+    // psgo's own descriptors read the keeper's /proc and namespaces, which are the host's: what it shows
+    // (docs/oci-cli.md): host processes, the keeper among them.
+    const host = await p('top', 'top', 'pid', 'args');
+    assert.equal(host.code, 0, host.stderr);
+    assert.match(host.stdout, new RegExp(`^\\s*${keeper}\\s+.*sandboxd-runc-keeper`, 'm'), host.stdout);
+    await podmanRemove(w.world, w.podman, 'top', { force: true });
+  });
 });
