@@ -3,7 +3,6 @@
 // address on eth0, reaches a listener on the bridge gateway, the host reaches the container, and delete leaves
 // the namespace's links and tc filters exactly as CNI made them. Run as root.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -11,41 +10,11 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createBusyboxBundle } from '../src/image/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
+import { CniBridge, CniNamespace } from './support/cni.js';
 import { qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 240_000;
-const CNI_PATH = '/usr/lib/cni';
 const octet = 10 + (process.pid % 200);
-const subnet = `10.215.${octet}.0/24`;
-const gateway = `10.215.${octet}.1`;
-const ns = `sbxcni${process.pid}`;
-const nsPath = `/run/netns/${ns}`;
-const bridge = `sbxbr${process.pid}`.slice(0, 15);
-const sh = (...argv: string[]) => execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
-const links = () => sh('ip', '-n', ns, '-o', 'link', 'show').replace(/\\.*$/gm, '').trim();
-const filters = () =>
-  ['ingress', 'egress'].map((k) => sh('tc', '-n', ns, 'filter', 'show', 'dev', 'eth0', k).trim()).join('\n');
-const qdiscs = () => sh('tc', '-n', ns, 'qdisc', 'show').trim();
-
-interface CniResult {
-  ips: { address: string; gateway?: string }[];
-}
-
-/** Runs one CNI plugin as a runtime does: the verb and ids in the environment, the config on stdin. */
-function cni(command: 'ADD' | 'DEL', plugin: string, ifname: string, config: object): string {
-  return execFileSync(join(CNI_PATH, plugin), [], {
-    input: JSON.stringify(config),
-    encoding: 'utf8',
-    env: {
-      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
-      CNI_COMMAND: command,
-      CNI_CONTAINERID: ns,
-      CNI_NETNS: nsPath,
-      CNI_IFNAME: ifname,
-      CNI_PATH,
-    },
-  });
-}
 
 describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 900_000 }, () => {
   let dir: string;
@@ -56,38 +25,23 @@ describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 9
   let linksBefore: string;
   let filtersBefore: string;
   let qdiscsBefore: string;
-  let bridgeConf: object;
-  let loConf: object;
-  let added = false;
+  let bridge: CniBridge;
+  let netns: CniNamespace;
+  let gateway: string;
+  let nsPath: string;
   const sb = 'cni1';
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sbx-cni-'));
-    bridgeConf = {
-      cniVersion: '1.0.0',
-      name: 'sbxcni',
-      type: 'bridge',
-      bridge,
-      isGateway: true,
-      ipMasq: false,
-      ipam: {
-        type: 'host-local',
-        subnet,
-        gateway,
-        routes: [{ dst: '0.0.0.0/0' }],
-        dataDir: join(dir, 'ipam'),
-      },
-    };
-    loConf = { cniVersion: '1.0.0', name: 'lo', type: 'loopback' };
-    sh('ip', 'netns', 'add', ns);
-    cni('ADD', 'loopback', 'lo', loConf);
-    const result = JSON.parse(cni('ADD', 'bridge', 'eth0', bridgeConf)) as CniResult;
-    added = true;
-    address = result.ips[0]!.address;
-    assert.match(address, new RegExp(`^10\\.215\\.${octet}\\.\\d+/24$`), JSON.stringify(result));
-    linksBefore = links();
-    filtersBefore = filters();
-    qdiscsBefore = qdiscs();
+    bridge = new CniBridge(`sbxbr${process.pid}`.slice(0, 15), octet, dir);
+    gateway = bridge.gateway;
+    netns = new CniNamespace(`sbxcni${process.pid}`);
+    nsPath = netns.path;
+    address = netns.add(bridge);
+    assert.match(address, new RegExp(`^10\\.215\\.${octet}\\.\\d+/24$`));
+    linksBefore = netns.links();
+    filtersBefore = netns.filters();
+    qdiscsBefore = netns.qdiscs();
     server = createHttpServer((_, res) => res.end('hello-from-bridge'));
     await new Promise<void>((resolve) => server.listen(0, gateway, resolve));
     port = (server.address() as { port: number }).port;
@@ -105,24 +59,8 @@ describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 9
     await world?.close().catch(() => undefined);
     for (const pid of await qemuPidsUsing(dir)) process.kill(pid, 'SIGKILL');
     await new Promise((resolve) => server?.close(resolve));
-    if (added) {
-      try {
-        cni('DEL', 'bridge', 'eth0', bridgeConf);
-        cni('DEL', 'loopback', 'lo', loConf);
-      } catch {
-        // the namespace delete below takes the veth anyway
-      }
-    }
-    for (const argv of [
-      ['ip', 'netns', 'del', ns],
-      ['ip', 'link', 'del', bridge],
-    ]) {
-      try {
-        sh(...argv);
-      } catch {
-        // never made
-      }
-    }
+    netns?.close();
+    bridge?.remove();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -163,13 +101,12 @@ describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 9
 
   it('leaves the links and tc filters as CNI made them after delete', { timeout: VM_MS }, async () => {
     await world.runtime.deleteSandbox(sb, { force: true });
-    assert.equal(links(), linksBefore);
-    assert.equal(filters(), filtersBefore);
-    assert.equal(qdiscs(), qdiscsBefore);
+    assert.equal(netns.links(), linksBefore);
+    assert.equal(netns.filters(), filtersBefore);
+    assert.equal(netns.qdiscs(), qdiscsBefore);
     assert.deepEqual(await qemuPidsUsing(dir), []);
-    cni('DEL', 'bridge', 'eth0', bridgeConf);
-    cni('DEL', 'loopback', 'lo', loConf);
-    added = false;
-    assert.doesNotMatch(links(), /eth0/, 'CNI DEL took its veth');
+    netns.del('eth0');
+    netns.delLoopback();
+    assert.doesNotMatch(netns.links(), /eth0/, 'CNI DEL took its veth');
   });
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { networkConfig } from '../src/cli/network.js';
 import { InvalidArgument } from '../src/errors/index.js';
-import { qemuArgs, type VmConfig } from '../src/hypervisor/index.js';
+import { qemuArgs, SPARE_NIC_PORTS, type VmConfig } from '../src/hypervisor/index.js';
 
 const config: VmConfig = {
   sandboxId: 'sb1',
@@ -35,15 +35,20 @@ describe('a netns network on the QEMU command line', () => {
       'tcg',
     );
     assert.deepEqual(valuesOf(args, '-netdev'), [
-      'tap,id=net0,ifname=sbx0123abcdt0,script=no,downscript=no',
-      'tap,id=net1,ifname=sbx0123abcdt1,script=no,downscript=no',
+      'tap,id=net-sbx0123abcdt0,ifname=sbx0123abcdt0,script=no,downscript=no',
+      'tap,id=net-sbx0123abcdt1,ifname=sbx0123abcdt1,script=no,downscript=no',
     ]);
     assert.deepEqual(
       valuesOf(args, '-device').filter((d) => d.startsWith('virtio-net-pci')),
       [
-        'virtio-net-pci,netdev=net0,mac=ba:78:82:ea:ae:6c',
-        'virtio-net-pci,netdev=net1,mac=ba:78:82:ea:ae:6d',
+        'virtio-net-pci,id=nic-sbx0123abcdt0,netdev=net-sbx0123abcdt0,mac=ba:78:82:ea:ae:6c,bus=nicport0',
+        'virtio-net-pci,id=nic-sbx0123abcdt1,netdev=net-sbx0123abcdt1,mac=ba:78:82:ea:ae:6d,bus=nicport1',
       ],
+    );
+    // Each NIC on a root port of its own (q35's root bus cannot unplug), and spare ports for later ones.
+    assert.equal(
+      valuesOf(args, '-device').filter((d) => d.startsWith('pcie-root-port')).length,
+      2 + SPARE_NIC_PORTS,
     );
     assert.ok(!args.some((a) => a.startsWith('user,')), 'no slirp');
   });

@@ -8,6 +8,7 @@ import { withDeadline } from '../timing/index.js';
 import { failureOf } from './effect-runner.js';
 import type { AnyEntity, ContainerActor, SandboxActor } from './entity.js';
 import type { Kernel } from './kernel.js';
+import { reconcileNetns } from './netns-recovery.js';
 import { currentSize, sameSize } from './resize.js';
 import type { RecoveryReport } from './runtime-options.js';
 import { vmShapeOf } from './vm-config.js';
@@ -127,6 +128,9 @@ async function reconcileSandbox(rt: Kernel, sandbox: SandboxActor, t: Tally): Pr
       // A guest network change asked for before the restart, without outcome: made again (idempotent).
       if (state === 'running' && sandbox.context.networkUpdating !== undefined)
         await retry(sandbox, 'updateGuestNetwork', ['GuestNetworkUpdateRequested'], 'running');
+      // A netns refresh asked for before the restart, without outcome: run again (it plans from the world).
+      if (state === 'running' && sandbox.context.netnsRefreshing)
+        await retry(sandbox, 'refreshNetwork', ['SandboxNetworkRefreshRequested'], 'running');
       await reconcileContainers(rt, sandbox, t);
       return;
     }
@@ -337,7 +341,16 @@ export async function reconcileAll(rt: Kernel): Promise<RecoveryReport> {
     for (let s = queue.shift(); s; s = queue.shift()) {
       const sandbox = s;
       try {
-        await withDeadline(reconcileSandbox(rt, sandbox, t), rt.timeouts.reconcile, 'reconcile');
+        const recordNetns = async (type: string, data: unknown) => {
+          const appended = await rt.record(sandbox, { type, data, correlationId: correlation.recovery });
+          if (appended) t.appended += 1;
+        };
+        const reconcile = async () => {
+          await reconcileSandbox(rt, sandbox, t);
+          // After the rest: by then the log says whether the VM runs, so the namespace is made to match.
+          await reconcileNetns(rt, sandbox, recordNetns);
+        };
+        await withDeadline(reconcile(), rt.timeouts.reconcile, 'reconcile');
       } catch (err) {
         const error = asSandboxdError(err, 'reconcile');
         t.errors.push({ sandboxId: sandbox.id, message: error.message });

@@ -65,6 +65,8 @@ export const defaultTimeouts: Readonly<Record<TimeoutName, number>> = {
   call: 30_000,
   /** sandbox.update: until the guest shows the vCPUs and memory QEMU hotplugged. */
   resizeVm: 60_000,
+  /** sandbox.networkRefresh: NICs unplugged (the guest lets go) and plugged until the guest shows them. */
+  refreshNetwork: 90_000,
 };
 
 export interface RuntimeOptions {

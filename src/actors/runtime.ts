@@ -76,6 +76,9 @@ export class ActorRuntime extends Kernel implements RuntimeHandle {
   updateSandbox(id: string, request: ResizeRequest): Promise<SandboxView> {
     return sandbox.updateSandbox(this, id, request);
   }
+  refreshNetwork(id: string): Promise<SandboxView> {
+    return sandbox.refreshNetwork(this, id);
+  }
   getSandbox(id: string): SandboxView {
     return sandboxView(this.sandbox(id));
   }

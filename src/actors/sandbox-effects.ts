@@ -13,6 +13,7 @@ import { childQuiesceMs, type EffectContext, type EffectDefinition, handleOf, qu
 import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
 import { configureNetnsNetwork, guestDnsOf, netnsOf, unwire } from './netns-network.js';
+import { refreshNetworkEffect } from './netns-refresh.js';
 import { resizeVmEffect } from './resize.js';
 import { refreshIdentity, restoreFromTemplate, SHARE_STORAGE } from './restore.js';
 import { checkHostPortsFree, configureUserNetwork, vmNetworkOf, vmShapeOf } from './vm-config.js';
@@ -173,6 +174,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
     },
   },
   resizeVm: resizeVmEffect,
+  refreshNetwork: refreshNetworkEffect,
   destroyVm: {
     failure: 'SandboxDeleteFailed',
     run: async ({ ctx, entity }) => {

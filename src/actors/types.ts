@@ -88,6 +88,13 @@ export interface SandboxView {
   readonly template?: string;
   /** Why it booted cold although a template was asked for (the restore's failure). */
   readonly templateError?: string;
+  /** A netns sandbox's wiring: each veth of its namespace and the tap (and NIC, with the veth's MAC) joined to it. */
+  readonly interfaces?: readonly {
+    readonly veth: string;
+    readonly tap: string;
+    readonly mac: string;
+    readonly addresses: readonly string[];
+  }[];
 }
 
 export interface SandboxStats {
@@ -175,6 +182,12 @@ export interface Runtime {
    * unless running.
    */
   updateSandbox(id: string, request: { vcpus?: number; memoryMiB?: number }): Promise<SandboxView>;
+  /**
+   * Plugs a NIC into a running netns sandbox for each veth added to its namespace since it was wired, and
+   * unplugs the NIC of each veth gone: SandboxNetworkRefreshRequested, then SandboxNetworkRefreshed (or
+   * …RefreshFailed). InvalidArgument('id') unless the sandbox is on a network namespace; InvalidState unless running.
+   */
+  refreshNetwork(id: string): Promise<SandboxView>;
   getSandbox(id: string): SandboxView;
   listSandboxes(): SandboxView[];
   /** The view, what the VM costs the host (when the hypervisor says), and each live container's cgroup stats. */

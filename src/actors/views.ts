@@ -25,6 +25,16 @@ export function sandboxView(s: SandboxActor): SandboxView {
     ...(error === undefined ? {} : { error }),
     ...(dns ? { dns } : {}),
     ...(c.guestNetwork ? { guestNetwork: c.guestNetwork } : {}),
+    ...(c.netns
+      ? {
+          interfaces: c.netns.links.map((l) => ({
+            veth: l.veth,
+            tap: l.tap,
+            mac: l.mac,
+            addresses: l.addresses,
+          })),
+        }
+      : {}),
     ...originOf(c),
   };
 }

@@ -211,6 +211,10 @@ export function registerSandboxCommands(ctx: CliContext): void {
       })),
     );
   sandbox
+    .command('network-refresh <id>')
+    .description('plug in NICs for veths added to a netns sandbox’s namespace, unplug those of veths gone')
+    .action(call('sandbox.networkRefresh', (id: string) => ({ id })));
+  sandbox
     .command('delete <id>')
     .alias('rm')
     .description('delete a stopped sandbox (--force: any state)')

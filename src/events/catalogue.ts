@@ -4,6 +4,7 @@
 // (Every `data` shape below is persisted in the log; old records are lifted on read, never rewritten.)
 import { z } from 'zod';
 import { InvalidArgument } from '../errors/index.js';
+import { networkSchemas } from './network.js';
 import { EventRegistry, type EventTypeDefinition, type Upcaster } from './registry.js';
 
 const entityId = z.string().min(1).max(64);
@@ -252,6 +253,8 @@ const sandboxSchemas = {
   /** The guest took the change (outcome of GuestNetworkUpdateRequested; older logs have it alone). */
   GuestNetworkUpdated: guestNetworkChange,
   GuestNetworkUpdateFailed: failed,
+  ...networkSchemas,
+  SandboxNetworkRefreshFailed: failed,
 } as const;
 
 /** Data schemas of the container stream (`container-<sandboxId>-<id>`). */

@@ -2,7 +2,8 @@
 import { join } from 'node:path';
 import { InvalidArgument } from '../errors/index.js';
 import { accelArgs } from './accel.js';
-import type { Accel, PortForward, VmConfig, VmNetnsNetwork, VmNetwork, VmUserNetwork } from './types.js';
+import { tapArgs } from './nics.js';
+import type { Accel, PortForward, VmConfig, VmNetwork, VmUserNetwork } from './types.js';
 
 /**
  * Name of the read-only guest root: the virtio-blk serial of the image's rootImage (the guest finds the disk by
@@ -141,16 +142,6 @@ function validateNetwork(network: VmNetwork): void {
     }
     taken.push(port);
   }
-}
-
-/** Per tap a `-netdev tap` QEMU opens by name (it runs in the tap's namespace) and a virtio NIC with the veth's MAC. */
-function tapArgs(network: VmNetnsNetwork): string[] {
-  return network.nics.flatMap((nic, i) => [
-    '-netdev',
-    `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no`,
-    '-device',
-    `virtio-net-pci,netdev=net${i},mac=${nic.mac}`,
-  ]);
 }
 
 /** `-netdev user` with the forwarded ports, and its virtio NIC; taps for a netns; nothing without a network. */

@@ -11,6 +11,7 @@ export {
   type VmPaths,
   vmPaths,
 } from './cmdline.js';
+export { netdevId, nicId, SPARE_NIC_PORTS } from './nics.js';
 export { isProcessAlive, type ProcUsage, readProcStat, readProcUsage } from './proc.js';
 export { createQemuHypervisor, QemuHypervisor, type QemuHypervisorOptions } from './qemu.js';
 export {

@@ -15,6 +15,7 @@ import { detectAccel } from './accel.js';
 import { MEMORY_SLOTS, qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
 import { defaultReaperBinary, readExitStatus, waitExitStatus } from './exit-status.js';
 import { restoreVmState, saveVmState } from './migration.js';
+import { plugNic, unplugNic } from './nics.js';
 import {
   isProcessAlive,
   readCmdline,
@@ -28,6 +29,7 @@ import type {
   Accel,
   Hypervisor,
   StopOptions,
+  TapNic,
   VmConfig,
   VmEvent,
   VmHandle,
@@ -614,6 +616,18 @@ export class QemuHypervisor implements Hypervisor {
       throw err;
     }
     logger.info({ step: 'hotplug memory', sizeMiB, dimm: `dimm-${index}` }, 'memory hotplugged');
+  }
+
+  async plugNic(sandboxId: string, nic: TapNic): Promise<void> {
+    const { qmp, logger } = this.#live(sandboxId, 'nic hotplug');
+    const how = await plugNic(qmp, nic);
+    logger.info({ step: 'nic hotplug', tap: nic.tap, mac: nic.mac, how }, 'NIC plugged');
+  }
+
+  async unplugNic(sandboxId: string, tap: string): Promise<void> {
+    const { qmp, logger } = this.#live(sandboxId, 'nic unplug');
+    const how = await unplugNic(qmp, tap);
+    logger.info({ step: 'nic unplug', tap, how }, 'NIC unplugged');
   }
 
   /** Pauses the VM and writes its state to `file` (see migration.ts); the VM stays paused. */

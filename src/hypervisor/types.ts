@@ -154,6 +154,13 @@ export interface Hypervisor {
    * every DIMM slot is taken (checked before anything is plugged).
    */
   hotplugMemory(sandboxId: string, sizeMiB: number): Promise<void>;
+  /**
+   * Plugs a virtio NIC on a tap of the VM's namespace (it exists there already) into a spare root port.
+   * Idempotent. Optional: ports without it cannot hotplug interfaces.
+   */
+  plugNic?(sandboxId: string, nic: TapNic): Promise<void>;
+  /** Unplugs the NIC of `tap` once the guest let go of it, and QEMU's hold on the tap. Idempotent. */
+  unplugNic?(sandboxId: string, tap: string): Promise<void>;
   /** The VM's current size (two cheap QMP queries). Optional: ports without it skip size reconciliation. */
   size?(sandboxId: string): Promise<VmSize>;
   /** What the VM's process costs the host now. Optional: ports without it report no VM usage. */

@@ -33,6 +33,8 @@ export interface SandboxContext {
   readonly restoreFailed?: SandboxEventData['SandboxRestoreFailed'];
   /** A clone's guest was given its own randomness, clock and hostname (SandboxIdentityRefreshed). */
   readonly identityRefreshed?: boolean;
+  /** A refresh of the netns wiring asked for (SandboxNetworkRefreshRequested) without an outcome in the log yet. */
+  readonly netnsRefreshing?: true;
 }
 
 type GuestNetworkData = SandboxEventData['GuestNetworkUpdated'];
@@ -61,6 +63,7 @@ export type SandboxMachineEvent = Fed<SandboxEvent>;
  * pauseVm → SandboxPaused | SandboxPauseFailed; resumeVm → SandboxResumed | SandboxResumeFailed;
  * stopVm → SandboxStopped | SandboxStopFailed; destroyVm → SandboxDeleted | SandboxDeleteFailed;
  * updateGuestNetwork → GuestNetworkUpdated | GuestNetworkUpdateFailed;
+ * refreshNetwork → SandboxNetworkRefreshed | SandboxNetworkRefreshFailed;
  * resizeVm → SandboxResized (what QEMU took) and, when it stopped short, SandboxResizeFailed.
  */
 export const sandboxEffects = [
@@ -74,6 +77,7 @@ export const sandboxEffects = [
   'destroyVm',
   'updateGuestNetwork',
   'resizeVm',
+  'refreshNetwork',
 ] as const;
 export type SandboxEffect = (typeof sandboxEffects)[number];
 
@@ -84,6 +88,11 @@ const forced = ({ event }: { event: SandboxMachineEvent }) =>
 
 /** Delete only when nothing runs (created, stopped, failed, lost), or with force from anywhere. */
 const forceDelete = { SandboxDeleteRequested: { guard: 'forced', target: '#sandbox.deleting' } } as const;
+/** Recovery re-made missing wiring of a VM that runs (nothing in the context changes: the wiring is the same). */
+const networkRepaired = { SandboxNetworkRepaired: { actions: 'wiringReconciled' } } as const;
+/** Recovery took the wiring of a sandbox that runs no VM out of its namespace. */
+const networkReleased = { SandboxNetworkReleased: { actions: 'wiringReconciled' } } as const;
+
 const vmDied = {
   VmExited: { target: '#sandbox.lost', actions: 'gone' },
   SandboxLost: { target: '#sandbox.lost', actions: 'gone' },
@@ -102,6 +111,18 @@ export const sandboxMachine = setup({
     destroyVm: noEffect,
     updateGuestNetwork: noEffect,
     resizeVm: noEffect,
+    refreshNetwork: noEffect,
+    refreshAsked: assign({ netnsRefreshing: true as const }),
+    refreshed: assign(({ context, event }) =>
+      event.type === 'SandboxNetworkRefreshed' && context.netns
+        ? {
+            netns: { ...context.netns, links: event.data.links, routes: event.data.routes },
+            netnsRefreshing: undefined,
+          }
+        : {},
+    ),
+    // Like a refused guest network change, a refresh that failed says nothing about the sandbox's health.
+    refreshSettled: assign({ netnsRefreshing: undefined }),
     /** Keeps the failure of a …Failed event for views. */
     remember: assign(({ event }) => ('error' in event.data ? { error: event.data.error } : {})),
     reattached: assign(({ event }) =>
@@ -135,6 +156,8 @@ export const sandboxMachine = setup({
     ),
     // Not `remember`: a refused network change says nothing about the sandbox's health (its view's error).
     networkSettled: assign({ networkUpdating: undefined }),
+    /** A fact for the audit trail only: what recovery changed in the namespace leaves the context as it was. */
+    wiringReconciled: assign({}),
     /** The VM is known gone: forget its handle, keep why. */
     gone: assign(({ event }) => ({
       handle: undefined,
@@ -145,6 +168,8 @@ export const sandboxMachine = setup({
     forced,
     networkIdle: ({ context }) => context.networkUpdating === undefined,
     resizeIdle: ({ context }) => context.resizing === undefined,
+    /** A netns VM (it has a recorded wiring) with no refresh in flight. */
+    refreshable: ({ context }) => context.netns !== undefined && context.netnsRefreshing === undefined,
   },
 }).createMachine({
   id: 'sandbox',
@@ -167,6 +192,7 @@ export const sandboxMachine = setup({
     },
     created: {
       on: {
+        ...networkReleased,
         SandboxStartRequested: { target: 'starting' },
         SandboxDeleteRequested: { target: 'deleting' },
       },
@@ -186,6 +212,7 @@ export const sandboxMachine = setup({
       })),
       on: {
         SandboxStartFailed: { target: 'failed', actions: ['remember', 'releaseVm'] },
+        ...networkRepaired,
         ...vmDied,
         ...forceDelete,
       },
@@ -206,6 +233,7 @@ export const sandboxMachine = setup({
                 ...(context.guestNetwork ? { guestNetwork: undefined } : {}),
                 ...(context.networkUpdating ? { networkUpdating: undefined } : {}),
                 ...(context.resizing ? { resizing: undefined } : {}),
+                ...(context.netnsRefreshing ? { netnsRefreshing: undefined } : {}),
               })),
             },
           },
@@ -241,9 +269,13 @@ export const sandboxMachine = setup({
         },
         GuestNetworkUpdated: { actions: 'networkChanged' },
         GuestNetworkUpdateFailed: { actions: 'networkSettled' },
+        SandboxNetworkRefreshRequested: { guard: 'refreshable', actions: ['refreshAsked', 'refreshNetwork'] },
+        SandboxNetworkRefreshed: { actions: 'refreshed' },
+        SandboxNetworkRefreshFailed: { actions: 'refreshSettled' },
         SandboxPauseRequested: { target: 'pausing' },
         SandboxStopRequested: { target: 'stopping' },
         SandboxReattached: { actions: 'reattached' },
+        ...networkRepaired,
         ...vmDied,
         ...forceDelete,
       },
@@ -255,6 +287,7 @@ export const sandboxMachine = setup({
         SandboxPaused: { target: 'paused' },
         SandboxReattached: { actions: 'reattached' },
         SandboxPauseFailed: { target: 'running', actions: 'remember' },
+        ...networkRepaired,
         ...vmDied,
         ...forceDelete,
       },
@@ -265,6 +298,7 @@ export const sandboxMachine = setup({
         SandboxResumeRequested: { target: 'resuming' },
         SandboxStopRequested: { target: 'stopping' },
         SandboxReattached: { actions: 'reattached' },
+        ...networkRepaired,
         ...vmDied,
         ...forceDelete,
       },
@@ -276,6 +310,7 @@ export const sandboxMachine = setup({
         SandboxResumed: { target: 'running' },
         SandboxReattached: { actions: 'reattached' },
         SandboxResumeFailed: { target: 'paused', actions: 'remember' },
+        ...networkRepaired,
         ...vmDied,
         ...forceDelete,
       },
@@ -294,6 +329,7 @@ export const sandboxMachine = setup({
     stopped: {
       tags: ['down'],
       on: {
+        ...networkReleased,
         SandboxStartRequested: { target: 'starting' },
         SandboxDeleteRequested: { target: 'deleting' },
       },
@@ -301,6 +337,7 @@ export const sandboxMachine = setup({
     failed: {
       tags: ['down'],
       on: {
+        ...networkReleased,
         // Start again in place: launchVm clears what the failed attempt left.
         SandboxStartRequested: { target: 'starting' },
         SandboxDeleteRequested: { target: 'deleting' },
@@ -311,6 +348,7 @@ export const sandboxMachine = setup({
     lost: {
       tags: ['down'],
       on: {
+        ...networkReleased,
         // A VM that died can be booted again; its containers stay lost until deleted.
         SandboxStartRequested: { target: 'starting' },
         SandboxDeleteRequested: { target: 'deleting' },

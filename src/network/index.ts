@@ -7,12 +7,36 @@ export {
   readNetnsDns,
   resolvConfLines,
 } from './dns.js';
-export { attachNetns, checkNetnsPath, detachNetns, inNetns, readNetns } from './netns.js';
+export {
+  attachNetns,
+  checkNetnsPath,
+  detachNetns,
+  inNetns,
+  readNetns,
+  repairNetns,
+  runPlan,
+} from './netns.js';
 export { parseIngressFilters, parseIngressQdiscs, parseLinks, parseRoutes } from './parse.js';
-export { FILTER_PREF, isTapOf, NETNS_FIELD, planAttach, planDetach, tapName, workloadLinks } from './plan.js';
+export {
+  changesOf,
+  FILTER_PREF,
+  isTapOf,
+  NETNS_FIELD,
+  nextTapIndex,
+  planAttach,
+  planDetach,
+  planLinks,
+  planRefresh,
+  planRemoval,
+  planRepair,
+  tapName,
+  wiredLinkOf,
+  workloadLinks,
+} from './plan.js';
 export type {
   DnsConfig,
   IngressFilter,
+  NetnsChange,
   NetnsCommand,
   NetnsLink,
   NetnsRoute,

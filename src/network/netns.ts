@@ -8,8 +8,15 @@ import type { Logger } from 'pino';
 import { HypervisorError, InvalidArgument } from '../errors/index.js';
 import { readNetnsDns } from './dns.js';
 import { parseIngressFilters, parseIngressQdiscs, parseLinks, parseRoutes } from './parse.js';
-import { NETNS_FIELD, planAttach, planDetach } from './plan.js';
-import type { IngressFilter, NetnsCommand, NetnsState, NetnsWiring } from './types.js';
+import { NETNS_FIELD, planAttach, planDetach, planRepair } from './plan.js';
+import type {
+  IngressFilter,
+  NetnsChange,
+  NetnsCommand,
+  NetnsState,
+  NetnsWiring,
+  WiredLink,
+} from './types.js';
 
 const exec = promisify(execFile);
 const COMMAND_TIMEOUT_MS = 10_000;
@@ -103,23 +110,62 @@ export async function attachNetns(path: string, sandboxId: string, logger: Logge
   return wiring;
 }
 
+/** Whether the namespace at `path` still exists (a deleted one took our taps and filters with it). */
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Runs `commands` in order and returns the changes made, also when one fails: the error (HypervisorError) is
+ * thrown with the changes made before it as `made`, so the caller can record them.
+ */
+export async function runPlan(path: string, commands: readonly NetnsCommand[]): Promise<NetnsChange[]> {
+  const made: NetnsChange[] = [];
+  for (const command of commands) {
+    try {
+      await runIn(path, command);
+    } catch (err) {
+      Object.assign(err as object, { made });
+      throw err;
+    }
+    made.push(...(command.changes ?? []));
+  }
+  return made;
+}
+
 /**
  * Removes every tap and redirect of `sandboxId` from the namespace, and nothing else; a namespace that is gone
- * took them with it. Idempotent. Throws HypervisorError when a command fails.
+ * took them with it. Idempotent: returns what it removed (empty when nothing of ours was left). Throws
+ * HypervisorError when a command fails.
  */
-export async function detachNetns(path: string, sandboxId: string, logger: Logger): Promise<void> {
-  if (
-    !(await stat(path).then(
-      () => true,
-      () => false,
-    ))
-  )
-    return;
+export async function detachNetns(path: string, sandboxId: string, logger: Logger): Promise<NetnsChange[]> {
+  if (!(await exists(path))) return [];
   const commands = planDetach(await readNetns(path), sandboxId);
-  for (const command of commands) await runIn(path, command);
+  const made = await runPlan(path, commands);
   if (commands.length > 0)
     logger.info(
       { sandboxId, netns: path, ran: commands.length },
       'sandbox unwired from its network namespace',
     );
+  return made;
+}
+
+/**
+ * Makes again what is missing of a running sandbox's recorded `links` (taps, qdiscs, filters), keeping what is
+ * there: recovery after a crash. Returns what it made (empty when all was in place; also when the namespace is
+ * gone). Throws HypervisorError, or InvalidArgument when a veth is now redirected elsewhere.
+ */
+export async function repairNetns(
+  path: string,
+  sandboxId: string,
+  links: readonly WiredLink[],
+  logger: Logger,
+): Promise<NetnsChange[]> {
+  if (!(await exists(path))) return [];
+  const made = await runPlan(path, planRepair(await readNetns(path), links, path));
+  if (made.length > 0) logger.info({ sandboxId, netns: path, made }, 'missing netns wiring made again');
+  return made;
 }

@@ -3,7 +3,7 @@
 // duplicates a tap or a filter.
 import { createHash } from 'node:crypto';
 import { InvalidArgument } from '../errors/index.js';
-import type { NetnsCommand, NetnsLink, NetnsState, NetnsWiring, WiredLink } from './types.js';
+import type { NetnsChange, NetnsCommand, NetnsLink, NetnsState, NetnsWiring, WiredLink } from './types.js';
 
 /** Priority of our redirect filters: distinct from the kernel's automatic ones (49152 and down). */
 export const FILTER_PREF = 20617;
@@ -62,6 +62,7 @@ function redirect(from: string, to: string): NetnsCommand {
       'dev',
       to,
     ],
+    changes: [{ op: 'add', kind: 'filter', dev: from, to }],
   };
 }
 
@@ -70,6 +71,17 @@ function redirectOf(state: NetnsState, from: string, to: string): 'ours' | 'none
   const filter = state.ingress[from]?.find((f) => f.pref === FILTER_PREF);
   if (!filter) return 'none';
   return filter.redirectTo === to ? 'ours' : (filter.redirectTo ?? 'another filter');
+}
+
+/** The tap index after the highest one in use (taps keep their names while other links come and go). */
+export function nextTapIndex(links: readonly WiredLink[]): number {
+  const used = links.map((l) => Number(/t(\d+)$/.exec(l.tap)?.[1] ?? -1));
+  return used.length === 0 ? 0 : Math.max(...used) + 1;
+}
+
+/** A veth joined to the tap `tap`: the VM's NIC takes its MAC, MTU and addresses. */
+export function wiredLinkOf(veth: NetnsLink, tap: string): WiredLink {
+  return { veth: veth.name, tap, mac: veth.mac, mtu: veth.mtu, addresses: veth.addresses };
 }
 
 /**
@@ -85,13 +97,26 @@ export function planAttach(
   const veths = workloadLinks(state);
   if (veths.length === 0)
     throw new InvalidArgument(NETNS_FIELD, `${path} has no Ethernet interface to attach`);
-  const links: WiredLink[] = veths.map((v, i) => ({
-    veth: v.name,
-    tap: tapName(sandboxId, i),
-    mac: v.mac,
-    mtu: v.mtu,
-    addresses: v.addresses,
-  }));
+  const links = veths.map((v, i) => wiredLinkOf(v, tapName(sandboxId, i)));
+  return { wiring: { path, links, routes: state.routes }, commands: planLinks(state, links, path) };
+}
+
+/**
+ * What is missing of the recorded `links` (a tap, a qdisc, a filter someone removed or a crash left unmade),
+ * for recovery: links whose veth is gone are left out (a refresh unplugs them). Throws like planAttach when a
+ * link is now redirected elsewhere.
+ */
+export function planRepair(state: NetnsState, links: readonly WiredLink[], path: string): NetnsCommand[] {
+  const names = new Set(state.links.map((l) => l.name));
+  return planLinks(
+    state,
+    links.filter((l) => names.has(l.veth)),
+    path,
+  );
+}
+
+/** The commands that join each veth of `links` to its tap both ways, skipping what exists already. */
+export function planLinks(state: NetnsState, links: readonly WiredLink[], path: string): NetnsCommand[] {
   const names = new Set(state.links.map((l) => l.name));
   const byName = new Map(state.links.map((l) => [l.name, l]));
   const commands: NetnsCommand[] = [];
@@ -105,7 +130,11 @@ export function planAttach(
         throw new InvalidArgument(NETNS_FIELD, `${from} in ${path} is already redirected to ${current}`);
     }
     if (!names.has(link.tap))
-      commands.push({ step: 'ip tuntap add', argv: ['ip', 'tuntap', 'add', 'dev', link.tap, 'mode', 'tap'] });
+      commands.push({
+        step: 'ip tuntap add',
+        argv: ['ip', 'tuntap', 'add', 'dev', link.tap, 'mode', 'tap'],
+        changes: [{ op: 'add', kind: 'tap', dev: link.tap }],
+      });
     // Always: cheap, and a tap found after a crash may have been left down.
     commands.push({
       step: 'ip link set',
@@ -118,7 +147,11 @@ export function planAttach(
       // A tap made just now has no qdisc yet, whatever the state said of an older one of that name.
       const fresh = !names.has(from);
       if (fresh || !state.ingress[from]) {
-        commands.push({ step: 'tc qdisc add', argv: ['tc', 'qdisc', 'add', 'dev', from, 'ingress'] });
+        commands.push({
+          step: 'tc qdisc add',
+          argv: ['tc', 'qdisc', 'add', 'dev', from, 'ingress'],
+          changes: [{ op: 'add', kind: 'qdisc', dev: from }],
+        });
         // The kernel raises a txqueuelen of 0 (CNI's veths) to 1000 when any qdisc is attached, and a qdisc
         // delete does not lower it again: put it back at once, so the veth is left as CNI made it (it has no
         // queueing qdisc, so the length never mattered to the redirect).
@@ -129,7 +162,7 @@ export function planAttach(
       if (fresh || redirectOf(state, from, to) === 'none') commands.push(redirect(from, to));
     }
   }
-  return { wiring: { path, links, routes: state.routes }, commands };
+  return commands;
 }
 
 /**
@@ -138,24 +171,76 @@ export function planAttach(
  * go with them). Empty when nothing of ours is left.
  */
 export function planDetach(state: NetnsState, sandboxId: string): NetnsCommand[] {
-  const taps = state.links.filter((l) => isTapOf(sandboxId, l.name)).map((l) => l.name);
+  return planRemoval(state, (name) => isTapOf(sandboxId, name));
+}
+
+/** The commands that remove the taps `isRemoved` picks and the redirects of other links to them. */
+export function planRemoval(state: NetnsState, isRemoved: (tap: string) => boolean): NetnsCommand[] {
+  const gone = state.links.filter((l) => OUR_TAP.test(l.name) && isRemoved(l.name)).map((l) => l.name);
   const commands: NetnsCommand[] = [];
   for (const link of state.links) {
-    if (taps.includes(link.name)) continue;
+    if (gone.includes(link.name)) continue;
     const filters = state.ingress[link.name] ?? [];
     const ours = filters.filter(
-      (f) => f.pref === FILTER_PREF && f.redirectTo && isTapOf(sandboxId, f.redirectTo),
+      (f) => f.pref === FILTER_PREF && f.redirectTo && OUR_TAP.test(f.redirectTo) && isRemoved(f.redirectTo),
     );
     if (ours.length === 0) continue;
+    const changes = ours.map((f) => ({
+      op: 'del' as const,
+      kind: 'filter' as const,
+      dev: link.name,
+      to: f.redirectTo as string,
+    }));
     if (ours.length === filters.length) {
-      commands.push({ step: 'tc qdisc del', argv: ['tc', 'qdisc', 'del', 'dev', link.name, 'ingress'] });
+      commands.push({
+        step: 'tc qdisc del',
+        argv: ['tc', 'qdisc', 'del', 'dev', link.name, 'ingress'],
+        changes: [...changes, { op: 'del', kind: 'qdisc', dev: link.name }],
+      });
     } else {
       commands.push({
         step: 'tc filter del',
         argv: ['tc', 'filter', 'del', 'dev', link.name, 'parent', 'ffff:', 'pref', String(FILTER_PREF)],
+        changes,
       });
     }
   }
-  for (const tap of taps) commands.push({ step: 'ip link del', argv: ['ip', 'link', 'del', 'dev', tap] });
+  for (const tap of gone) {
+    const own = (state.ingress[tap] ?? [])
+      .filter((f) => f.pref === FILTER_PREF && f.redirectTo)
+      .map((f) => ({ op: 'del' as const, kind: 'filter' as const, dev: tap, to: f.redirectTo as string }));
+    commands.push({
+      step: 'ip link del',
+      argv: ['ip', 'link', 'del', 'dev', tap],
+      changes: [...own, { op: 'del', kind: 'tap', dev: tap }],
+    });
+  }
   return commands;
+}
+
+/** Every change the commands make, in order (what an event records). */
+export function changesOf(commands: readonly NetnsCommand[]): NetnsChange[] {
+  return commands.flatMap((c) => c.changes ?? []);
+}
+
+/**
+ * What a refresh changes, from the namespace now and the recorded `links`: links whose veth is gone (or came
+ * back with another MAC: a new veth of the same name) are removed; Ethernet links not recorded are added, each
+ * with the next tap name (the same on a retry, as the recorded links are the same).
+ */
+export function planRefresh(
+  state: NetnsState,
+  sandboxId: string,
+  links: readonly WiredLink[],
+): { kept: WiredLink[]; added: WiredLink[]; removed: WiredLink[] } {
+  const veths = new Map(workloadLinks(state).map((v) => [v.name, v]));
+  const same = (l: WiredLink) => veths.get(l.veth)?.mac.toLowerCase() === l.mac.toLowerCase();
+  const kept = links.filter(same);
+  const removed = links.filter((l) => !same(l));
+  const keptVeths = new Set(kept.map((l) => l.veth));
+  let next = nextTapIndex(links);
+  const added = [...veths.values()]
+    .filter((v) => !keptVeths.has(v.name))
+    .map((v) => wiredLinkOf(v, tapName(sandboxId, next++)));
+  return { kept, added, removed };
 }

@@ -68,8 +68,21 @@ export interface NetnsWiring {
   readonly dns?: DnsConfig;
 }
 
+/**
+ * One change to a namespace made by us, as events record it: a tap, an ingress qdisc, or a redirect filter on
+ * `dev` (to `to`). Persisted in SandboxNetworkRepaired / SandboxNetworkReleased / SandboxNetworkRefreshed.
+ */
+export interface NetnsChange {
+  readonly op: 'add' | 'del';
+  readonly kind: 'tap' | 'qdisc' | 'filter';
+  readonly dev: string;
+  readonly to?: string;
+}
+
 /** A command run inside the namespace (argv of ip or tc), with the step name for errors and logs. */
 export interface NetnsCommand {
   readonly step: string;
   readonly argv: readonly string[];
+  /** What it changes, for the log; absent for settings of a link already ours (mtu, up, txqueuelen). */
+  readonly changes?: readonly NetnsChange[];
 }

@@ -1,12 +1,13 @@
-// Commands on sandboxes: create, start, stop, pause, resume, delete, update (resize), stats.
+// Commands on sandboxes: create, start, stop, pause, resume, delete, update (resize), network refresh, stats.
 
 import type { ContainerStats } from '../../agent/index.js';
-import { AlreadyExists, ConcurrencyConflict } from '../../errors/index.js';
+import { AlreadyExists, ConcurrencyConflict, InvalidArgument } from '../../errors/index.js';
 import type { VmUsage } from '../../hypervisor/index.js';
 import { can, initialSnapshot } from '../../machines/index.js';
 import { checkNetnsPath } from '../../network/index.js';
 import { lifeKey, SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
+import { netnsOf } from '../netns-network.js';
 import { currentSize, planResize, type ResizeRequest, sameSize } from '../resize.js';
 import type { SandboxConfig, SandboxStats, SandboxView } from '../types.js';
 import { sandboxView } from '../views.js';
@@ -161,6 +162,33 @@ export async function updateSandbox(k: Kernel, id: string, request: ResizeReques
       return sameSize(from, to) ? undefined : { type: 'SandboxResizeRequested', data: to, correlationId: by };
     },
     () => s.context.resizing !== undefined,
+  );
+  return sandboxView(s);
+}
+
+/**
+ * Plugs in NICs for veths added to the namespace and unplugs those of veths gone (see Runtime.refreshNetwork):
+ * the intent, then refreshNetwork holding the sandbox's turn until its outcome, so no stop or second refresh
+ * slips in. Asked explicitly (by the CNI caller once its ADD or DEL is done) rather than by watching the
+ * namespace: a veth appears before CNI has given it an address, so a watcher would wire it half made.
+ */
+export async function refreshNetwork(k: Kernel, id: string): Promise<SandboxView> {
+  const by = k.open('sandbox.networkRefresh');
+  const s = k.sandboxEntry(id);
+  await changeAndWait(
+    k,
+    s,
+    'networkRefresh',
+    () => {
+      if (netnsOf(s.context.config) === undefined)
+        throw new InvalidArgument(
+          'id',
+          `sandbox ${id} is not on a network namespace (config.network.mode netns)`,
+        );
+      requireState(s, ['running'], 'networkRefresh');
+      return { type: 'SandboxNetworkRefreshRequested', data: {}, correlationId: by };
+    },
+    () => s.context.netnsRefreshing !== undefined,
   );
   return sandboxView(s);
 }

@@ -77,6 +77,15 @@ export const sandboxMethods = [
       }),
   }),
   method({
+    name: 'sandbox.networkRefresh',
+    summary:
+      "Plugs a NIC into a running netns sandbox for each veth added to its namespace since it was wired (tap, tc redirects, hotplugged virtio-net with the veth's MAC; the guest gets its addresses, MTU and routes), and unplugs the NIC of each veth gone (its tap and filters removed). Call it after a CNI ADD or DEL on the sandbox's namespace.",
+    when: 'running, on a network namespace (else InvalidArgument naming id). Appends SandboxNetworkRefreshRequested, then SandboxNetworkRefreshed { links, added, removed, changes } or SandboxNetworkRefreshFailed (after a SandboxNetworkRefreshed with what was done, if anything). Nothing added or gone: a SandboxNetworkRefreshed with no change.',
+    params: sandboxRef,
+    result: 'SandboxView (interfaces: the wiring now)',
+    handler: (p, { runtime }) => runtime.refreshNetwork(p.id),
+  }),
+  method({
     name: 'sandbox.delete',
     summary: 'Deletes a sandbox and its directory; force also stops a running one.',
     when: 'stopped, created, failed or lost (any state with force).',
