@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -92,6 +93,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%s: exec %s: %s\n", argv[0], argv[2], strerror(errno));
     _exit(127);
   }
+  // From here on this process only waits: its command line (QEMU's, with the VM's paths) is wiped so that
+  // whoever looks for processes naming a VM's dir finds QEMU itself, not its parent too.
+  char *status_copy = strdup(status_path);
+  if (status_copy == NULL) return 127;
+  status_path = status_copy;
+  char *args_end = argv[argc - 1] + strlen(argv[argc - 1]);
+  memset(argv[1], 0, (size_t)(args_end - argv[1]));
   int st = 0;
   while (waitpid(first, &st, 0) < 0 && errno == EINTR) {
   }
