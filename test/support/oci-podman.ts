@@ -91,15 +91,11 @@ export interface PodmanWorld {
 }
 
 /** For a describe: registers before() (a world, podman on it) and after() (both closed); the handles. */
-export function usePodmanWorld(
-  prefix: string,
-  timeoutMs = 300_000,
-  o: { daemonArgs?: readonly string[] } = {},
-): PodmanWorld {
+export function usePodmanWorld(prefix: string, timeoutMs = 300_000): PodmanWorld {
   let world: OciWorld | undefined;
   let podman: Podman | undefined;
   before(async () => {
-    world = await openOciWorld(prefix, o);
+    world = await openOciWorld(prefix);
     podman = await openPodman(world, timeoutMs);
   });
   after(() => closePodmanWorld(world, podman));

@@ -29,17 +29,13 @@ export interface OciWorld {
   close(): Promise<void>;
 }
 
-/** A daemon in a temp dir; `daemonArgs` are added to its command line (e.g. log limits), restarts included. */
-export async function openOciWorld(
-  prefix = 'sbx-runc-',
-  o: { daemonArgs?: readonly string[] } = {},
-): Promise<OciWorld> {
+export async function openOciWorld(prefix = 'sbx-runc-'): Promise<OciWorld> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const socket = join(dir, 's.sock');
   const start = async () => {
     const d = await spawnUntil(
       DAEMON,
-      ['--state-dir', join(dir, 'state'), '--socket', socket, '--log-level', 'info', ...(o.daemonArgs ?? [])],
+      ['--state-dir', join(dir, 'state'), '--socket', socket, '--log-level', 'info'],
       /"msg":"ready"/,
       { timeoutMs: 120_000 },
     );
