@@ -5,20 +5,14 @@ import {
   credentials,
   Metadata,
   type MethodDefinition,
-  type ServiceError,
 } from '@grpc/grpc-js';
 import pino, { type Logger } from 'pino';
-import { map, Observable, Subject } from 'rxjs';
-import {
-  AgentError,
-  AlreadyExists,
-  InvalidArgument,
-  InvalidState,
-  NotFound,
-  type SandboxdError,
-  Timeout,
-} from '../errors/index.js';
+import { map, type Observable, Subject } from 'rxjs';
+import { AgentError, Timeout } from '../errors/index.js';
 import { sleep } from '../timing/index.js';
+import { fromWireInterface, fromWireRoute, toExit, toWireProcess, toWireResources } from './convert.js';
+import { agentErrorOf, GRPC_STATUS } from './grpc-errors.js';
+import { followOutput } from './output.js';
 import { AgentRelay } from './relay.js';
 import type {
   Agent,
@@ -35,27 +29,17 @@ import type {
   NetInterface,
   NetRoute,
   ProcessInfo,
-  ProcessSpec,
 } from './types.js';
-import { OCI_PROCESS_EXTRAS } from './types.js';
 import {
   type AgentServiceDefinition,
   defaultProtoPath,
-  ERROR_DETAILS_KEY,
-  ERROR_KIND_KEY,
   loadAgentService,
   type Outgoing,
-  type OutputChunk,
   type RequestOf,
   type ResponseOf,
   type StreamMethodName,
   type UnaryMethodName,
   type WireAgentEvent,
-  type WireExitStatus,
-  type WireNetInterface,
-  type WireNetRoute,
-  type WireProcessSpec,
-  type WireResources,
 } from './wire.js';
 
 export interface GrpcAgentOptions {
@@ -94,7 +78,6 @@ const RETRIABLE_RPCS: ReadonlySet<UnaryMethodName> = new Set<UnaryMethodName>([
   'ListInterfaces',
   'ListRoutes',
 ]);
-const STATUS = { CANCELLED: 1, DEADLINE_EXCEEDED: 4, INTERNAL: 13, UNAVAILABLE: 14 } as const;
 
 interface Connection {
   readonly sandboxId: string;
@@ -110,65 +93,6 @@ interface Connection {
 interface EventCursor {
   bootId: string;
   lastSeq: number;
-}
-
-function toExit(status: WireExitStatus | null): ExitStatus {
-  if (!status) return { exitCode: 255 };
-  return {
-    exitCode: status.exitCode,
-    ...(status.signal !== '' ? { signal: status.signal } : {}),
-    ...(status.oomKilled ? { oomKilled: true } : {}),
-  };
-}
-
-function toWireProcess(spec: ProcessSpec): Outgoing<WireProcessSpec> {
-  return {
-    args: spec.args,
-    env: spec.env ?? [],
-    cwd: spec.cwd ?? '',
-    terminal: spec.terminal ?? false,
-    user: typeof spec.user === 'string' ? spec.user : '',
-    consoleHeight: spec.consoleSize?.height ?? 0,
-    consoleWidth: spec.consoleSize?.width ?? 0,
-    ociJson: ociJsonOf(spec),
-  };
-}
-
-/** The OCI-only fields of `spec` as the guest merges them ('' when there are none). */
-function ociJsonOf(spec: ProcessSpec): string {
-  const extras: Record<string, unknown> = {};
-  for (const key of OCI_PROCESS_EXTRAS) if (spec[key] !== undefined) extras[key] = spec[key];
-  if (typeof spec.user === 'object') extras.user = spec.user;
-  return Object.keys(extras).length > 0 ? JSON.stringify(extras) : '';
-}
-
-function toWireResources(resources: ContainerResources): Outgoing<WireResources> {
-  return {
-    memoryLimitBytes: resources.memoryLimitBytes ?? 0,
-    cpuQuota: resources.cpuQuota ?? 0,
-    cpuPeriod: resources.cpuPeriod ?? 0,
-    pidsLimit: resources.pidsLimit ?? 0,
-  };
-}
-
-function fromWireInterface(iface: WireNetInterface | null): NetInterface {
-  if (!iface) return { name: '', addresses: [] };
-  return {
-    name: iface.name,
-    ...(iface.mac !== '' ? { mac: iface.mac } : {}),
-    ...(iface.mtu > 0 ? { mtu: iface.mtu } : {}),
-    addresses: iface.addresses,
-    up: iface.up,
-  };
-}
-
-function fromWireRoute(route: WireNetRoute): NetRoute {
-  return {
-    dest: route.dest,
-    ...(route.gateway !== '' ? { gateway: route.gateway } : {}),
-    ...(route.device !== '' ? { device: route.device } : {}),
-    ...(route.source !== '' ? { source: route.source } : {}),
-  };
 }
 
 /**
@@ -577,7 +501,8 @@ export class GrpcAgent implements Agent {
       try {
         return await this.#unaryOnce(sandboxId, rpc, request, Math.max(1, deadline - Date.now()), deadlineMs);
       } catch (err) {
-        const transportDropped = err instanceof AgentError && err.details.grpcCode === STATUS.UNAVAILABLE;
+        const transportDropped =
+          err instanceof AgentError && err.details.grpcCode === GRPC_STATUS.UNAVAILABLE;
         if (!transportDropped || !RETRIABLE_RPCS.has(rpc) || attempt >= 3 || Date.now() + 200 > deadline)
           throw err;
         await sleep(100);
@@ -603,7 +528,7 @@ export class GrpcAgent implements Agent {
         new Metadata(),
         { deadline: Date.now() + remainingMs },
         (err, response) => {
-          if (err || response === undefined) reject(this.#mapError(err, rpc, sandboxId, deadlineMs));
+          if (err || response === undefined) reject(agentErrorOf(err, rpc, sandboxId, deadlineMs));
           else resolve(response);
         },
       );
@@ -625,10 +550,6 @@ export class GrpcAgent implements Agent {
     );
   }
 
-  /**
-   * Output from `from` (or the oldest byte the agent still buffers); resumes at the next offset across dropped
-   * connections. A chunk's offset past the previous end means the agent dropped the bytes in between.
-   */
   #output(
     sandboxId: string,
     rpc: 'ReadStdout' | 'ReadStderr',
@@ -636,50 +557,9 @@ export class GrpcAgent implements Agent {
     execId: string,
     from: number,
   ): Observable<AgentOutputChunk> {
-    return new Observable<AgentOutputChunk>((subscriber) => {
-      let offset = from;
-      let call: ClientReadableStream<OutputChunk> | undefined;
-      let stopped = false;
-      let failures = 0;
-      const open = () => {
-        if (stopped) return;
-        const connection = this.#connections.get(sandboxId);
-        if (!connection) {
-          subscriber.error(new AgentError(`agent ${rpc}`, 'not connected', { sandboxId }));
-          return;
-        }
-        let errored = false;
-        call = this.#stream(connection, rpc, { containerId, execId, offset });
-        call.on('data', (chunk: OutputChunk) => {
-          failures = 0;
-          const end = chunk.offset + chunk.data.length;
-          if (end <= offset) return;
-          const skip = Math.max(0, offset - chunk.offset);
-          const fresh = chunk.data.subarray(skip);
-          const at = chunk.offset + skip;
-          offset = end;
-          subscriber.next({ offset: at, data: new Uint8Array(fresh.buffer, fresh.byteOffset, fresh.length) });
-        });
-        call.on('error', (err: ServiceError) => {
-          errored = true;
-          if (stopped) return;
-          const transient =
-            err.code === STATUS.UNAVAILABLE || err.code === STATUS.INTERNAL || err.code === STATUS.CANCELLED;
-          if (transient && this.#connections.has(sandboxId) && failures++ < 50) {
-            setTimeout(open, 300);
-            return;
-          }
-          subscriber.error(this.#mapError(err, rpc, sandboxId, 0));
-        });
-        call.on('end', () => {
-          if (!errored && !stopped) subscriber.complete();
-        });
-      };
-      open();
-      return () => {
-        stopped = true;
-        call?.cancel();
-      };
+    return followOutput(rpc, sandboxId, from, (offset) => {
+      const connection = this.#connections.get(sandboxId);
+      return connection && this.#stream(connection, rpc, { containerId, execId, offset });
     });
   }
 
@@ -711,82 +591,23 @@ export class GrpcAgent implements Agent {
         subject.next({ type: 'oom', containerId: message.oom.containerId });
       }
     });
-    const retry = () => {
-      if (connection.closed || connection.eventsCall !== call) return;
-      connection.eventsCall = undefined;
+    // Learn the boot id first (Check) before following again: a restarted agent numbers its events from 1 again.
+    const followAgain = (delayMs: number) => {
+      if (connection.closed) return;
       connection.retryTimer = setTimeout(() => {
-        // Learn the boot id first: a restarted agent numbers its events from 1 again.
         this.check(sandboxId).then(
           () => this.#followEvents(connection),
-          () => retry2(),
+          () => followAgain(1000),
         );
-      }, 500);
+      }, delayMs);
     };
-    const retry2 = () => {
-      if (connection.closed) return;
-      connection.retryTimer = setTimeout(
-        () =>
-          this.check(sandboxId).then(
-            () => this.#followEvents(connection),
-            () => retry2(),
-          ),
-        1000,
-      );
+    const dropped = () => {
+      if (connection.closed || connection.eventsCall !== call) return;
+      connection.eventsCall = undefined;
+      followAgain(500);
     };
-    call.on('error', retry);
-    call.on('end', retry);
-  }
-
-  #mapError(err: ServiceError | null, rpc: string, sandboxId: string, deadlineMs: number): SandboxdError {
-    const step = `agent ${rpc}`;
-    if (!err) return new AgentError(step, 'empty answer', { sandboxId });
-    const kind = err.metadata?.get(ERROR_KIND_KEY)[0];
-    let details: Record<string, unknown> = {};
-    const rawDetails = err.metadata?.get(ERROR_DETAILS_KEY)[0];
-    if (typeof rawDetails === 'string') {
-      try {
-        details = JSON.parse(rawDetails) as Record<string, unknown>;
-      } catch {
-        details = {};
-      }
-    }
-    const message = err.details || err.message;
-    const str = (key: string) => (typeof details[key] === 'string' ? (details[key] as string) : '?');
-    switch (kind) {
-      case 'NotFound':
-        return new NotFound(str('entity'), str('id'), { sandboxId, rpc });
-      case 'AlreadyExists':
-        return new AlreadyExists(str('entity'), str('id'), { sandboxId, rpc });
-      case 'InvalidState':
-        return new InvalidState(str('entity'), str('id'), str('state'), str('command'));
-      case 'InvalidArgument': {
-        const field = str('field');
-        const prefix = `${field}: `;
-        return new InvalidArgument(
-          field,
-          message.startsWith(prefix) ? message.slice(prefix.length) : message,
-          {
-            sandboxId,
-            rpc,
-          },
-        );
-      }
-      case 'Timeout':
-        return new Timeout(`${step}: ${str('step')}`, typeof details.ms === 'number' ? details.ms : 0, {
-          sandboxId,
-        });
-      default:
-        break;
-    }
-    if (kind === undefined && err.code === STATUS.DEADLINE_EXCEEDED) {
-      return new Timeout(step, deadlineMs, { sandboxId });
-    }
-    return new AgentError(
-      step,
-      message,
-      { sandboxId, grpcCode: err.code, ...(kind ? { agentKind: kind } : {}) },
-      err,
-    );
+    call.on('error', dropped);
+    call.on('end', dropped);
   }
 }
 
