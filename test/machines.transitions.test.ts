@@ -197,6 +197,44 @@ describe('replay', () => {
     ]);
   });
 
+  it('starts a clone only once its identity is its own, and refreshes only a clone', () => {
+    const restored = {
+      type: 'SandboxRestored',
+      data: { templateId: '0123456789abcdef', imageVersion: 'v', launchMs: 1, restoreMs: 1 },
+    };
+    const refreshed = { type: 'SandboxIdentityRefreshed', data: { steps: [{ step: 'reseed', ms: 1 }] } };
+    const [created, requested, launched, connected, started] = boot.map((e) => ({
+      type: e.type,
+      data: e.data,
+    }));
+    const clone = (id: string, events: { type: string; data: unknown }[]) =>
+      envelopes(
+        `sandbox-${id}`,
+        events.map((e) => (e.type === 'SandboxCreated' ? { ...e, data: { sandboxId: id, config: {} } } : e)),
+      );
+    // A clone whose workload would run on the template's randomness and clock: verify names it.
+    const stale = clone('stale', [created!, requested!, restored, launched!, connected!, started!]);
+    assert.deepEqual(
+      checkTransitions(stale).map((p) => [p.version, p.type, p.state]),
+      [[6, 'SandboxStarted', 'starting']],
+    );
+    const fresh = clone('fresh', [
+      created!,
+      requested!,
+      restored,
+      launched!,
+      connected!,
+      refreshed,
+      started!,
+    ]);
+    assert.deepEqual(checkTransitions(fresh), []);
+    const cold = clone('cold', [created!, requested!, launched!, connected!, refreshed, started!]);
+    assert.deepEqual(
+      checkTransitions(cold).map((p) => [p.version, p.type]),
+      [[5, 'SandboxIdentityRefreshed']],
+    );
+  });
+
   it('checkTransitions names the events the machine would refuse', () => {
     const bad = envelopes('sandbox-b', [
       { type: 'SandboxCreated', data: { sandboxId: 'b', config: {} } },

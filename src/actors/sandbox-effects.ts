@@ -8,7 +8,7 @@ import type { SandboxEventData } from '../events/index.js';
 import type { VmConfig } from '../hypervisor/index.js';
 import type { SandboxEffect } from '../machines/index.js';
 import { attachNetns, resolvConfLines } from '../network/index.js';
-import { withDeadline } from '../timing/index.js';
+import { sleep, withDeadline } from '../timing/index.js';
 import { childQuiesceMs, type EffectContext, type EffectDefinition, handleOf, quietly } from './effects.js';
 import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
@@ -190,13 +190,31 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, dirs.vm);
       await unwire(ctx.logger, entity);
-      // Volumes of containers still there are bound below the share: unmount them, or remove nothing.
-      await unmountAllUnder(dirs.root);
-      await rm(dirs.root, { recursive: true, force: true });
+      await removeSandboxDir(ctx, entity.id, dirs.root);
       return [{ type: 'SandboxDeleted', data: {} }];
     },
   },
 };
+
+/**
+ * Unmounts what is bound below the sandbox's dir (volumes and rootfs of containers still there), then removes it.
+ * A container effect that outlived the quiesce wait may still be adding an entry while rm walks the tree
+ * (ENOTEMPTY): unmount and remove again, a few times, before giving up.
+ */
+async function removeSandboxDir(ctx: EffectContext, sandboxId: string, root: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await unmountAllUnder(root);
+    try {
+      await rm(root, { recursive: true, force: true });
+      return;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((code !== 'ENOTEMPTY' && code !== 'EBUSY') || attempt >= 5) throw err;
+      ctx.logger.warn({ sandboxId, dir: root, code, attempt }, 'sandbox dir changed while being removed; again');
+      await sleep(200);
+    }
+  }
+}
 
 /**
  * QEMU joins the host cgroup directories of config.hostCgroup (sandboxd-runc's linux.cgroupsPath), so that whoever

@@ -48,6 +48,12 @@ const program = new Command('sandboxd')
       'start sandboxes from a VM template of their shape when one is built (sandboxctl template build); else cold',
     ).env('SANDBOXD_TEMPLATES'),
   )
+  .addOption(
+    new Option(
+      '--templates-dir <dir>',
+      'where VM templates are built and kept (default: beside the guest images)',
+    ).env('SANDBOXD_TEMPLATES_DIR'),
+  )
   .parse(process.argv);
 
 const opts = program.opts<{
@@ -58,6 +64,7 @@ const opts = program.opts<{
   logMaxSize?: string;
   logMaxFiles?: string;
   templates?: boolean;
+  templatesDir?: string;
 }>();
 const logger = pino({ name: 'sandboxd', level: opts.logLevel }, pino.destination({ fd: 2, sync: true }));
 
@@ -68,6 +75,7 @@ try {
     socketPath: opts.socket,
     ...(opts.metricsAddress ? { metricsAddress: opts.metricsAddress } : {}),
     ...(opts.templates ? { templates: true } : {}),
+    ...(opts.templatesDir ? { templatesDir: opts.templatesDir } : {}),
     logLimits: logLimitsFrom(opts.logMaxSize, opts.logMaxFiles),
     logger,
     // Fail-stop: nothing is retried after a failed log write; VMs keep running and the restart replays.

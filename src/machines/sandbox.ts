@@ -170,6 +170,10 @@ export const sandboxMachine = setup({
     resizeIdle: ({ context }) => context.resizing === undefined,
     /** A netns VM (it has a recorded wiring) with no refresh in flight. */
     refreshable: ({ context }) => context.netns !== undefined && context.netnsRefreshing === undefined,
+    /** A VM restored from a template (only a clone has a template's identity to replace). */
+    clone: ({ context }) => context.restored !== undefined,
+    /** Cold, or a clone whose randomness, clock and hostname were made its own: nothing runs on the template's. */
+    identityFresh: ({ context }) => context.restored === undefined || context.identityRefreshed === true,
   },
 }).createMachine({
   id: 'sandbox',
@@ -250,8 +254,8 @@ export const sandboxMachine = setup({
         initialising: {
           entry: 'initGuest',
           on: {
-            SandboxIdentityRefreshed: { actions: assign({ identityRefreshed: true }) },
-            SandboxStarted: { target: '#sandbox.running' },
+            SandboxIdentityRefreshed: { guard: 'clone', actions: assign({ identityRefreshed: true }) },
+            SandboxStarted: { guard: 'identityFresh', target: '#sandbox.running' },
           },
         },
       },
