@@ -1,19 +1,11 @@
-// QemuHypervisor: the Hypervisor port over detached QEMU processes, their QMP sockets and a process monitor.
-import { spawn } from 'node:child_process';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import pino, { type Logger } from 'pino';
 import { defer, type Observable, of, Subject } from 'rxjs';
-import {
-  AlreadyExists,
-  HypervisorError,
-  InvalidArgument,
-  NotFound,
-  SandboxdError,
-  Timeout,
-} from '../errors/index.js';
+import { AlreadyExists, HypervisorError, NotFound, SandboxdError } from '../errors/index.js';
 import { detectAccel } from './accel.js';
-import { MEMORY_SLOTS, qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
+import { qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
 import { defaultReaperBinary, readExitStatus, waitExitStatus } from './exit-status.js';
+import { hotplugCpus, hotplugMemory } from './hotplug.js';
 import { restoreVmState, saveVmState } from './migration.js';
 import { plugNic, unplugNic } from './nics.js';
 import {
@@ -25,6 +17,7 @@ import {
   waitForExit,
 } from './proc.js';
 import { QmpClient, type QmpEvent } from './qmp.js';
+import { spawnDaemonizedQemu } from './spawn.js';
 import type {
   Accel,
   Hypervisor,
@@ -37,6 +30,7 @@ import type {
   VmStatus,
   VmUsage,
 } from './types.js';
+import { checkVmInputs, exists, readPidFile, readTail, removeVmFiles } from './vm-files.js';
 
 export interface QemuHypervisorOptions {
   readonly logger?: Logger;
@@ -75,18 +69,6 @@ interface VmEntry {
   shutdownReason: string | undefined;
   readonly exited: Promise<void>;
   resolveExited: () => void;
-}
-
-interface HotpluggableCpu {
-  readonly type: string;
-  readonly 'vcpus-count': number;
-  readonly props: Readonly<Record<string, number>>;
-  readonly 'qom-path'?: string;
-}
-
-interface MemoryDeviceInfo {
-  readonly type: string;
-  readonly data: { readonly id?: string; readonly memdev?: string; readonly size?: number };
 }
 
 /**
@@ -149,7 +131,7 @@ export class QemuHypervisor implements Hypervisor {
     const accel = await this.accel();
     const args = qemuArgs(config, accel);
     const paths = vmPaths(config.stateDir);
-    await this.#checkInputs(config);
+    await checkVmInputs(config);
     const createdDir = !(await exists(paths.stateDir));
     if (!createdDir && (await this.#pidFromStateDir(paths)) !== undefined) {
       throw new AlreadyExists('vm', config.sandboxId, { stateDir: paths.stateDir });
@@ -161,12 +143,15 @@ export class QemuHypervisor implements Hypervisor {
     let qmp: QmpClient | undefined;
     try {
       throwIfAborted(signal, 'qemu start');
-      await this.#spawnDaemonized(
+      await spawnDaemonizedQemu({
+        qemuBinary: this.#qemuBinary,
+        reaperBinary: this.#reaperBinary,
+        timeoutMs: this.#launchTimeoutMs,
         args,
         paths,
         signal,
-        config.network?.mode === 'netns' ? config.network.path : undefined,
-      );
+        netns: config.network?.mode === 'netns' ? config.network.path : undefined,
+      });
       pid = await readPidFile(paths.pidFile);
       const procStat = await readProcStat(pid);
       if (!procStat) throw new HypervisorError('qemu start', 'QEMU exited right after starting', { pid });
@@ -208,80 +193,6 @@ export class QemuHypervisor implements Hypervisor {
         err,
       );
     }
-  }
-
-  /** Fails early, before anything is created, when an input path is missing. */
-  async #checkInputs(config: VmConfig): Promise<void> {
-    const inputs: [string, string][] = [
-      ['image.kernel', config.image.kernel],
-      ['image.initrd', config.image.initrd],
-      config.image.rootImage === undefined
-        ? ['image.rootDir', config.image.rootDir]
-        : ['image.rootImage', config.image.rootImage],
-      ['sharedDir', config.sharedDir],
-    ];
-    for (const [field, path] of inputs) {
-      if (!(await exists(path))) throw new InvalidArgument(field, `${path} does not exist`);
-    }
-  }
-
-  /**
-   * Runs QEMU with -daemonize: the first process exits once the VM is set up, with errors on stderr. With
-   * `netns`, QEMU is started inside that network namespace (nsenter execs it), so it opens the taps there.
-   */
-  #spawnDaemonized(
-    args: string[],
-    paths: VmPaths,
-    signal: AbortSignal | undefined,
-    netns: string | undefined,
-  ): Promise<void> {
-    const [qemu, qemuArgv] = netns
-      ? ['nsenter', [`--net=${netns}`, this.#qemuBinary, ...args]]
-      : [this.#qemuBinary, args];
-    // The reaper becomes the daemonized QEMU's parent (a subreaper) and exits as QEMU's first process does.
-    const [bin, argv] = this.#reaperBinary
-      ? [this.#reaperBinary, [paths.exitStatus, qemu, ...qemuArgv]]
-      : [qemu, qemuArgv];
-    return new Promise((resolve, reject) => {
-      // detached: its own session from the start, so no signal aimed at our group reaches it.
-      const child = spawn(bin, argv, {
-        cwd: paths.stateDir,
-        detached: true,
-        stdio: ['ignore', 'ignore', 'pipe'],
-      });
-      let stderr = '';
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (chunk: string) => {
-        if (stderr.length < 8192) stderr += chunk;
-      });
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Timeout('qemu start', this.#launchTimeoutMs));
-      }, this.#launchTimeoutMs);
-      const onAbort = (): void => {
-        child.kill('SIGKILL');
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      child.on('error', (err) => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        reject(new HypervisorError('qemu start', err.message, { binary: this.#qemuBinary }, err));
-      });
-      // 'exit' (not 'close'): the daemonized grandchild holds our stderr pipe until it has set up.
-      child.on('exit', (code, sig) => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        if (code === 0) {
-          resolve();
-          return;
-        }
-        // Give stderr a moment to drain: it carries QEMU's reason.
-        setTimeout(() => {
-          const message = stderr.trim() || `exited with ${code ?? sig}`;
-          reject(new HypervisorError('qemu start', message, { exitCode: code, signal: sig }));
-        }, 50);
-      });
-    });
   }
 
   #register(handle: VmHandle, paths: VmPaths, qmp: QmpClient, logger: Logger): VmEntry {
@@ -568,54 +479,15 @@ export class QemuHypervisor implements Hypervisor {
 
   async hotplugCpus(sandboxId: string, total: number): Promise<number> {
     const { qmp, logger } = this.#live(sandboxId, 'hotplug cpus');
-    const slots = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus');
-    if (!Number.isInteger(total) || total < 1 || total > slots.length) {
-      throw new InvalidArgument('total', `must be an integer in 1..${slots.length} (maxVcpus)`);
-    }
-    const free = slots
-      .filter((slot) => slot['qom-path'] === undefined)
-      .sort((a, b) => compareProps(a.props, b.props));
-    let plugged = slots.length - free.length;
-    for (const slot of free) {
-      if (plugged >= total) break;
-      const id = `cpu-${Object.values(slot.props).join('-')}`;
-      await qmp.execute('device_add', { driver: slot.type, id, ...slot.props });
-      plugged += slot['vcpus-count'];
-    }
-    const cpus = await qmp.execute<unknown[]>('query-cpus-fast');
-    logger.info({ step: 'hotplug cpus', total, cpus: cpus.length }, 'vCPUs hotplugged');
-    return cpus.length;
+    const cpus = await hotplugCpus(qmp, total);
+    logger.info({ step: 'hotplug cpus', total, cpus }, 'vCPUs hotplugged');
+    return cpus;
   }
 
   async hotplugMemory(sandboxId: string, sizeMiB: number): Promise<void> {
     const { qmp, logger } = this.#live(sandboxId, 'hotplug memory');
-    if (!Number.isInteger(sizeMiB) || sizeMiB <= 0 || sizeMiB % 2 !== 0) {
-      throw new InvalidArgument('sizeMiB', 'must be a positive even number of MiB');
-    }
-    const devices = await qmp.execute<MemoryDeviceInfo[]>('query-memory-devices');
-    // Every VM is launched with MEMORY_SLOTS DIMM slots (cmdline.ts): say so before QEMU half-adds a backend.
-    const dimms = devices.filter((device) => device.type === 'dimm').length;
-    if (dimms >= MEMORY_SLOTS) {
-      throw new InvalidArgument('sizeMiB', `no free DIMM slot: all ${MEMORY_SLOTS} are in use`, {
-        sandboxId,
-      });
-    }
-    const taken = new Set(devices.map((device) => device.data.id));
-    let index = devices.length;
-    while (taken.has(`dimm-${index}`)) index++;
-    const memdev = `mem-${index}`;
-    await qmp.execute('object-add', {
-      'qom-type': 'memory-backend-ram',
-      id: memdev,
-      size: sizeMiB * 1024 * 1024,
-    });
-    try {
-      await qmp.execute('device_add', { driver: 'pc-dimm', id: `dimm-${index}`, memdev });
-    } catch (err) {
-      await qmp.execute('object-del', { id: memdev }).catch(() => undefined);
-      throw err;
-    }
-    logger.info({ step: 'hotplug memory', sizeMiB, dimm: `dimm-${index}` }, 'memory hotplugged');
+    const dimm = await hotplugMemory(qmp, sandboxId, sizeMiB);
+    logger.info({ step: 'hotplug memory', sizeMiB, dimm }, 'memory hotplugged');
   }
 
   async plugNic(sandboxId: string, nic: TapNic): Promise<void> {
@@ -679,46 +551,6 @@ export class QemuHypervisor implements Hypervisor {
 /** A QemuHypervisor (KVM if it really works here, else TCG; see `accel`). */
 export function createQemuHypervisor(options: QemuHypervisorOptions = {}): QemuHypervisor {
   return new QemuHypervisor(options);
-}
-
-function compareProps(a: Readonly<Record<string, number>>, b: Readonly<Record<string, number>>): number {
-  for (const key of ['socket-id', 'die-id', 'core-id', 'thread-id']) {
-    const diff = (a[key] ?? 0) - (b[key] ?? 0);
-    if (diff !== 0) return diff;
-  }
-  return 0;
-}
-
-async function readPidFile(path: string): Promise<number> {
-  const text = await readFile(path, 'utf8');
-  const pid = Number.parseInt(text.trim(), 10);
-  if (!Number.isInteger(pid) || pid <= 0) throw new HypervisorError('read pidfile', `bad pidfile ${path}`);
-  return pid;
-}
-
-async function removeVmFiles(paths: VmPaths): Promise<void> {
-  const stale = [paths.qmpSocket, paths.agentSocket, paths.pidFile, paths.consoleLog, paths.exitStatus];
-  for (const file of [...stale, `${paths.exitStatus}.tmp`]) {
-    await rm(file, { force: true });
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function readTail(path: string, bytes = 2048): Promise<string | undefined> {
-  try {
-    const text = await readFile(path, 'utf8');
-    return text.slice(-bytes);
-  } catch {
-    return undefined;
-  }
 }
 
 function throwIfAborted(signal: AbortSignal | undefined, step: string): void {
