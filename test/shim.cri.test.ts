@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,7 +21,7 @@ import {
   startShimWorld,
   VM_MS,
 } from './support/containerd-world.js';
-import { type CriClient, type CriMessage, criClient } from './support/cri.js';
+import { type CriClient, type CriMessage, criClient, streamSession } from './support/cri.js';
 import { exists, qemuPidsUsing } from './support/vm.js';
 
 const MiB = 1024 * 1024;
@@ -29,12 +30,13 @@ const subnet = `10.216.${octet}.0/24`;
 const gateway = `10.216.${octet}.1`;
 const bridge = `sbxcri${process.pid}`.slice(0, 15);
 
-const criConfig = (cniDir: string) =>
+const criConfig = (cniDir: string, streamPort: number) =>
   [
     '[plugins."io.containerd.grpc.v1.cri"]',
     `  sandbox_image = "${PAUSE_IMAGE}"`,
     '  stream_server_address = "127.0.0.1"',
-    '  stream_server_port = "0"',
+    // A real port: containerd builds the Exec/Attach URLs from the configured one (0 would be in them).
+    `  stream_server_port = "${streamPort}"`,
     '  disable_apparmor = true',
     '  [plugins."io.containerd.grpc.v1.cri".containerd]',
     '    default_runtime_name = "runc"',
@@ -47,6 +49,17 @@ const criConfig = (cniDir: string) =>
     '    bin_dir = "/usr/lib/cni"',
     `    conf_dir = "${cniDir}"`,
   ].join('\n');
+
+/** A TCP port free on 127.0.0.1 now (the kernel's pick, released for containerd's stream server). */
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
 
 // CRI's own namespaces (cni-<uuid>): other tests on this machine add and remove theirs meanwhile.
 const netnsNames = async () =>
@@ -86,6 +99,19 @@ describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shi
     (await rt('ContainerStatus', { containerId: containers[container] })).status as CriMessage;
   const log = (name: string) => readFile(join(logDir(), `${name}.log`), 'utf8').catch(() => '');
   const sandboxes = () => world.call<{ id: string; state: string }[]>('sandbox.list');
+  // The events of a sandbox and its containers (for a failure's message: a container's exit, crun's error).
+  const eventsOf = async (sandboxId: string) => {
+    const page = await world.call<{ events: { stream: string; type: string; data: unknown }[] }>(
+      'events.read',
+      {
+        limit: 10000,
+      },
+    );
+    return page.events
+      .filter((e) => e.stream.includes(sandboxId))
+      .map((e) => `${e.stream} ${e.type} ${JSON.stringify(e.data).slice(0, 600)}`)
+      .join('\n');
+  };
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'shim-cri-'));
@@ -114,7 +140,7 @@ describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shi
       }),
     );
     netnsBefore = await netnsNames();
-    world = await startShimWorld({ cri: criConfig(join(dir, 'cni')) });
+    world = await startShimWorld({ cri: criConfig(join(dir, 'cni'), await freePort()) });
     cri = criClient(world.ctrd.address);
     // CRI's image store learns of the imported images from containerd's events: wait until it has both.
     for (const image of [IMAGE, PAUSE_IMAGE]) {
@@ -214,6 +240,56 @@ describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shi
     assert.equal(r.stdout.toString(), 'out\n');
     assert.equal(r.stderr.toString(), 'err\n');
     assert.equal(r.exitCode, 7);
+  });
+
+  it('CRI Exec streams over WebSocket (v4.channel.k8s.io): stdout and stderr apart, the exit status on channel 3', {
+    timeout: VM_MS,
+  }, async () => {
+    const { url } = await rt('Exec', {
+      containerId: containers.c2,
+      cmd: ['sh', '-c', 'echo out; echo err >&2; exit 7'],
+      stdout: true,
+      stderr: true,
+    });
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/exec\//);
+    const r = await streamSession(url);
+    assert.equal(r.protocol, 'v4.channel.k8s.io');
+    assert.equal(r.stdout.toString(), 'out\n');
+    assert.equal(r.stderr.toString(), 'err\n');
+    const status = JSON.parse(r.status);
+    assert.equal(status.status, 'Failure', r.status);
+    assert.equal(status.reason, 'NonZeroExitCode', r.status);
+    assert.deepEqual(status.details?.causes, [{ reason: 'ExitCode', message: '7' }], r.status);
+    // A command that succeeds ends with status Success.
+    const ok = await streamSession(
+      (await rt('Exec', { containerId: containers.c2, cmd: ['true'], stdout: true, stderr: true })).url,
+    );
+    assert.equal(JSON.parse(ok.status).status, 'Success', ok.status);
+  });
+
+  it('CRI Exec with tty and stdin over WebSocket: input reaches the process, output comes back on the terminal', {
+    timeout: VM_MS,
+  }, async () => {
+    const { url } = await rt('Exec', {
+      containerId: containers.c2,
+      // containerd applies a resize (ResizePty) and copies stdin concurrently: the script waits up to 5 s for
+      // the size to change from the guest pty's default before it prints it.
+      cmd: [
+        'sh',
+        '-c',
+        'read line; echo "got:$line"; i=0; while [ "$(stty size)" = "24 80" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done; stty size; [ -t 0 ] && echo tty; exit 3',
+      ],
+      tty: true,
+      stdin: true,
+      stdout: true,
+    });
+    const r = await streamSession(url, { input: 'hello\n', resize: { Width: 91, Height: 17 } });
+    const text = r.stdout.toString();
+    assert.match(text, /got:hello\r?\n/, text);
+    assert.match(text, /\btty\r?\n/, text);
+    assert.match(text, /17 91/, text);
+    assert.equal(r.stderr.length, 0, 'a terminal has one output stream');
+    assert.deepEqual(JSON.parse(r.status).details?.causes, [{ reason: 'ExitCode', message: '3' }], r.status);
   });
 
   it("the container's log at the CRI log path is in CRI format, both streams", async () => {
@@ -347,5 +423,69 @@ describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shi
       [],
       'no netns of CRI left',
     );
+  });
+
+  it("a hostNetwork pod (network NODE) runs on the VM's user-mode network; ExecSync in its container works; stop/remove leave nothing", {
+    timeout: VM_MS,
+  }, async () => {
+    const config: CriMessage = {
+      ...podConfig(),
+      metadata: { name: 'hostnet', uid: `hostnet-${process.pid}`, namespace: 'default' },
+      hostname: 'hostnet-node',
+      logDirectory: join(dir, 'logs', 'hostnet'),
+      linux: { securityContext: { namespaceOptions: { network: 'NODE', pid: 'CONTAINER', ipc: 'POD' } } },
+    };
+    await mkdir(config.logDirectory, { recursive: true });
+    const before = await netnsNames();
+    const id = (await rt('RunPodSandbox', { config, runtimeHandler: 'sandboxd' })).podSandboxId;
+    try {
+      const [sb] = await sandboxes();
+      assert.ok(sb, "the pod's sandbox is there");
+      // The pause container's exit used to end such a pod a second or so after its start: still READY later.
+      await new Promise((r) => setTimeout(r, 3000));
+      const st = (await rt('PodSandboxStatus', { podSandboxId: id })).status as CriMessage;
+      assert.equal(
+        st.state,
+        'SANDBOX_READY',
+        `the pod is READY; its sandbox's events:\n${await eventsOf(sb.id)}`,
+      );
+      const view = await world.call<{ config: { network?: unknown } }>('sandbox.status', { id: sb.id });
+      assert.equal(view.config.network, 'user', JSON.stringify(view.config));
+      const c = await rt('CreateContainer', {
+        podSandboxId: id,
+        config: {
+          metadata: { name: 'h1', attempt: 0 },
+          image: { image: IMAGE },
+          command: ['sleep', '100000'],
+          logPath: 'h1.log',
+        },
+        sandboxConfig: config,
+      });
+      await rt('StartContainer', { containerId: c.containerId });
+      const r = await rt('ExecSync', {
+        containerId: c.containerId,
+        cmd: ['sh', '-c', 'cat /proc/sys/kernel/random/boot_id; hostname; ip -o -4 addr show eth0'],
+        timeout: 60,
+      });
+      assert.equal(r.exitCode, 0, r.stderr.toString());
+      const [bootId, hostname] = r.stdout.toString().split('\n');
+      const host = (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+      assert.notEqual(bootId, host, "the guest's kernel");
+      // The spec's hostname without a UTS namespace (crun refuses that) became the VM's: the pod's "node".
+      assert.equal(hostname, 'hostnet-node');
+      // QEMU's user-mode network: the guest's eth0 is 10.0.2.15.
+      assert.match(r.stdout.toString(), /inet 10\.0\.2\.15\//);
+    } finally {
+      await rt('StopPodSandbox', { podSandboxId: id });
+      await rt('RemovePodSandbox', { podSandboxId: id });
+    }
+    await until('no sandbox', async () => ((await sandboxes()).length === 0 ? true : undefined));
+    assert.deepEqual(await qemuPidsUsing(world.dir), []);
+    assert.deepEqual(
+      (await netnsNames()).filter((n) => !before.includes(n)),
+      [],
+      'no netns made',
+    );
+    assert.deepEqual(await mountsUnder(world.ctrd.dir), []);
   });
 });

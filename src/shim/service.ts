@@ -8,6 +8,7 @@ import type { ApiClient } from '../api/index.js';
 import { type CallContext, Code, type Handler, TtrpcError } from '../ttrpc/index.js';
 import type { ApiLink } from './connection.js';
 import { invalid, notFound, notImplemented } from './errdefs.js';
+import { dropSpecHostname, guestHostnameOf, hostnameWithoutUts } from './host-uts.js';
 import { makeMountTargets, type SpecMount } from './mount-targets.js';
 import {
   containerIdFor,
@@ -111,18 +112,24 @@ interface CreateReq {
 
 interface BundleSpec {
   annotations?: Record<string, string>;
+  hostname?: string;
   root?: { path?: string; readonly?: boolean };
   mounts?: SpecMount[];
   linux?: { namespaces?: { type?: string; path?: string }[] };
 }
 
+type SandboxNetwork = 'none' | 'user' | { mode: 'netns'; path: string };
+
 /**
- * The network namespace the task's spec joins (CRI's pod sandbox: the one CNI wired; `ctr run --with-ns`):
- * it becomes the VM's network, so the pod's containers see its veth, addresses and routes.
+ * The VM's network from the task's spec. A network namespace joined by path (CRI's pod sandbox: the one CNI
+ * wired; `ctr run --with-ns`) becomes the VM's, so the pod's containers see its veth, addresses and routes. No
+ * network namespace at all is the host's network (a hostNetwork pod): a VM cannot join the node's namespace,
+ * so it gets QEMU's user-mode NAT, outbound to whatever the node reaches. A new, empty one: loopback only.
  */
-function netnsPathOf(spec: BundleSpec): string | undefined {
-  const path = spec.linux?.namespaces?.find((n) => n.type === 'network')?.path;
-  return path ? path : undefined;
+function networkOf(spec: BundleSpec): SandboxNetwork {
+  const ns = spec.linux?.namespaces?.find((n) => n.type === 'network');
+  if (ns === undefined) return 'user';
+  return ns.path ? { mode: 'netns', path: ns.path } : 'none';
 }
 
 async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Promise<Record<string, unknown>> {
@@ -176,14 +183,19 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
       const root = spec.root.path ?? 'rootfs';
       await makeMountTargets(isAbsolute(root) ? root : join(req.bundle, root), spec.mounts ?? []);
     }
+    // A hostNetwork pod's hostname without a UTS namespace: the VM's own (see host-uts.ts).
+    const nodeHostname = kind === undefined ? undefined : hostnameWithoutUts(spec);
+    if (nodeHostname !== undefined) await dropSpecHostname(req.bundle);
+    const guestHostname = nodeHostname === undefined ? undefined : guestHostnameOf(nodeHostname);
     if (task.ownsSandbox) {
-      const netns = netnsPathOf(spec);
+      const network = networkOf(spec);
       await api.call('sandbox.create', {
         id: sandboxId,
         config: {
           labels: { [LABEL_NAMESPACE]: ns, [LABEL_TASK]: req.id.slice(0, 4096), [LABEL_OWNER]: 'containerd' },
           ...size,
-          ...(netns ? { network: { mode: 'netns', path: netns } } : {}),
+          ...(network === 'none' ? {} : { network }),
+          ...(guestHostname === undefined ? {} : { hostname: guestHostname }),
         },
       });
       sandboxMade = true;

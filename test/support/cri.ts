@@ -4,6 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import WebSocket from 'ws';
 
 const CRI_PROTO = fileURLToPath(new URL('../../../proto/cri.proto', import.meta.url));
 
@@ -56,4 +57,60 @@ export function criClient(address: string): CriClient {
       image.close();
     },
   };
+}
+
+/** What one streaming session (CRI Exec / Attach URL) gave back. */
+export interface StreamResult {
+  /** The subprotocol the stream server chose. */
+  readonly protocol: string;
+  readonly stdout: Buffer;
+  readonly stderr: Buffer;
+  /** Channel 3: under v4.channel.k8s.io a metav1.Status JSON ({status: 'Success'} or 'Failure' with the code). */
+  readonly status: string;
+}
+
+/**
+ * Speaks kubectl's WebSocket remotecommand protocol (`v4.channel.k8s.io`) to a URL of containerd's stream
+ * server: every binary message starts with its channel (0 stdin, 1 stdout, 2 stderr, 3 error/status, 4 resize);
+ * the server ends the session by closing the socket once the process exited and its status was sent.
+ * `input` is sent on channel 0 once the server signalled the session is up (its first, empty, message);
+ * `resize` on channel 4 before it.
+ */
+export function streamSession(
+  url: string,
+  options: { input?: string; resize?: { Width: number; Height: number }; timeoutMs?: number } = {},
+): Promise<StreamResult> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url.replace(/^http/, 'ws'), ['v4.channel.k8s.io']);
+    const out: Record<number, Buffer[]> = { 1: [], 2: [], 3: [] };
+    let started = false;
+    const timer = setTimeout(() => {
+      ws.terminate();
+      reject(new Error(`stream ${url}: no end in ${options.timeoutMs ?? 60_000} ms`));
+    }, options.timeoutMs ?? 60_000);
+    const send = (channel: number, data: string) =>
+      ws.send(Buffer.concat([Buffer.of(channel), Buffer.from(data)]));
+    ws.on('message', (data: Buffer) => {
+      const [channel] = data;
+      if (channel !== undefined && out[channel]) out[channel].push(data.subarray(1));
+      if (!started) {
+        started = true;
+        if (options.resize) send(4, JSON.stringify(options.resize));
+        if (options.input !== undefined) send(0, options.input);
+      }
+    });
+    ws.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    ws.on('close', () => {
+      clearTimeout(timer);
+      resolve({
+        protocol: ws.protocol,
+        stdout: Buffer.concat(out[1] ?? []),
+        stderr: Buffer.concat(out[2] ?? []),
+        status: Buffer.concat(out[3] ?? []).toString(),
+      });
+    });
+  });
 }
