@@ -292,6 +292,46 @@ describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shi
     assert.deepEqual(JSON.parse(r.status).details?.causes, [{ reason: 'ExitCode', message: '3' }], r.status);
   });
 
+  it("CRI Attach over WebSocket: stdin reaches the container's init, its stdout and stderr come back, the stream ends with it", {
+    timeout: VM_MS,
+  }, async () => {
+    const c = await rt('CreateContainer', {
+      podSandboxId: podId,
+      config: {
+        metadata: { name: 'c3', attempt: 0 },
+        image: { image: IMAGE },
+        command: ['sh', '-c', 'read line; echo "attached:$line"; echo bye >&2; exit 4'],
+        logPath: 'c3.log',
+        stdin: true,
+        stdinOnce: true,
+      },
+      sandboxConfig: podConfig(),
+    });
+    containers.c3 = c.containerId;
+    await rt('StartContainer', { containerId: c.containerId });
+    const { url } = await rt('Attach', {
+      containerId: c.containerId,
+      stdin: true,
+      stdout: true,
+      stderr: true,
+    });
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/attach\//);
+    const r = await streamSession(url, { input: 'hi\n' });
+    assert.equal(r.stdout.toString(), 'attached:hi\n');
+    assert.equal(r.stderr.toString(), 'bye\n');
+    assert.equal(JSON.parse(r.status).status, 'Success', r.status);
+    const st = await until(
+      'c3 EXITED',
+      async () => {
+        const x = await state('c3');
+        return x.state === 'CONTAINER_EXITED' ? x : undefined;
+      },
+      60_000,
+    );
+    assert.equal(st.exitCode, 4);
+    assert.match(await log('c3'), / stdout F attached:hi$/m);
+  });
+
   it("the container's log at the CRI log path is in CRI format, both streams", async () => {
     const lines = (await log('c1')).split('\n').filter(Boolean);
     assert.ok(lines.length >= 2, lines.join('\n'));
