@@ -1,7 +1,8 @@
 // Recovery of netns wiring after the daemon is killed -9: two sandboxes on one CNI bridge keep their taps and
 // filters (each exactly once), a filter removed while the daemon was down is made again (SandboxNetworkRepaired),
 // they still reach each other (TCP); a sandbox whose QEMU died while the daemon was down has its taps taken out
-// (SandboxNetworkReleased) and its namespace is back to what CNI made. Run as root.
+// (SandboxNetworkReleased) and its namespace is back to what CNI made; so does one whose QEMU is killed while the
+// daemon runs, without a restart. Run as root.
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,10 +10,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { unmountAllUnder } from '../src/actors/index.js';
 import { streamOf } from '../src/events/index.js';
-import { createBusyboxBundle } from '../src/image/index.js';
 import { FILTER_PREF, tapName } from '../src/network/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
 import { CniBridge, CniNamespace, sh } from './support/cni.js';
+import { createHttpdBundle, GUEST_PAGE } from './support/httpd-bundle.js';
 import { exited, spawnUntil } from './support/processes.js';
 import { qemuPidsUsing, until } from './support/vm.js';
 
@@ -54,13 +55,7 @@ describe('netns wiring after the daemon is killed -9', { timeout: 1_500_000 }, (
       const ip = ns.add(bridge).split('/')[0] as string;
       nets[id] = { ns, ip, links: ns.links(), filters: ns.filters(), qdiscs: ns.qdiscs() };
     }
-    await createBusyboxBundle(join(dir, 'app'), {
-      args: [
-        'sh',
-        '-c',
-        'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www',
-      ],
-    });
+    await createHttpdBundle(join(dir, 'app'));
   });
 
   after(async () => {
@@ -138,7 +133,7 @@ describe('netns wiring after the daemon is killed -9', { timeout: 1_500_000 }, (
         ]);
         return r.status.exitCode === 0 ? r.out : undefined;
       });
-      assert.equal(got, 'hello-from-guest\n');
+      assert.equal(got, GUEST_PAGE);
     }
   });
 
@@ -171,9 +166,43 @@ describe('netns wiring after the daemon is killed -9', { timeout: 1_500_000 }, (
     assert.ok(data.changes.some((c) => c.op === 'del' && c.kind === 'filter' && c.dev === 'eth0'));
     // a was left alone: nothing repaired this time.
     assert.equal((await eventsOf(world, 'a')).filter((e) => e.type === 'SandboxNetworkRepaired').length, 1);
-    for (const id of ['a', 'b']) await world.runtime.deleteSandbox(id, { force: true });
+  });
+
+  it('takes the taps of a VM killed -9 while the daemon runs out of its namespace at once', {
+    timeout: VM_MS,
+  }, async () => {
+    const rt = world!.runtime;
     const a = nets.a!;
-    assert.equal(a.ns.links(), a.links, 'a’s namespace back to CNI’s after delete');
+    assert.notEqual(a.ns.links(), a.links, 'a is wired (its tap is there)');
+    process.kill(pids.a!, 'SIGKILL');
+    await until('a is lost', 60_000, async () => (rt.getSandbox('a').state === 'lost' ? true : undefined));
+    const released = await until('a’s wiring released', 30_000, async () => {
+      const events = (await eventsOf(world!, 'a')).filter((e) => e.type === 'SandboxNetworkReleased');
+      return events.length > 0 ? events : undefined;
+    });
+    assert.equal(released.length, 1);
+    const types = (await eventsOf(world!, 'a')).map((e) => e.type);
+    assert.ok(types.indexOf('VmExited') < types.indexOf('SandboxNetworkReleased'), types.join(' '));
+    const data = released[0]!.data as {
+      path: string;
+      reason: string;
+      changes: { op: string; kind: string; dev: string; to?: string }[];
+    };
+    assert.equal(data.path, a.ns.path);
+    assert.equal(data.reason, 'sandbox lost');
+    const tap = tapName('a', 0);
+    assert.ok(data.changes.some((c) => c.op === 'del' && c.kind === 'tap' && c.dev === tap));
+    assert.ok(
+      data.changes.some((c) => c.op === 'del' && c.kind === 'filter' && c.dev === 'eth0' && c.to === tap),
+    );
+    assert.ok(data.changes.every((c) => c.op === 'del'));
+    // Back to what CNI made, while the daemon still runs: no restart, no delete needed.
+    assert.equal(a.ns.links(), a.links, 'a’s namespace has CNI’s links only');
+    assert.equal(a.ns.filters(), a.filters);
+    assert.equal(a.ns.qdiscs(), a.qdiscs);
+    // The delete after finds nothing of a left and records no second release.
+    for (const id of ['a', 'b']) await rt.deleteSandbox(id, { force: true });
+    assert.equal(a.ns.links(), a.links);
     assert.equal(a.ns.filters(), a.filters);
     assert.deepEqual(await qemuPidsUsing(dir), []);
   });

@@ -17,6 +17,8 @@ import { type Asked, EffectRunner } from './effect-runner.js';
 import type { EffectContext, SandboxDirs } from './effects.js';
 import { type AnyEntity, ContainerActor, type ExecActor, Lives, SandboxActor } from './entity.js';
 import { StateDirGuard } from './host-paths.js';
+import { netnsOf } from './netns-network.js';
+import { releaseNetnsOfLost } from './netns-recovery.js';
 import { defaultTimeouts, type RuntimeOptions, type TimeoutName } from './runtime-options.js';
 import { recordOfHappening, startPorts, supervised } from './supervision.js';
 import type { Caller } from './types.js';
@@ -202,6 +204,8 @@ export class Kernel {
       // Its VM is gone: nothing is left to compare with a guest on a later resume.
       this.containersUnchecked.delete(sandbox.id);
       const reason = `sandbox ${state}`;
+      if (state === 'lost' && netnsOf(sandbox.context.config))
+        this.fireAndLog(releaseNetnsOfLost(this, sandbox));
       for (const c of sandbox.containers.values()) {
         if (!c.is('ended'))
           this.fireAndLog(

@@ -61,8 +61,24 @@ export async function configureNetnsNetwork(
   if (routes.length > 0) await agent.updateRoutes(sandboxId, routes);
 }
 
+const turns = new WeakMap<SandboxActor, Promise<unknown>>();
+
+/**
+ * Runs `work` once every change to the sandbox's namespace asked before it has ended: the release after a VM
+ * died (started by the kernel, unasked) and a delete, a start or recovery never plan from one reading of the
+ * namespace and then remove the same tap twice.
+ */
+export function inNetnsTurn<T>(sandbox: SandboxActor, work: () => Promise<T>): Promise<T> {
+  const run = (turns.get(sandbox) ?? Promise.resolve()).then(work, work);
+  turns.set(
+    sandbox,
+    run.catch(() => undefined),
+  );
+  return run;
+}
+
 /** Takes the sandbox's taps and filters out of its namespace (no-op without one, or when it is gone). */
 export async function unwire(logger: Logger, sandbox: SandboxActor): Promise<void> {
   const path = netnsOf(sandbox.context.config);
-  if (path) await detachNetns(path, sandbox.id, logger);
+  if (path) await inNetnsTurn(sandbox, () => detachNetns(path, sandbox.id, logger));
 }

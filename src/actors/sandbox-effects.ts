@@ -12,7 +12,7 @@ import { sleep, withDeadline } from '../timing/index.js';
 import { childQuiesceMs, type EffectContext, type EffectDefinition, handleOf, quietly } from './effects.js';
 import type { SandboxActor } from './entity.js';
 import { stopContainersGracefully, stopGraceMs } from './graceful-stop.js';
-import { configureNetnsNetwork, guestDnsOf, netnsOf, unwire } from './netns-network.js';
+import { configureNetnsNetwork, guestDnsOf, inNetnsTurn, netnsOf, unwire } from './netns-network.js';
 import { refreshNetworkEffect } from './netns-refresh.js';
 import { resizeVmEffect } from './resize.js';
 import { refreshIdentity, restoreFromTemplate, SHARE_STORAGE } from './restore.js';
@@ -36,7 +36,9 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       const image = await ctx.image();
       const netns = netnsOf(entity.context.config);
       // Taps before QEMU: it opens them by name inside the namespace. What a retry finds there is kept.
-      const wiring = netns ? await attachNetns(netns, entity.id, ctx.logger) : undefined;
+      const wiring = netns
+        ? await inNetnsTurn(entity, () => attachNetns(netns, entity.id, ctx.logger))
+        : undefined;
       const vm: VmConfig = {
         sandboxId: entity.id,
         stateDir: dirs.vm,

@@ -37,8 +37,8 @@ export const networkSchemas = {
    */
   SandboxNetworkRepaired: z.object({ path: z.string(), changes: z.array(netnsChange).min(1) }),
   /**
-   * Recovery took the taps and filters of a sandbox that runs no VM (lost, stopped, failed) out of its
-   * namespace, leaving it as CNI made it.
+   * The taps and filters of a sandbox that runs no VM (lost, stopped, failed) were taken out of its namespace,
+   * leaving it as CNI made it: by recovery after a restart, or at once when its VM ended while the daemon ran.
    */
   SandboxNetworkReleased: z.object({
     path: z.string(),
