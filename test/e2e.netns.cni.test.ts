@@ -8,9 +8,9 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createBusyboxBundle } from '../src/image/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
 import { CniBridge, CniNamespace } from './support/cni.js';
+import { createHttpdBundle, GUEST_PAGE } from './support/httpd-bundle.js';
 import { qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 240_000;
@@ -45,13 +45,7 @@ describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 9
     server = createHttpServer((_, res) => res.end('hello-from-bridge'));
     await new Promise<void>((resolve) => server.listen(0, gateway, resolve));
     port = (server.address() as { port: number }).port;
-    await createBusyboxBundle(join(dir, 'web'), {
-      args: [
-        'sh',
-        '-c',
-        'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www',
-      ],
-    });
+    await createHttpdBundle(join(dir, 'web'));
     world = await openRealWorld(join(dir, 'world'));
   });
 
@@ -96,7 +90,7 @@ describe('a sandbox on a namespace wired by the CNI bridge plugin', { timeout: 9
       );
       return res?.ok ? res.text() : undefined;
     });
-    assert.equal(body, 'hello-from-guest\n');
+    assert.equal(body, GUEST_PAGE);
   });
 
   it('leaves the links and tc filters as CNI made them after delete', { timeout: VM_MS }, async () => {

@@ -9,10 +9,10 @@ import { after, before, describe, it } from 'node:test';
 import { unmountAllUnder } from '../src/actors/index.js';
 import { InvalidArgument, InvalidState } from '../src/errors/index.js';
 import { streamOf } from '../src/events/index.js';
-import { createBusyboxBundle } from '../src/image/index.js';
 import { tapName } from '../src/network/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
 import { CniBridge, CniNamespace } from './support/cni.js';
+import { createHttpdBundle, GUEST_PAGE } from './support/httpd-bundle.js';
 import { qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 300_000;
@@ -46,13 +46,7 @@ describe('interfaces added to and removed from a running sandbox’s namespace',
     second = new CniBridge(`sbxh2${process.pid}`.slice(0, 15), octet, dir, '10.216', []);
     netns = new CniNamespace(`sbxhot${process.pid}`);
     netns.add(first, 'eth0');
-    await createBusyboxBundle(join(dir, 'web'), {
-      args: [
-        'sh',
-        '-c',
-        'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www',
-      ],
-    });
+    await createHttpdBundle(join(dir, 'web'));
     world = await openRealWorld(join(dir, 'world'));
   });
 
@@ -112,7 +106,7 @@ describe('interfaces added to and removed from a running sandbox’s namespace',
     const ip = await execIn(world, sb, 'web', 'ip1', ['ip', '-o', '-4', 'addr', 'show']);
     assert.match(ip.out, new RegExp(` inet ${secondIp.replace(/\./g, '\\.')}/24 `));
     const body = await until('the guest answers on its second network', 60_000, () => httpGet(secondIp));
-    assert.equal(body, 'hello-from-guest\n');
+    assert.equal(body, GUEST_PAGE);
     // A second refresh with nothing new changes nothing.
     await world.runtime.refreshNetwork(sb);
     const again = (await typesIn(world, sb)).filter((e) => e.type === 'SandboxNetworkRefreshed').at(-1)!;

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InvalidArgument } from '../src/errors/index.js';
-import { createBusyboxBundle } from '../src/image/index.js';
 import { tapName } from '../src/network/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
+import { createHttpdBundle, GUEST_PAGE } from './support/httpd-bundle.js';
 import { qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 240_000;
@@ -56,13 +56,7 @@ describe('a sandbox on a network namespace (netns mode)', { timeout: 900_000 }, 
     server = createHttpServer((_, res) => res.end('hello-from-host'));
     await new Promise<void>((resolve) => server.listen(0, hostIp, resolve));
     port = (server.address() as { port: number }).port;
-    await createBusyboxBundle(join(dir, 'web'), {
-      args: [
-        'sh',
-        '-c',
-        'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www',
-      ],
-    });
+    await createHttpdBundle(join(dir, 'web'));
     world = await openRealWorld(join(dir, 'world'));
   });
 
@@ -136,7 +130,7 @@ describe('a sandbox on a network namespace (netns mode)', { timeout: 900_000 }, 
       );
       return res?.ok ? res.text() : undefined;
     });
-    assert.equal(body, 'hello-from-guest\n');
+    assert.equal(body, GUEST_PAGE);
   });
 
   it('leaves the namespace as it found it after delete', { timeout: VM_MS }, async () => {

@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { InvalidArgument } from '../src/errors/index.js';
-import { createBusyboxBundle } from '../src/image/index.js';
 import { execIn, openRealWorld, type RealWorld } from './fixtures/hypervisor-world.js';
+import { createHttpdBundle, GUEST_PAGE } from './support/httpd-bundle.js';
 import { freePort, qemuPidsUsing, until } from './support/vm.js';
 
 const VM_MS = 180_000;
@@ -23,13 +23,7 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sbx-net-'));
-    await createBusyboxBundle(join(dir, 'web'), {
-      args: [
-        'sh',
-        '-c',
-        'mkdir -p /www && echo hello-from-guest > /www/index.html && exec httpd -f -p 8080 -h /www',
-      ],
-    });
+    await createHttpdBundle(join(dir, 'web'));
     hostServer = createHttpServer((_, res) => res.end('hello-from-host'));
     await new Promise<void>((resolve) => hostServer.listen(0, '127.0.0.1', resolve));
     hostPort = (hostServer.address() as { port: number }).port;
@@ -71,7 +65,7 @@ describe('user networking of a real sandbox', { timeout: 600_000 }, () => {
       );
       return res?.ok ? res.text() : undefined;
     });
-    assert.equal(body, 'hello-from-guest\n');
+    assert.equal(body, GUEST_PAGE);
   });
 
   it('reaches the host from the container, and resolves through the sandbox resolv.conf', async () => {
