@@ -385,6 +385,37 @@ describe('CRI: a Kubernetes pod in one sandbox VM through containerd and the shi
     assert.equal(await memoryMax(), String(64 * MiB));
   });
 
+  it("UpdateContainerResources past the pod's size grows its VM first (vCPU and memory hotplug), then applies the limit", {
+    timeout: VM_MS,
+  }, async () => {
+    const [sb] = await sandboxes();
+    assert.ok(sb);
+    const size = async () => {
+      const v = await world.call<{ vcpus: number; memoryMiB: number }>('sandbox.status', { id: sb.id });
+      return [v.vcpus, v.memoryMiB];
+    };
+    assert.deepEqual(await size(), [2, 640]);
+    // Base 1 vCPU + 512 MiB, plus c2's 2 CPUs and 512 MiB (c1 has no limits): 3 vCPUs, 1024 MiB.
+    await rt('UpdateContainerResources', {
+      containerId: containers.c2,
+      linux: { memoryLimitInBytes: 512 * MiB, cpuPeriod: 100_000, cpuQuota: 200_000 },
+    });
+    assert.deepEqual(await size(), [3, 1024]);
+    const r = await exec('c2', [
+      'sh',
+      '-c',
+      'cg="/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)"; [ -e /sys/fs/cgroup/memory.max ] && cg=/sys/fs/cgroup; cat "$cg/memory.max" "$cg/cpu.max"; cat /sys/devices/system/cpu/online',
+    ]);
+    assert.equal(r.exitCode, 0, r.stderr.toString());
+    assert.deepEqual(r.stdout.toString().trim().split('\n'), [String(512 * MiB), '200000 100000', '0-2']);
+    // Within the new size: nothing more to plug.
+    await rt('UpdateContainerResources', {
+      containerId: containers.c2,
+      linux: { memoryLimitInBytes: 256 * MiB },
+    });
+    assert.deepEqual(await size(), [3, 1024]);
+  });
+
   it('StopPodSandbox + RemovePodSandbox leave no QEMU, sandbox, mount, socket or netns', {
     timeout: VM_MS,
   }, async () => {

@@ -8,6 +8,7 @@ import { type ApiProcess, apiProcessOf, type OciProcess } from '../bundle/index.
 import type { Handler } from '../ttrpc/index.js';
 import { Code, TtrpcError } from '../ttrpc/index.js';
 import { invalid, notFound } from './errdefs.js';
+import { growth, limitsAfter, limitsOfSpec, NO_LIMITS, podNeeds, type VmSize } from './pod-resize.js';
 import { resourcesOf } from './resources.js';
 import { unmountRootfs } from './rootfs.js';
 import { procOf, type ShimContext, taskOf, ts, unary } from './service.js';
@@ -152,14 +153,30 @@ export function processHandlers(shim: ShimContext): Record<string, Handler> {
         } catch (err) {
           throw invalid(`resources: not OCI LinuxResources: ${(err as Error).message}`);
         }
-        const resources = resourcesOf(r, await bundleResources(t.bundle));
+        const bundle = await bundleResources(t.bundle);
+        const resources = resourcesOf(r, bundle);
         // Only members the bundle already had: nothing to apply (sandboxd refuses an empty update).
         if (Object.keys(resources).length === 0) return {};
-        await (await api()).call('container.update', {
+        const client = await api();
+        const limits = limitsAfter(
+          t.limits ?? limitsOfSpec(bundle),
+          resources,
+          (bundle as { cpu?: { period?: number } }).cpu?.period ?? 0,
+        );
+        if (!t.ownsSandbox) {
+          // A pod's container: its VM first grows to hold the pod's limits, then the limit is applied.
+          const pod = [...shim.tasks.siblings(t).filter((s) => !s.ownsSandbox), t];
+          const need = podNeeds(pod.map((s) => (s === t ? limits : (s.limits ?? NO_LIMITS))));
+          const now = await client.call<VmSize>('sandbox.status', { id: t.sandboxId });
+          const grow = growth(now, need);
+          if (grow) await client.call('sandbox.update', { id: t.sandboxId, ...grow });
+        }
+        await client.call('container.update', {
           sandboxId: t.sandboxId,
           id: t.containerId,
           resources,
         });
+        t.limits = limits;
         return {};
       },
     ),

@@ -18,6 +18,7 @@ import {
   podSandboxIdFor,
   sandboxIdFor,
 } from './naming.js';
+import { limitsOfSpec } from './pod-resize.js';
 import { decode, encode, packAny, TASK_SERVICE } from './protos.js';
 import { type MountSpec, mountRootfs, unmountRootfs } from './rootfs.js';
 import { podSizeOf } from './sizing.js';
@@ -115,7 +116,10 @@ interface BundleSpec {
   hostname?: string;
   root?: { path?: string; readonly?: boolean };
   mounts?: SpecMount[];
-  linux?: { namespaces?: { type?: string; path?: string }[] };
+  linux?: {
+    namespaces?: { type?: string; path?: string }[];
+    resources?: { memory?: { limit?: number }; cpu?: { quota?: number; period?: number } };
+  };
 }
 
 type SandboxNetwork = 'none' | 'user' | { mode: 'netns'; path: string };
@@ -169,6 +173,7 @@ async function create(shim: ShimContext, req: CreateReq, ctx: CallContext): Prom
     init: undefined as unknown as Proc,
     execs: new Map(),
     deleted: false,
+    limits: limitsOfSpec(spec.linux?.resources ?? {}),
   };
   (task as { init: Proc }).init = { task, execId: '', paths, pid: 0 };
   let added = false;

@@ -1,5 +1,7 @@
 // What the shim knows of the tasks it serves: containerd's (namespace, id) → sandboxd's sandbox / container /
 // exec, their stdio and the exit each last reported. All of it can be rebuilt from sandboxd and containerd.
+
+import type { Limits } from './pod-resize.js';
 import type { Stdio, StdioPaths } from './stdio.js';
 
 export interface ExitInfo {
@@ -32,6 +34,8 @@ export interface Task {
   readonly execs: Map<string, Proc>;
   /** Delete answered: calls see NotFound; kept until its TaskDelete went out. */
   deleted: boolean;
+  /** Memory and CPU limits as last applied (a pod's VM grows to hold its containers': pod-resize.ts). */
+  limits?: Limits;
 }
 
 const key = (namespace: string, id: string) => `${namespace}\0${id}`;
