@@ -1,11 +1,13 @@
 // The sandbox lifecycle on a real network namespace, over the fake VM world (as root): the wiring is recorded
-// before the VM launch, given to the guest, undone by a failed start, a stop and a delete, redone once by a start.
+// before the VM launch, given to the guest, undone by a failed start, a stop and a delete, redone once by a start,
+// and released (an event) as soon as the VM dies while the daemon runs.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { HypervisorError } from '../src/errors/index.js';
 import { tapName } from '../src/network/index.js';
 import { type Harness, makeHarness } from './support/actors-harness.js';
+import { until } from './support/vm.js';
 
 const ns = `sbxlc${process.pid}`;
 const path = `/run/netns/${ns}`;
@@ -85,6 +87,30 @@ describe('a sandbox on a network namespace over the fake world', () => {
     await h.runtime.startSandbox('sb');
     assert.equal(links().split('\n').length, pristine[0].split('\n').length + 1);
     await h.runtime.deleteSandbox('sb', { force: true });
+    assert.deepEqual([links(), qdiscs()], pristine);
+  });
+
+  it('releases the wiring at once, as an event, when the VM dies while the daemon runs', async () => {
+    await h.runtime.createSandbox('sb2', { network: { mode: 'netns', path } });
+    await h.runtime.startSandbox('sb2');
+    assert.match(links(), new RegExp(tapName('sb2', 0)));
+    h.world.crashVm('sb2');
+    const released = await until('SandboxNetworkReleased', 10_000, async () => {
+      const events = (await h.events()).filter((e) => e.stream === 'sandbox-sb2');
+      return events.some((e) => e.type === 'SandboxNetworkReleased') ? events : undefined;
+    });
+    const types = released.map((e) => e.type);
+    assert.ok(types.indexOf('VmExited') < types.indexOf('SandboxNetworkReleased'), types.join(' '));
+    assert.equal(h.runtime.getSandbox('sb2').state, 'lost');
+    assert.deepEqual([links(), qdiscs()], pristine);
+    const data = released.find((e) => e.type === 'SandboxNetworkReleased')!.data as {
+      reason: string;
+      changes: { op: string; kind: string; dev: string }[];
+    };
+    assert.equal(data.reason, 'sandbox lost');
+    assert.ok(data.changes.some((c) => c.op === 'del' && c.kind === 'tap' && c.dev === tapName('sb2', 0)));
+    await h.runtime.deleteSandbox('sb2', { force: true });
+    assert.equal(types.filter((t) => t === 'SandboxNetworkReleased').length, 1);
     assert.deepEqual([links(), qdiscs()], pristine);
   });
 });
