@@ -37,13 +37,16 @@ import {
   newestCachedKernelPackage,
   resolveKernelPackage,
 } from './kernel.js';
+import { pvhKernelOf } from './pvh.js';
 import { makeRootImage, ROOT_IMAGE_FILE } from './rootfs.js';
 
 /**
  * Version of this recipe. Bump it whenever the builder changes what it puts into an image in a way the
  * hashed inputs do not show (layout, initrd members, file modes): it is part of every image version.
  */
-export const RECIPE_VERSION = 6;
+export const RECIPE_VERSION = 7;
+/** The kernel QEMU boots: a PVH ELF unpacked from Debian's bzImage when it can be (pvh.ts), else the bzImage. */
+const KERNEL_FILE = 'kernel';
 
 /** How many image versions prune keeps (newest by last use), besides any used in the last RECENT_USE_MS. */
 const KEEP_VERSIONS = 2;
@@ -92,7 +95,7 @@ export function guestInitPath(projectDir: string): string {
 export function imagePaths(cacheDir: string, version: string): GuestImagePaths {
   const dir = join(cacheDir, version);
   return {
-    kernel: join(dir, 'vmlinuz'),
+    kernel: join(dir, KERNEL_FILE),
     initrd: join(dir, 'initrd.gz'),
     rootDir: join(dir, 'root'),
     rootImage: join(dir, ROOT_IMAGE_FILE),
@@ -344,8 +347,13 @@ async function buildImage(
     const busybox = await readFile(guestBinaries().busybox);
     const initrd = gzipSync(writeCpio(initrdEntries(inputs, busybox, modules)), { level: 9 });
     await writeFileSynced(join(tmp, 'initrd.gz'), initrd);
-    await copyFile(inputs.kernel.vmlinuz, join(tmp, 'vmlinuz'));
-    await fsyncPath(join(tmp, 'vmlinuz'));
+    const bzImage = await readFile(inputs.kernel.vmlinuz);
+    const pvh = await pvhKernelOf(bzImage).catch((error: unknown) => {
+      logger.warn({ err: error }, 'image: the kernel could not be unpacked; booting the bzImage');
+      return undefined;
+    });
+    logger.info({ kernel: pvh ? 'pvh' : 'bzImage', bytes: (pvh ?? bzImage).length }, 'image: kernel');
+    await writeFileSynced(join(tmp, KERNEL_FILE), pvh ?? bzImage);
     await writeFileSynced(join(tmp, 'image.json'), manifestText);
     for (const dir of ['usr/bin', 'usr/sbin', 'usr/lib', 'opt/sandboxd', ''])
       await fsyncPath(join(root, dir));
