@@ -212,7 +212,10 @@ async function removeSandboxDir(ctx: EffectContext, sandboxId: string, root: str
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if ((code !== 'ENOTEMPTY' && code !== 'EBUSY') || attempt >= 5) throw err;
-      ctx.logger.warn({ sandboxId, dir: root, code, attempt }, 'sandbox dir changed while being removed; again');
+      ctx.logger.warn(
+        { sandboxId, dir: root, code, attempt },
+        'sandbox dir changed while being removed; again',
+      );
       await sleep(200);
     }
   }
