@@ -1,5 +1,5 @@
 // The durable EventStore on LevelDB: atomic batches, group commit with one fsync per flush, checksummed records.
-import { cp, mkdir } from 'node:fs/promises';
+import { cp } from 'node:fs/promises';
 import { Level } from 'level';
 import type { Logger } from 'pino';
 import { type Observable, Subject } from 'rxjs';
@@ -9,33 +9,27 @@ import {
   Internal,
   InvalidArgument,
   InvalidState,
-  SandboxdError,
-  StateDirInUse,
+  type SandboxdError,
 } from '../errors/index.js';
 import {
   decodeEvent,
-  decodeFrame,
   type EventEnvelope,
   type EventRegistry,
   encodeEvent,
-  encodeFrame,
   type NewEvent,
   RecordDecodeError,
 } from '../events/index.js';
 import { defaultLogger, defaultRegistry } from './defaults.js';
 import { flatten } from './flatten.js';
+import { eventKey, eventKeyRange, prefix, seqOfEventKey, streamIndexKey, streamIndexRange } from './keys.js';
 import {
-  eventKey,
-  eventKeyRange,
-  layoutVersion,
-  metaKey,
-  parseStreamIndexVersion,
-  prefix,
-  seqOfEventKey,
-  streamIndexKey,
-  streamIndexKeyRange,
-  streamIndexRange,
-} from './keys.js';
+  type Db,
+  type LevelOpenOptions,
+  levelRead,
+  openLevelLog,
+  readBatchRecords,
+  readHighWaterMarkBytes,
+} from './level-open.js';
 import { catchUpThenLive } from './live.js';
 import { checkExpectedVersion, checkStream, prepareEvents, toEnvelope } from './prepare.js';
 import { readAllSnapshots, readSnapshot, writeSnapshot } from './snapshots.js';
@@ -50,21 +44,14 @@ import type {
 } from './types.js';
 import { verifyLog } from './verify.js';
 
-export interface LevelEventStoreOptions {
+export interface LevelEventStoreOptions extends LevelOpenOptions {
   /** Validates appends and upcasts reads; default: the catalogue's `eventRegistry`. */
   readonly registry?: EventRegistry;
   readonly logger?: Logger;
   /** Live events held per subscriber while it catches up (default 10,000). */
   readonly liveBufferLimit?: number;
-  /** The state dir named when another sandboxd holds the lock (default: `dir` itself). */
-  readonly stateDir?: string;
-  /** LevelDB memtable size in bytes (default 32 MiB). */
-  readonly writeBufferSize?: number;
-  /** LevelDB block cache in bytes (default 32 MiB). */
-  readonly cacheSize?: number;
 }
 
-type Db = Level<Buffer, Buffer>;
 type PutOp = { type: 'put'; key: Buffer; value: Buffer };
 
 interface PendingAppend {
@@ -76,37 +63,10 @@ interface PendingAppend {
   readonly reject: (err: unknown) => void;
 }
 
-/** Records fetched per nextv() call, and the bytes the iterator may buffer ahead (tuned by bench/store.ts). */
-const readBatchRecords = 1000;
-const readHighWaterMarkBytes = 1 << 20;
 /** A flush stops taking appends past this many bytes; the rest go in the next one. */
 const maxFlushBytes = 8 << 20;
 /** Groups at least this large make the next burst split in two (smaller ones gain nothing from it). */
 const minSplitGroup = 16;
-
-function isLevelError(err: unknown, code: string): boolean {
-  for (let e: unknown = err; e instanceof Error; e = (e as Error & { cause?: unknown }).cause) {
-    if ((e as Error & { code?: unknown }).code === code) return true;
-  }
-  return false;
-}
-
-/** Runs a LevelDB read; LevelDB's own corruption reports become our typed Corruption naming the step. */
-async function levelRead<T>(step: string, read: () => Promise<T>): Promise<T> {
-  try {
-    return await read();
-  } catch (err) {
-    if (isLevelError(err, 'LEVEL_CORRUPTION')) {
-      throw new Corruption(
-        step,
-        `LevelDB: ${(err as Error).message}; run verify, copy the state dir aside`,
-        {},
-        err,
-      );
-    }
-    throw new Internal(step, (err as Error).message, {}, err);
-  }
-}
 
 /**
  * The LevelDB event log. Appends are checked against in-memory heads (including appends still queued)
@@ -158,121 +118,16 @@ export class LevelEventStore implements EventStore {
   /** Opens (creating if needed) the log in `dir`. Throws StateDirInUse, Corruption or Internal. */
   static async open(dir: string, options: LevelEventStoreOptions = {}): Promise<LevelEventStore> {
     const logger = (options.logger ?? defaultLogger()).child({ component: 'store', dir });
-    await mkdir(dir, { recursive: true });
-    const db: Db = new Level<Buffer, Buffer>(dir, {
-      keyEncoding: 'buffer',
-      valueEncoding: 'buffer',
-      // A larger memtable means fewer level-0 files, so compaction falls behind (and LevelDB throttles
-      // writes) much later when the cores are busy. The memory is bounded: two memtables.
-      writeBufferSize: options.writeBufferSize ?? 32 << 20,
-      cacheSize: options.cacheSize ?? 32 << 20,
-    });
-    try {
-      await db.open();
-    } catch (err) {
-      if (isLevelError(err, 'LEVEL_LOCKED')) throw new StateDirInUse(options.stateDir ?? dir, err);
-      if (isLevelError(err, 'LEVEL_CORRUPTION')) {
-        logger.error({ err, step: 'open' }, 'event log is corrupt');
-        throw new Corruption(
-          'open event log',
-          `LevelDB reports corruption in ${dir}: keep the directory (never delete it); repairEventLog copies ` +
-            'it aside and then repairs it',
-          { dir },
-          err,
-        );
-      }
-      throw new Internal('open event log', (err as Error).message, { dir }, err);
-    }
-    try {
-      await LevelEventStore.checkLayout(db, dir);
-      const lastSeq = await LevelEventStore.loadLastSeq(db);
-      const heads = await LevelEventStore.loadHeads(db, logger);
-      logger.debug({ lastSeq, streams: heads.size }, 'event log opened');
-      return new LevelEventStore(
-        dir,
-        db,
-        options.registry ?? defaultRegistry(),
-        logger,
-        options.liveBufferLimit,
-        lastSeq,
-        heads,
-      );
-    } catch (err) {
-      await db.close().catch(() => undefined);
-      if (err instanceof SandboxdError) throw err;
-      throw new Internal('load event log', (err as Error).message, { dir }, err);
-    }
-  }
-
-  private static async checkLayout(db: Db, dir: string): Promise<void> {
-    const stored = await db.get(metaKey('layout'));
-    if (stored === undefined) {
-      await db.put(metaKey('layout'), encodeFrame({ layout: layoutVersion }), { sync: true });
-      return;
-    }
-    let layout: unknown;
-    try {
-      layout = (decodeFrame(stored) as { layout?: unknown }).layout;
-    } catch {
-      // A damaged meta record must not stop the daemon: the layout is the only one there is; verify() reports.
-      return;
-    }
-    if (layout !== layoutVersion) {
-      throw new Corruption('open event log', `layout ${String(layout)} is not ${layoutVersion}`, {
-        dir,
-        layout,
-      });
-    }
-  }
-
-  private static async loadLastSeq(db: Db): Promise<number> {
-    const keys = await db.keys({ ...eventKeyRange, reverse: true, limit: 1 }).all();
-    return keys[0] === undefined ? 0 : seqOfEventKey(keys[0]);
-  }
-
-  /**
-   * Stream heads from the stream index, by a reverse skip-scan: read the last entry of the last stream,
-   * then seek just below that stream's first version, and so on: one seek per stream, not one per event.
-   * (Heads are not stored apart: one put less per append, and they can never disagree with the index.)
-   */
-  /**
-   * The head version of every stream: one forward scan of the stream index in batches, keeping the last
-   * version seen per name (a seek per stream cost ~1 s for 91,000 short streams; the scan ~10× less).
-   */
-  private static async loadHeads(db: Db, logger: Logger): Promise<Map<string, number>> {
-    const heads = new Map<string, number>();
-    const iterator = db.keys<Buffer>({ ...streamIndexKeyRange, highWaterMarkBytes: readHighWaterMarkBytes });
-    let name: Buffer | undefined;
-    let stream = '';
-    try {
-      for (;;) {
-        const keys = await iterator.nextv(readBatchRecords);
-        if (keys.length === 0) break;
-        for (const key of keys) {
-          if (key.length < 10 || key[key.length - 9] !== 0) {
-            logger.warn(
-              { key: key.toString('hex'), step: 'load heads' },
-              'malformed stream index key skipped',
-            );
-            continue;
-          }
-          const nameEnd = key.length - 9;
-          // Decode a name only when it changes: most keys repeat the stream of the key before.
-          if (
-            name === undefined ||
-            name.length !== nameEnd - 1 ||
-            key.compare(name, 0, name.length, 1, nameEnd) !== 0
-          ) {
-            name = key.subarray(1, nameEnd);
-            stream = name.toString('utf8');
-          }
-          heads.set(stream, parseStreamIndexVersion(key));
-        }
-      }
-    } finally {
-      await iterator.close();
-    }
-    return heads;
+    const { db, lastSeq, heads } = await openLevelLog(dir, options, logger);
+    return new LevelEventStore(
+      dir,
+      db,
+      options.registry ?? defaultRegistry(),
+      logger,
+      options.liveBufferLimit,
+      lastSeq,
+      heads,
+    );
   }
 
   private usable(command: string): void {
