@@ -81,13 +81,34 @@ describe('a sandbox on a network namespace over the fake world', () => {
     assert.match(links(), new RegExp(tapName('sb', 0)));
   });
 
-  it('unwires on stop, wires once again on start, and unwires on delete', async () => {
+  it('unwires on stop, wires once again on start, and unwires on delete, each unwiring an event', async () => {
+    const releases = async () =>
+      (await h.events())
+        .filter((e) => e.stream === 'sandbox-sb')
+        .map((e, i, all) => ({ ...e, next: all[i + 1]?.type }))
+        .filter((e) => e.type === 'SandboxNetworkReleased') as unknown as {
+        data: { path: string; reason: string; changes: { op: string; kind: string; dev: string }[] };
+        next: string | undefined;
+      }[];
+    const before = (await releases()).length;
     await h.runtime.stopSandbox('sb');
     assert.deepEqual([links(), qdiscs()], pristine);
+    const stopped = (await releases()).slice(before);
+    assert.equal(stopped.length, 1);
+    assert.equal(stopped[0]!.data.reason, 'sandbox stopped');
+    assert.equal(stopped[0]!.data.path, path);
+    assert.equal(stopped[0]!.next, 'SandboxStopped');
+    assert.ok(
+      stopped[0]!.data.changes.some((c) => c.op === 'del' && c.kind === 'tap' && c.dev === tapName('sb', 0)),
+    );
     await h.runtime.startSandbox('sb');
     assert.equal(links().split('\n').length, pristine[0].split('\n').length + 1);
     await h.runtime.deleteSandbox('sb', { force: true });
     assert.deepEqual([links(), qdiscs()], pristine);
+    const deleted = (await releases()).slice(before + 1);
+    assert.equal(deleted.length, 1);
+    assert.equal(deleted[0]!.data.reason, 'sandbox deleted');
+    assert.equal(deleted[0]!.next, 'SandboxDeleted');
   });
 
   it('releases the wiring at once, as an event, when the VM dies while the daemon runs', async () => {

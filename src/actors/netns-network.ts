@@ -2,8 +2,9 @@
 import type { Logger } from 'pino';
 import type { Agent } from '../agent/index.js';
 import { AgentError } from '../errors/index.js';
+import type { SandboxEventData } from '../events/index.js';
 import { USER_NETWORK } from '../hypervisor/index.js';
-import { type DnsConfig, detachNetns, dnsOf, type NetnsWiring } from '../network/index.js';
+import { type DnsConfig, detachNetns, dnsOf, type NetnsChange, type NetnsWiring } from '../network/index.js';
 import type { SandboxActor } from './entity.js';
 import type { SandboxConfig } from './types.js';
 
@@ -77,8 +78,33 @@ export function inNetnsTurn<T>(sandbox: SandboxActor, work: () => Promise<T>): P
   return run;
 }
 
-/** Takes the sandbox's taps and filters out of its namespace (no-op without one, or when it is gone). */
-export async function unwire(logger: Logger, sandbox: SandboxActor): Promise<void> {
+/** A SandboxNetworkReleased outcome, as an effect returns it (none when nothing of the sandbox's was there). */
+export type NetworkReleased = {
+  type: 'SandboxNetworkReleased';
+  data: SandboxEventData['SandboxNetworkReleased'];
+};
+
+/**
+ * Takes the sandbox's taps and filters out of its namespace (no-op without one, or when it is gone) and returns
+ * the release as an event for the effect to record with its outcome, so a stop's or a delete's host changes are
+ * in the log as recovery's are. A failure is logged and what was removed before it is still returned; with
+ * `mustSucceed` (a delete, which may be retried) it is thrown instead.
+ */
+export async function unwire(
+  logger: Logger,
+  sandbox: SandboxActor,
+  reason: string,
+  mustSucceed = false,
+): Promise<NetworkReleased[]> {
   const path = netnsOf(sandbox.context.config);
-  if (path) await inNetnsTurn(sandbox, () => detachNetns(path, sandbox.id, logger));
+  if (!path) return [];
+  let changes: NetnsChange[];
+  try {
+    changes = await inNetnsTurn(sandbox, () => detachNetns(path, sandbox.id, logger));
+  } catch (err) {
+    if (mustSucceed) throw err;
+    logger.warn({ err, sandboxId: sandbox.id, netns: path, step: 'netns detach' }, 'unwiring failed');
+    changes = ((err as { made?: NetnsChange[] }).made ?? []) as NetnsChange[];
+  }
+  return changes.length === 0 ? [] : [{ type: 'SandboxNetworkReleased', data: { path, reason, changes } }];
 }

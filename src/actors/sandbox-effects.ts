@@ -69,7 +69,8 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
           { type: 'VmLaunched', data: { handle } },
         ];
       } catch (err) {
-        await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
+        // Undoes this attempt's own wiring, which was never recorded (its SandboxNetworkAttached is not returned).
+        await unwire(ctx.logger, entity, 'start failed');
         throw err;
       }
     },
@@ -120,8 +121,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
     run: async ({ ctx, entity }) => {
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, ctx.dirs(entity.id).vm);
-      await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
-      return [];
+      return unwire(ctx.logger, entity, 'sandbox failed');
     },
   },
   pauseVm: {
@@ -161,8 +161,7 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.stop(entity.id, timeoutMs === undefined ? {} : { timeoutMs });
       // A stopped sandbox holds nothing in its namespace; a start wires it again.
-      await quietly(unwire(ctx.logger, entity), ctx.logger, 'netns detach');
-      return [{ type: 'SandboxStopped', data: {} }];
+      return [...(await unwire(ctx.logger, entity, 'sandbox stopped')), { type: 'SandboxStopped', data: {} }];
     },
   },
   /** Idempotent (an address or route set twice is set once): recovery may run it again. */
@@ -191,9 +190,9 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       ]);
       await quietly(ctx.agent.disconnect(entity.id), ctx.logger, 'agent disconnect');
       await ctx.hypervisor.destroy(entity.id, dirs.vm);
-      await unwire(ctx.logger, entity);
+      const released = await unwire(ctx.logger, entity, 'sandbox deleted', true);
       await removeSandboxDir(ctx, entity.id, dirs.root);
-      return [{ type: 'SandboxDeleted', data: {} }];
+      return [...released, { type: 'SandboxDeleted', data: {} }];
     },
   },
 };

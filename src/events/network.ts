@@ -38,7 +38,8 @@ export const networkSchemas = {
   SandboxNetworkRepaired: z.object({ path: z.string(), changes: z.array(netnsChange).min(1) }),
   /**
    * The taps and filters of a sandbox that runs no VM (lost, stopped, failed) were taken out of its namespace,
-   * leaving it as CNI made it: by recovery after a restart, or at once when its VM ended while the daemon ran.
+   * leaving it as CNI made it: by its stop or delete (recorded just before SandboxStopped or SandboxDeleted), by
+   * recovery after a restart, or at once when its VM ended while the daemon ran. `reason` says which.
    */
   SandboxNetworkReleased: z.object({
     path: z.string(),

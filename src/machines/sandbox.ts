@@ -90,7 +90,7 @@ const forced = ({ event }: { event: SandboxMachineEvent }) =>
 const forceDelete = { SandboxDeleteRequested: { guard: 'forced', target: '#sandbox.deleting' } } as const;
 /** Recovery re-made missing wiring of a VM that runs (nothing in the context changes: the wiring is the same). */
 const networkRepaired = { SandboxNetworkRepaired: { actions: 'wiringReconciled' } } as const;
-/** Recovery took the wiring of a sandbox that runs no VM out of its namespace. */
+/** The wiring of a sandbox whose VM is gone or going was taken out of its namespace (stop, delete, recovery). */
 const networkReleased = { SandboxNetworkReleased: { actions: 'wiringReconciled' } } as const;
 
 const vmDied = {
@@ -324,6 +324,7 @@ export const sandboxMachine = setup({
       tags: ['vmUp', 'transitional'],
       entry: 'stopVm',
       on: {
+        ...networkReleased,
         SandboxStopped: { target: 'stopped', actions: assign({ handle: undefined }) },
         SandboxStopFailed: { target: 'failed', actions: 'remember' },
         SandboxLost: { target: 'lost', actions: 'gone' },
@@ -362,6 +363,7 @@ export const sandboxMachine = setup({
       tags: ['down', 'transitional'],
       entry: 'destroyVm',
       on: {
+        ...networkReleased,
         SandboxDeleted: { target: 'deleted', actions: assign({ handle: undefined }) },
         SandboxDeleteFailed: { target: 'failed', actions: 'remember' },
       },
