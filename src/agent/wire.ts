@@ -2,10 +2,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { MethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
-import { loadSync, type Options } from '@grpc/proto-loader';
+import type { MethodDefinition } from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
 
-// Decoded shapes: proto-loader runs with `defaults: true, longs: Number`, so every scalar and repeated field is
+// Decoded shapes: messages are decoded with `defaults: true, longs: Number`, so every scalar and repeated field is
 // present and an unset message field is null. Keep these in step with proto/agent.proto (field names camelCased).
 
 export interface WireProcessSpec {
@@ -195,9 +195,8 @@ export type Outgoing<T> = T extends Buffer
 
 export const AGENT_SERVICE_NAME = 'sandboxd.agent.v1.AgentService';
 
-/** proto-loader settings both ends use; the decoded shapes above depend on them. */
-export const PROTO_LOADER_OPTIONS: Options = {
-  keepCase: false,
+/** How both ends turn messages into objects (protobufjs toObject); the decoded shapes above depend on them. */
+export const WIRE_CONVERSION: protobuf.IConversionOptions = {
   longs: Number,
   enums: String,
   defaults: true,
@@ -221,16 +220,52 @@ export function defaultProtoPath(): string {
   throw new Error('proto/agent.proto not found above the agent module');
 }
 
-/** Loads AgentService from the proto file. Throws if the file lacks it. */
+/**
+ * Loads AgentService from the proto file: the method table grpc-js serves and calls, with protobufjs encoding and
+ * decoding each message (as @grpc/proto-loader would, without the reflection descriptors it builds for every
+ * type: they cost the guest agent about a second of its start under TCG and nothing here reads them). Throws if
+ * the file lacks the service.
+ */
 export function loadAgentService(protoPath: string): AgentServiceDefinition {
   // Read first so a missing file names the path, not protobufjs internals.
-  readFileSync(protoPath);
-  const definition = loadSync(protoPath, PROTO_LOADER_OPTIONS);
-  const service = definition[AGENT_SERVICE_NAME] as ServiceDefinition | undefined;
-  if (service === undefined || !('Check' in service)) {
-    throw new Error(`${protoPath}: no service ${AGENT_SERVICE_NAME}`);
+  const source = readFileSync(protoPath, 'utf8');
+  let service: protobuf.Service;
+  try {
+    const { root } = protobuf.parse(source, { keepCase: false });
+    root.resolveAll();
+    service = root.lookupService(AGENT_SERVICE_NAME);
+  } catch (err) {
+    throw new Error(`${protoPath}: no service ${AGENT_SERVICE_NAME} (${(err as Error).message})`);
   }
-  return service as unknown as AgentServiceDefinition;
+  const table: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methodsArray) {
+    const request = method.resolvedRequestType!;
+    const response = method.resolvedResponseType!;
+    table[method.name] = {
+      path: `/${AGENT_SERVICE_NAME}/${method.name}`,
+      requestStream: method.requestStream === true,
+      responseStream: method.responseStream === true,
+      requestSerialize: serializerOf(request),
+      requestDeserialize: deserializerOf(request),
+      responseSerialize: serializerOf(response),
+      responseDeserialize: deserializerOf(response),
+      originalName: method.name.charAt(0).toLowerCase() + method.name.slice(1),
+    };
+  }
+  if (!('Check' in table)) throw new Error(`${protoPath}: no service ${AGENT_SERVICE_NAME}`);
+  return table as unknown as AgentServiceDefinition;
+}
+
+function serializerOf(type: protobuf.Type): (value: unknown) => Buffer {
+  return (value) => {
+    const bytes = type.encode(type.fromObject(value as Record<string, unknown>)).finish();
+    // protobufjs writes into a Buffer under Node: no copy.
+    return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  };
+}
+
+function deserializerOf(type: protobuf.Type): (bytes: Buffer) => unknown {
+  return (bytes) => type.toObject(type.decode(bytes), WIRE_CONVERSION);
 }
 
 // ---- resync handshake (GUEST.md: a new host connection can start with stale bytes of an earlier session) ----
