@@ -1,4 +1,5 @@
 // cgroup v2 files of a container: limits, usage and OOM counts read and written directly (no crun round trip).
+import { watch } from 'node:fs';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { WireContainerStats, WireResources } from '../agent/index.js';
@@ -84,4 +85,36 @@ export async function cgroupPids(cgroupDir: string): Promise<number[]> {
     if (entry.isDirectory()) pids.push(...(await cgroupPids(join(cgroupDir, entry.name))));
   }
   return pids;
+}
+
+/** Calls `onChange` when the cgroup's memory.events changes (inotify, else a 1 s poll); returns the stop. */
+export function watchMemoryEvents(cgroupDir: string, onChange: () => void): () => void {
+  try {
+    const watcher = watch(join(cgroupDir, 'memory.events'), onChange);
+    watcher.on('error', () => {});
+    return () => watcher.close();
+  } catch {
+    const timer = setInterval(onChange, 1000);
+    return () => clearInterval(timer);
+  }
+}
+
+/** The processes in a cgroup, from /proc: pid, user (root or the uid) and command line, by pid. */
+export async function processTable(
+  cgroupDir: string,
+): Promise<{ pid: number; user: string; command: string }[]> {
+  const pids = [...new Set(await cgroupPids(cgroupDir))].sort((a, b) => a - b);
+  const rows: { pid: number; user: string; command: string }[] = [];
+  for (const pid of pids) {
+    const [status, cmdline] = await Promise.all([
+      readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''),
+      readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
+    ]);
+    if (status === '') continue;
+    const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? '?';
+    const name = /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?';
+    const command = cmdline.split('\0').filter(Boolean).join(' ') || `[${name}]`;
+    rows.push({ pid, user: uid === '0' ? 'root' : uid, command });
+  }
+  return rows;
 }

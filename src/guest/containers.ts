@@ -4,10 +4,9 @@
 // become a subreaper nor waitpid a process it did not spawn, so its exit code would be lost. `crun run` stays the
 // container's parent (a subreaper) and exits with its status. The OCI create/start split is kept by a createRuntime
 // hook that reports the container's pid and then blocks on a FIFO until StartContainer writes to it.
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { closeSync, constants as fsConstants, openSync, watch, writeSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { closeSync, constants as fsConstants, openSync, writeSync } from 'node:fs';
 import { mkdir, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { constants as osConstants } from 'node:os';
 import { isAbsolute, join, normalize, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { WireContainerInfo, WireProcessSpec, WireResources } from '../agent/index.js';
@@ -20,10 +19,29 @@ import {
   Timeout,
 } from '../errors/index.js';
 import { sleep } from '../timing/index.js';
-import { cgroupPids, oomKills, readStats, writeResources } from './cgroup.js';
+import { oomKills, processTable, readStats, watchMemoryEvents, writeResources } from './cgroup.js';
 import type { GuestEventLog, GuestExitStatus } from './events.js';
-import { DEFAULT_OUTPUT_CAPACITY, OutputBuffer } from './output.js';
-import { resolveUser } from './users.js';
+import {
+  addSandboxMount,
+  addStartGate,
+  applySpecResources,
+  execProcessOf,
+  notRunExitCode,
+  type OciLinux,
+  type OciProcess,
+  type OciSpec,
+  readBundleSpec,
+  signalNumber,
+} from './oci-spec.js';
+import { DEFAULT_OUTPUT_CAPACITY, type OutputBuffer } from './output.js';
+import {
+  CONSOLE_DRAIN_MS,
+  CrunTimings,
+  GuestProcess,
+  openConsole,
+  runCommand,
+  spawnCrun,
+} from './process.js';
 
 export interface GuestPaths {
   /** The sandbox share (bundles live here). */
@@ -57,103 +75,10 @@ const CREATE_TIMEOUT_MS = 60_000;
 const MAX_EXITED_EXECS = 64;
 /** Longest an exit event waits for its start RPC to answer (a created container that died on its own). */
 const ANNOUNCE_WAIT_MS = 30_000;
-/** A terminal's size when the request names none: the VT100's. A pty starts at 0×0, which programs take badly. */
-const defaultConsoleSize = { height: 24, width: 80 };
 
-/**
- * OCI lets a bind mount's source be relative to the bundle (the host binds volumes beside the bundle and names
- * them so); crun is given the config from elsewhere, so relative sources are made absolute here.
- */
-function resolveBindSources(spec: OciSpec, bundleDir: string): void {
-  if (!Array.isArray(spec.mounts)) return;
-  for (const m of spec.mounts as { type?: unknown; source?: unknown; options?: unknown }[]) {
-    const bind =
-      m.type === 'bind' || (Array.isArray(m.options) && m.options.some((o) => o === 'bind' || o === 'rbind'));
-    if (bind && typeof m.source === 'string' && !isAbsolute(m.source))
-      m.source = resolve(bundleDir, m.source);
-  }
-}
-
-/** Binds the guest's `path` read-only at the same place in the container, unless the bundle mounts something there. */
-function addSandboxMount(spec: OciSpec, path: string): void {
-  const mounts = Array.isArray(spec.mounts) ? (spec.mounts as { destination?: unknown }[]) : [];
-  if (mounts.some((m) => m.destination === path)) return;
-  spec.mounts = [...mounts, { destination: path, type: 'bind', source: path, options: ['rbind', 'ro'] }];
-}
-
-/** The size asked for (wire fields, 0 = unset), else the one the bundle gives, else the default. */
-function consoleSizeOf(
-  height: number,
-  width: number,
-  fallback: OciProcess['consoleSize'],
-): { height: number; width: number } {
-  if (height > 0 && width > 0) return { height, width };
-  if (fallback?.height && fallback.width && fallback.height > 0 && fallback.width > 0) {
-    return { height: fallback.height, width: fallback.width };
-  }
-  return defaultConsoleSize;
-}
-/** How long the terminal helper gets to listen on its console socket. */
-const CONSOLE_READY_MS = 10_000;
-/** After its process exited, the terminal helper drains this long before it is killed (a daemon may hold the pty). */
-const CONSOLE_DRAIN_MS = 2_000;
 const MAX_WINDOW_SIZE = 0xffff;
 
 type Status = 'created' | 'running' | 'paused' | 'stopped';
-
-/** One process (a container's init or an exec) with its pipes, buffered output and exit. */
-class GuestProcess {
-  readonly stdout: OutputBuffer;
-  readonly stderr: OutputBuffer;
-  pid = 0;
-  stdin: NodeJS.WritableStream | undefined;
-  exit: GuestExitStatus | undefined;
-  readonly exited: Promise<GuestExitStatus>;
-  #resolveExit!: (status: GuestExitStatus) => void;
-  child: ChildProcess | undefined;
-  /** The terminal helper relaying the pty master (terminal processes only). */
-  console: ChildProcess | undefined;
-  /** Window sizes for the terminal (terminal processes only). */
-  resize: ((rows: number, cols: number) => void) | undefined;
-  /** performance.now() marks: crun spawned, start gate opened (init only), for the in-guest timing metrics. */
-  spawnedAt = 0;
-  createdAt = 0;
-  startedAt = 0;
-  /** crun could not execute the program (missing: 127, not executable: 126): an exit, not an RPC failure. */
-  notRun = false;
-  #closed!: () => void;
-  /** Resolved once crun's pipes are closed: all it said is in stdout/stderr. */
-  readonly closed: Promise<void> = new Promise((resolve) => {
-    this.#closed = resolve;
-  });
-
-  markClosed(): void {
-    this.#closed();
-  }
-
-  constructor(
-    readonly execId: string,
-    outputCapacity = DEFAULT_OUTPUT_CAPACITY,
-  ) {
-    this.stdout = new OutputBuffer(outputCapacity);
-    this.stderr = new OutputBuffer(outputCapacity);
-    this.exited = new Promise((resolve) => {
-      this.#resolveExit = resolve;
-    });
-  }
-
-  settle(status: GuestExitStatus): void {
-    if (this.exit) return;
-    this.exit = status;
-    this.#resolveExit(status);
-  }
-
-  announce: () => void = () => {};
-  /** Resolved once the RPC that made this process run (StartContainer, ExecProcess) has answered. */
-  readonly announced: Promise<void> = new Promise((resolve) => {
-    this.announce = resolve;
-  });
-}
 
 interface Container {
   readonly id: string;
@@ -170,89 +95,6 @@ interface Container {
   gateFd: number | undefined;
   oomSeen: number;
   stopWatching: (() => void) | undefined;
-}
-
-/** OCI process fields a client sent beyond the agent's own (ProcessSpec.oci_json), for crun as they are. */
-const OCI_EXTRA_KEYS = ['capabilities', 'rlimits', 'noNewPrivileges', 'oomScoreAdj', 'user'] as const;
-
-function ociExtrasOf(json: string): Partial<OciProcess> {
-  if (json === '') return {};
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(json);
-  } catch {
-    throw new InvalidArgument('process', 'oci_json is not JSON');
-  }
-  if (typeof parsed !== 'object' || parsed === null)
-    throw new InvalidArgument('process', 'oci_json is not an object');
-  const extras: Record<string, unknown> = {};
-  for (const key of OCI_EXTRA_KEYS) {
-    const value = (parsed as Record<string, unknown>)[key];
-    if (value !== undefined) extras[key] = value;
-  }
-  const user = extras.user as { uid?: unknown; gid?: unknown } | undefined;
-  if (user && !(Number.isInteger(user.uid) && Number.isInteger(user.gid))) {
-    throw new InvalidArgument('process.user', 'must have integer uid and gid');
-  }
-  return extras as Partial<OciProcess>;
-}
-
-interface OciProcess {
-  terminal?: boolean;
-  consoleSize?: { height?: number; width?: number };
-  user?: { uid: number; gid: number; additionalGids?: number[] };
-  args?: string[];
-  env?: string[];
-  cwd?: string;
-  [key: string]: unknown;
-}
-interface OciSpec {
-  process?: OciProcess;
-  root?: { path: string; readonly?: boolean };
-  hooks?: Record<string, unknown[]>;
-  linux?: { cgroupsPath?: string; resources?: Record<string, unknown>; [key: string]: unknown };
-  [key: string]: unknown;
-}
-
-function signalNumber(signal: string): number {
-  const trimmed = signal.trim().toUpperCase();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed);
-  const name = (trimmed.startsWith('SIG') ? trimmed : `SIG${trimmed}`) as keyof typeof osConstants.signals;
-  const value = osConstants.signals[name];
-  if (value === undefined) throw new InvalidArgument('signal', `unknown signal ${JSON.stringify(signal)}`);
-  return value;
-}
-
-function signalName(n: number): string {
-  for (const [name, value] of Object.entries(osConstants.signals)) if (value === n) return name;
-  return String(n);
-}
-
-/** crun run/exec exit with the process's code, or 128+n when a signal killed it (like a shell). */
-function exitStatusOf(code: number | null, signal: NodeJS.Signals | null): GuestExitStatus {
-  if (signal) return { exitCode: 128 + (osConstants.signals[signal] ?? 0), signal, oomKilled: false };
-  const exitCode = code ?? 255;
-  const killedBy = exitCode > 128 && exitCode <= 128 + 64 ? signalName(exitCode - 128) : '';
-  return { exitCode, signal: killedBy, oomKilled: false };
-}
-
-/**
- * The exit code a shell gives a program it could not run, from crun's own words: 127 for a command not found,
- * 126 for one that is not executable (as docker and podman report them); undefined when the program ran.
- */
-export function notRunExitCode(crunOutput: string): 126 | 127 | undefined {
-  if (/executable file `[^`]*` not found in \$PATH/.test(crunOutput)) return 127;
-  if (/open executable: /.test(crunOutput)) return 126;
-  return undefined;
-}
-
-function runCommand(file: string, args: readonly string[]): Promise<{ code: number; output: string }> {
-  return new Promise((resolvePromise) => {
-    execFile(file, [...args], { timeout: 60_000, maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolvePromise({ code, output: `${stdout}${stderr}`.trim() });
-    });
-  });
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -312,36 +154,7 @@ export class ContainerManager {
       throw new InvalidArgument('containerId', 'must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}');
     if (this.#containers.has(id)) throw new AlreadyExists('container', id);
     const bundleDir = this.#bundleDir(bundle);
-    let spec: OciSpec;
-    try {
-      spec = JSON.parse(await readFile(join(bundleDir, 'config.json'), 'utf8')) as OciSpec;
-    } catch (err) {
-      throw new InvalidArgument('bundle', `cannot read ${bundle}/config.json: ${(err as Error).message}`);
-    }
-    if (typeof spec !== 'object' || spec === null || typeof spec.root?.path !== 'string') {
-      throw new InvalidArgument('bundle', 'config.json has no root.path');
-    }
-    spec.root.path = resolve(bundleDir, spec.root.path);
-    resolveBindSources(spec, bundleDir);
-    spec.process ??= {};
-    const rootfs = spec.root.path;
-    if (processOverride) {
-      if (processOverride.args.length > 0) spec.process.args = processOverride.args;
-      if (processOverride.env.length > 0) spec.process.env = processOverride.env;
-      if (processOverride.cwd !== '') spec.process.cwd = processOverride.cwd;
-      Object.assign(spec.process, ociExtrasOf(processOverride.ociJson ?? ''));
-      spec.process.terminal = processOverride.terminal;
-      spec.process.consoleSize = consoleSizeOf(
-        processOverride.consoleHeight,
-        processOverride.consoleWidth,
-        spec.process.consoleSize,
-      );
-      if (processOverride.user !== '') spec.process.user = await resolveUser(rootfs, processOverride.user);
-    }
-    if (spec.process.terminal) spec.process.consoleSize = consoleSizeOf(0, 0, spec.process.consoleSize);
-    if (!Array.isArray(spec.process.args) || spec.process.args.length === 0) {
-      throw new InvalidArgument('process.args', 'must not be empty');
-    }
+    const spec = await readBundleSpec(bundleDir, bundle, processOverride);
 
     const stateDir = join(this.#paths.stateDir, 'containers', id);
     const parentCgroup = join(this.#paths.cgroupRoot, this.#paths.cgroupParent);
@@ -367,20 +180,7 @@ export class ContainerManager {
     await runCommand('mkfifo', [gate]).then(({ code, output }) => {
       if (code !== 0) throw new Internal('mkfifo', output, { containerId: id });
     });
-    spec.hooks ??= {};
-    const gateHook = {
-      path: this.#paths.shell,
-      args: [
-        'sh',
-        '-c',
-        'cat > "$1.tmp" && mv "$1.tmp" "$1" && read -r _ < "$2" && : > "$3"',
-        'sandboxd-start-gate',
-        stateFile,
-        gate,
-        startedFile,
-      ],
-    };
-    spec.hooks.createRuntime = [...(spec.hooks.createRuntime ?? []), gateHook];
+    addStartGate(spec, this.#paths.shell, stateFile, gate, startedFile);
     const configPath = join(stateDir, 'config.json');
     await writeFile(configPath, JSON.stringify(spec));
 
@@ -531,21 +331,7 @@ export class ContainerManager {
     if (container.status !== 'running')
       throw new InvalidState('container', containerId, container.status, 'exec');
     if (!spec || spec.args.length === 0) throw new InvalidArgument('process.args', 'must not be empty');
-    const base = container.spec.process ?? {};
-    const extras = ociExtrasOf(spec.ociJson ?? '');
-    const processJson: OciProcess = {
-      ...base,
-      ...extras,
-      terminal: spec.terminal,
-      consoleSize: consoleSizeOf(spec.consoleHeight, spec.consoleWidth, base.consoleSize),
-      args: spec.args,
-      env: spec.env.length > 0 ? spec.env : (base.env ?? []),
-      cwd: spec.cwd !== '' ? spec.cwd : (base.cwd ?? '/'),
-      user:
-        spec.user !== ''
-          ? await resolveUser(container.spec.root!.path, spec.user)
-          : (extras.user ?? base.user ?? { uid: 0, gid: 0 }),
-    };
+    const processJson = await execProcessOf(container.spec, spec);
     const processFile = join(container.stateDir, `exec-${execId}.json`);
     const pidFile = join(container.stateDir, `exec-${execId}.pid`);
     await writeFile(processFile, JSON.stringify(processJson));
@@ -663,66 +449,20 @@ export class ContainerManager {
 
   #consoleCount = 0;
 
-  /**
-   * Starts the terminal helper for `process` and resolves the console socket to hand crun once the helper listens.
-   * crun sends the pty master there (SCM_RIGHTS, which Node cannot receive); the helper relays it over pipes: its
-   * stdout becomes the process's stdout (a terminal has no separate stderr), its stdin is the process's stdin, and
-   * its fd 3 takes window sizes.
-   */
+  /** The terminal helper for `process`; resolves the console socket to hand crun once the helper listens. */
   async #openConsole(
     container: Container,
     process: GuestProcess,
     size: OciProcess['consoleSize'],
   ): Promise<string> {
     // Short and flat: sun_path holds 107 bytes, container and exec ids up to 64 each would not fit.
-    await mkdir(this.#paths.stateDir, { recursive: true });
     const socketPath = join(this.#paths.stateDir, `tty-${++this.#consoleCount}.sock`);
-    const helperPath = this.#paths.consoleHelper ?? 'sbx-console';
-    const helper = spawn(helperPath, [socketPath], { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
-    const logContext = { containerId: container.id, execId: process.execId, step: 'console' };
-    await new Promise<void>((resolvePromise, reject) => {
-      let said = '';
-      const fail = (why: string) => {
-        clearTimeout(timer);
-        helper.kill('SIGKILL');
-        reject(new Internal('console helper', why, { containerId: container.id, execId: process.execId }));
-      };
-      const timer = setTimeout(() => fail(`not listening within ${CONSOLE_READY_MS} ms`), CONSOLE_READY_MS);
-      const onData = (chunk: Buffer) => {
-        said += chunk.toString('utf8');
-        if (!said.startsWith('ready\n')) return;
-        clearTimeout(timer);
-        helper.stderr?.off('data', onData);
-        helper.off('exit', onExit);
-        helper.off('error', onError);
-        helper.stderr?.on('data', (more: Buffer) =>
-          this.#logger.warn({ ...logContext, message: more.toString('utf8').trim() }, 'console helper says'),
-        );
-        resolvePromise();
-      };
-      const onExit = (code: number | null) => fail(`${helperPath} exited ${code}: ${said.trim()}`);
-      const onError = (err: Error) => fail(`${helperPath}: ${err.message}`);
-      helper.stderr?.on('data', onData);
-      helper.once('exit', onExit);
-      helper.once('error', onError);
+    await openConsole(process, size, {
+      socketPath,
+      helperPath: this.#paths.consoleHelper ?? 'sbx-console',
+      containerId: container.id,
+      logger: this.#logger,
     });
-    helper.on('error', (err) => this.#logger.warn({ ...logContext, err }, 'console helper failed'));
-    process.console = helper;
-    process.stdin = helper.stdin ?? undefined;
-    helper.stdin?.on('error', () => {});
-    const control = helper.stdio[3] as NodeJS.WritableStream | null;
-    control?.on('error', () => {});
-    process.resize = (rows, cols) => control?.write(`${rows} ${cols}\n`);
-    // crun sizes the pty from consoleSize before the process runs; the helper applies it too, for a crun that
-    // does not.
-    const { height, width } = consoleSizeOf(0, 0, size);
-    process.resize(height, width);
-    const stdout = helper.stdout;
-    if (stdout) {
-      stdout.on('data', (chunk: Buffer) => process.stdout.append(chunk));
-      process.stdout.setSource({ pause: () => stdout.pause(), resume: () => stdout.resume() });
-    }
-    helper.on('close', () => process.stdout.finish());
     return socketPath;
   }
 
@@ -740,20 +480,7 @@ export class ContainerManager {
 
   async processes(id: string): Promise<{ pid: number; user: string; command: string }[]> {
     const container = this.#get(id);
-    const pids = [...new Set(await cgroupPids(container.leafCgroupDir))].sort((a, b) => a - b);
-    const rows: { pid: number; user: string; command: string }[] = [];
-    for (const pid of pids) {
-      const [status, cmdline] = await Promise.all([
-        readFile(`/proc/${pid}/status`, 'utf8').catch(() => ''),
-        readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => ''),
-      ]);
-      if (status === '') continue;
-      const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? '?';
-      const name = /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '?';
-      const command = cmdline.split('\0').filter(Boolean).join(' ') || `[${name}]`;
-      rows.push({ pid, user: uid === '0' ? 'root' : uid, command });
-    }
-    return rows;
+    return processTable(container.leafCgroupDir);
   }
 
   list(): WireContainerInfo[] {
@@ -781,48 +508,15 @@ export class ContainerManager {
   }
 
   #spawnMonitored(container: Container, process: GuestProcess, args: string[]): ChildProcess {
-    // With a terminal the process's stdio is the pty (relayed by the console helper); crun's own pipes carry only
-    // crun's messages, kept as stderr.
-    const terminal = process.console;
-    const child = spawn(this.#paths.crun, args, { stdio: [terminal ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
-    process.spawnedAt = performance.now();
-    process.child = child;
-    if (!terminal) process.stdin = child.stdin ?? undefined;
-    child.stdin?.on('error', () => {});
-    const pipes = terminal
-      ? ([
-          [child.stdout, process.stderr],
-          [child.stderr, process.stderr],
-        ] as const)
-      : ([
-          [child.stdout, process.stdout],
-          [child.stderr, process.stderr],
-        ] as const);
-    for (const [pipe, buffer] of pipes) {
-      if (!pipe) continue;
-      pipe.on('data', (chunk: Buffer) => buffer.append(chunk));
-      buffer.setSource({ pause: () => pipe.pause(), resume: () => pipe.resume() });
-    }
-    child.on('error', (err) => {
-      this.#logger.error({ err, containerId: container.id, execId: process.execId }, 'crun spawn failed');
-      terminal?.kill('SIGKILL');
-      process.stdout.finish();
-      process.stderr.finish();
-      process.settle({ exitCode: 255, signal: '', oomKilled: false });
-    });
-    child.on('close', () => {
-      process.markClosed();
-      if (!terminal) process.stdout.finish();
-      process.stderr.finish();
-      if (terminal && terminal.exitCode === null && terminal.signalCode === null) {
-        // The helper ends by itself when the last pty slave closes; a daemonised child may keep one open.
-        setTimeout(() => terminal.kill('SIGKILL'), CONSOLE_DRAIN_MS).unref();
-      }
-    });
-    child.on('exit', (code, signal) => {
-      void this.#onExit(container, process, exitStatusOf(code, signal));
-    });
-    return child;
+    return spawnCrun(
+      this.#paths.crun,
+      args,
+      process,
+      { logger: this.#logger, containerId: container.id },
+      (status) => {
+        void this.#onExit(container, process, status);
+      },
+    );
   }
 
   async #onExit(container: Container, process: GuestProcess, status: GuestExitStatus): Promise<void> {
@@ -847,7 +541,7 @@ export class ContainerManager {
       this.#closeGate(container);
     }
     process.stdin = undefined;
-    this.#recordTiming(process);
+    this.timings.record(process);
     process.settle(final);
     this.#logger.info({ containerId: container.id, execId: process.execId, ...final }, 'process exited');
     // A create or exec that failed before its process existed is reported by its RPC's error, not as an exit.
@@ -864,23 +558,8 @@ export class ContainerManager {
     });
   }
 
-  /**
-   * Wall time crun itself took, without the time a container waited at the start gate: `crun run` (spawn → pid
-   * reported, gate → exit) or `crun exec` (spawn → exit). The baseline the agent benchmark sets RPC times against.
-   */
-  readonly timings = { containerRuns: 0, containerSeconds: 0, execs: 0, execSeconds: 0 };
-
-  #recordTiming(process: GuestProcess): void {
-    const now = performance.now();
-    if (process.execId !== '') {
-      this.timings.execs++;
-      this.timings.execSeconds += (now - process.spawnedAt) / 1000;
-    } else if (process.createdAt > 0 && process.startedAt > 0) {
-      this.timings.containerRuns++;
-      this.timings.containerSeconds +=
-        (process.createdAt - process.spawnedAt + (now - process.startedAt)) / 1000;
-    }
-  }
+  /** Wall time crun itself took (see CrunTimings), for the agent's metrics. */
+  readonly timings = new CrunTimings();
 
   /** Publishes an OOM event for every kill not reported yet; returns the total count. */
   async #checkOom(container: Container): Promise<number> {
@@ -894,16 +573,7 @@ export class ContainerManager {
   }
 
   #watchOom(container: Container): void {
-    const check = () => void this.#checkOom(container);
-    try {
-      const watcher = watch(join(container.cgroupDir, 'memory.events'), check);
-      watcher.on('error', () => {});
-      container.stopWatching = () => watcher.close();
-    } catch {
-      // No inotify on this file: poll while the container lives.
-      const timer = setInterval(check, 1000);
-      container.stopWatching = () => clearInterval(timer);
-    }
+    container.stopWatching = watchMemoryEvents(container.cgroupDir, () => void this.#checkOom(container));
   }
 
   /** Kata's sandbox pidns: containers created after this see each other's processes. */
@@ -912,7 +582,7 @@ export class ContainerManager {
   sandboxResolvConf = false;
 
   /** With a shared pidns, a new container joins the pid namespace of the oldest container still running. */
-  #joinSandboxPidNs(linux: NonNullable<OciSpec['linux']>): void {
+  #joinSandboxPidNs(linux: OciLinux): void {
     if (!this.sharedPidNs) return;
     const host = [...this.#containers.values()].find((c) => !c.init.exit && c.init.pid > 0);
     if (!host) return;
@@ -960,22 +630,4 @@ export class ContainerManager {
     const { code, output } = await runCommand(this.#paths.crun, args);
     if (code !== 0) throw new Internal(step, output || `exit ${code}`, { containerId });
   }
-}
-
-function applySpecResources(linux: NonNullable<OciSpec['linux']>, resources: WireResources): void {
-  linux.resources ??= {};
-  const specResources = linux.resources;
-  if (resources.memoryLimitBytes > 0) {
-    specResources.memory = {
-      ...(specResources.memory as object | undefined),
-      limit: resources.memoryLimitBytes,
-    };
-  }
-  if (resources.cpuQuota !== 0 || resources.cpuPeriod !== 0) {
-    const cpu: Record<string, number> = { ...(specResources.cpu as object | undefined) };
-    if (resources.cpuQuota !== 0) cpu.quota = resources.cpuQuota;
-    if (resources.cpuPeriod !== 0) cpu.period = resources.cpuPeriod;
-    specResources.cpu = cpu;
-  }
-  if (resources.pidsLimit > 0) specResources.pids = { limit: resources.pidsLimit };
 }
