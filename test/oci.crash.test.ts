@@ -1,6 +1,9 @@
 // Crashes around sandboxd-runc, against a real daemon and real VMs: the daemon killed -9 and restarted while
 // podman containers run (state still right, exec and kill work, the exit code reaches conmon), and a keeper
-// killed -9 (noticed: the process in the VM is ended and its exit recorded, nothing left running or leaked).
+// killed -9 (noticed: the process in the VM is ended and its exit recorded, nothing left running or leaked), and
+// output written before, during and after a daemon kill -9 reaching podman logs exactly once. The daemon keeps
+// small host logs (2 files of 64 KiB) so that the start of a log is rotated away: a keeper that resumed by reading
+// from the start and skipping what it had written would lose output there.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -13,11 +16,14 @@ import {
   runcState,
 } from './support/oci.js';
 import { podmanExitCode, podmanRemove, usePodmanWorld } from './support/oci-podman.js';
+import { until } from './support/vm.js';
 
 const VM_MS = 300_000;
 
 describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }, () => {
-  const w = usePodmanWorld('sbx-crash-', VM_MS);
+  const w = usePodmanWorld('sbx-crash-', VM_MS, {
+    daemonArgs: ['--log-max-size', '64k', '--log-max-files', '2'],
+  });
   const p = w.p;
 
   it('sandboxd kill -9 and restart under a running podman container: state, ps, exec, kill all still work', {
@@ -42,6 +48,47 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
     assert.equal((await p('kill', '-s', 'USR1', 'c1')).code, 0);
     assert.equal(await podmanExitCode(w.podman, 'c1'), 4);
     await podmanRemove(w.world, w.podman, 'c1');
+  });
+
+  it('output before, during and after a sandboxd kill -9 reaches podman logs once, byte for byte', {
+    timeout: VM_MS,
+  }, async () => {
+    // A burst of ~280 KiB (the host log keeps 128 KiB of it), then a line every 0.1 s until /tmp/stop exists.
+    const pad = 'x'.repeat(80);
+    const script = [
+      `i=0; pad=${pad}`,
+      'while [ $i -lt 3000 ]; do echo "line $i $pad"; i=$((i+1)); [ $((i % 100)) = 0 ] && sleep 0.1; done',
+      'while [ ! -e /tmp/stop ]; do echo "line $i $pad"; i=$((i+1)); sleep 0.1; done',
+      'echo end',
+    ].join('\n');
+    const d = await p('run', '-d', '--network', 'none', '--name', 'c3', 'busybox', 'sh', '-c', script);
+    assert.equal(d.code, 0, d.stderr);
+    const lastLine = async () => {
+      const lines = (await p('logs', 'c3')).stdout.trimEnd().split('\n');
+      return Number(/^line (\d+) /.exec(lines.at(-1) ?? '')?.[1] ?? -1);
+    };
+    const seen = (n: number) => async () => ((await lastLine()) >= n ? true : undefined);
+    await until('the burst in podman logs', 120_000, seen(3005));
+
+    await w.world.killDaemon9();
+    const killedAt = await lastLine();
+    await new Promise((r) => setTimeout(r, 2000)); // the container writes on while no daemon reads
+    await w.world.restart();
+    await until('output after the restart in podman logs', 120_000, seen(killedAt + 40));
+    assert.equal((await p('exec', 'c3', 'touch', '/tmp/stop')).code, 0);
+    assert.equal(await podmanExitCode(w.podman, 'c3'), 0);
+
+    const logs = (await p('logs', 'c3')).stdout;
+    const last = Number(/line (\d+) x+\nend\n$/.exec(logs)?.[1] ?? -1);
+    assert.ok(last > killedAt + 40, `lines after the restart (last ${last}, ${killedAt} at the kill)`);
+    const expected = `${Array.from({ length: last + 1 }, (_, i) => `line ${i} ${pad}\n`).join('')}end\n`;
+    // Compared as lines first, so that a failure names the first wrong one rather than dumping 300 KiB.
+    const got = logs.split('\n');
+    const want = expected.split('\n');
+    const first = want.findIndex((l, i) => got[i] !== l);
+    assert.equal(first, -1, `first difference at line ${first}: ${JSON.stringify(got[first])}`);
+    assert.equal(logs, expected, 'byte-identical');
+    await podmanRemove(w.world, w.podman, 'c3');
   });
 
   it('a podman container whose keeper is killed -9: exited (137), its VM process ended, nothing left', {

@@ -4,7 +4,8 @@
 // (container.wait / exec.wait), copies its own stdin to the process (exec.writeStdin), forwards the signals it
 // gets (container.kill / exec.kill) and, with --console-socket, hands a host pty master to the caller over that
 // socket (SCM_RIGHTS) and relays the slave, window size included. When the daemon goes away it reconnects and
-// asks again: the exit is in the daemon's log, so an exit that happened meanwhile still arrives. See docs/oci-cli.md.
+// asks again: the exit is in the daemon's log, so an exit that happened meanwhile still arrives, and the output goes
+// on from the host log's offset after the last chunk written. See docs/oci-cli.md.
 //
 // usage: sandboxd-runc-keeper --socket S --sandbox SB --container C [--exec E] [--console-socket P]
 //                             [--ready-fd N] [--delete-exec]
@@ -35,8 +36,9 @@ static size_t rlen, rcap;
 static int next_id = 1;
 static int follow_id, wait_id, op_id, resize_id, delete_id;
 static int following;           // exec.output follow answered on this connection
-static long long seen[2];       // bytes of stdout/stderr received on this connection
-static long long written[2];    // bytes of stdout/stderr written to our fds, over all connections
+// The host log's offset after the last chunk written to our fds (its `next`): a follow on a new connection starts
+// there, so nothing is written twice or lost, even when the log's start was rotated away meanwhile. -1: none yet.
+static long long resume_at = -1;
 static int ends;                // exec.outputEnd received (one per stream)
 static int exited = -1;         // the exit code once known
 static long long exited_at;     // when the exit became known (ms)
@@ -189,14 +191,14 @@ static int connect_daemon(void) {
   conn = fd;
   rlen = 0;
   following = 0;
-  seen[0] = seen[1] = 0;
   ends = 0;
-  char p[640];
-  snprintf(p, sizeof p, "%s,\"follow\":true", ref);
+  char p[700];
+  if (resume_at >= 0) snprintf(p, sizeof p, "%s,\"follow\":true,\"offset\":%lld", ref, resume_at);
+  else snprintf(p, sizeof p, "%s,\"follow\":true", ref);
   follow_id = request("exec.output", p);
   if (exited < 0) ask_wait();
   op_id = resize_id = 0;
-  logf_("connected");
+  logf_("connected, output from offset %lld", resume_at < 0 ? 0 : resume_at);
   return 0;
 }
 
@@ -217,16 +219,14 @@ static void ready(const char *msg) {
 static void on_output(char *line) {
   char *stream = field(line, "stream");
   char *data = field(line, "data");
+  char *next = field(line, "next");
   if (!stream || !data || *data != '"') return;
+  // Read before the data is decoded in place (the decoding stays within the data's quotes, but order is cheap).
+  long long at = next ? atoll(next) : -1;
   int i = strncmp(stream, "\"stderr\"", 8) == 0 ? 1 : 0;
   size_t n = b64_decode(data + 1);
-  // After a reconnect the daemon sends the output again from its first byte: skip what was written already.
-  long long start = seen[i];
-  seen[i] += (long long)n;
-  if (seen[i] <= written[i]) return;
-  long long from = written[i] > start ? written[i] - start : 0;
-  write_all(i == 1 ? err_fd : out_fd, data + 1 + from, n - (size_t)from);
-  written[i] = seen[i];
+  write_all(i == 1 ? err_fd : out_fd, data + 1, n);
+  if (at >= 0) resume_at = at;
 }
 
 static void on_response(char *line, int id) {

@@ -91,11 +91,15 @@ export interface PodmanWorld {
 }
 
 /** For a describe: registers before() (a world, podman on it) and after() (both closed); the handles. */
-export function usePodmanWorld(prefix: string, timeoutMs = 300_000): PodmanWorld {
+export function usePodmanWorld(
+  prefix: string,
+  timeoutMs = 300_000,
+  o: { daemonArgs?: readonly string[] } = {},
+): PodmanWorld {
   let world: OciWorld | undefined;
   let podman: Podman | undefined;
   before(async () => {
-    world = await openOciWorld(prefix);
+    world = await openOciWorld(prefix, o);
     podman = await openPodman(world, timeoutMs);
   });
   after(() => closePodmanWorld(world, podman));

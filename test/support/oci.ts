@@ -29,13 +29,17 @@ export interface OciWorld {
   close(): Promise<void>;
 }
 
-export async function openOciWorld(prefix = 'sbx-runc-'): Promise<OciWorld> {
+/** A daemon in a temp dir; `daemonArgs` are added to its command line (e.g. log limits), restarts included. */
+export async function openOciWorld(
+  prefix = 'sbx-runc-',
+  o: { daemonArgs?: readonly string[] } = {},
+): Promise<OciWorld> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const socket = join(dir, 's.sock');
   const start = async () => {
     const d = await spawnUntil(
       DAEMON,
-      ['--state-dir', join(dir, 'state'), '--socket', socket, '--log-level', 'info'],
+      ['--state-dir', join(dir, 'state'), '--socket', socket, '--log-level', 'info', ...(o.daemonArgs ?? [])],
       /"msg":"ready"/,
       { timeoutMs: 120_000 },
     );
