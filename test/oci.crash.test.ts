@@ -11,14 +11,31 @@ import {
   alive,
   assertNothingLeft,
   createUnderSubreaper,
+  livePidsWhose,
   runc,
   runcSpecBundle,
   runcState,
 } from './support/oci.js';
-import { podmanExitCode, podmanRemove, usePodmanWorld } from './support/oci-podman.js';
+import { type PodmanWorld, podmanExitCode, podmanRemove, usePodmanWorld } from './support/oci-podman.js';
 import { until } from './support/vm.js';
 
 const VM_MS = 300_000;
+
+/**
+ * Runs a case's body; if it fails, its podman container is removed with -f (VM, keeper, conmon, cgroups; the daemon
+ * started again first if the case left it killed), so the next cases do not find its QEMU left; the failure is
+ * thrown on.
+ */
+async function removedOnFailure(w: PodmanWorld, name: string, body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (err) {
+    const daemon = w.world.daemon;
+    if (daemon.exitCode !== null || daemon.signalCode !== null) await w.world.restart().catch(() => undefined);
+    await w.podman('rm', '-f', '-t', '0', name).catch(() => undefined);
+    throw err;
+  }
+}
 
 describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }, () => {
   const w = usePodmanWorld('sbx-crash-', VM_MS, {
@@ -32,21 +49,23 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
     const script = 'trap "exit 4" USR1; echo up; while true; do sleep 0.2; done';
     const d = await p('run', '-d', '--network', 'none', '--name', 'c1', 'busybox', 'sh', '-c', script);
     assert.equal(d.code, 0, d.stderr);
-    const id = d.stdout.trim();
-    const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c1')).stdout.trim());
-    assert.equal((await runcState(w.world, id)).status, 'running');
+    await removedOnFailure(w, 'c1', async () => {
+      const id = d.stdout.trim();
+      const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c1')).stdout.trim());
+      assert.equal((await runcState(w.world, id)).status, 'running');
 
-    await w.world.killDaemon9();
-    assert.ok(alive(keeper), 'the keeper outlives the daemon');
-    await w.world.restart();
+      await w.world.killDaemon9();
+      assert.ok(alive(keeper), 'the keeper outlives the daemon');
+      await w.world.restart();
 
-    const after = await runcState(w.world, id);
-    assert.deepEqual([after.status, after.pid], ['running', keeper], 'state after the restart');
-    assert.match((await p('ps', '--format', '{{.Names}} {{.Status}}')).stdout, /^c1 Up/m);
-    const e = await p('exec', 'c1', 'echo', 'after-restart');
-    assert.equal(e.stdout, 'after-restart\n', e.stderr);
-    assert.equal((await p('kill', '-s', 'USR1', 'c1')).code, 0);
-    assert.equal(await podmanExitCode(w.podman, 'c1'), 4);
+      const after = await runcState(w.world, id);
+      assert.deepEqual([after.status, after.pid], ['running', keeper], 'state after the restart');
+      assert.match((await p('ps', '--format', '{{.Names}} {{.Status}}')).stdout, /^c1 Up/m);
+      const e = await p('exec', 'c1', 'echo', 'after-restart');
+      assert.equal(e.stdout, 'after-restart\n', e.stderr);
+      assert.equal((await p('kill', '-s', 'USR1', 'c1')).code, 0);
+      assert.equal(await podmanExitCode(w.podman, 'c1'), 4);
+    });
     await podmanRemove(w.world, w.podman, 'c1');
   });
 
@@ -63,32 +82,92 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
     ].join('\n');
     const d = await p('run', '-d', '--network', 'none', '--name', 'c3', 'busybox', 'sh', '-c', script);
     assert.equal(d.code, 0, d.stderr);
-    const lastLine = async () => {
-      const lines = (await p('logs', 'c3')).stdout.trimEnd().split('\n');
-      return Number(/^line (\d+) /.exec(lines.at(-1) ?? '')?.[1] ?? -1);
-    };
-    const seen = (n: number) => async () => ((await lastLine()) >= n ? true : undefined);
-    await until('the burst in podman logs', 120_000, seen(3005));
+    await removedOnFailure(w, 'c3', async () => {
+      const lastLine = async () => {
+        const lines = (await p('logs', 'c3')).stdout.trimEnd().split('\n');
+        return Number(/^line (\d+) /.exec(lines.at(-1) ?? '')?.[1] ?? -1);
+      };
+      const seen = (n: number) => async () => ((await lastLine()) >= n ? true : undefined);
+      await until('the burst in podman logs', 120_000, seen(3005));
 
-    await w.world.killDaemon9();
-    const killedAt = await lastLine();
-    await new Promise((r) => setTimeout(r, 2000)); // the container writes on while no daemon reads
-    await w.world.restart();
-    await until('output after the restart in podman logs', 120_000, seen(killedAt + 40));
-    assert.equal((await p('exec', 'c3', 'touch', '/tmp/stop')).code, 0);
-    assert.equal(await podmanExitCode(w.podman, 'c3'), 0);
+      await w.world.killDaemon9();
+      const killedAt = await lastLine();
+      await new Promise((r) => setTimeout(r, 2000)); // the container writes on while no daemon reads
+      await w.world.restart();
+      await until('output after the restart in podman logs', 120_000, seen(killedAt + 40));
+      assert.equal((await p('exec', 'c3', 'touch', '/tmp/stop')).code, 0);
+      assert.equal(await podmanExitCode(w.podman, 'c3'), 0);
 
-    const logs = (await p('logs', 'c3')).stdout;
-    const last = Number(/line (\d+) x+\nend\n$/.exec(logs)?.[1] ?? -1);
-    assert.ok(last > killedAt + 40, `lines after the restart (last ${last}, ${killedAt} at the kill)`);
-    const expected = `${Array.from({ length: last + 1 }, (_, i) => `line ${i} ${pad}\n`).join('')}end\n`;
-    // Compared as lines first, so that a failure names the first wrong one rather than dumping 300 KiB.
-    const got = logs.split('\n');
-    const want = expected.split('\n');
-    const first = want.findIndex((l, i) => got[i] !== l);
-    assert.equal(first, -1, `first difference at line ${first}: ${JSON.stringify(got[first])}`);
-    assert.equal(logs, expected, 'byte-identical');
+      const logs = (await p('logs', 'c3')).stdout;
+      const last = Number(/line (\d+) x+\nend\n$/.exec(logs)?.[1] ?? -1);
+      assert.ok(last > killedAt + 40, `lines after the restart (last ${last}, ${killedAt} at the kill)`);
+      const expected = `${Array.from({ length: last + 1 }, (_, i) => `line ${i} ${pad}\n`).join('')}end\n`;
+      // Compared as lines first, so that a failure names the first wrong one rather than dumping 300 KiB.
+      const got = logs.split('\n');
+      const want = expected.split('\n');
+      const first = want.findIndex((l, i) => got[i] !== l);
+      assert.equal(first, -1, `first difference at line ${first}: ${JSON.stringify(got[first])}`);
+      assert.equal(logs, expected, 'byte-identical');
+    });
     await podmanRemove(w.world, w.podman, 'c3');
+  });
+
+  it('exits while sandboxd is down reach conmon with their codes; the container keeper outlives its exec keepers', {
+    timeout: VM_MS,
+  }, async () => {
+    // The container waits for /tmp/go, writes 20 lines and exits 3; a detached exec makes /tmp/go a second after it
+    // starts and exits 5: both end while the daemon is down (4 s). The exec's keeper is stopped (SIGSTOP) over the
+    // restart, so it is certainly still there when the container's keeper learns the exit: podman's cleanup refuses
+    // a container whose exec pid still answers ("active exec sessions"), so the container's keeper must wait for it.
+    const script = [
+      'echo start; while [ ! -e /tmp/go ]; do sleep 0.1; done',
+      'i=0; while [ $i -lt 20 ]; do echo "late $i"; i=$((i+1)); done; exit 3',
+    ].join('\n');
+    const d = await p('run', '-d', '--network', 'none', '--name', 'c4', 'busybox', 'sh', '-c', script);
+    assert.equal(d.code, 0, d.stderr);
+    await removedOnFailure(w, 'c4', async () => {
+      await until('start in podman logs', 120_000, async () =>
+        (await p('logs', 'c4')).stdout.startsWith('start\n') ? true : undefined,
+      );
+      const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c4')).stdout.trim());
+      const x = await p('exec', '-d', 'c4', 'sh', '-c', 'sleep 1; touch /tmp/go; exit 5');
+      assert.equal(x.code, 0, x.stderr);
+      const execKeepers = await livePidsWhose(
+        (cmd) =>
+          cmd.includes('sandboxd-runc-keeper') && cmd.includes(w.world.dir) && cmd.includes('\0--exec\0'),
+      );
+      assert.equal(execKeepers.length, 1, 'one exec keeper');
+      const execKeeper = execKeepers[0]!;
+      process.kill(execKeeper, 'SIGSTOP');
+      try {
+        await w.world.killDaemon9();
+        await new Promise((r) => setTimeout(r, 4000));
+        await w.world.restart();
+        // The reproduction holds only if both exits happened while the daemon was down: recovery recorded them.
+        const { events } = await w.world.api.call<{
+          events: { type: string; data: { exitCode?: number } }[];
+        }>('events.read', {
+          types: ['ContainerExitedWhileDown', 'ProcessExitedWhileDaemonDown'],
+          limit: 10000,
+        });
+        assert.deepEqual(
+          events.map((e) => [e.type, e.data.exitCode]).sort(),
+          [
+            ['ContainerExitedWhileDown', 3],
+            ['ProcessExitedWhileDaemonDown', 5],
+          ],
+          'both exits were recorded by recovery (they happened while the daemon was down)',
+        );
+        await new Promise((r) => setTimeout(r, 2000));
+        assert.ok(alive(keeper), "the container's keeper waits for its exec's keeper");
+      } finally {
+        process.kill(execKeeper, 'SIGCONT');
+      }
+      assert.equal(await podmanExitCode(w.podman, 'c4'), 3);
+      const want = `start\n${Array.from({ length: 20 }, (_, i) => `late ${i}\n`).join('')}`;
+      assert.equal((await p('logs', 'c4')).stdout, want);
+    });
+    await podmanRemove(w.world, w.podman, 'c4');
   });
 
   it('a podman container whose keeper is killed -9: exited (137), its VM process ended, nothing left', {
@@ -96,9 +175,11 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
   }, async () => {
     const d = await p('run', '-d', '--network', 'none', '--name', 'c2', 'busybox', 'sleep', '100000');
     assert.equal(d.code, 0, d.stderr);
-    const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c2')).stdout.trim());
-    process.kill(keeper, 'SIGKILL');
-    assert.equal(await podmanExitCode(w.podman, 'c2'), 137);
+    await removedOnFailure(w, 'c2', async () => {
+      const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c2')).stdout.trim());
+      process.kill(keeper, 'SIGKILL');
+      assert.equal(await podmanExitCode(w.podman, 'c2'), 137);
+    });
     await podmanRemove(w.world, w.podman, 'c2');
   });
 

@@ -10,6 +10,7 @@
 // usage: sandboxd-runc-keeper --socket S --sandbox SB --container C [--exec E] [--console-socket P]
 //                             [--ready-fd N] [--delete-exec]
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -68,8 +69,10 @@ static void logf_(const char *fmt, ...) {
   if (!path) return;
   int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return;
-  dprintf(fd, "{\"name\":\"sandboxd-runc-keeper\",\"pid\":%d,\"sandboxId\":\"%s\",\"containerId\":\"%s\",\"execId\":\"%s\",\"msg\":\"%s\"}\n",
-          getpid(), sandbox_id, container_id, exec_id, buf);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  dprintf(fd, "{\"name\":\"sandboxd-runc-keeper\",\"time\":%lld,\"pid\":%d,\"sandboxId\":\"%s\",\"containerId\":\"%s\",\"execId\":\"%s\",\"msg\":\"%s\"}\n",
+          (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, getpid(), sandbox_id, container_id, exec_id, buf);
   close(fd);
 }
 
@@ -179,6 +182,14 @@ static void ask_wait(void) {
   }
 }
 
+// exec.output with follow, from the offset after the last chunk written (from the start the first time).
+static void ask_follow(void) {
+  char p[700];
+  if (resume_at >= 0) snprintf(p, sizeof p, "%s,\"follow\":true,\"offset\":%lld", ref, resume_at);
+  else snprintf(p, sizeof p, "%s,\"follow\":true", ref);
+  follow_id = request("exec.output", p);
+}
+
 static int connect_daemon(void) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
@@ -192,10 +203,7 @@ static int connect_daemon(void) {
   rlen = 0;
   following = 0;
   ends = 0;
-  char p[700];
-  if (resume_at >= 0) snprintf(p, sizeof p, "%s,\"follow\":true,\"offset\":%lld", ref, resume_at);
-  else snprintf(p, sizeof p, "%s,\"follow\":true", ref);
-  follow_id = request("exec.output", p);
+  ask_follow();
   if (exited < 0) ask_wait();
   op_id = resize_id = 0;
   logf_("connected, output from offset %lld", resume_at < 0 ? 0 : resume_at);
@@ -288,6 +296,12 @@ static void on_line(char *line) {
   if (!method) return;
   if (strncmp(method, "\"exec.output\"", 13) == 0) on_output(line);
   else if (strncmp(method, "\"exec.outputEnd\"", 16) == 0) ends++;
+  else if (strncmp(method, "\"subscription.dropped\"", 22) == 0) {
+    // We read too slowly for the daemon (its queue for us overflowed): follow again from the last chunk written.
+    logf_("output follow dropped by the daemon, again from offset %lld", resume_at < 0 ? 0 : resume_at);
+    ends = 0;
+    ask_follow();
+  }
 }
 
 static void read_conn(void) {
@@ -454,6 +468,42 @@ static void open_console(void) {
   resize_wanted = 1;
 }
 
+// Whether a keeper of one of this container's execs (same daemon socket, sandbox and container) still exists,
+// a zombie included (a zombie's pid still answers kill(pid, 0)).
+static int exec_keeper_left(void) {
+  DIR *d = opendir("/proc");
+  if (!d) return 0;
+  struct dirent *e;
+  int found = 0;
+  char path[300], buf[4096];
+  while (!found && (e = readdir(d))) {
+    if (e->d_name[0] < '1' || e->d_name[0] > '9' || atoi(e->d_name) == getpid()) continue;
+    snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) continue;
+    buf[n] = 0;
+    const char *argv0 = strrchr(buf, '/');
+    if (strcmp(argv0 ? argv0 + 1 : buf, "sandboxd-runc-keeper") != 0) continue;
+    // The arguments, NUL-separated: each flag's value follows it.
+    const char *sock = NULL, *sb = NULL, *ctr = NULL, *ex = NULL;
+    for (char *a = buf + strlen(buf) + 1; a < buf + n; a += strlen(a) + 1) {
+      char *v = a + strlen(a) + 1;
+      if (v >= buf + n) break;
+      if (!strcmp(a, "--socket")) sock = v;
+      else if (!strcmp(a, "--sandbox")) sb = v;
+      else if (!strcmp(a, "--container")) ctr = v;
+      else if (!strcmp(a, "--exec")) ex = v;
+    }
+    found = ex && sock && sb && ctr && !strcmp(sock, sock_path) && !strcmp(sb, sandbox_id) &&
+            !strcmp(ctr, container_id);
+  }
+  closedir(d);
+  return found;
+}
+
 static void usage(void) {
   fprintf(stderr,
           "usage: sandboxd-runc-keeper --socket S --sandbox SB --container C [--exec E] [--console-socket P] "
@@ -488,7 +538,7 @@ int main(int argc, char **argv) {
   if (console_path) open_console();
   if (ready_fd >= 0) fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
 
-  long long reconnect_at = 0, leave_at = 0;
+  long long reconnect_at = 0, leave_at = 0, execs_until = 0;
   if (connect_daemon() < 0) {
     ready("error: sandboxd does not answer\n");
     return 1;
@@ -505,9 +555,19 @@ int main(int argc, char **argv) {
         delete_id = request("exec.delete", ref);
         leave_at = t + 1000;
       } else if (delete_id <= 0 || conn < 0 || t > leave_at) {
+        // The container's keeper leaves after its execs' keepers, as a runc container's execs die with its init:
+        // podman's cleanup of a container whose exec pid still answers refuses ("active exec sessions") and the
+        // container would stay stopped, never exited. Bounded: an exec keeper that hangs does not hold us forever.
+        if (!*exec_id) {
+          if (!execs_until) execs_until = t + 10000;
+          if (t < execs_until && exec_keeper_left()) goto keep_on;
+          if (t >= execs_until) logf_("an exec keeper is still there after 10 s: leaving anyway");
+        }
+        logf_("leaving with %d (output ends %d)", exited, ends);
         return exited;
       }
     }
+  keep_on:
     send_op();
     if (tty_fd >= 0) send_resize();
 
