@@ -31,7 +31,8 @@ async function removedOnFailure(w: PodmanWorld, name: string, body: () => Promis
     await body();
   } catch (err) {
     const daemon = w.world.daemon;
-    if (daemon.exitCode !== null || daemon.signalCode !== null) await w.world.restart().catch(() => undefined);
+    if (daemon.exitCode !== null || daemon.signalCode !== null)
+      await w.world.restart().catch(() => undefined);
     await w.podman('rm', '-f', '-t', '0', name).catch(() => undefined);
     throw err;
   }
