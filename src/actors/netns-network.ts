@@ -4,7 +4,14 @@ import type { Agent } from '../agent/index.js';
 import { AgentError } from '../errors/index.js';
 import type { SandboxEventData } from '../events/index.js';
 import { USER_NETWORK } from '../hypervisor/index.js';
-import { type DnsConfig, detachNetns, dnsOf, type NetnsChange, type NetnsWiring } from '../network/index.js';
+import {
+  changesMadeBefore,
+  type DnsConfig,
+  detachNetns,
+  dnsOf,
+  type NetnsChange,
+  type NetnsWiring,
+} from '../network/index.js';
 import type { SandboxActor } from './entity.js';
 import type { SandboxConfig } from './types.js';
 
@@ -104,7 +111,7 @@ export async function unwire(
   } catch (err) {
     if (mustSucceed) throw err;
     logger.warn({ err, sandboxId: sandbox.id, netns: path, step: 'netns detach' }, 'unwiring failed');
-    changes = ((err as { made?: NetnsChange[] }).made ?? []) as NetnsChange[];
+    changes = changesMadeBefore(err);
   }
   return changes.length === 0 ? [] : [{ type: 'SandboxNetworkReleased', data: { path, reason, changes } }];
 }

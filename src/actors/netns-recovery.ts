@@ -3,7 +3,7 @@
 // runs no VM (lost, stopped, failed) has everything of ours taken out of its namespace. Each change is an event.
 // The same release runs while the daemon is up, as soon as a VM is known gone (VmExited, SandboxLost).
 import type { NetnsChange } from '../network/index.js';
-import { detachNetns, repairNetns } from '../network/index.js';
+import { changesMadeBefore, detachNetns, repairNetns } from '../network/index.js';
 import type { SandboxActor } from './entity.js';
 import type { Kernel } from './kernel.js';
 import { inNetnsTurn, netnsOf } from './netns-network.js';
@@ -48,7 +48,7 @@ async function reconcileInTurn(rt: Kernel, sandbox: SandboxActor, path: string, 
       made = await detachNetns(path, sandbox.id, logger);
     } else return;
   } catch (err) {
-    made = ((err as { made?: NetnsChange[] }).made ?? []) as NetnsChange[];
+    made = changesMadeBefore(err);
     type = RUNS.has(state) ? 'SandboxNetworkRepaired' : 'SandboxNetworkReleased';
     logger.error({ err, state }, 'reconciling the sandbox’s network namespace failed');
   }

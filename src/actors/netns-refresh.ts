@@ -4,6 +4,7 @@
 import type { Agent } from '../agent/index.js';
 import { Internal, Timeout } from '../errors/index.js';
 import {
+  changesMadeBefore,
   type NetnsChange,
   planLinks,
   planRefresh,
@@ -69,7 +70,7 @@ async function refresh({ ctx, entity, timeoutMs }: RefreshArgs) {
     try {
       changes.push(...(await runPlan(path, commands)));
     } catch (err) {
-      changes.push(...((err as { made?: NetnsChange[] }).made ?? []));
+      changes.push(...changesMadeBefore(err));
       throw err;
     }
   };

@@ -9,6 +9,7 @@ export {
 } from './dns.js';
 export {
   attachNetns,
+  changesMadeBefore,
   checkNetnsPath,
   detachNetns,
   inNetns,

@@ -136,6 +136,12 @@ export async function runPlan(path: string, commands: readonly NetnsCommand[]): 
   return made;
 }
 
+/** The changes a failed runPlan (or a step built on it) made before it failed: none for any other error. */
+export function changesMadeBefore(err: unknown): NetnsChange[] {
+  const made = (err as { made?: unknown } | undefined)?.made;
+  return Array.isArray(made) ? (made as NetnsChange[]) : [];
+}
+
 /**
  * Removes every tap and redirect of `sandboxId` from the namespace, and nothing else; a namespace that is gone
  * took them with it. Idempotent: returns what it removed (empty when nothing of ours was left). Throws
