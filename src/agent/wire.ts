@@ -235,7 +235,8 @@ export function loadAgentService(protoPath: string): AgentServiceDefinition {
     root.resolveAll();
     service = root.lookupService(AGENT_SERVICE_NAME);
   } catch (err) {
-    throw new Error(`${protoPath}: no service ${AGENT_SERVICE_NAME} (${(err as Error).message})`);
+    // A parse error or a file without the service: protobufjs's message says which.
+    throw new Error(`${protoPath}: cannot load ${AGENT_SERVICE_NAME}: ${(err as Error).message}`);
   }
   const table: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const method of service.methodsArray) {
