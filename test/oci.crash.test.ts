@@ -22,13 +22,21 @@ import { until } from './support/vm.js';
 const VM_MS = 300_000;
 
 /**
- * Runs a case's body; if it fails, its podman container is removed with -f (VM, keeper, conmon, cgroups; the daemon
- * started again first if the case left it killed), so the next cases do not find its QEMU left; the failure is
- * thrown on.
+ * Runs a detached busybox container `name` (no network) with `args`, then the case's body on its id, then removes
+ * it (podmanRemove: nothing of it left). If the body fails, the container is removed with -f instead (VM, keeper,
+ * conmon, cgroups; the daemon started again first if the case left it killed), so the next cases do not find its
+ * QEMU left; the failure is thrown on.
  */
-async function removedOnFailure(w: PodmanWorld, name: string, body: () => Promise<void>): Promise<void> {
+async function withContainer(
+  w: PodmanWorld,
+  name: string,
+  args: string[],
+  body: (id: string) => Promise<void>,
+): Promise<void> {
+  const d = await w.p('run', '-d', '--network', 'none', '--name', name, 'busybox', ...args);
+  assert.equal(d.code, 0, d.stderr);
   try {
-    await body();
+    await body(d.stdout.trim());
   } catch (err) {
     const daemon = w.world.daemon;
     if (daemon.exitCode !== null || daemon.signalCode !== null)
@@ -36,6 +44,7 @@ async function removedOnFailure(w: PodmanWorld, name: string, body: () => Promis
     await w.podman('rm', '-f', '-t', '0', name).catch(() => undefined);
     throw err;
   }
+  await podmanRemove(w.world, w.podman, name);
 }
 
 describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }, () => {
@@ -48,10 +57,7 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
     timeout: VM_MS,
   }, async () => {
     const script = 'trap "exit 4" USR1; echo up; while true; do sleep 0.2; done';
-    const d = await p('run', '-d', '--network', 'none', '--name', 'c1', 'busybox', 'sh', '-c', script);
-    assert.equal(d.code, 0, d.stderr);
-    await removedOnFailure(w, 'c1', async () => {
-      const id = d.stdout.trim();
+    await withContainer(w, 'c1', ['sh', '-c', script], async (id) => {
       const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c1')).stdout.trim());
       assert.equal((await runcState(w.world, id)).status, 'running');
 
@@ -67,7 +73,6 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
       assert.equal((await p('kill', '-s', 'USR1', 'c1')).code, 0);
       assert.equal(await podmanExitCode(w.podman, 'c1'), 4);
     });
-    await podmanRemove(w.world, w.podman, 'c1');
   });
 
   it('output before, during and after a sandboxd kill -9 reaches podman logs once, byte for byte', {
@@ -81,9 +86,7 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
       'while [ ! -e /tmp/stop ]; do echo "line $i $pad"; i=$((i+1)); sleep 0.1; done',
       'echo end',
     ].join('\n');
-    const d = await p('run', '-d', '--network', 'none', '--name', 'c3', 'busybox', 'sh', '-c', script);
-    assert.equal(d.code, 0, d.stderr);
-    await removedOnFailure(w, 'c3', async () => {
+    await withContainer(w, 'c3', ['sh', '-c', script], async () => {
       const lastLine = async () => {
         const lines = (await p('logs', 'c3')).stdout.trimEnd().split('\n');
         return Number(/^line (\d+) /.exec(lines.at(-1) ?? '')?.[1] ?? -1);
@@ -110,7 +113,6 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
       assert.equal(first, -1, `first difference at line ${first}: ${JSON.stringify(got[first])}`);
       assert.equal(logs, expected, 'byte-identical');
     });
-    await podmanRemove(w.world, w.podman, 'c3');
   });
 
   it('exits while sandboxd is down reach conmon with their codes; the container keeper outlives its exec keepers', {
@@ -124,9 +126,7 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
       'echo start; while [ ! -e /tmp/go ]; do sleep 0.1; done',
       'i=0; while [ $i -lt 20 ]; do echo "late $i"; i=$((i+1)); done; exit 3',
     ].join('\n');
-    const d = await p('run', '-d', '--network', 'none', '--name', 'c4', 'busybox', 'sh', '-c', script);
-    assert.equal(d.code, 0, d.stderr);
-    await removedOnFailure(w, 'c4', async () => {
+    await withContainer(w, 'c4', ['sh', '-c', script], async () => {
       await until('start in podman logs', 120_000, async () =>
         (await p('logs', 'c4')).stdout.startsWith('start\n') ? true : undefined,
       );
@@ -168,20 +168,16 @@ describe('sandboxd-runc crashes (real daemon, real VMs)', { timeout: 1_500_000 }
       const want = `start\n${Array.from({ length: 20 }, (_, i) => `late ${i}\n`).join('')}`;
       assert.equal((await p('logs', 'c4')).stdout, want);
     });
-    await podmanRemove(w.world, w.podman, 'c4');
   });
 
   it('a podman container whose keeper is killed -9: exited (137), its VM process ended, nothing left', {
     timeout: VM_MS,
   }, async () => {
-    const d = await p('run', '-d', '--network', 'none', '--name', 'c2', 'busybox', 'sleep', '100000');
-    assert.equal(d.code, 0, d.stderr);
-    await removedOnFailure(w, 'c2', async () => {
+    await withContainer(w, 'c2', ['sleep', '100000'], async () => {
       const keeper = Number((await p('inspect', '--format', '{{.State.Pid}}', 'c2')).stdout.trim());
       process.kill(keeper, 'SIGKILL');
       assert.equal(await podmanExitCode(w.podman, 'c2'), 137);
     });
-    await podmanRemove(w.world, w.podman, 'c2');
   });
 
   it('runc lifecycle: a keeper killed -9 is noticed: state says stopped, the exit is recorded, delete works', {
