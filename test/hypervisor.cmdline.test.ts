@@ -49,6 +49,7 @@ describe('QEMU command line of a sandbox VM', () => {
     assert.ok(devices.includes('virtio-9p-pci,fsdev=sbxroot,mount_tag=sbxroot'));
     assert.ok(devices.includes('virtio-9p-pci,fsdev=sbxshared,mount_tag=sbxshared'));
     assert.ok(devices.includes('virtserialport,bus=vser0.0,chardev=agent,name=agent.channel.0'));
+    assert.ok(devices.includes('virtserialport,bus=vser0.0,chardev=output,name=agent.output.0'));
   });
 
   it('opens the image root image read-only on virtio-blk (serial sbxroot) instead of a 9p root', () => {
@@ -70,6 +71,7 @@ describe('QEMU command line of a sandbox VM', () => {
     const args = qemuArgs(config, 'tcg');
     assert.deepEqual(valuesOf(args, '-chardev'), [
       'socket,id=agent,path=/run/sbx/sb1/vm/agent.sock,server=on,wait=off',
+      'socket,id=output,path=/run/sbx/sb1/vm/output.sock,server=on,wait=off',
       'socket,id=qmp,path=/run/sbx/sb1/vm/qmp.sock,server=on,wait=off',
       'file,id=console,path=/run/sbx/sb1/vm/console.log',
     ]);

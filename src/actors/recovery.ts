@@ -94,7 +94,10 @@ async function reconcileSandbox(rt: Kernel, sandbox: SandboxActor, t: Tally): Pr
       const frozen = status === 'paused';
       if (!frozen) {
         try {
-          await agent.connect(sandbox.id, alive.agentSocket, { deadlineMs: rt.timeouts.connectAgent });
+          await agent.connect(sandbox.id, alive.agentSocket, {
+            deadlineMs: rt.timeouts.connectAgent,
+            outputSocket: alive.outputSocket,
+          });
           await agent.check(sandbox.id);
         } catch (err) {
           const reason = `the VM runs but its agent does not answer: ${asSandboxdError(err, 'check').message}`;

@@ -79,7 +79,11 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
     failure: 'SandboxStartFailed',
     run: async ({ ctx, entity, signal, timeoutMs }) => {
       const handle = handleOf(entity, 'connectAgent');
-      await ctx.agent.connect(entity.id, handle.agentSocket, { deadlineMs: timeoutMs, signal });
+      await ctx.agent.connect(entity.id, handle.agentSocket, {
+        deadlineMs: timeoutMs,
+        signal,
+        outputSocket: handle.outputSocket,
+      });
       const { version } = await ctx.agent.check(entity.id);
       return [{ type: 'AgentConnected', data: { agentVersion: version } }];
     },
@@ -137,7 +141,11 @@ export const sandboxEffectDefinitions: Readonly<Record<SandboxEffect, EffectDefi
       await ctx.hypervisor.resume(entity.id);
       // After a restart that found the VM paused, the agent was never dialled: it can answer now.
       const handle = handleOf(entity, 'resumeVm');
-      await ctx.agent.connect(entity.id, handle.agentSocket, { deadlineMs: timeoutMs, signal });
+      await ctx.agent.connect(entity.id, handle.agentSocket, {
+        deadlineMs: timeoutMs,
+        signal,
+        outputSocket: handle.outputSocket,
+      });
       await ctx.afterResume?.(entity);
       return [{ type: 'SandboxResumed', data: {} }];
     },

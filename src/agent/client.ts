@@ -12,7 +12,7 @@ import { AgentError, Timeout } from '../errors/index.js';
 import { sleep } from '../timing/index.js';
 import { fromWireInterface, fromWireRoute, toExit, toWireProcess, toWireResources } from './convert.js';
 import { agentErrorOf, GRPC_STATUS } from './grpc-errors.js';
-import { followOutput } from './output.js';
+import { followOutput, OutputPortLink, readOutputOnce } from './output.js';
 import { AgentRelay } from './relay.js';
 import type {
   Agent,
@@ -84,6 +84,8 @@ interface Connection {
   readonly agentSocket: string;
   readonly relay: AgentRelay;
   readonly client: Client;
+  /** The output port's session, when the VM has the port. */
+  readonly outputPort: OutputPortLink | undefined;
   closed: boolean;
   eventsCall: ClientReadableStream<WireAgentEvent> | undefined;
   retryTimer: NodeJS.Timeout | undefined;
@@ -128,7 +130,7 @@ export class GrpcAgent implements Agent {
   async connect(
     sandboxId: string,
     agentSocket: string,
-    options: { deadlineMs?: number; signal?: AbortSignal } = {},
+    options: { deadlineMs?: number; signal?: AbortSignal; outputSocket?: string | undefined } = {},
   ): Promise<void> {
     const existing = this.#connections.get(sandboxId);
     if (existing && existing.agentSocket === agentSocket) {
@@ -157,6 +159,15 @@ export class GrpcAgent implements Agent {
       agentSocket,
       relay,
       client,
+      outputPort: options.outputSocket
+        ? new OutputPortLink({
+            socketPath: options.outputSocket,
+            logger,
+            openSession: async (token) => {
+              await this.#unary(sandboxId, 'OpenOutputPort', { token }, 10_000);
+            },
+          })
+        : undefined,
       closed: false,
       eventsCall: undefined,
       retryTimer: undefined,
@@ -185,6 +196,8 @@ export class GrpcAgent implements Agent {
     }
     logger.info({ step: 'agent connect', handshakes: relay.handshakes }, 'agent connected');
     this.#followEvents(connection);
+    // Opened now, not at the first read: a write an earlier host left blocked on the port drains into this one.
+    void connection.outputPort?.current();
   }
 
   async disconnect(sandboxId: string): Promise<void> {
@@ -194,6 +207,7 @@ export class GrpcAgent implements Agent {
     connection.closed = true;
     clearTimeout(connection.retryTimer);
     connection.eventsCall?.cancel();
+    connection.outputPort?.close();
     connection.client.close();
     await connection.relay.close();
   }
@@ -557,9 +571,22 @@ export class GrpcAgent implements Agent {
     execId: string,
     from: number,
   ): Observable<AgentOutputChunk> {
-    return followOutput(rpc, sandboxId, from, (offset) => {
+    return followOutput(rpc, sandboxId, from, (offset, sink) => {
       const connection = this.#connections.get(sandboxId);
-      return connection && this.#stream(connection, rpc, { containerId, execId, offset });
+      if (!connection) return undefined;
+      return readOutputOnce(
+        rpc,
+        sandboxId,
+        connection.outputPort,
+        (port) =>
+          this.#stream(connection, rpc, {
+            containerId,
+            execId,
+            offset,
+            ...(port ? { outputPortToken: port.token, portSubscription: port.subscription } : {}),
+          }),
+        sink,
+      );
     });
   }
 

@@ -157,7 +157,8 @@ export interface Agent {
   connect(
     sandboxId: string,
     agentSocket: string,
-    options?: { deadlineMs?: number; signal?: AbortSignal },
+    /** outputSocket: the VM's output port socket (process output skips gRPC there); absent: output over gRPC. */
+    options?: { deadlineMs?: number; signal?: AbortSignal; outputSocket?: string | undefined },
   ): Promise<void>;
   disconnect(sandboxId: string): Promise<void>;
   check(sandboxId: string): Promise<{ version: string }>;

@@ -88,11 +88,17 @@ interface ProcessRef {
 }
 export interface OutputRequest extends ProcessRef {
   offset: number;
+  /** The output-port session's token: data then goes over the port (empty: in the stream). */
+  outputPortToken: Buffer;
+  /** The host's number for this read in that session: its frames carry it. */
+  portSubscription: number;
 }
 export interface OutputChunk {
   data: Buffer;
   offset: number;
   dropped: number;
+  /** Nonzero (the request's number echoed): this read's data comes over the output port. */
+  portSubscription: number;
 }
 export interface WireAgentEvent {
   seq: number;
@@ -167,6 +173,7 @@ export interface AgentMethods {
   CloseStdin: Unary<ProcessRef, Empty>;
   ReadStdout: ServerStream<OutputRequest, OutputChunk>;
   ReadStderr: ServerStream<OutputRequest, OutputChunk>;
+  OpenOutputPort: Unary<{ token: Buffer }, Empty>;
   TtyWinResize: Unary<ProcessRef & { rows: number; cols: number }, Empty>;
   GetOOMEvent: Unary<Empty, { containerId: string }>;
   StreamEvents: ServerStream<{ afterSeq: number }, WireAgentEvent>;
@@ -278,6 +285,53 @@ export const SYNC_MAGIC: Buffer = Buffer.from([0, 0, 16, 0xff, 0, 0x53, 0x42, 0x
 export const ACK_MAGIC: Buffer = Buffer.from([0, 0, 16, 0xfe, 0, 0x53, 0x42, 0x58, 0x41]);
 /** The HTTP/2 client connection preface: the first bytes of every session after the handshake. */
 export const HTTP2_PREFACE: Buffer = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+// ---- the output port (virtio-serial `agent.output.0`, hypervisor's OUTPUT_PORT_NAME; guest to host) ----
+// Process output skips gRPC there: protobuf, HTTP/2 framing and the JS stream under it cost the guest most of its CPU
+// per byte under TCG. The host connects, calls OpenOutputPort(token) and drops every byte before OUTPUT_ACK + token
+// (a write the guest had in flight for an earlier host); after it come frames: a fixed header, then `length` bytes.
+export const OUTPUT_ACK: Buffer = Buffer.from('SBXO-ACK', 'latin1');
+const OUTPUT_FRAME_MAGIC = 0x5342584f; // 'SBXO'
+export const OUTPUT_FRAME_HEADER_BYTES = 24;
+/** Largest payload of one frame (a bad length is a broken session, not an allocation). */
+export const MAX_OUTPUT_FRAME_BYTES = 4 * 1024 * 1024;
+
+export type OutputFrameKind = 'data' | 'end';
+export interface OutputFrameHeader {
+  /** The subscription the ReadStdout/ReadStderr call was given. */
+  readonly subscription: number;
+  readonly kind: OutputFrameKind;
+  /** Absolute stream offset of the payload's first byte (data), or of the stream's end (end). */
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** Header layout: magic u32, subscription u32, kind u8 (1 data, 2 end), 3 reserved, length u32, offset u64; BE. */
+export function encodeOutputFrameHeader(frame: OutputFrameHeader): Buffer {
+  const header = Buffer.alloc(OUTPUT_FRAME_HEADER_BYTES);
+  header.writeUInt32BE(OUTPUT_FRAME_MAGIC, 0);
+  header.writeUInt32BE(frame.subscription, 4);
+  header.writeUInt8(frame.kind === 'data' ? 1 : 2, 8);
+  header.writeUInt32BE(frame.length, 12);
+  header.writeUInt32BE(Math.floor(frame.offset / 2 ** 32), 16);
+  header.writeUInt32BE(frame.offset % 2 ** 32, 20);
+  return header;
+}
+
+/** The header at `at`, or a reason the bytes are not one (the session is then unusable). */
+export function decodeOutputFrameHeader(bytes: Buffer, at = 0): OutputFrameHeader | string {
+  if (bytes.readUInt32BE(at) !== OUTPUT_FRAME_MAGIC) return 'bad frame magic';
+  const kind = bytes.readUInt8(at + 8);
+  if (kind !== 1 && kind !== 2) return `bad frame kind ${kind}`;
+  const length = bytes.readUInt32BE(at + 12);
+  if (length > MAX_OUTPUT_FRAME_BYTES) return `frame of ${length} bytes exceeds ${MAX_OUTPUT_FRAME_BYTES}`;
+  return {
+    subscription: bytes.readUInt32BE(at + 4),
+    kind: kind === 1 ? 'data' : 'end',
+    length,
+    offset: bytes.readUInt32BE(at + 16) * 2 ** 32 + bytes.readUInt32BE(at + 20),
+  };
+}
 
 /** Error metadata keys: the agent sends its error kind and details so the host rebuilds the typed error. */
 export const ERROR_KIND_KEY = 'sandboxd-error-kind';

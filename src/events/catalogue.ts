@@ -69,6 +69,8 @@ const vmHandle = z.object({
   stateDir: z.string(),
   qmpSocket: z.string(),
   agentSocket: z.string(),
+  /** The output port's socket; absent for VMs an older daemon started (their output goes over gRPC). */
+  outputSocket: z.string().optional(),
   consoleLog: z.string(),
 });
 

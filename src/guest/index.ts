@@ -3,5 +3,6 @@ export { AgentChannel, type ChannelOptions, openPortDevice, type PortDevice } fr
 export { ContainerManager, defaultGuestPaths, type GuestPaths } from './containers.js';
 export { type GuestEvent, GuestEventLog, type GuestExitStatus, type NumberedEvent } from './events.js';
 export { DEFAULT_OUTPUT_CAPACITY, OutputBuffer } from './output.js';
+export { OutputPort, type OutputPortDevice, openOutputPortDevice } from './output-port.js';
 export { type GuestAgent, type GuestAgentOptions, startGuestAgent } from './server.js';
 export { type AgentHandlers, createHandlers, toServiceError } from './service.js';

@@ -2,6 +2,7 @@
 import pino from 'pino';
 import { openPortDevice } from './channel.js';
 import { defaultGuestPaths } from './containers.js';
+import { openOutputPortDevice } from './output-port.js';
 import { startGuestAgent } from './server.js';
 
 const env = process.env;
@@ -19,8 +20,17 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const port = await openPortDevice(portPath);
+  // Optional: without it (an older host's VM) output goes in the gRPC streams.
+  const outputPortPath = env.SANDBOXD_OUTPUT_PORT;
+  const outputPort = outputPortPath
+    ? await openOutputPortDevice(outputPortPath).catch((err: unknown) => {
+        logger.warn({ err, port: outputPortPath }, 'cannot open the output port; output goes over gRPC');
+        return undefined;
+      })
+    : undefined;
   startGuestAgent({
     port,
+    outputPort,
     protoPath,
     paths: defaultGuestPaths(sharedDir),
     logger,
@@ -32,7 +42,7 @@ async function main(): Promise<void> {
       process.exit(0);
     },
   });
-  logger.info({ port: portPath }, 'guest agent serving');
+  logger.info({ port: portPath, outputPort: outputPort ? outputPortPath : null }, 'guest agent serving');
 }
 
 process.on('uncaughtException', (err) => {

@@ -108,32 +108,49 @@ export class OutputBuffer {
 
   /** Up to `max` bytes from `offset` (moved up to `start` if older); empty when nothing is there yet. */
   readFrom(offset: number, max = 64 * 1024): { offset: number; data: Buffer } {
+    const { offset: from, parts } = this.partsFrom(offset, max);
+    return { offset: from, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
+  }
+
+  /** As readFrom, as views of the held chunks (no copy): what a writev sends as is. */
+  partsFrom(offset: number, max: number): { offset: number; parts: Buffer[]; length: number } {
     let at = Math.max(offset, this.#start);
-    if (at >= this.#end) return { offset: at, data: Buffer.alloc(0) };
     const from = at;
     const parts: Buffer[] = [];
-    let wanted = Math.min(max, this.#end - at);
+    let wanted = Math.max(0, Math.min(max, this.#end - at));
+    const length = wanted;
     let chunkStart = this.#start;
     for (const chunk of this.#chunks) {
+      if (wanted === 0) break;
       const chunkEnd = chunkStart + chunk.length;
-      if (chunkEnd > at && wanted > 0) {
+      if (chunkEnd > at) {
         const part = chunk.subarray(at - chunkStart, Math.min(chunk.length, at - chunkStart + wanted));
         parts.push(part);
         at += part.length;
         wanted -= part.length;
       }
       chunkStart = chunkEnd;
-      if (wanted === 0) break;
     }
-    return { offset: from, data: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
+    return { offset: from, parts, length };
   }
 
   /** Reads for an attached reader and advances it. */
   read(reader: OutputReader, max = 64 * 1024): { offset: number; data: Buffer } {
     const chunk = this.readFrom(reader.offset, max);
-    reader.offset = chunk.offset + chunk.data.length;
-    if (this.#paused) this.#enforceCapacity();
+    this.#advance(reader, chunk.offset + chunk.data.length);
     return chunk;
+  }
+
+  /** As read, as views of the held chunks (see partsFrom). */
+  readParts(reader: OutputReader, max: number): { offset: number; parts: Buffer[]; length: number } {
+    const read = this.partsFrom(reader.offset, max);
+    this.#advance(reader, read.offset + read.length);
+    return read;
+  }
+
+  #advance(reader: OutputReader, to: number): void {
+    reader.offset = to;
+    if (this.#paused) this.#enforceCapacity();
   }
 
   /** Resolves when bytes past `offset` arrive, or the stream finishes, or `signal` aborts. */

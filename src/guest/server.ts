@@ -5,10 +5,13 @@ import { loadAgentService } from '../agent/index.js';
 import { AgentChannel, type PortDevice } from './channel.js';
 import { ContainerManager, type GuestPaths } from './containers.js';
 import { GuestEventLog } from './events.js';
+import { OutputPort, type OutputPortDevice } from './output-port.js';
 import { createHandlers, toImplementation } from './service.js';
 
 export interface GuestAgentOptions {
   readonly port: PortDevice;
+  /** The output port (`agent.output.0`), when the VM has one. */
+  readonly outputPort?: OutputPortDevice | undefined;
   readonly protoPath: string;
   readonly paths: GuestPaths;
   readonly logger: Logger;
@@ -36,8 +39,10 @@ export function startGuestAgent(options: GuestAgentOptions): GuestAgent {
   const service = loadAgentService(options.protoPath);
   const events = new GuestEventLog();
   const containers = new ContainerManager(options.paths, events, logger);
+  const outputPort = options.outputPort && new OutputPort(options.outputPort, logger);
   const handlers = createHandlers({
     containers,
+    outputPort,
     events,
     sharedDir: options.paths.sharedDir,
     imageVersion: options.imageVersion ?? '',
@@ -64,6 +69,7 @@ export function startGuestAgent(options: GuestAgentOptions): GuestAgent {
     events,
     stop: async () => {
       await channel.stop();
+      await outputPort?.close();
       injector.destroy();
       server.forceShutdown();
     },

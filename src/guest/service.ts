@@ -21,10 +21,11 @@ import {
   type UnaryMethodName,
   type WireExitStatus,
 } from '../agent/index.js';
-import { asSandboxdError, grpcStatusOf, InvalidArgument } from '../errors/index.js';
+import { asSandboxdError, grpcStatusOf, InvalidArgument, InvalidState } from '../errors/index.js';
 import type { ContainerManager } from './containers.js';
 import type { GuestEventLog, NumberedEvent } from './events.js';
 import type { OutputBuffer } from './output.js';
+import type { OutputPort } from './output-port.js';
 import * as system from './system.js';
 
 type UnaryHandler<K extends UnaryMethodName> = (
@@ -44,6 +45,8 @@ export type AgentHandlers = { [K in UnaryMethodName]: UnaryHandler<K> } & {
 
 export interface HandlerContext {
   readonly containers: ContainerManager;
+  /** The output port, when the VM has one (else OpenOutputPort is refused and output goes in the streams). */
+  readonly outputPort?: OutputPort | undefined;
   readonly events: GuestEventLog;
   readonly sharedDir: string;
   readonly imageVersion: string;
@@ -74,6 +77,36 @@ async function streamOutput(
   } finally {
     buffer.detach(reader);
   }
+}
+
+/** How long a port read that wrote its END frame waits for the host to cancel it (a stream end could overtake END). */
+const PORT_END_LINGER_MS = 60_000;
+
+/** A ReadStdout/ReadStderr: in the stream, or (with the current session's token) over the output port. */
+async function readOutput(
+  port: OutputPort | undefined,
+  buffer: OutputBuffer,
+  request: RequestOf<'ReadStdout'>,
+  send: (message: Outgoing<ResponseOf<'ReadStdout'>>) => Promise<void>,
+  signal: AbortSignal,
+): Promise<void> {
+  const token = request.outputPortToken;
+  if (token.length === 0) return streamOutput(buffer, request.offset, send, signal);
+  if (!port?.isCurrent(token)) {
+    throw new InvalidState('output port', token.toString('hex'), 'not the current session', 'read');
+  }
+  const subscription = request.portSubscription;
+  await send({ offset: request.offset, dropped: buffer.dropped, portSubscription: subscription });
+  const ended = await port.stream(token, subscription, buffer, request.offset, signal);
+  if (signal.aborted) return;
+  if (!ended) throw new InvalidState('output port', token.toString('hex'), 'ended', 'read');
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, PORT_END_LINGER_MS);
+    signal.addEventListener('abort', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 function exitOf(status: { exitCode: number; signal: string; oomKilled: boolean }): WireExitStatus {
@@ -123,6 +156,7 @@ export function createHandlers(context: HandlerContext): AgentHandlers {
     },
     DestroySandbox: async () => {
       await containers.removeAll();
+      await context.outputPort?.quiesce(5_000);
       // Answer first; the exit comes a moment later so the response reaches the host.
       setTimeout(context.onDestroy, 300);
       return {};
@@ -181,20 +215,28 @@ export function createHandlers(context: HandlerContext): AgentHandlers {
       containers.closeStdin(request.containerId, request.execId);
       return {};
     },
-    ReadStdout: (request, send, signal) =>
-      streamOutput(
+    // async: an unknown process is a rejection (NOT_FOUND), not a throw inside grpc-js.
+    ReadStdout: async (request, send, signal) =>
+      readOutput(
+        context.outputPort,
         containers.output(request.containerId, request.execId, 'stdout'),
-        request.offset,
+        request,
         send,
         signal,
       ),
-    ReadStderr: (request, send, signal) =>
-      streamOutput(
+    ReadStderr: async (request, send, signal) =>
+      readOutput(
+        context.outputPort,
         containers.output(request.containerId, request.execId, 'stderr'),
-        request.offset,
+        request,
         send,
         signal,
       ),
+    OpenOutputPort: async (request) => {
+      if (!context.outputPort) throw new InvalidState('output port', 'agent.output.0', 'absent', 'open');
+      await context.outputPort.open(request.token);
+      return {};
+    },
     TtyWinResize: async (request) => {
       containers.ttyWinResize(request.containerId, request.execId, request.rows, request.cols);
       return {};

@@ -14,12 +14,15 @@ export const GUEST_ROOT_TAG = 'sbxroot';
 export const SANDBOX_SHARE_TAG = 'sbxshared';
 /** virtio-serial port name the guest agent opens. Part of the guest contract (src/image). */
 export const AGENT_PORT_NAME = 'agent.channel.0';
+/** virtio-serial port of process output (guest to host, frames; src/agent/wire.ts). Part of the guest contract. */
+export const OUTPUT_PORT_NAME = 'agent.output.0';
 
 /** Where a VM keeps its files; all under VmConfig.stateDir. */
 export interface VmPaths {
   readonly stateDir: string;
   readonly qmpSocket: string;
   readonly agentSocket: string;
+  readonly outputSocket: string;
   readonly consoleLog: string;
   readonly pidFile: string;
   /** Where sandboxd-qemu-reaper writes how QEMU ended. */
@@ -35,11 +38,12 @@ export function vmPaths(stateDir: string): VmPaths {
     stateDir,
     qmpSocket: join(stateDir, 'qmp.sock'),
     agentSocket: join(stateDir, 'agent.sock'),
+    outputSocket: join(stateDir, 'output.sock'),
     consoleLog: join(stateDir, 'console.log'),
     pidFile: join(stateDir, 'qemu.pid'),
     exitStatus: join(stateDir, 'qemu.exit'),
   };
-  for (const socket of [paths.qmpSocket, paths.agentSocket]) {
+  for (const socket of [paths.qmpSocket, paths.agentSocket, paths.outputSocket]) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH_BYTES) {
       throw new InvalidArgument('stateDir', `socket path ${socket} exceeds ${MAX_SOCKET_PATH_BYTES} bytes`);
     }
@@ -243,6 +247,11 @@ export function qemuArgs(config: VmConfig, accel: Accel): string[] {
     `socket,id=agent,path=${optionValue(paths.agentSocket)},server=on,wait=off`,
     '-device',
     `virtserialport,bus=vser0.0,chardev=agent,name=${AGENT_PORT_NAME}`,
+    // Process output skips gRPC on a port of its own (guest to host frames: src/agent/wire.ts).
+    '-chardev',
+    `socket,id=output,path=${optionValue(paths.outputSocket)},server=on,wait=off`,
+    '-device',
+    `virtserialport,bus=vser0.0,chardev=output,name=${OUTPUT_PORT_NAME}`,
     // Entropy, so early getrandom() in the guest never waits.
     '-object',
     'rng-random,id=rng0,filename=/dev/urandom',

@@ -166,6 +166,7 @@ export class QemuHypervisor implements Hypervisor {
         stateDir: paths.stateDir,
         qmpSocket: paths.qmpSocket,
         agentSocket: paths.agentSocket,
+        outputSocket: paths.outputSocket,
         consoleLog: paths.consoleLog,
       };
       this.#register(handle, paths, qmp, logger);

@@ -91,6 +91,8 @@ export interface VmHandle {
   readonly stateDir: string;
   readonly qmpSocket: string;
   readonly agentSocket: string;
+  /** The output port's socket (process output, guest to host); absent for VMs started before it existed. */
+  readonly outputSocket?: string;
   readonly consoleLog: string;
 }
 

@@ -27,7 +27,14 @@ export async function readPidFile(path: string): Promise<number> {
 }
 
 export async function removeVmFiles(paths: VmPaths): Promise<void> {
-  const stale = [paths.qmpSocket, paths.agentSocket, paths.pidFile, paths.consoleLog, paths.exitStatus];
+  const stale = [
+    paths.qmpSocket,
+    paths.agentSocket,
+    paths.outputSocket,
+    paths.pidFile,
+    paths.consoleLog,
+    paths.exitStatus,
+  ];
   for (const file of [...stale, `${paths.exitStatus}.tmp`]) {
     await rm(file, { force: true });
   }

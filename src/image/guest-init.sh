@@ -7,6 +7,7 @@
 #                             libs, agent). An image without one gives the root dir as the 9p mount tag `sbxroot`.
 #   9p  mount tag `sbxshared` : the sandbox's own share (read-write), trans=virtio,version=9p2000.L.
 #   virtio-serial port named `agent.channel.0` : the agent channel (found via /sys/class/virtio-ports/*/name).
+#   virtio-serial port named `agent.output.0`  : optional, process output from the agent to the host (frames).
 # Kernel command line keys (besides console=ttyS0 quiet panic=-1):
 #   sandboxd.hostname=NAME   hostname of the guest (default: sandbox)
 #   sandboxd.selftest=1      run the self-check instead of the agent, print it between the markers
@@ -31,6 +32,7 @@
 #   lo is up; no other network is configured.
 # The agent: `node /opt/sandboxd/agent.mjs`, cwd /, stdout+stderr to the console (ttyS0), with env
 #   SANDBOXD_AGENT_PORT=/dev/vportNpM   the agent channel (open it once: a second open is EBUSY)
+#   SANDBOXD_OUTPUT_PORT=/dev/vportNpM  the output port, or empty when the VM has none
 #   SANDBOXD_AGENT_PROTO=/opt/sandboxd/agent.proto
 #   SANDBOXD_SHARED=/run/sandboxd/shared
 #   SANDBOXD_LOG_LEVEL=info
@@ -121,12 +123,13 @@ stage1() {
 }
 
 # ---------- stage 2: in the real (tmpfs) root ----------
-find_agent_port() {
+# The device of the virtio-serial port named $1, waiting up to $2 tenths of a second for it to appear.
+find_port() {
   tries=0
-  while [ "$tries" -lt 50 ]; do
+  while :; do
     for f in /sys/class/virtio-ports/*/name; do
       [ -f "$f" ] || continue
-      if [ "$(cat "$f")" = "agent.channel.0" ]; then
+      if [ "$(cat "$f")" = "$1" ]; then
         d=${f%/name}
         dev=/dev/${d##*/}
         if [ -c "$dev" ]; then
@@ -136,9 +139,9 @@ find_agent_port() {
       fi
     done
     tries=$((tries + 1))
+    [ "$tries" -lt "$2" ] || return 1
     sleep 0.1
   done
-  return 1
 }
 
 # Reads one input event from each "Power Button" device in the background; the first press shuts down.
@@ -197,6 +200,7 @@ run_agent() {
   [ -f /opt/sandboxd/agent.mjs ] || halt_now "no agent"
   [ -n "$AGENT_PORT" ] || halt_now "no agent port (virtio-serial port agent.channel.0 not found)"
   export SANDBOXD_AGENT_PORT="$AGENT_PORT"
+  export SANDBOXD_OUTPUT_PORT="$OUTPUT_PORT"
   export SANDBOXD_AGENT_PROTO=/opt/sandboxd/agent.proto
   export SANDBOXD_SHARED=/run/sandboxd/shared
   export SANDBOXD_LOG_LEVEL="$LOG_LEVEL"
@@ -273,7 +277,9 @@ stage2() {
   : >/etc/resolv.conf
   ip link set lo up 2>/dev/null
 
-  AGENT_PORT=$(find_agent_port)
+  AGENT_PORT=$(find_port agent.channel.0 50)
+  # Ports are announced together: once the agent's is there, a VM with an output port has it too.
+  OUTPUT_PORT=$(find_port agent.output.0 1)
   watch_power_button
 
   if [ "$SELFTEST" = 1 ]; then

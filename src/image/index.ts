@@ -41,6 +41,8 @@ export const guestContract = {
   sharedShareTag: 'sbxshared',
   /** Name of the virtio-serial port of the agent channel. */
   agentPortName: 'agent.channel.0',
+  /** Name of the optional virtio-serial port of process output. */
+  outputPortName: 'agent.output.0',
   /** Where the sandbox share is mounted in the guest. */
   guestSharedDir: '/run/sandboxd/shared',
   agentPath: '/opt/sandboxd/agent.mjs',

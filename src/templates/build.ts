@@ -74,7 +74,10 @@ export async function buildTemplate(
     });
     const handle = await hypervisor.launch(config);
     logger.info({ step: 'template boot', pid: handle.pid }, 'template VM launched');
-    await agent.connect(vmId, handle.agentSocket, { deadlineMs: parts.bootTimeoutMs });
+    await agent.connect(vmId, handle.agentSocket, {
+      deadlineMs: parts.bootTimeoutMs,
+      outputSocket: handle.outputSocket,
+    });
     await agent.check(vmId);
     // The clone's host starts a new session with the resync handshake; nothing of this one is kept.
     await agent.disconnect(vmId);
