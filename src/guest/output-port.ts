@@ -1,5 +1,6 @@
 // The agent's end of the output port (wire.ts "the output port"): process output written as frames straight from
 // the output buffers' chunks (one writev, no copy in JS), one host session at a time.
+import { setMaxListeners } from 'node:events';
 import { close, open, writev } from 'node:fs';
 import type { Logger } from 'pino';
 import { encodeOutputFrameHeader, OUTPUT_ACK } from '../agent/index.js';
@@ -79,6 +80,8 @@ export class OutputPort {
       ended: new AbortController(),
       subscriptions: new Set(),
     };
+    // Every read of the session listens on it: dozens at once are normal, not a leak.
+    setMaxListeners(0, session.ended.signal);
     this.#session = session;
     this.#logger.info({ step: 'output port', generation: session.generation }, 'output port session started');
     await this.#write(session.generation, [OUTPUT_ACK, session.token]);
@@ -107,7 +110,12 @@ export class OutputPort {
       throw new Error(`port subscription ${subscription} is invalid or in use`);
     }
     session.subscriptions.add(subscription);
-    const stop = AbortSignal.any([signal, session.ended.signal]);
+    const stopping = new AbortController();
+    const stop = stopping.signal;
+    const onStop = () => stopping.abort();
+    signal.addEventListener('abort', onStop, { once: true });
+    session.ended.signal.addEventListener('abort', onStop, { once: true });
+    if (signal.aborted || session.ended.signal.aborted) stopping.abort();
     // Attached, the reader holds back its unread bytes: the process waits on its pipe rather than lose output.
     const reader = buffer.attach(from);
     try {
@@ -137,6 +145,8 @@ export class OutputPort {
       }
       return false;
     } finally {
+      signal.removeEventListener('abort', onStop);
+      session.ended.signal.removeEventListener('abort', onStop);
       buffer.detach(reader);
       session.subscriptions.delete(subscription);
     }

@@ -322,7 +322,9 @@ export function toImplementation(
         const send = async (message: unknown) => {
           if (controller.signal.aborted) return;
           if (!call.write(message)) {
-            await Promise.race([once(call, 'drain'), once(controller.signal, 'abort')]).catch(() => {});
+            // once() with the signal removes its listener either way (a race with a second once() would leave one
+            // abort listener behind per wait: a leak, and a warning printed on the slow serial console).
+            await once(call, 'drain', { signal: controller.signal }).catch(() => {});
           }
         };
         handler(call.request, send as never, controller.signal).then(

@@ -3,7 +3,8 @@
 // GUEST CONTRACT (the authoritative copy with all details is the comment block atop src/image/guest-init.sh):
 // - The VM gets the guest root as a read-only virtio-blk disk with serial `sbxroot` = GuestImagePaths.rootImage
 //   (erofs; without one, rootDir as the 9p share `sbxroot`), the 9p share `sbxshared` = the sandbox's writable
-//   share (trans=virtio, version=9p2000.L), and a virtio-serial port named `agent.channel.0`.
+//   share (trans=virtio, version=9p2000.L), a virtio-serial port named `agent.channel.0`, and optionally
+//   `agent.output.0` (process output).
 // - Kernel: GuestImagePaths.kernel, initrd: GuestImagePaths.initrd, cmdline `console=ttyS0 quiet panic=-1` and the
 //   optional keys `sandboxd.hostname=NAME`, `sandboxd.selftest=1`, `sandboxd.loglevel=LEVEL`, `sandboxd.debug=1`, `sandboxd.share=defer` (templates:
 //   the share is mounted by CreateSandbox's storages after a restore, not at boot).
