@@ -10,6 +10,7 @@ import { lastValueFrom, reduce } from 'rxjs';
 import { createGrpcAgent, type GrpcAgent } from '../src/agent/index.js';
 import { createQemuHypervisor, type VmConfig } from '../src/hypervisor/index.js';
 import { createBusyboxBundle, ensureGuestImage } from '../src/image/index.js';
+import { ProcessLogWriter } from '../src/logs/index.js';
 
 const quick = process.argv.includes('--quick');
 const checks = quick ? 30 : 200;
@@ -134,7 +135,10 @@ async function main(): Promise<void> {
     // 4. stdout throughput over the output port, then in the gRPC stream (a connection without the port), vs a
     // shell pipe in the guest.
     const blocks = (streamMiB * MiB) / 65536;
+    // Each chunk also goes into a host log (CRI format, rotated), as the daemon's output keeper does.
     const streamOnce = async (execId: string): Promise<number> => {
+      const log = await ProcessLogWriter.open(join(work, 'logs', execId));
+      let logged: Promise<void> = Promise.resolve();
       // dd waits for a line on stdin, so the reader is attached before the first byte (no reader: bounded + dropped).
       await agent.execProcess(SB, {
         containerId: 'box',
@@ -142,14 +146,21 @@ async function main(): Promise<void> {
         process: { args: ['sh', '-c', `read go; exec dd if=/dev/zero bs=65536 count=${blocks} 2>/dev/null`] },
       });
       const receiving = lastValueFrom(
-        agent.readStdout(SB, 'box', execId).pipe(reduce((n, chunk) => n + chunk.length, 0)),
+        agent.readStdout(SB, 'box', execId).pipe(
+          reduce((n, chunk) => {
+            logged = log.append('stdout', chunk);
+            return n + chunk.length;
+          }, 0),
+        ),
       );
       await new Promise((resolve) => setTimeout(resolve, 500));
       const t0 = performance.now();
       await agent.writeStdin(SB, 'box', execId, Buffer.from('go\n'));
       const received = await receiving;
+      await logged;
       await agent.waitProcess(SB, 'box', execId);
       const ms = performance.now() - t0;
+      await log.close();
       if (received !== streamMiB * MiB)
         throw new Error(`stdout: received ${received} of ${streamMiB * MiB} bytes`);
       return ms;
@@ -208,7 +219,7 @@ async function main(): Promise<void> {
         `${agentMiBps.toFixed(2)} MiB/s`,
         `${guestMiBps.toFixed(1)} MiB/s`,
         (agentMiBps / guestMiBps).toFixed(2),
-        `${streamMiB} MiB; guest: dd | cat (ratio = agent/guest); host CPU ${hostCpuMsPerMiB.toFixed(1)} ms/MiB`,
+        `${streamMiB} MiB; guest: dd | cat (ratio = agent/guest); host CPU ${hostCpuMsPerMiB.toFixed(1)} ms/MiB read + logged`,
       ],
       [
         'stdout throughput (gRPC stream)',

@@ -1,8 +1,9 @@
 // The output port's two ends on the host: the guest's OutputPort writing frames from output buffers into an emulated
 // chardev, the host's OutputPortReader parsing them (no VM: the real-VM path is in e2e.logs and bench:agent).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,7 +14,7 @@ import {
   OutputPortReader,
   type PortSubscriber,
 } from '../src/agent/index.js';
-import { OutputBuffer, OutputPort } from '../src/guest/index.js';
+import { OutputBuffer, OutputPort, openOutputPortDevice } from '../src/guest/index.js';
 import { OutputPortEmulator } from './fixtures/output-port-emulator.js';
 
 const logger = pino({ level: 'silent' });
@@ -165,6 +166,32 @@ describe('output port (guest frames, host reader)', { timeout: 60_000 }, () => {
     await assert.rejects(seen.ended, /bad frame magic/);
     assert.equal(reader.closed, true);
     assert.equal(seen.bytes().length, 0);
+  });
+
+  it('writes everything through a device that takes a little at a time (a FIFO)', async () => {
+    const fifo = join(work, 'port.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Each open of a FIFO waits for the other end: start both together.
+    const readerOpen = open(fifo, 'r');
+    const device = await openOutputPortDevice(fifo);
+    const reader = await readerOpen;
+    const payload = [
+      randomBytes(100),
+      randomBytes(700_000),
+      Buffer.alloc(0),
+      randomBytes(1_500_000),
+      randomBytes(3),
+    ];
+    const read = (async () => {
+      const chunks: Buffer[] = [];
+      // Small reads: the writer meets a full FIFO many times over.
+      for await (const chunk of reader.createReadStream({ highWaterMark: 4096 }))
+        chunks.push(chunk as Buffer);
+      return Buffer.concat(chunks);
+    })();
+    await device.writev(payload);
+    await device.close();
+    assert.equal(sha(await read), sha(Buffer.concat(payload)));
   });
 
   it('encodes offsets past 4 GiB', () => {
