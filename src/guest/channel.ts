@@ -4,6 +4,7 @@ import { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ACK_MAGIC, HANDSHAKE_TOKEN_BYTES, HTTP2_PREFACE, SYNC_MAGIC } from '../agent/index.js';
 import { sleep } from '../timing/index.js';
+import { SessionWrites } from './session-writes.js';
 
 /** A byte pipe to the host. `read` resolves 0 while no host is connected (virtio-serial's EOF). */
 export interface PortDevice {
@@ -98,9 +99,7 @@ export class AgentChannel {
   #generation = 0;
   #session: { stream: Duplex; generation: number; scanner: FrameScanner } | undefined;
   #hunt: Buffer = Buffer.alloc(0);
-  #writeChain: Promise<void> = Promise.resolve();
-  #pending: { generation: number; data: Buffer; done: () => void }[] = [];
-  #writing = false;
+  readonly #writes: SessionWrites;
   #stopped = false;
   #loop: Promise<void> | undefined;
   #sessions = 0;
@@ -110,6 +109,12 @@ export class AgentChannel {
     this.#logger = options.logger;
     this.#onSession = options.onSession;
     this.#idlePollMs = options.idlePollMs ?? 50;
+    this.#writes = new SessionWrites({
+      // One port write per batch: a write is a thread-pool round trip, the concat is cheap beside it.
+      write: (buffers) => this.#port.write(buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers)),
+      generation: () => this.#generation,
+      onError: (err) => this.#logger.warn({ err, step: 'port write' }, 'agent port write failed'),
+    });
   }
 
   /** Number of host sessions started so far. */
@@ -124,7 +129,7 @@ export class AgentChannel {
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#endSession('agent stopping');
-    await this.#writeChain;
+    await this.#writes.drained;
   }
 
   async #readLoop(): Promise<void> {
@@ -194,17 +199,20 @@ export class AgentChannel {
     const generation = ++this.#generation;
     this.#sessions++;
     // The ACK goes out before any byte of the new session: the host drops everything before it.
-    void this.#enqueueWrite(generation, Buffer.concat([ACK_MAGIC, token]));
+    void this.#writes.enqueue(generation, [ACK_MAGIC, token]);
     const stream = new Duplex({
       read() {},
       write: (chunk: Buffer, _encoding, callback) => {
         // Completing only once the port took it gives http2 real backpressure.
-        void this.#enqueueWrite(generation, chunk).then(() => callback());
+        void this.#writes.enqueue(generation, [chunk]).then(() => callback());
       },
       writev: (chunks, callback) => {
-        void this.#enqueueWrite(generation, Buffer.concat(chunks.map((entry) => entry.chunk as Buffer))).then(
-          () => callback(),
-        );
+        void this.#writes
+          .enqueue(
+            generation,
+            chunks.map((entry) => entry.chunk as Buffer),
+          )
+          .then(() => callback());
       },
       final: (callback) => callback(),
     });
@@ -222,39 +230,5 @@ export class AgentChannel {
     this.#logger.info({ step: 'channel', reason }, 'host session ended');
     session.stream.push(null);
     session.stream.destroy();
-  }
-
-  /**
-   * Queues bytes of a session; one writer drains the queue, coalescing everything queued meanwhile into one port write
-   * (each write is a thread-pool round trip, costly under TCG).
-   */
-  #enqueueWrite(generation: number, data: Buffer): Promise<void> {
-    return new Promise((resolve) => {
-      this.#pending.push({ generation, data, done: resolve });
-      if (!this.#writing) this.#writeChain = this.#drainWrites();
-    });
-  }
-
-  async #drainWrites(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#pending.length > 0) {
-        const batch = this.#pending.splice(0);
-        // A session that ended meanwhile must not leak bytes to the next host.
-        const live = batch
-          .filter((entry) => entry.generation === this.#generation)
-          .map((entry) => entry.data);
-        if (live.length > 0) {
-          try {
-            await this.#port.write(live.length === 1 ? live[0]! : Buffer.concat(live));
-          } catch (err) {
-            this.#logger.warn({ err, step: 'port write' }, 'agent port write failed');
-          }
-        }
-        for (const entry of batch) entry.done();
-      }
-    } finally {
-      this.#writing = false;
-    }
   }
 }

@@ -5,6 +5,7 @@ import { close, open, writev } from 'node:fs';
 import type { Logger } from 'pino';
 import { encodeOutputFrameHeader, OUTPUT_ACK } from '../agent/index.js';
 import type { OutputBuffer } from './output.js';
+import { SessionWrites } from './session-writes.js';
 
 /** A write-only byte pipe to the host. A write blocks while no host is connected (virtio-serial's rule). */
 export interface OutputPortDevice {
@@ -62,13 +63,22 @@ export class OutputPort {
   readonly #logger: Logger;
   #session: Session | undefined;
   #generation = 0;
-  #pending: { generation: number; buffers: readonly Buffer[]; done: () => void }[] = [];
-  #writing = false;
-  #drained: Promise<void> = Promise.resolve();
+  readonly #writes: SessionWrites;
 
   constructor(device: OutputPortDevice, logger: Logger) {
     this.#device = device;
     this.#logger = logger;
+    this.#writes = new SessionWrites({
+      write: (buffers) => device.writev(buffers),
+      generation: () => this.#generation,
+      onError: (err) => {
+        logger.warn({ err, step: 'output port write' }, 'output port write failed');
+        // The host's frames are out of step now: only a new session (a new ACK) makes sense of the port again.
+        this.#session?.ended.abort();
+        this.#session = undefined;
+        this.#generation++;
+      },
+    });
   }
 
   /** Starts a session for `token`; resolves once its ACK is written (everything after it is this session's). */
@@ -84,7 +94,7 @@ export class OutputPort {
     setMaxListeners(0, session.ended.signal);
     this.#session = session;
     this.#logger.info({ step: 'output port', generation: session.generation }, 'output port session started');
-    await this.#write(session.generation, [OUTPUT_ACK, session.token]);
+    await this.#writes.enqueue(session.generation, [OUTPUT_ACK, session.token]);
   }
 
   /** Whether `token` names the current session. */
@@ -128,7 +138,7 @@ export class OutputPort {
             offset: read.offset,
             length: read.length,
           });
-          await this.#write(session.generation, [header, ...read.parts]);
+          await this.#writes.enqueue(session.generation, [header, ...read.parts]);
           continue;
         }
         if (buffer.finished) {
@@ -138,7 +148,7 @@ export class OutputPort {
             offset: reader.offset,
             length: 0,
           });
-          await this.#write(session.generation, [end]);
+          await this.#writes.enqueue(session.generation, [end]);
           return !stop.aborted;
         }
         await buffer.waitForMore(reader.offset, stop);
@@ -153,41 +163,6 @@ export class OutputPort {
   }
 
   /**
-   * Queues buffers of a session; one writer drains the queue, everything queued meanwhile in one writev (each
-   * write is a thread-pool round trip, costly under TCG). Entries of an ended session are skipped.
-   */
-  #write(generation: number, buffers: readonly Buffer[]): Promise<void> {
-    return new Promise((resolve) => {
-      this.#pending.push({ generation, buffers, done: resolve });
-      if (!this.#writing) this.#drained = this.#drain();
-    });
-  }
-
-  async #drain(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#pending.length > 0) {
-        const batch = this.#pending.splice(0);
-        const live = batch.filter((entry) => entry.generation === this.#generation).flatMap((e) => e.buffers);
-        if (live.length > 0) {
-          try {
-            await this.#device.writev(live);
-          } catch (err) {
-            this.#logger.warn({ err, step: 'output port write' }, 'output port write failed');
-            // The host's frames are out of step now: only a new session (a new ACK) makes sense of the port again.
-            this.#session?.ended.abort();
-            this.#session = undefined;
-            this.#generation++;
-          }
-        }
-        for (const entry of batch) entry.done();
-      }
-    } finally {
-      this.#writing = false;
-    }
-  }
-
-  /**
    * Ends the session and waits (up to `timeoutMs`) for a write in flight: the agent's exit joins the thread pool,
    * so no write may still be blocked on the port once the host hangs up after DestroySandbox.
    */
@@ -197,7 +172,7 @@ export class OutputPort {
     this.#generation++;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      this.#drained,
+      this.#writes.drained,
       new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
     ]);
     clearTimeout(timer);

@@ -22,6 +22,7 @@ import {
   type WireExitStatus,
 } from '../agent/index.js';
 import { asSandboxdError, grpcStatusOf, InvalidArgument, InvalidState } from '../errors/index.js';
+import { sleep } from '../timing/index.js';
 import type { ContainerManager } from './containers.js';
 import type { GuestEventLog, NumberedEvent } from './events.js';
 import type { OutputBuffer } from './output.js';
@@ -100,13 +101,7 @@ async function readOutput(
   const ended = await port.stream(token, subscription, buffer, request.offset, signal);
   if (signal.aborted) return;
   if (!ended) throw new InvalidState('output port', token.toString('hex'), 'ended', 'read');
-  await new Promise<void>((resolve) => {
-    const timer = setTimeout(resolve, PORT_END_LINGER_MS);
-    signal.addEventListener('abort', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
+  await sleep(PORT_END_LINGER_MS, signal);
 }
 
 function exitOf(status: { exitCode: number; signal: string; oomKilled: boolean }): WireExitStatus {
