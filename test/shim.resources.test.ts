@@ -11,15 +11,23 @@ const bundle = {
 };
 
 describe('shim task Update resources', () => {
-  it('maps memory.limit, cpu.quota, cpu.period and pids.limit', () => {
+  it('maps memory.limit, cpu.quota, cpu.period, cpu.shares and pids.limit', () => {
     assert.deepEqual(
       resourcesOf({
         memory: { limit: 64 * 1024 * 1024 },
-        cpu: { quota: 50_000, period: 100_000 },
+        cpu: { quota: 50_000, period: 100_000, shares: 512 },
         pids: { limit: 50 },
       }),
-      { memoryLimitBytes: 64 * 1024 * 1024, cpuQuota: 50_000, cpuPeriod: 100_000, pidsLimit: 50 },
+      {
+        memoryLimitBytes: 64 * 1024 * 1024,
+        cpuQuota: 50_000,
+        cpuPeriod: 100_000,
+        cpuShares: 512,
+        pidsLimit: 50,
+      },
     );
+    // kubelet's in-place resize changes the shares alone (CRI sends the rest as the bundle has it).
+    assert.deepEqual(resourcesOf({ ...bundle, cpu: { shares: 2048 } }, bundle), { cpuShares: 2048 });
   });
 
   it("leaves members that keep the bundle's value (CRI sends the whole set, devices included)", () => {
@@ -32,9 +40,9 @@ describe('shim task Update resources', () => {
 
   it('refuses any other change by its OCI name, applying nothing', () => {
     assert.throws(
-      () => resourcesOf({ memory: { limit: 64 * 1024 * 1024 }, cpu: { shares: 2 } }, bundle),
+      () => resourcesOf({ memory: { limit: 64 * 1024 * 1024 }, cpu: { realtimeRuntime: 1000 } }, bundle),
       (err: Error & { code?: number }) =>
-        err.code === 3 && /resources\.cpu\.shares: cannot be changed/.test(err.message),
+        err.code === 3 && /resources\.cpu\.realtimeRuntime: cannot be changed/.test(err.message),
     );
     assert.throws(
       () => resourcesOf({ devices: [{ allow: true, access: 'rwm' }] }, bundle),
@@ -63,6 +71,10 @@ describe('shim task Update resources', () => {
     assert.throws(
       () => resourcesOf({ cpu: { period: 5_000_000 } }),
       /resources\.cpu\.period: must be an integer from 1000 to 1000000/,
+    );
+    assert.throws(
+      () => resourcesOf({ cpu: { shares: 1 } }),
+      /resources\.cpu\.shares: must be an integer from 2 to 262144/,
     );
     assert.deepEqual(resourcesOf({ pids: { limit: -1 } }, { pids: { limit: -1 } }), {});
   });

@@ -41,7 +41,7 @@ describe('shim task Update with a real containerd, sandboxd and VM', { timeout: 
     await world?.stop();
   });
 
-  it("applies memory.limit, pids.limit and cpu.quota/period to the task's cgroup in the guest", {
+  it("applies memory.limit, pids.limit, cpu.quota/period and cpu.shares to the task's cgroup in the guest", {
     timeout: VM_MS,
   }, async () => {
     const r = await world.ctr([
@@ -61,11 +61,13 @@ describe('shim task Update with a real containerd, sandboxd and VM', { timeout: 
     await tasks.update('default', 'u1', {
       memory: { limit: 64 * MiB },
       pids: { limit: 50 },
-      cpu: { quota: 50_000, period: 100_000 },
+      cpu: { quota: 50_000, period: 100_000, shares: 512 },
     });
     assert.equal(await cgroup('memory.max'), String(64 * MiB));
     assert.equal(await cgroup('pids.max'), '50');
     assert.equal(await cgroup('cpu.max'), '50000 100000');
+    // cgroup v2 has weights: 512 shares is weight 20 by the map runc and crun use.
+    assert.equal(await cgroup('cpu.weight'), '20');
   });
 
   it("takes CRI's whole set when only what applies changed (the bundle's devices and shares kept)", {
@@ -83,9 +85,9 @@ describe('shim task Update with a real containerd, sandboxd and VM', { timeout: 
     timeout: VM_MS,
   }, async () => {
     await assert.rejects(
-      tasks.update('default', 'u1', { memory: { limit: 32 * MiB }, cpu: { shares: 2 } }),
+      tasks.update('default', 'u1', { memory: { limit: 32 * MiB }, cpu: { realtimeRuntime: 1000 } }),
       (err: { code?: number; details?: string }) =>
-        err.code === status.INVALID_ARGUMENT && /resources\.cpu\.shares/.test(err.details ?? ''),
+        err.code === status.INVALID_ARGUMENT && /resources\.cpu\.realtimeRuntime/.test(err.details ?? ''),
     );
     assert.equal(await cgroup('memory.max'), String(80 * MiB), 'the memory limit was not applied either');
   });

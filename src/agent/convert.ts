@@ -46,6 +46,7 @@ export function toWireResources(resources: ContainerResources): Outgoing<WireRes
     cpuQuota: resources.cpuQuota ?? 0,
     cpuPeriod: resources.cpuPeriod ?? 0,
     pidsLimit: resources.pidsLimit ?? 0,
+    cpuShares: resources.cpuShares ?? 0,
   };
 }
 

@@ -64,6 +64,8 @@ export interface ContainerResources {
   readonly cpuQuota?: number;
   readonly cpuPeriod?: number;
   readonly pidsLimit?: number;
+  /** Relative CPU weight as cgroup v1 shares (2..262144; 1024 is the default), as OCI and CRI give it. */
+  readonly cpuShares?: number;
 }
 
 export interface CreateContainerRequest {

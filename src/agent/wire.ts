@@ -26,6 +26,7 @@ export interface WireResources {
   cpuQuota: number;
   cpuPeriod: number;
   pidsLimit: number;
+  cpuShares: number;
 }
 export interface WireStorage {
   source: string;

@@ -138,6 +138,7 @@ export const resourcesSchema = z.strictObject({
   cpuQuota: z.number().int().min(1000).optional(),
   cpuPeriod: z.number().int().min(1000).max(1_000_000).optional(),
   pidsLimit: z.number().int().min(1).optional(),
+  cpuShares: z.number().int().min(2).max(262_144).optional(),
 });
 
 const portNumber = z.number().int().min(1).max(65535);

@@ -142,6 +142,7 @@ export function registerContainerCommands(ctx: CliContext): void {
     .option('--memory-limit <bytes>', 'memory limit', int('memory-limit'))
     .option('--cpu-quota <us>', 'CPU quota', int('cpu-quota'))
     .option('--cpu-period <us>', 'CPU period', int('cpu-period'))
+    .option('--cpu-shares <n>', 'CPU shares (relative weight, 2-262144)', int('cpu-shares'))
     .option('--pids-limit <n>', 'pids limit', int('pids-limit'))
     .action(
       call(
@@ -149,7 +150,13 @@ export function registerContainerCommands(ctx: CliContext): void {
         (
           sandboxId: string,
           id: string,
-          o: { memoryLimit?: number; cpuQuota?: number; cpuPeriod?: number; pidsLimit?: number },
+          o: {
+            memoryLimit?: number;
+            cpuQuota?: number;
+            cpuPeriod?: number;
+            cpuShares?: number;
+            pidsLimit?: number;
+          },
         ) => ({
           sandboxId,
           id,
@@ -157,6 +164,7 @@ export function registerContainerCommands(ctx: CliContext): void {
             ...(o.memoryLimit ? { memoryLimitBytes: o.memoryLimit } : {}),
             ...(o.cpuQuota ? { cpuQuota: o.cpuQuota } : {}),
             ...(o.cpuPeriod ? { cpuPeriod: o.cpuPeriod } : {}),
+            ...(o.cpuShares ? { cpuShares: o.cpuShares } : {}),
             ...(o.pidsLimit ? { pidsLimit: o.pidsLimit } : {}),
           },
         }),

@@ -127,6 +127,7 @@ const resources = z.object({
   cpuQuota: z.number().int().optional(),
   cpuPeriod: z.number().int().positive().optional(),
   pidsLimit: z.number().int().positive().optional(),
+  cpuShares: z.number().int().positive().optional(),
 });
 
 const empty = z.object({});

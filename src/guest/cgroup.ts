@@ -53,7 +53,18 @@ export async function readStats(usageDir: string, limitDir: string): Promise<Wir
   };
 }
 
-/** Writes the set fields of `resources` (0 = unchanged) into a cgroup's memory.max, cpu.max and pids.max. */
+/**
+ * cgroup v1 cpu.shares (2..262144) as cgroup v2 cpu.weight (1..10000): the linear map runc and crun use, so
+ * 1024 shares (the default) is weight 39 and the weight a container gets does not depend on who converted it.
+ */
+export function cpuWeightOfShares(shares: number): number {
+  return 1 + Math.floor(((shares - 2) * 9999) / 262_142);
+}
+
+/**
+ * Writes the set fields of `resources` (0 = unchanged) into a cgroup's memory.max, cpu.max, cpu.weight and
+ * pids.max.
+ */
 export async function writeResources(cgroupDir: string, resources: WireResources): Promise<void> {
   if (resources.memoryLimitBytes < -1) {
     throw new InvalidArgument('resources.memoryLimitBytes', 'must be positive, or -1 for unlimited');
@@ -66,6 +77,12 @@ export async function writeResources(cgroupDir: string, resources: WireResources
     const quota = resources.cpuQuota > 0 ? String(resources.cpuQuota) : 'max';
     const period = resources.cpuPeriod > 0 ? ` ${resources.cpuPeriod}` : '';
     await writeFile(join(cgroupDir, 'cpu.max'), `${quota}${period}`);
+  }
+  if (resources.cpuShares !== 0) {
+    if (resources.cpuShares < 2 || resources.cpuShares > 262_144) {
+      throw new InvalidArgument('resources.cpuShares', 'must be from 2 to 262144');
+    }
+    await writeFile(join(cgroupDir, 'cpu.weight'), String(cpuWeightOfShares(resources.cpuShares)));
   }
   if (resources.pidsLimit !== 0) {
     await writeFile(

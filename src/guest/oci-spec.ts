@@ -185,10 +185,11 @@ export function applySpecResources(linux: OciLinux, resources: WireResources): v
       limit: resources.memoryLimitBytes,
     };
   }
-  if (resources.cpuQuota !== 0 || resources.cpuPeriod !== 0) {
+  if (resources.cpuQuota !== 0 || resources.cpuPeriod !== 0 || resources.cpuShares !== 0) {
     const cpu: Record<string, number> = { ...(specResources.cpu as object | undefined) };
     if (resources.cpuQuota !== 0) cpu.quota = resources.cpuQuota;
     if (resources.cpuPeriod !== 0) cpu.period = resources.cpuPeriod;
+    if (resources.cpuShares !== 0) cpu.shares = resources.cpuShares;
     specResources.cpu = cpu;
   }
   if (resources.pidsLimit > 0) specResources.pids = { limit: resources.pidsLimit };

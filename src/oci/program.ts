@@ -264,6 +264,7 @@ export function buildProgram(): Program {
     .option('--memory <bytes>', 'memory limit')
     .option('--cpu-quota <us>', 'CPU quota per period')
     .option('--cpu-period <us>', 'CPU period')
+    .option('--cpu-share <shares>', 'CPU shares (relative weight, 2-262144)')
     .option('--pids-limit <n>', 'maximum number of processes')
     .action(withCtx((ctx, id: string, o) => update(ctx, id, o)));
 

@@ -72,7 +72,7 @@ export function features(): Record<string, unknown> {
 
 interface LinuxResources {
   memory?: { limit?: number };
-  cpu?: { quota?: number; period?: number };
+  cpu?: { quota?: number; period?: number; shares?: number };
   pids?: { limit?: number };
 }
 
@@ -81,6 +81,7 @@ export interface UpdateFlags {
   readonly memory?: string;
   readonly cpuQuota?: string;
   readonly cpuPeriod?: string;
+  readonly cpuShare?: string;
   readonly pidsLimit?: string;
 }
 
@@ -106,11 +107,13 @@ export async function update(ctx: Ctx, id: string, o: UpdateFlags): Promise<void
   const memory = num(o.memory, '--memory') ?? r.memory?.limit;
   const quota = num(o.cpuQuota, '--cpu-quota') ?? r.cpu?.quota;
   const period = num(o.cpuPeriod, '--cpu-period') ?? r.cpu?.period;
+  const shares = num(o.cpuShare, '--cpu-share') ?? r.cpu?.shares;
   const pids = num(o.pidsLimit, '--pids-limit') ?? r.pids?.limit;
   const resources = {
     ...(positive(memory) ? { memoryLimitBytes: memory } : {}),
     ...(positive(quota) ? { cpuQuota: quota } : {}),
     ...(positive(period) ? { cpuPeriod: period } : {}),
+    ...(positive(shares) ? { cpuShares: shares } : {}),
     ...(positive(pids) ? { pidsLimit: pids } : {}),
   };
   const found = await mustLocate(ctx, id);

@@ -1,5 +1,5 @@
 // A task Update's OCI LinuxResources → sandboxd's container.update. What the guest's cgroup can take is
-// applied (memory.limit, cpu.quota, cpu.period, pids.limit); a member that keeps the value the task's bundle
+// applied (memory.limit, cpu.quota, cpu.period, cpu.shares, pids.limit); a member that keeps the value the task's bundle
 // already has needs no applying (CRI's UpdateContainerResources sends the whole set, devices included); any
 // other change is InvalidArgument naming the OCI member, and nothing is applied.
 import { isDeepStrictEqual } from 'node:util';
@@ -10,6 +10,7 @@ export interface ApiResources {
   cpuQuota?: number;
   cpuPeriod?: number;
   pidsLimit?: number;
+  cpuShares?: number;
 }
 
 type Applier = (v: number) => [keyof ApiResources, number] | string;
@@ -27,6 +28,7 @@ const APPLIED: Record<string, Applier> = {
   'memory.limit': atLeast('memoryLimitBytes', 4 * 1024 * 1024),
   'cpu.quota': atLeast('cpuQuota', 1000),
   'cpu.period': atLeast('cpuPeriod', 1000, 1_000_000),
+  'cpu.shares': atLeast('cpuShares', 2, 262_144),
   'pids.limit': atLeast('pidsLimit', 1),
 };
 
@@ -66,7 +68,7 @@ export function resourcesOf(
   }
   if (bad.length > 0) {
     throw invalid(
-      `${bad.join('; ')} (a task update applies memory.limit, cpu.quota, cpu.period, pids.limit)`,
+      `${bad.join('; ')} (a task update applies memory.limit, cpu.quota, cpu.period, cpu.shares, pids.limit)`,
     );
   }
   return out;
