@@ -147,6 +147,22 @@ describe('translating a bundle spec for the guest', () => {
     assert.equal(JSON.stringify(spec), before);
   });
 
+  it("takes a cpuset's host ids out of the guest spec, for the host to pin the VM (crun would refuse them)", () => {
+    const base = criLikeSpec();
+    const t = translateForGuest(
+      { ...base, linux: { ...base.linux, resources: { cpu: { shares: 2, cpus: '3,0-1', mems: '0' } } } },
+      '/b',
+    );
+    assert.deepEqual(t.guestSpec.linux?.resources, { cpu: { shares: 2 } });
+    assert.deepEqual(t.hostCpuset, { cpus: '0-1,3', mems: '0' });
+    assert.equal(translateForGuest(base, '/b').hostCpuset, undefined);
+    assert.throws(
+      () => translateForGuest({ ...base, linux: { resources: { cpu: { cpus: '2-1' } } } }, '/b'),
+      (err: unknown) =>
+        err instanceof InvalidArgument && err.field === 'bundle.config.json.linux.resources.cpu.cpus',
+    );
+  });
+
   it('refuses what cannot run in a VM, naming the member', () => {
     const refused = (spec: OciSpec, field: string) =>
       assert.throws(

@@ -26,6 +26,16 @@ describe('shim task Update resources', () => {
         pidsLimit: 50,
       },
     );
+    // A cpuset's host ids, normalised: the host pins the VM (sandboxd checks they are online).
+    assert.deepEqual(resourcesOf({ ...bundle, cpu: { shares: 1024, cpus: '3,1-2', mems: '0' } }, bundle), {
+      cpuShares: 1024,
+      cpusetCpus: '1-3',
+      cpusetMems: '0',
+    });
+    assert.throws(
+      () => resourcesOf({ cpu: { cpus: '2-1' } }),
+      /resources\.cpu\.cpus: range 2-1 runs backwards/,
+    );
     // kubelet's in-place resize changes the shares alone (CRI sends the rest as the bundle has it).
     assert.deepEqual(resourcesOf({ ...bundle, cpu: { shares: 2048 } }, bundle), { cpuShares: 2048 });
   });

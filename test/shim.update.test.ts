@@ -6,6 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
+import { unionCpuLists } from '../src/bundle/index.js';
+import { affinityOf, hostOnline } from '../src/hypervisor/index.js';
 import { type TasksClient, tasksClient } from './support/containerd-grpc.js';
 import {
   IMAGE,
@@ -68,6 +70,34 @@ describe('shim task Update with a real containerd, sandboxd and VM', { timeout: 
     assert.equal(await cgroup('cpu.max'), '50000 100000');
     // cgroup v2 has weights: 512 shares is weight 20 by the map runc and crun use.
     assert.equal(await cgroup('cpu.weight'), '20');
+  });
+
+  it('pins the VM to the cpuset on the host (cpu.cpus), refusing CPUs the host lacks', {
+    timeout: VM_MS,
+  }, async () => {
+    const [sandbox] = await world.call<{ id: string; pid?: number }[]>('sandbox.list');
+    assert.ok(sandbox?.pid, 'the sandbox has a QEMU pid');
+    const online = await hostOnline('cpu');
+    // taskset lists "0,1" where the kernel says "0-1": compare the ids.
+    const pinnedTo = async () => unionCpuLists([await affinityOf(sandbox.pid as number)]);
+    assert.equal(await pinnedTo(), unionCpuLists([online]), 'unpinned at first');
+    await tasks.update('default', 'u1', { cpu: { cpus: '0' } });
+    assert.equal(await pinnedTo(), '0');
+    const { events } = await world.call<{ events: { data: Record<string, unknown> }[] }>('events.read', {
+      types: ['ContainerUpdated'],
+    });
+    assert.ok(
+      events.some((e) => e.data.vcpusPinnedTo === '0'),
+      'the pinning is in the log',
+    );
+    await assert.rejects(
+      tasks.update('default', 'u1', { cpu: { cpus: '4095' } }),
+      (err: { code?: number; details?: string }) =>
+        err.code === status.INVALID_ARGUMENT && /cpusetCpus.*4095 not online/.test(err.details ?? ''),
+    );
+    assert.equal(await pinnedTo(), '0', 'a refused cpuset changes nothing');
+    await tasks.update('default', 'u1', { cpu: { cpus: online } });
+    assert.equal(await pinnedTo(), unionCpuLists([online]));
   });
 
   it("takes CRI's whole set when only what applies changed (the bundle's devices and shares kept)", {

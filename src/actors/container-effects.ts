@@ -14,6 +14,7 @@ import type { NewEvent } from '../events/index.js';
 import type { ContainerEffect, ExecEffect } from '../machines/index.js';
 import { withDeadline } from '../timing/index.js';
 import { shareBundle, unshareBundle } from './bundle-share.js';
+import { checkCpuset, pinSandbox } from './cpuset.js';
 import { agentReachable, type EffectDefinition, quietly } from './effects.js';
 import type { ContainerActor, ExecActor } from './entity.js';
 
@@ -41,6 +42,9 @@ function hookState(entity: ContainerActor, bundle: ReadBundle, status: HookState
   };
 }
 
+/** container.update's resources: what the guest's cgroup takes, and the cpuset the host pins the VM to. */
+type HostResources = ContainerResources & { readonly cpusetCpus?: string; readonly cpusetMems?: string };
+
 /** How long a forced delete waits for the init it killed to be reported ended (then it deletes without). */
 const KILLED_EXIT_WAIT_MS = 5_000;
 
@@ -57,6 +61,21 @@ export const containerEffectDefinitions: Readonly<Record<ContainerEffect, Effect
         // what the bundle says now, as the first try did.
         const shared = ctx.dirs(sandboxId).shared;
         const bundle = await readBundle(c.bundle);
+        const cpus = c.resources?.cpusetCpus ?? bundle.translation.hostCpuset?.cpus;
+        await checkCpuset(
+          {
+            list: cpus,
+            field: c.resources?.cpusetCpus
+              ? 'resources.cpusetCpus'
+              : 'bundle.config.json.linux.resources.cpu.cpus',
+          },
+          {
+            list: c.resources?.cpusetMems ?? bundle.translation.hostCpuset?.mems,
+            field: c.resources?.cpusetMems
+              ? 'resources.cpusetMems'
+              : 'bundle.config.json.linux.resources.cpu.mems',
+          },
+        );
         try {
           await shareBundle(shared, entity.id, bundle.translation, c.mounts ?? [], ctx.guard);
           const { pid } = await ctx.agent.createContainer(sandboxId, {
@@ -79,7 +98,18 @@ export const containerEffectDefinitions: Readonly<Record<ContainerEffect, Effect
             );
             throw err;
           }
-          return [{ type: 'ContainerCreated', data: { pid } }];
+          // Pinned once the guest holds the container: a create that failed before leaves the VM as it was.
+          const pinned = cpus ? await pinSandbox(ctx, entity, cpus) : undefined;
+          return [
+            {
+              type: 'ContainerCreated',
+              data: {
+                pid,
+                ...(cpus ? { cpusetCpus: cpus } : {}),
+                ...(pinned ? { vcpusPinnedTo: pinned } : {}),
+              },
+            },
+          ];
         } catch (err) {
           // A failed create holds no host path: the container never ran, nothing needs them.
           await quietly(unshareBundle(shared, entity.id), ctx.logger, 'unshare bundle');
@@ -110,9 +140,19 @@ export const containerEffectDefinitions: Readonly<Record<ContainerEffect, Effect
     updateContainer: {
       failure: 'ContainerUpdateFailed',
       run: async ({ ctx, entity, cause }) => {
-        const { resources } = cause.data as { resources: ContainerResources };
-        await ctx.agent.updateContainer(entity.sandbox.id, entity.id, resources);
-        return [{ type: 'ContainerUpdated', data: { resources } }];
+        const { resources } = cause.data as { resources: HostResources };
+        const { cpusetCpus: cpus, cpusetMems: mems, ...guest } = resources;
+        await checkCpuset(
+          { list: cpus, field: 'resources.cpusetCpus' },
+          { list: mems, field: 'resources.cpusetMems' },
+        );
+        // The guest first: an update it refuses leaves the VM's pinning as it was.
+        if (Object.keys(guest).length > 0)
+          await ctx.agent.updateContainer(entity.sandbox.id, entity.id, guest);
+        const pinned = cpus ? await pinSandbox(ctx, entity, cpus) : undefined;
+        return [
+          { type: 'ContainerUpdated', data: { resources, ...(pinned ? { vcpusPinnedTo: pinned } : {}) } },
+        ];
       },
     },
     resumeContainer: {

@@ -2,6 +2,7 @@
 import { isIP } from 'node:net';
 import { constants } from 'node:os';
 import { z } from 'zod';
+import { parseCpuList } from '../bundle/index.js';
 import { CGROUP_DIR_PATTERN } from '../cgroups/index.js';
 
 /** Ids of sandboxes, containers and execs (DESIGN.md "Interfaces"). */
@@ -129,6 +130,14 @@ export const mountsSchema = z
     }
   });
 
+const cpuListSchema = z.string().superRefine((text, ctx) => {
+  try {
+    parseCpuList(text, 'list');
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message.replace(/^list: /, '') });
+  }
+});
+
 export const resourcesSchema = z.strictObject({
   memoryLimitBytes: z
     .number()
@@ -139,6 +148,10 @@ export const resourcesSchema = z.strictObject({
   cpuPeriod: z.number().int().min(1000).max(1_000_000).optional(),
   pidsLimit: z.number().int().min(1).optional(),
   cpuShares: z.number().int().min(2).max(262_144).optional(),
+  // Host CPU / memory-node ids (cpuset syntax, "0-3,6"): the sandbox's vCPUs are pinned to the union of its
+  // containers' cpusets on the host; the guest's own cgroups are not given host ids.
+  cpusetCpus: cpuListSchema.optional(),
+  cpusetMems: cpuListSchema.optional(),
 });
 
 const portNumber = z.number().int().min(1).max(65535);

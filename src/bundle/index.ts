@@ -1,5 +1,6 @@
 // Door of src/bundle: OCI bundles read, checked and translated for a VM (pure rules every client shares),
 // and the host side of OCI hooks.
+export { checkCpuList, formatCpuList, parseCpuList, unionCpuLists } from './cpus.js';
 export { type HookState, runHooks } from './hooks.js';
 export { type BundleSummary, validateBundle } from './load.js';
 export { type ApiProcess, apiProcessOf } from './process.js';

@@ -5,6 +5,7 @@
 // the rules, and which fields are kept, dropped or refused, are listed in docs/oci.md.
 import { isAbsolute, normalize, resolve } from 'node:path';
 import { InvalidArgument } from '../errors/index.js';
+import { checkCpuList } from './cpus.js';
 import {
   GUEST_HOOK_PHASES,
   HOST_HOOK_PHASES,
@@ -44,6 +45,11 @@ export interface GuestTranslation {
   readonly hostHooks: Readonly<Partial<Record<HostHookPhase, readonly OciHook[]>>>;
   readonly annotations: Readonly<Record<string, string>>;
   readonly notes: readonly TranslationNote[];
+  /**
+   * linux.resources.cpu.cpus / .mems: host CPU and memory-node ids, which mean nothing in the guest (crun there
+   * would refuse ids the VM lacks). The host pins the sandbox's vCPUs to them instead, as Kata does.
+   */
+  readonly hostCpuset?: { readonly cpus?: string; readonly mems?: string };
 }
 
 /** The placeholder source of host bind number `index` in guestSpec.mounts (replaced before the guest reads it). */
@@ -254,6 +260,7 @@ export function translateForGuest(
   const { mounts, binds } = mountsOf(spec, bundleDir, field, notes);
 
   let linux = spec.linux;
+  let hostCpuset: { cpus?: string; mems?: string } | undefined;
   if (linux !== undefined) {
     if (typeof linux !== 'object' || linux === null)
       throw new InvalidArgument(`${field}.linux`, 'must be an object');
@@ -278,10 +285,21 @@ export function translateForGuest(
       linux = rest;
     }
     if (linux.resources !== undefined) {
-      linux = {
-        ...linux,
-        resources: without({ ...linux.resources }, DROPPED_RESOURCES, `${field}.linux.resources`, notes),
-      };
+      const resources = without({ ...linux.resources }, DROPPED_RESOURCES, `${field}.linux.resources`, notes);
+      const cpu = resources.cpu as Record<string, unknown> | undefined;
+      if (cpu && (cpu.cpus !== undefined || cpu.mems !== undefined)) {
+        const { cpus, mems, ...rest } = cpu;
+        hostCpuset = {
+          ...(typeof cpus === 'string' && cpus !== ''
+            ? { cpus: checkCpuList(cpus, `${field}.linux.resources.cpu.cpus`) }
+            : {}),
+          ...(typeof mems === 'string' && mems !== ''
+            ? { mems: checkCpuList(mems, `${field}.linux.resources.cpu.mems`) }
+            : {}),
+        };
+        resources.cpu = rest;
+      }
+      linux = { ...linux, resources };
     }
   }
   let process = spec.process;
@@ -307,5 +325,6 @@ export function translateForGuest(
     hostHooks: host,
     annotations: spec.annotations ?? {},
     notes,
+    ...(hostCpuset && Object.keys(hostCpuset).length > 0 ? { hostCpuset } : {}),
   };
 }

@@ -143,6 +143,8 @@ export function registerContainerCommands(ctx: CliContext): void {
     .option('--cpu-quota <us>', 'CPU quota', int('cpu-quota'))
     .option('--cpu-period <us>', 'CPU period', int('cpu-period'))
     .option('--cpu-shares <n>', 'CPU shares (relative weight, 2-262144)', int('cpu-shares'))
+    .option('--cpuset-cpus <list>', 'host CPUs the VM is pinned to (e.g. 0-3,6)')
+    .option('--cpuset-mems <list>', 'host memory nodes (all online nodes only)')
     .option('--pids-limit <n>', 'pids limit', int('pids-limit'))
     .action(
       call(
@@ -155,6 +157,8 @@ export function registerContainerCommands(ctx: CliContext): void {
             cpuQuota?: number;
             cpuPeriod?: number;
             cpuShares?: number;
+            cpusetCpus?: string;
+            cpusetMems?: string;
             pidsLimit?: number;
           },
         ) => ({
@@ -165,6 +169,8 @@ export function registerContainerCommands(ctx: CliContext): void {
             ...(o.cpuQuota ? { cpuQuota: o.cpuQuota } : {}),
             ...(o.cpuPeriod ? { cpuPeriod: o.cpuPeriod } : {}),
             ...(o.cpuShares ? { cpuShares: o.cpuShares } : {}),
+            ...(o.cpusetCpus ? { cpusetCpus: o.cpusetCpus } : {}),
+            ...(o.cpusetMems ? { cpusetMems: o.cpusetMems } : {}),
             ...(o.pidsLimit ? { pidsLimit: o.pidsLimit } : {}),
           },
         }),

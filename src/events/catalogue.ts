@@ -128,6 +128,8 @@ const resources = z.object({
   cpuPeriod: z.number().int().positive().optional(),
   pidsLimit: z.number().int().positive().optional(),
   cpuShares: z.number().int().positive().optional(),
+  cpusetCpus: z.string().optional(),
+  cpusetMems: z.string().optional(),
 });
 
 const empty = z.object({});
@@ -279,7 +281,13 @@ const containerSchemas = {
       .array(z.object({ source: z.string(), destination: z.string(), readonly: z.boolean().optional() }))
       .optional(),
   }),
-  ContainerCreated: z.object({ pid: z.number().int().nonnegative() }),
+  ContainerCreated: z.object({
+    pid: z.number().int().nonnegative(),
+    /** The host CPUs this container asked for (its bundle's cpu.cpus or the create's cpusetCpus). */
+    cpusetCpus: z.string().optional(),
+    /** The host CPUs the sandbox's vCPUs were pinned to after this create (the union over its containers). */
+    vcpusPinnedTo: z.string().optional(),
+  }),
   ContainerCreateFailed: failed,
   ContainerStartRequested: empty,
   ContainerStarted: empty,
@@ -293,7 +301,7 @@ const containerSchemas = {
   /** A client asked for new resources (the intent; the guest is changed by the updateContainer effect). */
   ContainerUpdateRequested: z.object({ resources }),
   /** The guest applied the resources (outcome of ContainerUpdateRequested; older logs have it alone). */
-  ContainerUpdated: z.object({ resources }),
+  ContainerUpdated: z.object({ resources, vcpusPinnedTo: z.string().optional() }),
   ContainerUpdateFailed: failed,
   /** The guest's cgroup reported an OOM kill in this container (the shim's TaskOOM). */
   ContainerOomKilled: empty,

@@ -1,5 +1,6 @@
 // Door of src/hypervisor: the Hypervisor port, the QEMU driver, its QMP client and the accelerator probe.
 export { accelArgs, accelFromEnv, detectAccel, kvmWorks } from './accel.js';
+export { affinityOf, hostOnline } from './affinity.js';
 export {
   AGENT_PORT_NAME,
   GUEST_ROOT_TAG,

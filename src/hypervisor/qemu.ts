@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import { defer, type Observable, of, Subject } from 'rxjs';
 import { AlreadyExists, HypervisorError, NotFound, SandboxdError } from '../errors/index.js';
 import { detectAccel } from './accel.js';
+import { pinProcess } from './affinity.js';
 import { qemuArgs, type VmPaths, vmPaths } from './cmdline.js';
 import { defaultReaperBinary, readExitStatus, waitExitStatus } from './exit-status.js';
 import { hotplugCpus, hotplugMemory } from './hotplug.js';
@@ -476,6 +477,13 @@ export class QemuHypervisor implements Hypervisor {
     if (pid === undefined || !(await isProcessAlive(pid))) return undefined;
     const cmdline = await readCmdline(pid);
     return cmdline?.includes(paths.pidFile) ? pid : undefined;
+  }
+
+  async pinCpus(sandboxId: string, cpus: string | undefined): Promise<string> {
+    const { handle, logger } = this.#live(sandboxId, 'pin vcpus');
+    const list = await pinProcess(handle.pid, cpus);
+    logger.info({ step: 'pin vcpus', cpus: list }, 'VM pinned to host CPUs');
+    return list;
   }
 
   async hotplugCpus(sandboxId: string, total: number): Promise<number> {

@@ -149,6 +149,11 @@ export interface Hypervisor {
   stop(sandboxId: string, options?: StopOptions): Promise<void>;
   /** Kills if needed and removes sockets, pidfile and the state dir. Idempotent. */
   destroy(sandboxId: string, stateDir: string): Promise<void>;
+  /**
+   * Pins every thread of the VM to host CPUs `cpus` (cpuset syntax, checked; undefined: all online CPUs) and
+   * returns the list it set. Optional: a hypervisor without it cannot honour a cpuset.
+   */
+  pinCpus?(sandboxId: string, cpus: string | undefined): Promise<string>;
   /** Adds vCPUs up to `total`; returns the new count. The agent must online them. */
   hotplugCpus(sandboxId: string, total: number): Promise<number>;
   /**

@@ -35,6 +35,8 @@ export interface ContainerContext {
   readonly oomKilled: boolean;
   /** Resources asked for (ContainerUpdateRequested) whose outcome is not in the log yet: recovery applies them again. */
   readonly updating?: Request['resources'];
+  /** The host CPUs this container asked for (bundle or create, then updates): its part of the VM's pinning. */
+  readonly cpusetCpus?: string;
   /** Output the guest dropped while nobody read (ContainerOutputDropped). */
   readonly outputDropped?: OutputDrops;
   readonly error?: LastFailure;
@@ -111,7 +113,13 @@ export const containerMachine = setup({
         : {},
     ),
     updated: assign(({ event }) =>
-      event.type === 'ContainerUpdated' ? { resources: event.data.resources, updating: undefined } : {},
+      event.type === 'ContainerUpdated'
+        ? {
+            resources: event.data.resources,
+            updating: undefined,
+            ...(event.data.resources.cpusetCpus ? { cpusetCpus: event.data.resources.cpusetCpus } : {}),
+          }
+        : {},
     ),
     updateAsked: assign(({ event }) =>
       event.type === 'ContainerUpdateRequested' ? { updating: event.data.resources } : {},
@@ -153,7 +161,13 @@ export const containerMachine = setup({
       tags: ['transitional'],
       entry: 'createContainer',
       on: {
-        ContainerCreated: { target: 'created', actions: assign(({ event }) => ({ pid: event.data.pid })) },
+        ContainerCreated: {
+          target: 'created',
+          actions: assign(({ event }) => ({
+            pid: event.data.pid,
+            ...(event.data.cpusetCpus ? { cpusetCpus: event.data.cpusetCpus } : {}),
+          })),
+        },
         ContainerCreateFailed: { target: 'failed', actions: 'remember' },
         ContainerLost: { target: 'failed', actions: 'lost' },
         ...forceDelete,

@@ -265,6 +265,8 @@ export function buildProgram(): Program {
     .option('--cpu-quota <us>', 'CPU quota per period')
     .option('--cpu-period <us>', 'CPU period')
     .option('--cpu-share <shares>', 'CPU shares (relative weight, 2-262144)')
+    .option('--cpuset-cpus <list>', 'host CPUs the VM runs on (e.g. 0-3,6)')
+    .option('--cpuset-mems <list>', 'host memory nodes (all online nodes only)')
     .option('--pids-limit <n>', 'maximum number of processes')
     .action(withCtx((ctx, id: string, o) => update(ctx, id, o)));
 

@@ -72,7 +72,7 @@ export function features(): Record<string, unknown> {
 
 interface LinuxResources {
   memory?: { limit?: number };
-  cpu?: { quota?: number; period?: number; shares?: number };
+  cpu?: { quota?: number; period?: number; shares?: number; cpus?: string; mems?: string };
   pids?: { limit?: number };
 }
 
@@ -82,6 +82,8 @@ export interface UpdateFlags {
   readonly cpuQuota?: string;
   readonly cpuPeriod?: string;
   readonly cpuShare?: string;
+  readonly cpusetCpus?: string;
+  readonly cpusetMems?: string;
   readonly pidsLimit?: string;
 }
 
@@ -109,11 +111,15 @@ export async function update(ctx: Ctx, id: string, o: UpdateFlags): Promise<void
   const period = num(o.cpuPeriod, '--cpu-period') ?? r.cpu?.period;
   const shares = num(o.cpuShare, '--cpu-share') ?? r.cpu?.shares;
   const pids = num(o.pidsLimit, '--pids-limit') ?? r.pids?.limit;
+  const cpus = o.cpusetCpus ?? r.cpu?.cpus;
+  const mems = o.cpusetMems ?? r.cpu?.mems;
   const resources = {
     ...(positive(memory) ? { memoryLimitBytes: memory } : {}),
     ...(positive(quota) ? { cpuQuota: quota } : {}),
     ...(positive(period) ? { cpuPeriod: period } : {}),
     ...(positive(shares) ? { cpuShares: shares } : {}),
+    ...(cpus ? { cpusetCpus: cpus } : {}),
+    ...(mems ? { cpusetMems: mems } : {}),
     ...(positive(pids) ? { pidsLimit: pids } : {}),
   };
   const found = await mustLocate(ctx, id);

@@ -1,8 +1,9 @@
 // A task Update's OCI LinuxResources → sandboxd's container.update. What the guest's cgroup can take is
-// applied (memory.limit, cpu.quota, cpu.period, cpu.shares, pids.limit); a member that keeps the value the task's bundle
+// applied (memory.limit, cpu.quota, cpu.period, cpu.shares, cpu.cpus, cpu.mems, pids.limit); a member that keeps the value the task's bundle
 // already has needs no applying (CRI's UpdateContainerResources sends the whole set, devices included); any
 // other change is InvalidArgument naming the OCI member, and nothing is applied.
 import { isDeepStrictEqual } from 'node:util';
+import { checkCpuList } from '../bundle/index.js';
 import { invalid } from './errdefs.js';
 
 export interface ApiResources {
@@ -11,12 +12,33 @@ export interface ApiResources {
   cpuPeriod?: number;
   pidsLimit?: number;
   cpuShares?: number;
+  cpusetCpus?: string;
+  cpusetMems?: string;
 }
 
-type Applier = (v: number) => [keyof ApiResources, number] | string;
+type NumberKey = 'memoryLimitBytes' | 'cpuQuota' | 'cpuPeriod' | 'pidsLimit' | 'cpuShares';
+type ListKey = 'cpusetCpus' | 'cpusetMems';
+type Applier = (v: number) => [NumberKey, number] | string;
+type ListApplier = (v: string) => [ListKey, string] | string;
+
+/** Host CPU / node lists: the sandbox's vCPUs are pinned to them (sandboxd checks they are online). */
+const cpuList =
+  (key: ListKey): ListApplier =>
+  (v) => {
+    try {
+      return [key, checkCpuList(v, key)];
+    } catch (err) {
+      return (err as Error).message.replace(`${key}: `, '');
+    }
+  };
+
+const APPLIED_LISTS: Record<string, ListApplier> = {
+  'cpu.cpus': cpuList('cpusetCpus'),
+  'cpu.mems': cpuList('cpusetMems'),
+};
 
 const atLeast =
-  (key: keyof ApiResources, min: number, max = Number.MAX_SAFE_INTEGER): Applier =>
+  (key: NumberKey, min: number, max = Number.MAX_SAFE_INTEGER): Applier =>
   (v) =>
     Number.isInteger(v) && v >= min && v <= max
       ? [key, v]
@@ -55,8 +77,13 @@ export function resourcesOf(
       // A swap equal to the limit is cgroup v1's "memory + swap = limit": no swap, which a VM without swap
       // already has (containerd's CRI sends it so with every memory limit).
       if (path === 'memory.swap' && v === (value as Record<string, unknown>).limit) continue;
+      const applyList = APPLIED_LISTS[path];
       const apply = APPLIED[path];
-      if (apply && typeof v === 'number') {
+      if (applyList && typeof v === 'string') {
+        const r = applyList(v);
+        if (typeof r === 'string') bad.push(`resources.${path}: ${r}`);
+        else out[r[0]] = r[1];
+      } else if (apply && typeof v === 'number') {
         if (v < 0 && isDeepStrictEqual(v, before[name])) continue;
         const r = apply(v);
         if (typeof r === 'string') bad.push(`resources.${path}: ${r}`);
@@ -68,7 +95,7 @@ export function resourcesOf(
   }
   if (bad.length > 0) {
     throw invalid(
-      `${bad.join('; ')} (a task update applies memory.limit, cpu.quota, cpu.period, cpu.shares, pids.limit)`,
+      `${bad.join('; ')} (a task update applies memory.limit, cpu.quota, cpu.period, cpu.shares, cpu.cpus, cpu.mems, pids.limit)`,
     );
   }
   return out;
