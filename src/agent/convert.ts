@@ -1,11 +1,23 @@
 // Conversions between the Agent port's types and the agent.proto wire messages (defaults as proto3 spells them).
-import type { ContainerResources, ExitStatus, NetInterface, NetRoute, ProcessSpec } from './types.js';
+import type {
+  ContainerInfo,
+  ContainerResources,
+  ContainerStats,
+  ExitStatus,
+  NetInterface,
+  NetRoute,
+  ProcessInfo,
+  ProcessSpec,
+} from './types.js';
 import { OCI_PROCESS_EXTRAS } from './types.js';
 import type {
   Outgoing,
+  WireContainerInfo,
+  WireContainerStats,
   WireExitStatus,
   WireNetInterface,
   WireNetRoute,
+  WireProcessInfo,
   WireProcessSpec,
   WireResources,
 } from './wire.js';
@@ -50,6 +62,49 @@ export function toWireResources(resources: ContainerResources): Outgoing<WireRes
   };
 }
 
+export function fromWireContainer(container: WireContainerInfo): ContainerInfo {
+  return {
+    containerId: container.containerId,
+    status: container.status as ContainerInfo['status'],
+    ...(container.pid > 0 ? { pid: container.pid } : {}),
+    ...(container.exit ? { exit: toExit(container.exit) } : {}),
+    processes: container.processes.map((process) => ({
+      execId: process.execId,
+      running: process.running,
+      ...(process.exit ? { exit: toExit(process.exit) } : {}),
+    })),
+  };
+}
+
+export function fromWireStats(stats: WireContainerStats): ContainerStats {
+  return {
+    cpuUsageUsec: stats.cpuUsageUsec,
+    memoryUsageBytes: stats.memoryUsageBytes,
+    ...(stats.memoryLimitBytes > 0 ? { memoryLimitBytes: stats.memoryLimitBytes } : {}),
+    pids: stats.pids,
+    ioReadBytes: stats.ioReadBytes,
+    ioWriteBytes: stats.ioWriteBytes,
+  };
+}
+
+export function fromWireProcessInfo(p: WireProcessInfo): ProcessInfo {
+  return {
+    pid: p.pid,
+    command: p.command,
+    ...(p.user ? { user: p.user } : {}),
+  };
+}
+
+export function toWireInterface(iface: NetInterface): Outgoing<WireNetInterface> {
+  return {
+    name: iface.name,
+    mac: iface.mac ?? '',
+    mtu: iface.mtu ?? 0,
+    addresses: iface.addresses,
+    up: iface.up ?? true,
+  };
+}
+
 export function fromWireInterface(iface: WireNetInterface | null): NetInterface {
   if (!iface) return { name: '', addresses: [] };
   return {
@@ -67,5 +122,14 @@ export function fromWireRoute(route: WireNetRoute): NetRoute {
     ...(route.gateway !== '' ? { gateway: route.gateway } : {}),
     ...(route.device !== '' ? { device: route.device } : {}),
     ...(route.source !== '' ? { source: route.source } : {}),
+  };
+}
+
+export function toWireRoute(route: NetRoute): Outgoing<WireNetRoute> {
+  return {
+    dest: route.dest,
+    gateway: route.gateway ?? '',
+    device: route.device ?? '',
+    source: route.source ?? '',
   };
 }

@@ -3,7 +3,7 @@
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileDurably } from '../store/index.js';
-import { socketIsLive } from './server.js';
+import { socketIsLive } from './socket.js';
 
 /** The file in the state dir naming the serving daemon (written durably, 0600 like the dir). */
 export const DAEMON_RECORD = 'daemon.json';

@@ -35,4 +35,5 @@ export {
 } from './methods/index.js';
 export { type ApiTraffic, type MethodTraffic, type MetricsSources, renderMetrics } from './metrics.js';
 export { ID_PATTERN, idSchema } from './schemas.js';
-export { type ApiServer, type ApiServerOptions, createApiServer, socketIsLive } from './server.js';
+export { type ApiServer, type ApiServerOptions, createApiServer } from './server.js';
+export { socketIsLive } from './socket.js';
