@@ -2,6 +2,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { HypervisorError, InvalidArgument } from '../errors/index.js';
 import type { VmPaths } from './cmdline.js';
+import { isProcessAlive, readCmdline } from './proc.js';
 import type { VmConfig } from './types.js';
 
 /** Fails early, before anything is created, when an input path is missing. */
@@ -24,6 +25,14 @@ export async function readPidFile(path: string): Promise<number> {
   const pid = Number.parseInt(text.trim(), 10);
   if (!Number.isInteger(pid) || pid <= 0) throw new HypervisorError('read pidfile', `bad pidfile ${path}`);
   return pid;
+}
+
+/** The pid in the state dir's pidfile when it is a live QEMU whose command line names this state dir. */
+export async function qemuPidOfStateDir(paths: VmPaths): Promise<number | undefined> {
+  const pid = await readPidFile(paths.pidFile).catch(() => undefined);
+  if (pid === undefined || !(await isProcessAlive(pid))) return undefined;
+  const cmdline = await readCmdline(pid);
+  return cmdline?.includes(paths.pidFile) ? pid : undefined;
 }
 
 export async function removeVmFiles(paths: VmPaths): Promise<void> {

@@ -16,14 +16,9 @@
 //   SANDBOXD_IMAGE_VERSION; its stdout/stderr go to the console (ttyS0). Exit 0 powers the VM off; non-zero
 //   exits are restarted (more than 5 quick failures in a row power it off).
 export { AGENT_ENTRY, AGENT_PROTO } from './agent.js';
-export {
-  defaultImageCacheDir,
-  type EnsureGuestImageOptions,
-  ensureGuestImage,
-  imagePaths,
-  RECIPE_VERSION,
-} from './build.js';
+export { type EnsureGuestImageOptions, ensureGuestImage } from './build.js';
 export { type BusyboxBundleOptions, busyboxBundleConfig, createBusyboxBundle } from './bundle.js';
+export { defaultImageCacheDir, imagePaths } from './cache-layout.js';
 export {
   CONSOLE_HELPER_SOURCE,
   CONSOLE_HELPER_TARGET,
@@ -33,6 +28,7 @@ export {
 export { busyboxPath } from './hostfiles.js';
 export { GUEST_MODULES } from './kernel.js';
 export { makeRootImage, ROOT_IMAGE_FILE, ROOT_IMAGE_FSTYPE } from './rootfs.js';
+export { RECIPE_VERSION } from './version.js';
 
 /** The names both sides of the guest boundary agree on (see the contract above). */
 export const guestContract = {

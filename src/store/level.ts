@@ -3,33 +3,14 @@ import { cp } from 'node:fs/promises';
 import { Level } from 'level';
 import type { Logger } from 'pino';
 import { type Observable, Subject } from 'rxjs';
-import {
-  ConcurrencyConflict,
-  Corruption,
-  Internal,
-  InvalidArgument,
-  InvalidState,
-  type SandboxdError,
-} from '../errors/index.js';
-import {
-  decodeEvent,
-  type EventEnvelope,
-  type EventRegistry,
-  encodeEvent,
-  type NewEvent,
-  RecordDecodeError,
-} from '../events/index.js';
+import { ConcurrencyConflict, InvalidArgument, InvalidState } from '../errors/index.js';
+import { type EventEnvelope, type EventRegistry, encodeEvent, type NewEvent } from '../events/index.js';
 import { defaultLogger, defaultRegistry } from './defaults.js';
 import { flatten } from './flatten.js';
-import { eventKey, eventKeyRange, prefix, seqOfEventKey, streamIndexKey, streamIndexRange } from './keys.js';
-import {
-  type Db,
-  type LevelOpenOptions,
-  levelRead,
-  openLevelLog,
-  readBatchRecords,
-  readHighWaterMarkBytes,
-} from './level-open.js';
+import { GroupCommit, type PendingAppend, type PutOp } from './group-commit.js';
+import { eventKey, streamIndexKey } from './keys.js';
+import { type Db, type LevelOpenOptions, openLevelLog, readBatchRecords } from './level-open.js';
+import { type LevelLogSource, readEventBatches, readStreamEvents } from './level-read.js';
 import { catchUpThenLive } from './live.js';
 import { checkExpectedVersion, checkStream, prepareEvents, toEnvelope } from './prepare.js';
 import { readAllSnapshots, readSnapshot, writeSnapshot } from './snapshots.js';
@@ -52,25 +33,9 @@ export interface LevelEventStoreOptions extends LevelOpenOptions {
   readonly liveBufferLimit?: number;
 }
 
-type PutOp = { type: 'put'; key: Buffer; value: Buffer };
-
-interface PendingAppend {
-  readonly stream: string;
-  readonly ops: PutOp[];
-  readonly bytes: number;
-  readonly result: AppendResult;
-  readonly resolve: (result: AppendResult) => void;
-  readonly reject: (err: unknown) => void;
-}
-
-/** A flush stops taking appends past this many bytes; the rest go in the next one. */
-const maxFlushBytes = 8 << 20;
-/** Groups at least this large make the next burst split in two (smaller ones gain nothing from it). */
-const minSplitGroup = 16;
-
 /**
  * The LevelDB event log. Appends are checked against in-memory heads (including appends still queued)
- * as they arrive, queued, and written by the group committer: one synced batch per flush.
+ * as they arrive, queued, and written by the group committer (group-commit.ts): one synced batch per flush.
  */
 export class LevelEventStore implements EventStore {
   /** Versions as durable on disk: what reads, listStreams and streamVersion report. */
@@ -79,22 +44,8 @@ export class LevelEventStore implements EventStore {
   private readonly pendingHeads = new Map<string, number>();
   private durableSeq: number;
   private nextSeq: number;
-  private queue: PendingAppend[] = [];
-  /** The synced batch in flight, if any: one at a time, so batches reach the disk in seq order. */
-  private flushing: Promise<void> | undefined;
-  private flushScheduled = false;
-  /** A queue this long is flushed without waiting for the turn of the event loop to end (see flushed()). */
-  private splitAt = Number.POSITIVE_INFINITY;
-  /** How long the last synced batch took, in ms (the batch grows while the next one is in flight). */
-  lastFlushMs = 0;
-  /** Counters for benchmarks and `sandboxctl info`. */
-  readonly stats: { -readonly [K in keyof StoreStats]: StoreStats[K] } = {
-    flushes: 0,
-    appends: 0,
-    events: 0,
-    flushMs: 0,
-  };
-  private failure: SandboxdError | undefined;
+  private readonly commit: GroupCommit;
+  private readonly reads: LevelLogSource;
   private closed = false;
   private readonly live = new Subject<EventEnvelope>();
 
@@ -113,6 +64,14 @@ export class LevelEventStore implements EventStore {
       this.heads.set(stream, version);
       this.pendingHeads.set(stream, version);
     }
+    this.commit = new GroupCommit({
+      dir,
+      db,
+      logger,
+      live: this.live,
+      durable: (group) => this.durable(group),
+    });
+    this.reads = { db, registry, usable: (command) => this.usable(command) };
   }
 
   /** Opens (creating if needed) the log in `dir`. Throws StateDirInUse, Corruption or Internal. */
@@ -131,8 +90,18 @@ export class LevelEventStore implements EventStore {
   }
 
   private usable(command: string): void {
-    if (this.failure) throw this.failure;
+    if (this.commit.failure) throw this.commit.failure;
     if (this.closed) throw new InvalidState('event store', this.dir, 'closed', command);
+  }
+
+  /** How long the last synced batch took, in ms (the batch grows while the next one is in flight). */
+  get lastFlushMs(): number {
+    return this.commit.lastFlushMs;
+  }
+
+  /** Counters for benchmarks and `sandboxctl info`. */
+  get stats(): StoreStats {
+    return this.commit.stats;
   }
 
   append(
@@ -176,153 +145,21 @@ export class LevelEventStore implements EventStore {
         events: envelopes,
       };
       return new Promise<AppendResult>((resolve, reject) => {
-        this.queue.push({ stream, ops, bytes, result, resolve, reject });
-        this.scheduleFlush();
+        this.commit.add({ stream, ops, bytes, result, resolve, reject });
       });
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  /**
-   * Flush at once when idle. While a flush is in flight, appends accumulate: the next batch grows for as
-   * long as the last fsync took, and goes out as soon as that flush returns.
-   */
-  private scheduleFlush(): void {
-    if (this.flushing) return;
-    if (this.queue.length >= this.splitAt) {
-      this.startFlush();
-      return;
-    }
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    // setImmediate, not a microtask: appends issued in the same turn of the event loop join this flush.
-    setImmediate(() => {
-      this.flushScheduled = false;
-      if (!this.flushing) this.startFlush();
-    });
-  }
-
-  /**
-   * Writes the queue's head as one synced batch. When it is durable, the next batch (what queued meanwhile)
-   * goes out before this one's appenders are answered, so their next appends are prepared on this thread
-   * while the disk syncs that batch: appenders settle into two cohorts whose CPU and fsync overlap.
-   */
-  private startFlush(): void {
-    if (this.failure || this.queue.length === 0) return;
-    let take = 0;
-    let bytes = 0;
-    while (take < this.queue.length && (take === 0 || bytes + this.queue[take]!.bytes <= maxFlushBytes)) {
-      bytes += this.queue[take]!.bytes;
-      take++;
-    }
-    const group = take === this.queue.length ? this.queue : this.queue.slice(0, take);
-    this.queue = take === this.queue.length ? [] : this.queue.slice(take);
-
-    let written: Promise<void>;
-    let started = 0;
-    try {
-      // A chained batch: abstract-level's array form costs ~4x more CPU per operation.
-      const batch = this.db.batch();
-      for (const pending of group) {
-        for (const op of pending.ops) batch.put(op.key, op.value);
-      }
-      started = performance.now();
-      written = batch.write({ sync: true });
-    } catch (err) {
-      written = Promise.reject(err);
-    }
-    this.flushing = written.then(
-      () => this.flushed(group, performance.now() - started),
-      (err: unknown) => {
-        this.flushing = undefined;
-        this.fail(err, group);
-      },
-    );
-  }
-
-  private flushed(group: readonly PendingAppend[], flushMs: number): void {
-    this.lastFlushMs = flushMs;
-    this.stats.flushes++;
-    this.stats.flushMs += flushMs;
-    this.stats.appends += group.length;
+  /** A batch is durable: reads may see its events now. */
+  private durable(group: readonly PendingAppend[]): void {
     for (const pending of group) this.heads.set(pending.stream, pending.result.version);
     this.durableSeq = group[group.length - 1]!.result.lastSeq;
-
-    this.flushing = undefined;
-    if (this.queue.length > 0) {
-      this.startFlush();
-    } else if (group.length >= minSplitGroup) {
-      // Everyone waited on this batch: the next burst of appends is split in two so that the halves overlap.
-      this.splitAt = Math.ceil(group.length / 2);
-    }
-
-    // Persist before publish: subscribers see these events only now that they are durable.
-    try {
-      for (const pending of group) {
-        this.stats.events += pending.result.events.length;
-        for (const event of pending.result.events) this.live.next(event);
-      }
-    } catch (err) {
-      // A subscriber's fault must not leave durable appends unacknowledged.
-      this.logger.error({ err, step: 'publish' }, 'a subscriber threw while receiving events');
-    }
-    for (const pending of group) pending.resolve(pending.result);
   }
 
-  /** A failed write is never retried (LevelDB's errors are sticky): the store is unusable from now on. */
-  private fail(err: unknown, group: readonly PendingAppend[]): void {
-    this.failure = new Internal(
-      'event log write (fsync)',
-      `${(err as Error).message ?? String(err)}; the event log is unusable until sandboxd restarts and replays it`,
-      { dir: this.dir },
-      err,
-    );
-    this.logger.error(
-      { err, step: 'event log write (fsync)', appends: group.length },
-      'event log write failed',
-    );
-    const queued = this.queue;
-    this.queue = [];
-    for (const pending of group) pending.reject(this.failure);
-    for (const pending of queued) pending.reject(this.failure);
-    this.live.error(this.failure);
-  }
-
-  async *readStream(stream: string, fromVersion = 1): AsyncIterable<EventEnvelope> {
-    this.usable('readStream');
-    checkStream(stream);
-    const iterator = this.db.iterator({
-      ...streamIndexRange(stream, Math.max(1, fromVersion)),
-      keys: false,
-      highWaterMarkBytes: readHighWaterMarkBytes,
-    });
-    try {
-      for (;;) {
-        const entries = await levelRead('read stream', () => iterator.nextv(readBatchRecords));
-        if (entries.length === 0) return;
-        const keys = entries.map(([, seq]) => {
-          const key = Buffer.allocUnsafe(9);
-          key[0] = prefix.event;
-          seq.copy(key, 1, 0, 8);
-          return key;
-        });
-        const values = await levelRead('read stream', () => this.db.getMany(keys));
-        for (let i = 0; i < values.length; i++) {
-          const value = values[i];
-          const seq = seqOfEventKey(keys[i]!);
-          if (value === undefined) {
-            throw new Corruption('read stream', `index of ${stream} names seq ${seq}, which is missing`, {
-              stream,
-              seq,
-            });
-          }
-          yield this.decode(value, seq);
-        }
-      }
-    } finally {
-      await iterator.close();
-    }
+  readStream(stream: string, fromVersion = 1): AsyncIterable<EventEnvelope> {
+    return readStreamEvents(this.reads, stream, fromVersion);
   }
 
   readAll(fromSeq = 1): AsyncIterable<EventEnvelope> {
@@ -333,45 +170,8 @@ export class LevelEventStore implements EventStore {
    * Batches of decoded events with seq ≥ fromSeq, as read by one nextv() each: the fast path for replay
    * (no per-event await). Same checks as readAll.
    */
-  async *readAllBatches(fromSeq = 1, batchRecords = readBatchRecords): AsyncIterable<EventEnvelope[]> {
-    this.usable('readAll');
-    const iterator = this.db.iterator({
-      gte: eventKey(Math.max(1, Math.floor(fromSeq))),
-      lt: eventKeyRange.lt,
-      highWaterMarkBytes: readHighWaterMarkBytes,
-    });
-    const read = () => levelRead('read event log', () => iterator.nextv(batchRecords));
-    // The next batch is read (on LevelDB's thread) while this one is decoded (here): replay overlaps both.
-    let pending: Promise<Array<[Buffer, Buffer]>> | undefined = read();
-    try {
-      while (pending) {
-        const entries = await pending;
-        pending = undefined;
-        if (entries.length === 0) return;
-        pending = read();
-        const out: EventEnvelope[] = new Array(entries.length);
-        for (let i = 0; i < entries.length; i++) {
-          const [key, value] = entries[i]!;
-          out[i] = this.decode(value, key);
-        }
-        yield out;
-      }
-    } finally {
-      // A read still in flight must settle before the iterator closes (abstract-level refuses otherwise).
-      await pending?.catch(() => undefined);
-      await iterator.close();
-    }
-  }
-
-  /** `at` is the event key or its seq; a key is only parsed on failure (replay's hot path). */
-  private decode(value: Buffer, at: Buffer | number): EventEnvelope {
-    try {
-      return decodeEvent(value, this.registry);
-    } catch (err) {
-      const seq = typeof at === 'number' ? at : seqOfEventKey(at);
-      const problem = err instanceof RecordDecodeError ? err.problem : (err as Error).message;
-      throw new Corruption('read event', `seq ${seq}: ${problem}`, { seq }, err);
-    }
+  readAllBatches(fromSeq = 1, batchRecords = readBatchRecords): AsyncIterable<EventEnvelope[]> {
+    return readEventBatches(this.reads, fromSeq, batchRecords);
   }
 
   subscribe(fromSeq = 1): Observable<EventEnvelope> {
@@ -428,12 +228,9 @@ export class LevelEventStore implements EventStore {
   /** Waits for queued appends to be written, ends live subscriptions, closes LevelDB. */
   async close(): Promise<void> {
     if (this.closed) return;
-    while (this.flushing || this.flushScheduled || (this.queue.length > 0 && !this.failure)) {
-      if (this.flushing) await this.flushing;
-      else await new Promise((resolve) => setImmediate(resolve));
-    }
+    await this.commit.drain();
     this.closed = true;
-    if (!this.failure) this.live.complete();
+    if (!this.commit.failure) this.live.complete();
     await this.db.close();
   }
 
