@@ -37,6 +37,17 @@ describe('state tags', () => {
         assert.ok(!stateHasTag(kind, s, b), `${kind}.${s}: ${a} and ${b}`);
   });
 
+  it('tags a sandbox state startable exactly when it takes SandboxStartRequested', () => {
+    for (const [name, node] of topStates('sandbox')) {
+      const on = (node as unknown as { config: { on?: Record<string, unknown> } }).config.on ?? {};
+      assert.equal(
+        stateHasTag('sandbox', name, 'startable'),
+        'SandboxStartRequested' in on,
+        `sandbox.${name}`,
+      );
+    }
+  });
+
   it('classifies the states commands and supervision ask about', () => {
     const sorted = (kind: EntityKind, tag: StateTag) => [...statesTagged(kind, tag)].sort();
     assert.deepEqual(sorted('sandbox', 'vmUp'), [
@@ -49,6 +60,7 @@ describe('state tags', () => {
     ]);
     assert.deepEqual(sorted('sandbox', 'down'), ['deleting', 'failed', 'lost', 'stopped']);
     assert.deepEqual(sorted('sandbox', 'frozen'), ['paused', 'pausing', 'resuming']);
+    assert.deepEqual(sorted('sandbox', 'startable'), ['created', 'failed', 'lost', 'stopped']);
     assert.deepEqual(sorted('container', 'live'), ['paused', 'pausing', 'resuming', 'running', 'starting']);
     assert.deepEqual(sorted('container', 'ended'), ['deleted', 'deleting', 'failed', 'stopped']);
     assert.deepEqual(sorted('exec', 'ended'), ['exited', 'failed']);

@@ -3,6 +3,7 @@ import type { AnyActorRef } from 'xstate';
 import type { SandboxdError } from '../errors/index.js';
 import { type EntityKind, lifeOf, streamOf } from '../events/index.js';
 import {
+  type AnySnapshot,
   type ContextOf,
   type PersistedEntity,
   restoreSnapshot,
@@ -58,6 +59,11 @@ export class Entity<K extends EntityKind> {
   set snapshot(snapshot: SnapshotOf<K>) {
     this.snap = snapshot;
     this.stored = undefined;
+  }
+
+  /** Takes the snapshot a step of this entity's own machine returned (stepLogged, typed for any kind). */
+  advance(snapshot: AnySnapshot): void {
+    this.snapshot = snapshot as SnapshotOf<K>;
   }
 
   /** The machine's state value (`'running'`, `{ starting: 'launching' }`), without restoring. */

@@ -10,7 +10,7 @@ import { Internal, InvalidState, NotFound } from '../errors/index.js';
 import type { EventEnvelope, NewEvent } from '../events/index.js';
 import { correlation, deadlinesFrom, statePath, TransitionWatch } from '../explain/index.js';
 import type { Accel, Hypervisor } from '../hypervisor/index.js';
-import { can, fed, persistSnapshot, stateHasTag, step } from '../machines/index.js';
+import { canLogged, persistSnapshot, stateHasTag, stepLogged } from '../machines/index.js';
 import type { EventStore } from '../store/index.js';
 import { withDeadline } from '../timing/index.js';
 import { type Asked, EffectRunner } from './effect-runner.js';
@@ -124,8 +124,7 @@ export class Kernel {
     event: Asked,
     opts: { command?: string; causationId?: string },
   ): Promise<EventEnvelope | undefined> {
-    const candidate = { type: event.type, data: event.data } as never;
-    if (!can(entity.kind, entity.snapshot as never, candidate)) {
+    if (!canLogged(entity.kind, entity.snapshot, event)) {
       if (opts.command) throw new InvalidState(entity.kind, entity.id, entity.state, opts.command);
       this.logger.debug(
         { stream: entity.stream, type: event.type, state: entity.state },
@@ -151,7 +150,7 @@ export class Kernel {
     const every = this.options.snapshotEvery ?? 16;
     if (every <= 0 || entity.version - entity.savedVersion < every || entity.is('transitional')) return;
     const version = entity.version;
-    const state = persistSnapshot(entity.kind, entity.snapshot as never);
+    const state = persistSnapshot(entity.kind, entity.snapshot);
     entity.savedVersion = version;
     this.store
       .saveSnapshot({ stream: entity.stream, version, state })
@@ -162,8 +161,8 @@ export class Kernel {
   apply(entity: AnyEntity, envelope: EventEnvelope, live: boolean): void {
     const before = entity.state;
     const from = statePath(entity.value);
-    const { snapshot, effects } = step(entity.kind, entity.snapshot as never, fed(envelope) as never);
-    entity.snapshot = snapshot as never;
+    const { snapshot, effects } = stepLogged(entity.kind, entity.snapshot, envelope);
+    entity.advance(snapshot);
     entity.version = envelope.version;
     const to = statePath(snapshot.value);
     this.transitions.feed(entity.stream, entity.kind, { event: envelope, from, to, effects }, live);
@@ -356,7 +355,7 @@ export class Kernel {
       await this.store.saveSnapshot({
         stream: e.stream,
         version,
-        state: persistSnapshot(e.kind, e.snapshot as never),
+        state: persistSnapshot(e.kind, e.snapshot),
       });
       e.savedVersion = version;
       saved += 1;

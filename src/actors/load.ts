@@ -2,12 +2,11 @@ import { type EntityKind, type EventEnvelope, entityOfEventType } from '../event
 import { statePath } from '../explain/index.js';
 import {
   type ContextOf,
-  fed,
   initialSnapshot,
   type PersistedEntity,
   restoreSnapshot,
   type SnapshotOf,
-  step,
+  stepLogged,
 } from '../machines/index.js';
 import { type AnyEntity, ContainerActor, ExecActor, lifeKey, SandboxActor } from './entity.js';
 import type { Kernel } from './kernel.js';
@@ -131,7 +130,7 @@ async function foldFromSnapshots(rt: Kernel): Promise<LoadResult> {
           snapshot = initialSnapshot(kind);
           current = { kind, state: snapshot, version: 0, savedVersion: 0 };
         }
-        snapshot = step(current.kind, snapshot as never, fed(envelope) as never).snapshot;
+        snapshot = stepLogged(current.kind, snapshot, envelope).snapshot;
         current.state = snapshot;
         current.version = envelope.version;
         events += 1;
@@ -169,8 +168,8 @@ async function watchStream(rt: Kernel, entity: AnyEntity): Promise<void> {
   let snapshot = initialSnapshot(entity.kind) as SnapshotOf<EntityKind>;
   for await (const event of rt.store.readStream(entity.stream)) {
     const from = statePath(snapshot.value);
-    const next = step(entity.kind, snapshot as never, fed(event) as never);
-    snapshot = next.snapshot as SnapshotOf<EntityKind>;
+    const next = stepLogged(entity.kind, snapshot, event);
+    snapshot = next.snapshot;
     rt.transitions.feed(
       entity.stream,
       entity.kind,

@@ -81,13 +81,15 @@ export function registerContainerCommands(ctx: CliContext): void {
     .command('ps <sandbox> <id>')
     .description('processes in the container')
     .action(
-      call('container.ps', (sandboxId: string, id: string) => ({ sandboxId, id }), ((
-        rows: { pid: number; user?: string; command: string }[],
-      ) =>
-        table(
-          ['PID', 'USER', 'COMMAND'],
-          rows.map((r) => [r.pid, r.user, r.command]),
-        )) as never),
+      call(
+        'container.ps',
+        (sandboxId: string, id: string) => ({ sandboxId, id }),
+        (rows: { pid: number; user?: string; command: string }[]) =>
+          table(
+            ['PID', 'USER', 'COMMAND'],
+            rows.map((r) => [r.pid, r.user, r.command]),
+          ),
+      ),
     );
   container
     .command('kill <sandbox> <id> [signal]')
@@ -135,7 +137,7 @@ export function registerContainerCommands(ctx: CliContext): void {
     .command('list <sandbox>')
     .alias('ls')
     .description('containers of a sandbox')
-    .action(call('container.list', (sandboxId: string) => ({ sandboxId }), containerTable as never));
+    .action(call('container.list', (sandboxId: string) => ({ sandboxId }), containerTable));
   container
     .command('update <sandbox> <id>')
     .description('change resource limits')

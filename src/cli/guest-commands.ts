@@ -14,25 +14,29 @@ export function registerGuestCommands(ctx: CliContext): void {
     .command('interfaces <sandbox>')
     .description('network interfaces')
     .action(
-      call('guest.interfaces', (sandboxId: string) => ({ sandboxId }), ((
-        rows: { name: string; mac?: string; mtu?: number; addresses: string[]; up?: boolean }[],
-      ) =>
-        table(
-          ['NAME', 'MAC', 'MTU', 'UP', 'ADDRESSES'],
-          rows.map((r) => [r.name, r.mac, r.mtu, r.up, r.addresses.join(' ')]),
-        )) as never),
+      call(
+        'guest.interfaces',
+        (sandboxId: string) => ({ sandboxId }),
+        (rows: { name: string; mac?: string; mtu?: number; addresses: string[]; up?: boolean }[]) =>
+          table(
+            ['NAME', 'MAC', 'MTU', 'UP', 'ADDRESSES'],
+            rows.map((r) => [r.name, r.mac, r.mtu, r.up, r.addresses.join(' ')]),
+          ),
+      ),
     );
   guest
     .command('routes <sandbox>')
     .description('routes')
     .action(
-      call('guest.routes', (sandboxId: string) => ({ sandboxId }), ((
-        rows: { dest: string; gateway?: string; device?: string; source?: string }[],
-      ) =>
-        table(
-          ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE'],
-          rows.map((r) => [r.dest, r.gateway, r.device, r.source]),
-        )) as never),
+      call(
+        'guest.routes',
+        (sandboxId: string) => ({ sandboxId }),
+        (rows: { dest: string; gateway?: string; device?: string; source?: string }[]) =>
+          table(
+            ['DEST', 'GATEWAY', 'DEVICE', 'SOURCE'],
+            rows.map((r) => [r.dest, r.gateway, r.device, r.source]),
+          ),
+      ),
     );
   guest
     .command('set-interface <sandbox> <name>')

@@ -26,12 +26,12 @@ export function keyValues(value: unknown): string {
 }
 
 /** Prints `value` as JSON or through `render` (default: key/value table). */
-export function show(opts: OutputOptions, value: unknown, render?: (v: never) => string): void {
+export function show<T>(opts: OutputOptions, value: T, render: (v: T) => string = keyValues): void {
   if (opts.json) {
     printJson(value);
     return;
   }
-  process.stdout.write(`${(render ?? keyValues)(value as never)}\n`);
+  process.stdout.write(`${render(value)}\n`);
 }
 
 export function shortTime(iso: string | undefined): string {

@@ -54,10 +54,10 @@ export function buildProgram(): Command {
 
   /** An action that calls one method and shows its result. */
   const call =
-    (method: string, params: (...args: never[]) => unknown, render?: (v: never) => string) =>
+    <R>(method: string, params: (...args: never[]) => unknown, render?: (v: R) => string) =>
     async (...args: unknown[]) => {
       const c = await api();
-      const result = await c.call(method, (params as (...a: unknown[]) => unknown)(...args));
+      const result = await c.call<R>(method, (params as (...a: unknown[]) => unknown)(...args));
       show(globals(), result, render);
     };
 

@@ -197,7 +197,7 @@ export function registerSandboxCommands(ctx: CliContext): void {
   sandbox
     .command('stats <id>')
     .description('what the VM costs the host, and its containers’ cgroup stats')
-    .action(call('sandbox.stats', (id: string) => ({ id }), renderSandboxStats as never));
+    .action(call('sandbox.stats', (id: string) => ({ id }), renderSandboxStats));
   sandbox
     .command('update <id>')
     .description('grow a running sandbox: vCPUs and memory hotplugged up to its --max-vcpus / --max-memory')
@@ -231,10 +231,6 @@ export function registerSandboxCommands(ctx: CliContext): void {
     .description('all sandboxes')
     .option('--state <state>', 'only in this state')
     .action(
-      call(
-        'sandbox.list',
-        (o: { state?: string }) => (o.state ? { state: o.state } : {}),
-        sandboxTable as never,
-      ),
+      call('sandbox.list', (o: { state?: string }) => (o.state ? { state: o.state } : {}), sandboxTable),
     );
 }

@@ -78,7 +78,8 @@ export function registerTemplateCommands({ program, globals, api }: CliContext):
     .description('list the templates')
     .action(async () => {
       const { templates } = await (await api()).call<{ templates: TemplateRow[] }>('template.list', {});
-      show(globals(), globals().json ? { templates } : templates, renderTemplates as never);
+      if (globals().json) show(globals(), { templates });
+      else show(globals(), templates, renderTemplates);
     });
   template
     .command('rm <id>')

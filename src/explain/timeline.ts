@@ -1,6 +1,6 @@
 // An entity's life as a timeline: each event's transition, who asked, what it answered and when; its operations; why it ended.
 import { type EntityKind, type EventEnvelope, entityOfEventType } from '../events/index.js';
-import { can, fed, initialSnapshot, step } from '../machines/index.js';
+import { type AnySnapshot, canLogged, initialSnapshot, stepLogged } from '../machines/index.js';
 import { type Operation, OperationTracker, statePath, topOf } from './operations.js';
 import { describeOrigin, type Origin, originOf } from './origin.js';
 import { whyEnded, worldSaid } from './reasons.js';
@@ -55,19 +55,18 @@ export function explainLife(stream: string, events: readonly EventEnvelope[]): L
   if (!first) throw new TypeError(`${stream}: no events`);
   const kind = entityOfEventType(first.type);
   if (!kind) throw new TypeError(`${stream}: event type ${first.type} is not in the catalogue`);
-  let snapshot = initialSnapshot(kind) as { value: unknown };
+  let snapshot: AnySnapshot = initialSnapshot(kind);
   const tracker = new OperationTracker();
   const timeline: TimelineEntry[] = [];
   const byId = new Map<string, EventEnvelope>();
   const t0 = Date.parse(first.at);
   for (const event of events) {
     const from = statePath(snapshot.value);
-    const input = fed(event) as never;
-    const allowed = entityOfEventType(event.type) === kind && can(kind, snapshot as never, input);
+    const allowed = entityOfEventType(event.type) === kind && canLogged(kind, snapshot, event);
     let effects: readonly string[] = [];
     if (allowed) {
-      const stepped = step(kind, snapshot as never, input);
-      snapshot = stepped.snapshot as { value: unknown };
+      const stepped = stepLogged(kind, snapshot, event);
+      snapshot = stepped.snapshot;
       effects = stepped.effects;
     }
     const to = statePath(snapshot.value);

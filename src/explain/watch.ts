@@ -1,6 +1,6 @@
 // The live side of explain: open operations of every entity, their deadlines, what is stuck, and transition durations.
 import { type EntityKind, type EventEnvelope, entityOfEventType } from '../events/index.js';
-import { can, fed, initialSnapshot, step } from '../machines/index.js';
+import { type AnySnapshot, canLogged, initialSnapshot, stepLogged } from '../machines/index.js';
 import { Histograms } from './histogram.js';
 import {
   type Operation,
@@ -145,21 +145,20 @@ export async function watchLog(
   options: WatchOptions,
 ): Promise<TransitionWatch> {
   const watch = new TransitionWatch(options);
-  const snapshots = new Map<string, { kind: EntityKind; snapshot: { value: unknown } }>();
+  const snapshots = new Map<string, { kind: EntityKind; snapshot: AnySnapshot }>();
   for await (const event of events) {
     const kind = entityOfEventType(event.type);
     if (!kind) continue;
     let s = snapshots.get(event.stream);
     if (!s) {
-      s = { kind, snapshot: initialSnapshot(kind) as { value: unknown } };
+      s = { kind, snapshot: initialSnapshot(kind) };
       snapshots.set(event.stream, s);
     }
     if (s.kind !== kind) continue;
-    const input = fed(event) as never;
-    if (!can(kind, s.snapshot as never, input)) continue;
+    if (!canLogged(kind, s.snapshot, event)) continue;
     const from = statePath(s.snapshot.value);
-    const stepped = step(kind, s.snapshot as never, input);
-    s.snapshot = stepped.snapshot as { value: unknown };
+    const stepped = stepLogged(kind, s.snapshot, event);
+    s.snapshot = stepped.snapshot;
     watch.feed(event.stream, kind, {
       event,
       from,

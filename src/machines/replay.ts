@@ -76,6 +76,34 @@ export function step<K extends EntityKind>(kind: K, snapshot: SnapshotOf<K>, eve
   return compiledStep(machineOf(kind), effectNames[kind], snapshot as PlainSnapshot, event) as Stepped<K>;
 }
 
+/** A snapshot of any kind: what code holding every kind of entity (the kernel, replay, explain) passes around. */
+export type AnySnapshot = SnapshotOf<EntityKind>;
+
+/** An event as the log holds it (or as a command asks for it): its type is the machine's to check. */
+export interface LoggedEvent {
+  readonly type: string;
+  readonly data: unknown;
+  readonly at?: string;
+}
+
+/**
+ * `step` for a kind known only at run time: the machine, not the compiler, tells whether the event is one of
+ * its own (one it does not take leaves the snapshot as it is, as `step` does).
+ */
+export function stepLogged(kind: EntityKind, snapshot: AnySnapshot, event: LoggedEvent): Stepped<EntityKind> {
+  return compiledStep(
+    machineOf(kind),
+    effectNames[kind],
+    snapshot as PlainSnapshot,
+    event,
+  ) as Stepped<EntityKind>;
+}
+
+/** `can` for a kind known only at run time (see stepLogged). */
+export function canLogged(kind: EntityKind, snapshot: AnySnapshot, event: LoggedEvent): boolean {
+  return compiledCan(machineOf(kind), effectNames[kind], snapshot as PlainSnapshot, event);
+}
+
 /** Whether the machine accepts `event` in this state (what the runtime checks before appending). */
 export function can<K extends EntityKind>(kind: K, snapshot: SnapshotOf<K>, event: EventOf<K>): boolean {
   return compiledCan(machineOf(kind), effectNames[kind], snapshot, event);
@@ -87,7 +115,7 @@ export function stateOf(snapshot: { value: unknown }): string {
 }
 
 /** Plain JSON for the snapshot cache (keys holding `undefined` dropped, as a JSON round trip would). */
-export function persistSnapshot<K extends EntityKind>(_kind: K, snapshot: SnapshotOf<K>): PersistedEntity {
+export function persistSnapshot(_kind: EntityKind, snapshot: AnySnapshot): PersistedEntity {
   return JSON.parse(JSON.stringify({ value: snapshot.value, context: snapshot.context })) as PersistedEntity;
 }
 
@@ -131,7 +159,7 @@ export function replayStream(stream: string, events: Iterable<EventEnvelope>): R
       kind = k;
       snapshot = initialSnapshot(k);
     }
-    if (k === kind) snapshot = step(kind, snapshot as never, fed(envelope)).snapshot;
+    if (k === kind) snapshot = stepLogged(kind, snapshot!, envelope).snapshot;
     version = envelope.version;
   }
   if (!kind || !snapshot) throw new TypeError(`${stream}: no events`);
@@ -166,9 +194,8 @@ export function* replayEach(events: Iterable<EventEnvelope>): Generator<ReplaySt
       };
       continue;
     }
-    const e = fed(event);
-    const allowed = can(kind, snapshot as never, e as never);
-    if (allowed) snapshot = step(kind, snapshot as never, e as never).snapshot;
+    const allowed = canLogged(kind, snapshot, event);
+    if (allowed) snapshot = stepLogged(kind, snapshot, event).snapshot;
     yield { event, allowed, state: stateOf(snapshot), context: snapshot.context };
   }
 }
@@ -205,12 +232,11 @@ export function checkTransitions(events: Iterable<EventEnvelope>): TransitionPro
       continue;
     }
     const snapshot = entry?.snapshot ?? initialSnapshot(kind);
-    const event = fed(e);
-    if (!can(kind, snapshot as never, event as never)) {
+    if (!canLogged(kind, snapshot, e)) {
       problem(stateOf(snapshot), `${kind} machine does not allow ${e.type} in state ${stateOf(snapshot)}`);
       continue;
     }
-    current.set(e.stream, { kind, snapshot: step(kind, snapshot as never, event as never).snapshot });
+    current.set(e.stream, { kind, snapshot: stepLogged(kind, snapshot, e).snapshot });
   }
   return problems;
 }

@@ -195,6 +195,7 @@ export const sandboxMachine = setup({
       },
     },
     created: {
+      tags: ['startable'],
       on: {
         ...networkReleased,
         SandboxStartRequested: { target: 'starting' },
@@ -332,7 +333,7 @@ export const sandboxMachine = setup({
       },
     },
     stopped: {
-      tags: ['down'],
+      tags: ['down', 'startable'],
       on: {
         ...networkReleased,
         SandboxStartRequested: { target: 'starting' },
@@ -340,7 +341,7 @@ export const sandboxMachine = setup({
       },
     },
     failed: {
-      tags: ['down'],
+      tags: ['down', 'startable'],
       on: {
         ...networkReleased,
         // Start again in place: launchVm clears what the failed attempt left.
@@ -351,7 +352,7 @@ export const sandboxMachine = setup({
       },
     },
     lost: {
-      tags: ['down'],
+      tags: ['down', 'startable'],
       on: {
         ...networkReleased,
         // A VM that died can be booted again; its containers stay lost until deleted.

@@ -3,7 +3,7 @@
 import type { ContainerStats } from '../../agent/index.js';
 import { AlreadyExists, ConcurrencyConflict, InvalidArgument } from '../../errors/index.js';
 import type { VmUsage } from '../../hypervisor/index.js';
-import { can, initialSnapshot } from '../../machines/index.js';
+import { initialSnapshot, stateHasTag } from '../../machines/index.js';
 import { checkNetnsPath } from '../../network/index.js';
 import { lifeKey, SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
@@ -61,7 +61,7 @@ export async function startSandbox(k: Kernel, id: string): Promise<SandboxView> 
     async () => {
       // A forwarded port this host cannot bind is refused before anything is recorded: the sandbox stays
       // startable once the port is free (after a recorded failure it could only be deleted).
-      const startable = can('sandbox', s.snapshot, { type: 'SandboxStartRequested', data: {} } as never);
+      const startable = stateHasTag('sandbox', s.state, 'startable');
       const network = vmNetworkOf(s.context.config);
       if (network && startable) await checkHostPortsFree(network, true);
       // A start after a failed one waits for that VM's release, which would otherwise race the new launch.

@@ -1,7 +1,7 @@
 // Folding a stream event by event for `events show` / `replay`, and table rows of events.
-import type { EventEnvelope } from '../../events/index.js';
+import type { EntityKind, EventEnvelope } from '../../events/index.js';
 import { entityOfEventType } from '../../events/index.js';
-import { can, fed, initialSnapshot, stateOf, step } from '../../machines/index.js';
+import { type AnySnapshot, canLogged, initialSnapshot, stateOf, stepLogged } from '../../machines/index.js';
 import { shortTime, truncate } from '../output.js';
 
 export function summarise(data: unknown): string {
@@ -35,21 +35,20 @@ export function foldEach(
       out.push({ event, after: { state: stateOf(snapshot), context: snapshot.context }, refused: problems });
       continue;
     }
-    snapshot = step(kind, snapshot as never, fed(event) as never).snapshot;
+    snapshot = stepLogged(kind, snapshot, event).snapshot;
     out.push({ event, after: { state: stateOf(snapshot), context: snapshot.context } });
   }
   return out;
 }
 
 export function checkTransitionsFrom(
-  kind: string,
-  snapshot: { value: unknown },
+  kind: EntityKind,
+  snapshot: AnySnapshot,
   event: EventEnvelope,
 ): string | undefined {
   if (entityOfEventType(event.type) !== kind)
     return `a ${entityOfEventType(event.type)} event in a ${kind} stream`;
-  if (!can(kind as 'sandbox', snapshot as never, fed(event) as never))
-    return `not allowed in state ${stateOf(snapshot)}`;
+  if (!canLogged(kind, snapshot, event)) return `not allowed in state ${stateOf(snapshot)}`;
   return undefined;
 }
 
