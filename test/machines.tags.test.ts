@@ -61,6 +61,7 @@ describe('state tags', () => {
     assert.deepEqual(sorted('sandbox', 'down'), ['deleting', 'failed', 'lost', 'stopped']);
     assert.deepEqual(sorted('sandbox', 'frozen'), ['paused', 'pausing', 'resuming']);
     assert.deepEqual(sorted('sandbox', 'startable'), ['created', 'failed', 'lost', 'stopped']);
+    assert.deepEqual(sorted('sandbox', 'serving'), ['running']);
     assert.deepEqual(sorted('container', 'live'), ['paused', 'pausing', 'resuming', 'running', 'starting']);
     assert.deepEqual(sorted('container', 'ended'), ['deleted', 'deleting', 'failed', 'stopped']);
     assert.deepEqual(sorted('exec', 'ended'), ['exited', 'failed']);

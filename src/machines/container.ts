@@ -194,7 +194,7 @@ export const containerMachine = setup({
       },
     },
     running: {
-      tags: ['live'],
+      tags: ['live', 'serving'],
       on: {
         ContainerPauseRequested: { target: 'pausing' },
         ...update,

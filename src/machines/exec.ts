@@ -105,7 +105,7 @@ export const execMachine = setup({
       },
     },
     running: {
-      tags: ['live'],
+      tags: ['live', 'serving'],
       on: { ...ended },
     },
     exited: {

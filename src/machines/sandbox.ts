@@ -262,7 +262,7 @@ export const sandboxMachine = setup({
       },
     },
     running: {
-      tags: ['vmUp'],
+      tags: ['vmUp', 'serving'],
       on: {
         // Only a running guest can online what was plugged; paused, booting or stopping ones refuse.
         SandboxResizeRequested: { guard: 'resizeIdle', actions: ['resizeAsked', 'resizeVm'] },

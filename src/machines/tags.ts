@@ -10,12 +10,22 @@ import { sandboxMachine } from './sandbox.js';
  * - `down`: the VM is gone or going for good — sandbox.
  * - `frozen`: the guest is paused or on its way in or out of it — sandbox.
  * - `startable`: a start may begin here (the sandbox has no VM and is not going away) — sandbox.
+ * - `serving`: up and not frozen, so commands that need it answer (a sandbox's agent, a container to exec
+ *   into, an exec to signal) — every kind.
  * - `live`: the process (a container's init, an exec) exists and can be signalled — container, exec.
  * - `ended`: the process no longer runs — container, exec.
  * - `transitional`: an effect is in flight (its entry started one); recovery settles it from the log, and it
  *   is not worth a snapshot — every kind.
  */
-export type StateTag = 'vmUp' | 'down' | 'frozen' | 'startable' | 'live' | 'ended' | 'transitional';
+export type StateTag =
+  | 'vmUp'
+  | 'down'
+  | 'frozen'
+  | 'startable'
+  | 'serving'
+  | 'live'
+  | 'ended'
+  | 'transitional';
 
 interface TaggedNode {
   readonly tags: readonly string[];

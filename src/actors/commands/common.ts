@@ -1,6 +1,5 @@
 // What every command shares: its arrival turn, the state checks, and the wait for its outcome.
 import { InvalidState, NotFound, SandboxdError } from '../../errors/index.js';
-import type { StateTag } from '../../machines/index.js';
 import type { Asked } from '../effect-runner.js';
 import { type AnyEntity, ContainerActor, SandboxActor } from '../entity.js';
 import type { Kernel } from '../kernel.js';
@@ -27,20 +26,6 @@ export function inTurn<T>(entity: AnyEntity, fn: () => Promise<T>): Promise<T> {
     if (entity.state === 'absent') throw notFoundOf(entity);
     return fn();
   });
-}
-
-/** The entity's state must carry `tag` (src/machines/tags.ts) for `command`. */
-export function requireTag(entity: AnyEntity, tag: StateTag, command: string): void {
-  if (!entity.is(tag)) throw new InvalidState(entity.kind, entity.id, entity.state, command);
-}
-
-export function requireState(entity: AnyEntity, allowed: readonly string[], command: string): void {
-  if (!allowed.includes(entity.state)) throw new InvalidState(entity.kind, entity.id, entity.state, command);
-}
-
-/** The sandbox's agent answers commands only while it runs. */
-export function requireAgent(sandbox: SandboxActor, command: string): void {
-  if (sandbox.state !== 'running') throw new InvalidState('sandbox', sandbox.id, sandbox.state, command);
 }
 
 /** Appends a command's event, then waits until the entity leaves the transitional state it entered. */

@@ -8,20 +8,13 @@ import { checkContainerSources } from '../host-paths.js';
 import type { Kernel } from '../kernel.js';
 import type { ContainerView, CreateContainerParams } from '../types.js';
 import { containerView } from '../views.js';
-import {
-  changeAndWait,
-  commandAndWait,
-  inTurn,
-  lifeData,
-  requireAgent,
-  requireTag,
-  settledAs,
-} from './common.js';
+import { changeAndWait, commandAndWait, inTurn, lifeData, settledAs } from './common.js';
+import { decide } from './decide.js';
 
 export async function createContainer(k: Kernel, params: CreateContainerParams): Promise<ContainerView> {
   const by = k.open('container.create');
   const s = k.sandbox(params.sandboxId);
-  if (s.state !== 'running') throw new InvalidState('sandbox', s.id, s.state, 'container.create');
+  decide('container.create', { sandbox: s });
   if (s.containers.has(params.id)) throw new AlreadyExists('container', params.id, { sandboxId: s.id });
   // The id is taken now; commands for it wait until this create completed or failed (its whole turn).
   const key = lifeKey.container(s.id, s.incarnation, params.id);
@@ -75,7 +68,7 @@ export async function startContainer(k: Kernel, sandboxId: string, id: string): 
     ['starting'],
     // A short-lived init may have ended before the start's reply came back: that start succeeded.
     ['running', 'paused', 'stopped'],
-    () => requireAgent(c.sandbox, 'container.start'),
+    () => decide('container.start', { sandbox: c.sandbox }),
   );
   return containerView(c);
 }
@@ -90,10 +83,9 @@ export async function killContainer(
   k.open('container.kill');
   const c = k.containerEntry(sandboxId, id);
   await inTurn(c, async () => {
-    requireAgent(c.sandbox, 'container.kill');
     // Not a created container: its init waits at the start gate, where a signal changes nothing the log could
     // say (and breaks the later start). Start it, or delete it.
-    requireTag(c, 'live', `kill ${signal}`);
+    decide('container.kill', { sandbox: c.sandbox, container: c }, `kill ${signal}`);
     await k.call(k.agent.signalProcess(sandboxId, id, '', signal, all), 'signalProcess');
   });
 }
@@ -146,14 +138,14 @@ async function freezeCommand(
       ? ['ContainerPauseRequested', 'pausing', 'paused']
       : ['ContainerResumeRequested', 'resuming', 'running'];
   await commandAndWait(k, c, command, { type, data: {}, correlationId: by }, [via], [to], () =>
-    requireAgent(c.sandbox, `container.${command}`),
+    decide(`container.${command}`, { sandbox: c.sandbox }),
   );
   return containerView(c);
 }
 
 export async function containerStats(k: Kernel, sandboxId: string, id: string): Promise<ContainerStats> {
   const c = k.container(sandboxId, id);
-  requireAgent(c.sandbox, 'container.stats');
+  decide('container.stats', { sandbox: c.sandbox });
   return k.call(k.agent.statsContainer(sandboxId, id), 'statsContainer');
 }
 
@@ -172,7 +164,7 @@ export async function updateContainer(
     c,
     'update',
     () => {
-      requireAgent(c.sandbox, 'container.update');
+      decide('container.update', { sandbox: c.sandbox });
       return { type: 'ContainerUpdateRequested', data: { resources }, correlationId: by };
     },
     () => c.context.updating !== undefined,
@@ -182,7 +174,7 @@ export async function updateContainer(
 
 export async function containerPs(k: Kernel, sandboxId: string, id: string): Promise<ProcessInfo[]> {
   const c = k.container(sandboxId, id);
-  requireAgent(c.sandbox, 'container.ps');
+  decide('container.ps', { sandbox: c.sandbox });
   return (await k.call(k.agent.listProcesses(sandboxId, id, 'json'), 'listProcesses')).processes;
 }
 

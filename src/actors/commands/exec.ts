@@ -7,7 +7,8 @@ import { type ContainerActor, ExecActor, lifeKey, type SandboxActor } from '../e
 import type { Kernel } from '../kernel.js';
 import type { ExecView } from '../types.js';
 import { execView } from '../views.js';
-import { commandAndWait, inTurn, lifeData, requireAgent, requireState, settledAs } from './common.js';
+import { commandAndWait, inTurn, lifeData, settledAs } from './common.js';
+import { decide } from './decide.js';
 
 /**
  * Starts a process in a running container: a new exec with `process`, or (no process) the exec registered
@@ -25,8 +26,7 @@ export async function startExec(
   if (process !== undefined) return newExec(k, c, execId, 'ExecRequested', process, by);
   const registered = k.execEntry(sandboxId, containerId, execId);
   await inTurn(c, async () => undefined);
-  requireAgent(c.sandbox, 'exec.start');
-  requireState(c, ['running'], 'exec');
+  decide('exec.start', { sandbox: c.sandbox, container: c });
   await commandAndWait(
     k,
     registered,
@@ -81,8 +81,7 @@ function newExec(
       // holding the container's turn meanwhile: a forced delete of it still goes ahead).
       await inTurn(c, async () => undefined);
       await c.settled((state) => state !== 'starting' && state !== 'resuming');
-      if (type === 'ExecRequested') requireAgent(c.sandbox, 'exec.start');
-      requireState(c, ['running'], 'exec');
+      decide('exec.start', { sandbox: c.sandbox, container: c });
       e.lastError = undefined;
       const data = {
         sandboxId,
@@ -135,8 +134,7 @@ export async function killExec(
   k.open('exec.kill');
   const e = k.execEntry(sandboxId, containerId, execId);
   await inTurn(e, async () => {
-    requireAgent(e.container.sandbox, 'exec.kill');
-    requireState(e, ['running'], `kill ${signal}`);
+    decide('exec.kill', { sandbox: e.container.sandbox, exec: e }, `kill ${signal}`);
     await k.call(k.agent.signalProcess(sandboxId, containerId, execId, signal, false), 'signalProcess');
   });
 }
@@ -155,7 +153,7 @@ export async function resizeExec(
   rows: number,
   cols: number,
 ): Promise<void> {
-  requireAgent(processOwner(k, sandboxId, containerId, execId), 'exec.resize');
+  decide('exec.resize', { sandbox: processOwner(k, sandboxId, containerId, execId) });
   await k.call(k.agent.ttyWinResize(sandboxId, containerId, execId, rows, cols), 'ttyWinResize');
 }
 
@@ -179,11 +177,11 @@ export async function writeStdin(
   execId: string,
   data: Uint8Array,
 ): Promise<number> {
-  requireAgent(processOwner(k, sandboxId, containerId, execId), 'stdin');
+  decide('exec.stdin', { sandbox: processOwner(k, sandboxId, containerId, execId) }, 'stdin');
   return k.call(k.agent.writeStdin(sandboxId, containerId, execId, data), 'writeStdin');
 }
 
 export async function closeStdin(k: Kernel, sandboxId: string, containerId: string, execId: string) {
-  requireAgent(processOwner(k, sandboxId, containerId, execId), 'stdin close');
+  decide('exec.stdin', { sandbox: processOwner(k, sandboxId, containerId, execId) }, 'stdin close');
   await k.call(k.agent.closeStdin(sandboxId, containerId, execId), 'closeStdin');
 }

@@ -2,10 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import type { GuestDetails, NetInterface, NetRoute } from '../../agent/index.js';
 import type { Kernel } from '../kernel.js';
-import { changeAndWait, requireAgent } from './common.js';
+import { changeAndWait } from './common.js';
+import { decide } from './decide.js';
 
 function guest(k: Kernel, sandboxId: string, command: string): void {
-  requireAgent(k.sandbox(sandboxId), command);
+  decide('guest', { sandbox: k.sandbox(sandboxId) }, command);
 }
 
 export async function guestDetails(k: Kernel, sandboxId: string): Promise<GuestDetails> {
@@ -60,7 +61,7 @@ async function changeGuestNetwork(
     s,
     command,
     () => {
-      requireAgent(s, command);
+      decide('guest', { sandbox: s }, command);
       return { type: 'GuestNetworkUpdateRequested', data: change, correlationId: by };
     },
     () => s.context.networkUpdating !== undefined,

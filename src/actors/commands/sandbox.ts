@@ -12,7 +12,8 @@ import { currentSize, planResize, type ResizeRequest, sameSize } from '../resize
 import type { SandboxConfig, SandboxStats, SandboxView } from '../types.js';
 import { sandboxView } from '../views.js';
 import { checkHostPortsFree, templateShapeOf, vmNetworkOf, vmShapeOf } from '../vm-config.js';
-import { changeAndWait, commandAndWait, lifeData, requireAgent, requireState } from './common.js';
+import { changeAndWait, commandAndWait, lifeData } from './common.js';
+import { decide } from './decide.js';
 
 export async function createSandbox(k: Kernel, id: string, config: SandboxConfig): Promise<SandboxView> {
   const by = k.open('sandbox.create');
@@ -155,7 +156,7 @@ export async function updateSandbox(k: Kernel, id: string, request: ResizeReques
     s,
     'update',
     () => {
-      requireState(s, ['running'], 'update');
+      decide('sandbox.update', { sandbox: s }, 'update');
       const shape = vmShapeOf(s.context.config);
       const from = currentSize(shape, s.context.size);
       const to = planResize(shape, from, request);
@@ -185,7 +186,7 @@ export async function refreshNetwork(k: Kernel, id: string): Promise<SandboxView
           'id',
           `sandbox ${id} is not on a network namespace (config.network.mode netns)`,
         );
-      requireState(s, ['running'], 'networkRefresh');
+      decide('sandbox.networkRefresh', { sandbox: s }, 'networkRefresh');
       return { type: 'SandboxNetworkRefreshRequested', data: {}, correlationId: by };
     },
     () => s.context.netnsRefreshing !== undefined,
@@ -201,7 +202,7 @@ export async function vmUsage(k: Kernel, id: string): Promise<VmUsage | undefine
 
 export async function sandboxStats(k: Kernel, id: string): Promise<SandboxStats> {
   const s = k.sandbox(id);
-  requireAgent(s, 'stats');
+  decide('sandbox.stats', { sandbox: s }, 'stats');
   const containers: Record<string, ContainerStats> = {};
   const [vm] = await Promise.all([
     k.hypervisor.usage ? k.call(k.hypervisor.usage(id), 'vm usage') : undefined,
