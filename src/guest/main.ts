@@ -1,7 +1,7 @@
 // The guest agent's entry (bundled into /opt/sandboxd/agent.mjs): open the agent port from the env and serve forever.
 import pino from 'pino';
 import { openPortDevice } from './channel.js';
-import { defaultGuestPaths } from './containers.js';
+import { defaultGuestPaths } from './container-record.js';
 import { openOutputPortDevice } from './output-port.js';
 import { startGuestAgent } from './server.js';
 
