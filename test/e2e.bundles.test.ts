@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { mountsUnder, unmountAllUnder } from '../src/actors/index.js';
+import { unionCpuLists } from '../src/bundle/index.js';
+import { affinityOf, hostOnline } from '../src/hypervisor/index.js';
 import { busyboxPath } from '../src/image/index.js';
 import { execIn, openRealWorld, type RealWorld, stdoutOf, worldPaths } from './fixtures/hypervisor-world.js';
 import { qemuPidsUsing } from './support/vm.js';
@@ -68,6 +70,36 @@ describe('OCI bundles from other tools in a real sandbox', { timeout: 900_000 },
     assert.equal((await world.runtime.waitContainer(sb, 'runc')).exitCode, 0);
     assert.equal(await out, 'runc-ok\n0\n');
     await world.runtime.deleteContainer(sb, 'runc');
+  });
+
+  it("pins the VM to the bundle's cpuset on the host (the guest never sees host CPU ids), and unpins it at delete", {
+    timeout: VM_MS,
+  }, async () => {
+    const online = await hostOnline('cpu');
+    const last = online.split(/[-,]/).pop() as string;
+    const bundle = join(dir, 'cpuset');
+    await mkdir(bundle);
+    await run('runc', ['spec'], { cwd: bundle });
+    await busyboxRootfs(join(bundle, 'rootfs'));
+    const spec = JSON.parse(await readFile(join(bundle, 'config.json'), 'utf8'));
+    // The host's last CPU: a 1-vCPU guest has no such CPU, and crun there would refuse it as its cpuset.
+    spec.linux.resources = { ...spec.linux.resources, cpu: { cpus: last, mems: await hostOnline('node') } };
+    await writeFile(join(bundle, 'config.json'), JSON.stringify(spec));
+    const pid = world.runtime.getSandbox(sb).pid as number;
+    const affinity = async () => unionCpuLists([await affinityOf(pid)]);
+    await world.runtime.createContainer({
+      sandboxId: sb,
+      id: 'cpuset',
+      bundle,
+      process: { args: ['echo', 'ok'] },
+    });
+    assert.equal(await affinity(), last);
+    const out = stdoutOf(world, sb, 'cpuset', '');
+    await world.runtime.startContainer(sb, 'cpuset');
+    assert.equal((await world.runtime.waitContainer(sb, 'cpuset')).exitCode, 0);
+    assert.equal(await out, 'ok\n');
+    await world.runtime.deleteContainer(sb, 'cpuset');
+    assert.equal(await affinity(), unionCpuLists([online]), 'back on every CPU once no container asks');
   });
 
   it('runs a bundle made by `umoci unpack` of an image built offline, unchanged', {

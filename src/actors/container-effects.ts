@@ -208,7 +208,15 @@ export const containerEffectDefinitions: Readonly<Record<ContainerEffect, Effect
           const state = hookState(entity, bundle, 'stopped');
           await runHooks('poststop', bundle.translation.hostHooks.poststop, state, ctx);
         }
-        return [...outcome, { type: 'ContainerDeleted', data: {} }];
+        // Its cpuset leaves the sandbox's union: the VM is pinned to what the others ask (all CPUs when none).
+        const pinned =
+          entity.context.cpusetCpus && agentReachable(entity.sandbox)
+            ? await pinSandbox(ctx, entity, undefined).catch((err) => {
+                ctx.logger.warn({ err, sandboxId, containerId: entity.id }, 'unpinning the VM failed');
+                return undefined;
+              })
+            : undefined;
+        return [...outcome, { type: 'ContainerDeleted', data: pinned ? { vcpusPinnedTo: pinned } : {} }];
       },
     },
   };

@@ -313,7 +313,8 @@ const containerSchemas = {
   ContainerLost: z.object({ reason: z.string() }),
   ContainerOutputDropped: outputDropped,
   ContainerDeleteRequested: z.object({ force: z.boolean() }),
-  ContainerDeleted: empty,
+  /** vcpusPinnedTo: the host CPUs the VM was left pinned to, when this container's cpuset left the union. */
+  ContainerDeleted: z.object({ vcpusPinnedTo: z.string().optional() }),
   ContainerDeleteFailed: failed,
 } as const;
 
