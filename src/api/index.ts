@@ -36,4 +36,4 @@ export {
 export { type ApiTraffic, type MethodTraffic, type MetricsSources, renderMetrics } from './metrics.js';
 export { ID_PATTERN, idSchema } from './schemas.js';
 export { type ApiServer, type ApiServerOptions, createApiServer } from './server.js';
-export { socketIsLive } from './socket.js';
+export { refuseLiveSocket, socketIsLive } from './socket.js';

@@ -29,11 +29,8 @@ export function socketIsLive(path: string, timeoutMs = 1000): Promise<boolean> {
  * connection half-open capable and handed to `onConnection`. A stale socket file is replaced; one a live server
  * answers on is refused with StateDirInUse.
  */
-export async function listenOnSocket(
-  socketPath: string,
-  onConnection: (socket: Socket) => void,
-): Promise<Server> {
-  await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
+/** StateDirInUse when a running sandboxd answers on `socketPath` (a second daemon must not take it over). */
+export async function refuseLiveSocket(socketPath: string): Promise<void> {
   if (await socketIsLive(socketPath)) {
     throw new SandboxdError(
       'StateDirInUse',
@@ -42,6 +39,14 @@ export async function listenOnSocket(
       { socket: socketPath },
     );
   }
+}
+
+export async function listenOnSocket(
+  socketPath: string,
+  onConnection: (socket: Socket) => void,
+): Promise<Server> {
+  await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
+  await refuseLiveSocket(socketPath);
   await unlink(socketPath).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
   });

@@ -15,8 +15,8 @@ import {
   liveDaemonOf,
   type MetricsSources,
   recordDaemon,
+  refuseLiveSocket,
   renderMetrics,
-  socketIsLive,
 } from '../api/index.js';
 import { Internal, InvalidArgument, SandboxdError } from '../errors/index.js';
 import { createQemuHypervisor, type GuestImagePaths, type Hypervisor } from '../hypervisor/index.js';
@@ -185,14 +185,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { stateDir, socketPath } = options;
   // Refused before anything is created or opened: a second daemon leaves no dir, no empty log, and does not
   // make LevelDB rotate the live daemon's LOG (it renames LOG before it takes the lock).
-  if (await socketIsLive(socketPath)) {
-    throw new SandboxdError(
-      'StateDirInUse',
-      'UNAVAILABLE',
-      `socket ${socketPath} is served by a running sandboxd; stop it or choose another --socket`,
-      { socket: socketPath },
-    );
-  }
+  await refuseLiveSocket(socketPath);
   const holder = await liveDaemonOf(stateDir);
   if (holder) {
     throw new SandboxdError(
