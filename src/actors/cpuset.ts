@@ -7,10 +7,14 @@ import { hostOnline } from '../hypervisor/index.js';
 import type { EffectContext } from './effects.js';
 import type { ContainerActor } from './entity.js';
 
-/** The ids of `list` that the host does not have online. */
-async function offline(what: 'cpu' | 'node', list: string): Promise<number[]> {
-  const online = new Set(parseCpuList(await hostOnline(what), `/sys/devices/system/${what}/online`));
-  return parseCpuList(list, what).filter((id) => !online.has(id));
+/** The host's online ids of `what`, read once: their list as the kernel gives it and the ids `list` lacks. */
+async function againstOnline(
+  what: 'cpu' | 'node',
+  list: string,
+): Promise<{ online: string; missing: number[] }> {
+  const online = await hostOnline(what);
+  const ids = new Set(parseCpuList(online, `/sys/devices/system/${what}/online`));
+  return { online, missing: parseCpuList(list, what).filter((id) => !ids.has(id)) };
 }
 
 /**
@@ -22,27 +26,23 @@ export async function checkCpuset(
   mems: { readonly list?: string; readonly field: string },
 ): Promise<void> {
   if (cpus.list) {
-    const missing = await offline('cpu', cpus.list);
+    const { online, missing } = await againstOnline('cpu', cpus.list);
     if (missing.length > 0) {
-      throw new InvalidArgument(
-        cpus.field,
-        `CPU ${missing.join(',')} not online on the host (${await hostOnline('cpu')})`,
-      );
+      throw new InvalidArgument(cpus.field, `CPU ${missing.join(',')} not online on the host (${online})`);
     }
   }
   if (mems.list) {
-    const missing = await offline('node', mems.list);
-    const all = await hostOnline('node');
+    const { online, missing } = await againstOnline('node', mems.list);
     if (missing.length > 0) {
       throw new InvalidArgument(
         mems.field,
-        `memory node ${missing.join(',')} not online on the host (${all})`,
+        `memory node ${missing.join(',')} not online on the host (${online})`,
       );
     }
-    if (unionCpuLists([mems.list]) !== unionCpuLists([all])) {
+    if (unionCpuLists([mems.list]) !== unionCpuLists([online])) {
       throw new InvalidArgument(
         mems.field,
-        `only every online node (${all}) can be taken: a sandbox's vCPUs are pinned, its memory is not bound`,
+        `only every online node (${online}) can be taken: a sandbox's vCPUs are pinned, its memory is not bound`,
       );
     }
   }
